@@ -1,0 +1,1 @@
+"""Command-line face of genaiops (Typer). One module per capability; no business logic."""

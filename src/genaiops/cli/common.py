@@ -1,0 +1,53 @@
+"""Shared CLI plumbing: settings from --config, and domain errors as one line + exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from genaiops.config import Settings, load_settings
+from genaiops.errors import ConfigError, GenaiopsError, InvalidRequest, ModelNotFound
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Path to genaiops.toml.", show_default=False),
+]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def exit_code(exc: GenaiopsError) -> int:
+    return (
+        EXIT_USAGE if isinstance(exc, ConfigError | InvalidRequest | ModelNotFound) else EXIT_ERROR
+    )
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    try:
+        yield
+    except GenaiopsError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exit_code(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return load_settings(config, **clean)
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+Writer = Callable[[str], None]

@@ -1,0 +1,39 @@
+"""genaiops command line: serve, models, chat, generate."""
+
+from __future__ import annotations
+
+import typer
+
+from genaiops import __version__
+from genaiops.cli import inference, models, serve
+
+app = typer.Typer(
+    name="genaiops",
+    help="Self-hosted Gen AI Ops: an OpenAI-compatible gateway over local and remote models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(models.app, name="models")
+app.command("chat")(inference.chat)
+app.command("generate")(inference.generate)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """genaiops."""
+
+
+def main() -> None:
+    app()

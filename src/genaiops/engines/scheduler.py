@@ -1,0 +1,177 @@
+"""Per-model scheduler: a bounded asyncio queue in front of each engine.
+
+Admission is synchronous: a request either gets a place (one of ``max_concurrency``
+running slots or ``max_queue`` waiting places) or is refused at once with Overloaded, which
+the server turns into 429 + Retry-After, instead of piling up work the model can never
+finish. Workers (as many as the engine runs at once, one for llama.cpp) take jobs in
+order. Every job carries a CancelToken and a deadline: a client that goes away or runs out
+of time cancels its job, which is skipped if still queued and stops within one token if
+running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from genaiops.engines.base import (
+    CancelToken,
+    Engine,
+    Finished,
+    GenerationEvent,
+    PreparedRequest,
+)
+from genaiops.errors import GenerationTimeout, Overloaded
+
+_END = object()
+
+
+@dataclass
+class _Job:
+    prepared: PreparedRequest
+    deadline: float
+    cancel: CancelToken = field(default_factory=CancelToken)
+    events: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+
+
+@dataclass
+class SchedulerStats:
+    running: int = 0
+    queued: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    generated_tokens: int = 0
+
+
+class Ticket:
+    """A client's handle on one admitted job: iterate for events, close to cancel."""
+
+    def __init__(self, job: _Job, scheduler: Scheduler):
+        self._job = job
+        self._scheduler = scheduler
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[GenerationEvent]:
+        job = self._job
+        while not self._done:
+            remaining = job.deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                item = await asyncio.wait_for(job.events.get(), remaining)
+            except TimeoutError:
+                self._scheduler.stats.timed_out += 1
+                await self.aclose()
+                raise GenerationTimeout(
+                    f"request to '{self._scheduler.engine.name}' did not finish within "
+                    f"{self._scheduler.timeout_s:g} s"
+                ) from None
+            if item is _END:
+                self._done = True
+                return
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            yield item  # type: ignore[misc]
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._job.cancel.cancel()
+
+    @property
+    def cancel_token(self) -> CancelToken:
+        return self._job.cancel
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, *, max_queue: int, timeout_s: float, retry_after_s: int):
+        self.engine = engine
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self.stats = SchedulerStats()
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._admitted = 0
+        self._workers: list[asyncio.Task[None]] = []
+
+    @property
+    def capacity(self) -> int:
+        return self.engine.max_concurrency + self.max_queue
+
+    def start(self) -> None:
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._worker(), name=f"scheduler-{self.engine.name}-{i}")
+                for i in range(self.engine.max_concurrency)
+            ]
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+
+    def submit(self, prepared: PreparedRequest) -> Ticket:
+        """Admit a request or raise Overloaded; never waits."""
+        if self._admitted >= self.capacity:
+            self.stats.rejected += 1
+            raise Overloaded(
+                f"model '{self.engine.name}' is at capacity "
+                f"({self.engine.max_concurrency} running, {self.max_queue} queued); retry later",
+                retry_after=self.retry_after_s,
+            )
+        self._admitted += 1
+        self.stats.queued += 1
+        job = _Job(prepared, deadline=time.monotonic() + self.timeout_s)
+        self._queue.put_nowait(job)
+        return Ticket(job, self)
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self.stats.queued -= 1
+            try:
+                if job.cancel.cancelled:
+                    self.stats.cancelled += 1
+                    continue
+                self.stats.running += 1
+                try:
+                    await self._run(job)
+                finally:
+                    self.stats.running -= 1
+            finally:
+                self._admitted -= 1
+                job.events.put_nowait(_END)
+
+    async def _run(self, job: _Job) -> None:
+        generator = self.engine.generate(job.prepared, job.cancel)
+        try:
+            async with contextlib.aclosing(generator):  # type: ignore[type-var]
+                async for event in generator:
+                    if isinstance(event, Finished):
+                        self.stats.generated_tokens += event.completion_tokens
+                        if event.reason == "cancelled":
+                            self.stats.cancelled += 1
+                        else:
+                            self.stats.completed += 1
+                    job.events.put_nowait(event)
+                    if job.cancel.cancelled:
+                        self.stats.cancelled += 1
+                        return
+        except asyncio.CancelledError:
+            job.cancel.cancel()
+            raise
+        except Exception as exc:  # handed to the waiting client, who maps it to a status
+            self.stats.failed += 1
+            job.events.put_nowait(exc)

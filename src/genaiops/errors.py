@@ -1,0 +1,119 @@
+"""Domain exceptions. No HTTP here: server/errors.py maps each kind to a status and the
+OpenAI error shape, and the CLI turns them into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class GenaiopsError(Exception):
+    """Base class. ``kind`` names the error family; ``code`` is a stable machine code."""
+
+    kind = "internal"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(GenaiopsError):
+    kind = "config"
+    code = "invalid_config"
+
+
+class InvalidRequest(GenaiopsError):
+    kind = "invalid_request"
+    code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+    def __init__(self, *, prompt_tokens: int, max_tokens: int | None, context_length: int):
+        if max_tokens is None:
+            message = (
+                f"This model's maximum context length is {context_length} tokens. However, "
+                f"your prompt has {prompt_tokens} tokens, which leaves no room for a completion."
+            )
+        else:
+            message = (
+                f"This model's maximum context length is {context_length} tokens. However, you "
+                f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, "
+                f"{max_tokens} for the completion). Reduce the prompt or max_tokens."
+            )
+        super().__init__(message, param="messages")
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+
+class ModelNotFound(GenaiopsError):
+    kind = "not_found"
+    code = "model_not_found"
+
+    def __init__(self, model: str, available: list[str]):
+        shown = ", ".join(available) if available else "none"
+        super().__init__(
+            f"The model '{model}' does not exist. Available models: {shown}.", param="model"
+        )
+
+
+class NotFound(GenaiopsError):
+    kind = "not_found"
+    code = "not_found"
+
+
+class PayloadTooLarge(GenaiopsError):
+    kind = "too_large"
+    code = "payload_too_large"
+
+
+class Overloaded(GenaiopsError):
+    """The model's queue is full; the client should retry after ``retry_after`` seconds."""
+
+    kind = "overloaded"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelNotReady(GenaiopsError):
+    kind = "unavailable"
+    code = "model_not_ready"
+
+
+class UpstreamError(GenaiopsError):
+    """A remote model failed (connection refused, 5xx, malformed answer)."""
+
+    kind = "upstream"
+    code = "upstream_error"
+
+
+class UpstreamHTTPError(GenaiopsError):
+    """A remote model answered with a client error, passed through with its status."""
+
+    kind = "upstream_status"
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        self.error_type = error_type
+
+
+class GenerationTimeout(GenaiopsError):
+    kind = "timeout"
+    code = "timeout"

@@ -1,0 +1,2 @@
+"""Gateway: the request pipeline (pipeline.py) and the model catalog it routes over
+(service.py)."""

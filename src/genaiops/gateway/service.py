@@ -1,0 +1,134 @@
+"""The gateway service: the catalog of loaded models, each with its engine and scheduler.
+
+Built once by the server's lifespan (or the CLI) from Settings. Models load in the
+background so the process answers /healthz at once and /readyz once they are usable; a
+model that fails to load is reported, not fatal, so one bad catalog entry does not take
+the others down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from genaiops.config import ModelConfig, Settings
+from genaiops.engines.base import Engine, GenerationRequest, ModelInfo, create_engine
+from genaiops.engines.scheduler import Scheduler
+from genaiops.errors import ModelNotFound, ModelNotReady
+from genaiops.gateway import pipeline
+from genaiops.gateway.pipeline import GenerationStream
+
+log = logging.getLogger("genaiops.gateway")
+
+
+@dataclass
+class ModelHandle:
+    config: ModelConfig
+    engine: Engine
+    scheduler: Scheduler
+    load_task: asyncio.Task[None] | None = field(default=None)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, only: list[str] | None = None):
+        """Build engines for the catalog, or for the ``only`` names (the CLI loads one)."""
+        self.settings = settings
+        self._models: dict[str, ModelHandle] = {}
+        catalog = settings.catalog()
+        if only is not None:
+            known = [c.name for c in catalog]
+            for name in only:
+                if name not in known:
+                    raise ModelNotFound(name, known)
+            catalog = [c for c in catalog if c.name in only]
+        for config in catalog:
+            engine = create_engine(config, settings)
+            scheduler = Scheduler(
+                engine,
+                max_queue=(
+                    config.max_queue
+                    if config.max_queue is not None
+                    else settings.scheduler.max_queue
+                ),
+                timeout_s=config.timeout_s or settings.scheduler.timeout_s,
+                retry_after_s=settings.scheduler.retry_after_s,
+            )
+            self._models[config.name] = ModelHandle(config, engine, scheduler)
+
+    async def start(self) -> None:
+        """Start schedulers and begin loading every model; returns without waiting."""
+        for handle in self._models.values():
+            handle.scheduler.start()
+            handle.load_task = asyncio.create_task(
+                self._load(handle), name=f"load-{handle.config.name}"
+            )
+
+    async def _load(self, handle: ModelHandle) -> None:
+        try:
+            await handle.engine.start()
+            log.info("model ready", extra={"model": handle.config.name})
+        except Exception as exc:
+            log.error("model %s failed to load: %s", handle.config.name, exc)
+
+    async def wait_ready(self, names: list[str] | None = None) -> None:
+        """Wait for the named models (all by default) to finish loading; raise if any failed."""
+        handles = [self._models[n] for n in names] if names else list(self._models.values())
+        tasks = [h.load_task for h in handles if h.load_task is not None]
+        if tasks:
+            await asyncio.gather(*tasks)
+        failed = [h.config.name for h in handles if not h.engine.ready]
+        if failed:
+            states = "; ".join(f"{n}: {self._models[n].engine.state}" for n in failed)
+            raise ModelNotReady(f"models failed to load: {states}")
+
+    async def close(self) -> None:
+        for handle in self._models.values():
+            if handle.load_task is not None and not handle.load_task.done():
+                handle.load_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await handle.load_task
+            await handle.scheduler.close()
+            await handle.engine.close()
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def models(self) -> list[ModelInfo]:
+        return [h.engine.info() for h in self._models.values()]
+
+    def resolve(self, name: str | None) -> ModelHandle:
+        key = name or self.settings.default_model
+        handle = self._models.get(key)
+        if handle is None:
+            raise ModelNotFound(key, self.names())
+        return handle
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, handle in self._models.items():
+            stats = handle.scheduler.stats
+            out[name] = {
+                "state": handle.engine.state,
+                "engine": handle.config.engine,
+                "running": stats.running,
+                "queued": stats.queued,
+                "capacity": handle.scheduler.capacity,
+                "completed": stats.completed,
+                "cancelled": stats.cancelled,
+                "rejected": stats.rejected,
+                "timed_out": stats.timed_out,
+                "failed": stats.failed,
+                "generated_tokens": stats.generated_tokens,
+            }
+        return out
+
+    def ready(self) -> bool:
+        return all(h.engine.ready for h in self._models.values())
+
+    async def generate(self, request: GenerationRequest) -> GenerationStream:
+        return await pipeline.run(self, request)

@@ -1,0 +1,133 @@
+"""The one place where failures become HTTP responses in the OpenAI error shape:
+
+    {"error": {"message": str, "type": str, "param": str | null, "code": str | null}}
+
+Domain errors, request-validation errors (400, not FastAPI's 422 layout), Starlette HTTP
+errors (unknown route, wrong method, unparsable body) and anything unexpected (500, with
+no internals leaked) all pass through here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genaiops.errors import (
+    ConfigError,
+    GenaiopsError,
+    GenerationTimeout,
+    InvalidRequest,
+    ModelNotFound,
+    ModelNotReady,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamHTTPError,
+)
+
+log = logging.getLogger("genaiops.server")
+
+_STATUS: list[tuple[type[GenaiopsError], int, str]] = [
+    (InvalidRequest, 400, "invalid_request_error"),
+    (ModelNotFound, 404, "invalid_request_error"),
+    (NotFound, 404, "invalid_request_error"),
+    (PayloadTooLarge, 413, "invalid_request_error"),
+    (Overloaded, 429, "rate_limit_error"),
+    (ModelNotReady, 503, "server_error"),
+    (UpstreamError, 502, "upstream_error"),
+    (GenerationTimeout, 504, "timeout_error"),
+    (ConfigError, 500, "server_error"),
+]
+
+
+def error_payload(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def status_for(exc: GenaiopsError) -> tuple[int, str]:
+    if isinstance(exc, UpstreamHTTPError):
+        return exc.status, exc.error_type or "invalid_request_error"
+    for cls, status, type_ in _STATUS:
+        if isinstance(exc, cls):
+            return status, type_
+    return 500, "server_error"
+
+
+def error_response(exc: GenaiopsError) -> JSONResponse:
+    status, type_ = status_for(exc)
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, ModelNotReady):
+        headers["Retry-After"] = "5"
+    return JSONResponse(
+        error_payload(exc.message, type_, exc.param, exc.code), status_code=status, headers=headers
+    )
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "Invalid request body.", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    # Union members add their type name to the location; drop those for a readable path.
+    loc = [p for p in loc if not p.startswith(("str", "list[", "function-", "int", "dict"))]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON: " + str(first.get("msg", "")), None
+    where = f" at '{param}'" if param else ""
+    extra = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return f"Invalid request{where}: {first.get('msg')}{extra}", param
+
+
+_HTTP_CODES = {
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "payload_too_large"),
+}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(GenaiopsError)
+    async def _domain(_: Request, exc: GenaiopsError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return JSONResponse(
+            error_payload(message, "invalid_request_error", param, "invalid_request"),
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_, code = _HTTP_CODES.get(exc.status_code, ("invalid_request_error", None))
+        if exc.status_code >= 500:
+            type_ = "server_error"
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "The request body could not be parsed (it must be UTF-8 encoded JSON)."
+            code = "invalid_request"
+        return JSONResponse(
+            error_payload(message, type_, None, code),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_payload("The server had an error while processing the request.", "server_error"),
+            status_code=500,
+        )

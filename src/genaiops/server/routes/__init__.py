@@ -1,0 +1,1 @@
+"""HTTP routers: each translates wire schemas to service calls and back, nothing more."""

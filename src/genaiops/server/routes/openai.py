@@ -1,0 +1,240 @@
+"""OpenAI-compatible endpoints: /v1/models, /v1/chat/completions, /v1/completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from genaiops.engines.base import (
+    ChatMessage,
+    Finished,
+    GenerationRequest,
+    ResponseFormat,
+    SamplingParams,
+    TextDelta,
+)
+from genaiops.errors import GenaiopsError, InvalidRequest
+from genaiops.gateway.pipeline import GenerationStream, new_request_id
+from genaiops.server.deps import GatewayDep
+from genaiops.server.errors import error_payload, status_for
+from genaiops.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    SamplingIn,
+)
+from genaiops.server.streaming import ClientDisconnected, SSEResponse, sse, until_disconnect
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 429, 502, 503, 504)
+}
+# Fields the wire schema declares but that are not sampling parameters.
+_NOT_EXTRA = {"ignore_eos"}
+
+
+def _params(body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat) -> SamplingParams:
+    if body.n not in (None, 1):
+        raise InvalidRequest("only n=1 is supported", param="n")
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=body.stops(),
+        seed=body.seed,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        ignore_eos=body.ignore_eos,
+        response_format=fmt,
+    )
+
+
+def _extra(body: SamplingIn) -> dict[str, Any]:
+    return {k: v for k, v in (body.model_extra or {}).items() if k not in _NOT_EXTRA}
+
+
+def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
+    fmt = ResponseFormat()
+    if body.response_format is not None:
+        kind = body.response_format.type
+        if kind == "json_schema":
+            spec = body.response_format.json_schema
+            if spec is None:
+                raise InvalidRequest(
+                    "response_format of type json_schema needs a 'json_schema' object",
+                    param="response_format.json_schema",
+                )
+            fmt = ResponseFormat("json_schema", spec.schema_, spec.name)
+        else:
+            fmt = ResponseFormat(kind)
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    messages = [ChatMessage(m.role, m.text(), m.name) for m in body.messages]
+    return GenerationRequest(
+        request_id=new_request_id("chatcmpl"),
+        model=body.model,
+        params=_params(body, max_tokens, fmt),
+        messages=messages,
+        stream=bool(body.stream),
+        extra=_extra(body),
+    )
+
+
+def completion_request(body: CompletionRequest) -> GenerationRequest:
+    if body.echo or body.suffix or (body.best_of not in (None, 1)) or body.logprobs:
+        raise InvalidRequest("echo, suffix, best_of and logprobs are not supported", param="echo")
+    return GenerationRequest(
+        request_id=new_request_id("cmpl"),
+        model=body.model,
+        params=_params(body, body.max_tokens, ResponseFormat()),
+        prompt=body.text(),
+        stream=bool(body.stream),
+        extra=_extra(body),
+    )
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _reason(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+async def _events_to_sse(
+    stream: GenerationStream, chat: bool, include_usage: bool
+) -> AsyncIterator[bytes]:
+    req = stream.request
+    head: dict[str, Any] = {
+        "id": req.request_id,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": stream.created,
+        "model": stream.model,
+    }
+    if include_usage:
+        head["usage"] = None
+
+    def chunk(content: str | None, finish: str | None, role: bool = False) -> bytes:
+        if chat:
+            delta: dict[str, Any] = {}
+            if role:
+                delta["role"] = "assistant"
+            if content is not None:
+                delta["content"] = content
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
+        return sse(head | {"choices": [choice]})
+
+    try:
+        if chat:
+            yield chunk("", None, role=True)
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                yield chunk(event.text, None)
+            elif isinstance(event, Finished):
+                yield chunk(None if chat else "", _reason(event.reason))
+                if include_usage:
+                    usage = _usage(event.prompt_tokens, event.completion_tokens)
+                    yield sse(head | {"choices": [], "usage": usage})
+    except GenaiopsError as exc:
+        # Headers are gone; report the failure in-band as OpenAI-compatible servers do.
+        _, type_ = status_for(exc)
+        yield sse(error_payload(exc.message, type_, exc.param, exc.code))
+    finally:
+        await stream.aclose()
+    yield sse("[DONE]")
+
+
+def _include_usage(body: SamplingIn) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(gateway: GatewayDep) -> ModelList:
+    return ModelList(data=[_card(info) for info in gateway.models()])
+
+
+@router.get("/models/{model:path}", response_model=ModelCard, responses=ERRORS)
+async def get_model(model: str, gateway: GatewayDep) -> ModelCard:
+    return _card(gateway.resolve(model).engine.info())
+
+
+def _card(info: Any) -> ModelCard:
+    return ModelCard(
+        id=info.name,
+        created=0,
+        owned_by=info.owned_by,
+        context_length=info.context_length,
+        capabilities={"chat": info.supports_chat, "completion": True},
+        description=info.description,
+    )
+
+
+@router.post("/chat/completions", responses=ERRORS)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, gateway: GatewayDep
+) -> Response:
+    gen = chat_request(body)
+    stream = await gateway.generate(gen)
+    if gen.stream:
+        return SSEResponse(_events_to_sse(stream, True, _include_usage(body)))
+    try:
+        done = await until_disconnect(request, stream.collect())
+    except ClientDisconnected:
+        return Response(status_code=499)
+    return JSONResponse(
+        {
+            "id": gen.request_id,
+            "object": "chat.completion",
+            "created": stream.created,
+            "model": stream.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": done.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": _reason(done.finish_reason),
+                }
+            ],
+            "usage": _usage(done.prompt_tokens, done.completion_tokens),
+        }
+    )
+
+
+@router.post("/completions", responses=ERRORS)
+async def completions(body: CompletionRequest, request: Request, gateway: GatewayDep) -> Response:
+    gen = completion_request(body)
+    stream = await gateway.generate(gen)
+    if gen.stream:
+        return SSEResponse(_events_to_sse(stream, False, _include_usage(body)))
+    try:
+        done = await until_disconnect(request, stream.collect())
+    except ClientDisconnected:
+        return Response(status_code=499)
+    return JSONResponse(
+        {
+            "id": gen.request_id,
+            "object": "text_completion",
+            "created": stream.created,
+            "model": stream.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": done.text,
+                    "logprobs": None,
+                    "finish_reason": _reason(done.finish_reason),
+                }
+            ],
+            "usage": _usage(done.prompt_tokens, done.completion_tokens),
+        }
+    )
