@@ -322,7 +322,8 @@ class LlamaCppEngine:
         finally:
             generator.close()
         if not stop_hit and reason != "cancelled":
-            tail = stops.flush() + decoder.decode(b"", final=True)
+            # Bytes of a character cut off by max_tokens are dropped, not shown as U+FFFD.
+            tail = stops.flush()
             if tail:
                 emit(TextDelta(tail))
         emit(Finished(reason, prepared.prompt_tokens or 0, produced))  # type: ignore[arg-type]

@@ -156,22 +156,24 @@ class Scheduler:
 
     async def _run(self, job: _Job) -> None:
         generator = self.engine.generate(job.prepared, job.cancel)
+        finished: Finished | None = None
         try:
             async with contextlib.aclosing(generator):  # type: ignore[type-var]
                 async for event in generator:
                     if isinstance(event, Finished):
+                        finished = event
                         self.stats.generated_tokens += event.completion_tokens
-                        if event.reason == "cancelled":
-                            self.stats.cancelled += 1
-                        else:
-                            self.stats.completed += 1
                     job.events.put_nowait(event)
                     if job.cancel.cancelled:
-                        self.stats.cancelled += 1
-                        return
+                        break
         except asyncio.CancelledError:
             job.cancel.cancel()
             raise
         except Exception as exc:  # handed to the waiting client, who maps it to a status
             self.stats.failed += 1
             job.events.put_nowait(exc)
+            return
+        if finished is not None and finished.reason != "cancelled":
+            self.stats.completed += 1
+        else:
+            self.stats.cancelled += 1

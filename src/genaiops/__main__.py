@@ -1,0 +1,3 @@
+from genaiops.cli.main import main
+
+main()

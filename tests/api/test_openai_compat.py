@@ -1,0 +1,242 @@
+"""The OpenAI-compatible API through the official openai client, against a real server
+running the bundled models."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from tests.conftest import Server
+
+pytestmark = pytest.mark.integration
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+def ask(client: openai.OpenAI, text: str, **kw: object) -> object:
+    return client.chat.completions.create(
+        model=kw.pop("model", MODEL),  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": text}],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_models_list_shows_catalog(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {MODEL, "gemma3-270m", "local-gguf", "upstream-chat"} <= ids
+    assert client.models.retrieve("gemma3-270m").id == "gemma3-270m"
+
+
+def test_chat_completion_has_text_usage_and_ids(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Name another colour."},
+        ],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert r.id.startswith("chatcmpl-")
+    assert r.object == "chat.completion"
+    assert r.model == MODEL
+    assert r.created > 0
+    choice = r.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert r.usage is not None
+    assert r.usage.prompt_tokens > 20  # system + three turns
+    assert 0 < r.usage.completion_tokens <= 24
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_max_tokens_gives_length_finish(client: openai.OpenAI) -> None:
+    r = ask(client, "Write a long story about a dragon.", max_completion_tokens=5,
+            temperature=0.0)
+    assert r.choices[0].finish_reason == "length"  # type: ignore[attr-defined]
+    assert r.usage.completion_tokens == 5  # type: ignore[attr-defined]
+
+
+def test_seed_makes_sampling_reproducible(client: openai.OpenAI) -> None:
+    a = ask(client, "Invent a name for a cat.", temperature=1.0, seed=1234, max_tokens=24)
+    b = ask(client, "Invent a name for a cat.", temperature=1.0, seed=1234, max_tokens=24)
+    texts = {
+        ask(client, "Invent a name for a cat.", temperature=1.0, seed=s, max_tokens=24)
+        .choices[0].message.content  # type: ignore[attr-defined]
+        for s in (1, 2, 3)
+    }
+    assert a.choices[0].message.content == b.choices[0].message.content  # type: ignore[attr-defined]
+    assert len(texts) > 1  # different seeds explore different samples
+
+
+def test_stop_sequence_truncates_before_it(client: openai.OpenAI) -> None:
+    prompt = "List the days of the week, separated by commas."
+    full = ask(client, prompt, temperature=0, max_tokens=40).choices[0].message.content  # type: ignore[attr-defined]
+    words = full.split()
+    assert len(words) > 3, full
+    stop = words[2]
+    cut = ask(client, prompt, temperature=0, max_tokens=40, stop=[stop])
+    text = cut.choices[0].message.content  # type: ignore[attr-defined]
+    assert text == full[: full.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"  # type: ignore[attr-defined]
+
+
+def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> None:
+    prompt = "Give me three tips for learning Spanish."
+    whole = ask(client, prompt, temperature=0, max_tokens=40)
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": prompt}],
+            temperature=0,
+            max_tokens=40,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content  # type: ignore[attr-defined]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [whole.choices[0].finish_reason]  # type: ignore[attr-defined]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[attr-defined]
+    assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens  # type: ignore[attr-defined]
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_completions_plain_and_streamed(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="gemma3-270m", prompt="La capital de Brasil es",
+                                  max_tokens=12, temperature=0)
+    assert r.object == "text_completion"
+    assert r.choices[0].text
+    assert r.usage is not None and r.usage.completion_tokens <= 12
+    streamed = client.completions.create(model="gemma3-270m", prompt="La capital de Brasil es",
+                                         max_tokens=12, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == r.choices[0].text
+
+
+def test_json_object_mode_returns_json(client: openai.OpenAI) -> None:
+    r = ask(client, "Describe a book as JSON with a title and an author.",
+            response_format={"type": "json_object"}, temperature=0, max_tokens=120)
+    value = json.loads(r.choices[0].message.content)  # type: ignore[attr-defined]
+    assert isinstance(value, dict | list)
+
+
+def test_json_schema_output_validates(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 40},
+            "population": {"type": "integer"},
+            "coastal": {"type": "boolean"},
+        },
+        "required": ["city", "population", "coastal"],
+        "additionalProperties": False,
+    }
+    r = ask(client, "Give me facts about Lisbon.", temperature=0, max_tokens=200,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "city", "schema": schema, "strict": True}})
+    value = json.loads(r.choices[0].message.content)  # type: ignore[attr-defined]
+    jsonschema.validate(value, schema)
+
+
+def test_base_model_refuses_chat_but_completes(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "Hola", model="gemma3-270m")
+    assert "chat template" in str(err.value)
+    assert err.value.code == "chat_not_supported"
+
+
+def test_local_gguf_path_with_template_override(client: openai.OpenAI) -> None:
+    r = ask(client, "Say hi", model="local-gguf", max_tokens=8, temperature=0)
+    assert r.choices[0].message.content  # type: ignore[attr-defined]
+
+
+def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: Server) -> None:
+    direct = openai.OpenAI(base_url=upstream.base_url, api_key="x", max_retries=0)
+    kw = {"temperature": 0, "max_tokens": 20}
+    mine = ask(client, "What is a llama?", model="upstream-chat", **kw)
+    theirs = ask(direct, "What is a llama?", **kw)
+    assert mine.model == "upstream-chat"  # type: ignore[attr-defined]
+    assert mine.choices[0].message.content == theirs.choices[0].message.content  # type: ignore[attr-defined]
+    assert mine.usage.prompt_tokens == theirs.usage.prompt_tokens  # type: ignore[attr-defined]
+    assert mine.usage.completion_tokens == theirs.usage.completion_tokens  # type: ignore[attr-defined]
+    streamed = client.chat.completions.create(
+        model="upstream-chat", messages=[{"role": "user", "content": "What is a llama?"}],
+        stream=True, stream_options={"include_usage": True}, **kw,  # type: ignore[arg-type]
+    )
+    chunks = list(streamed)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        theirs.choices[0].message.content  # type: ignore[attr-defined]
+    assert chunks[-1].usage.completion_tokens == theirs.usage.completion_tokens  # type: ignore[union-attr,attr-defined]
+
+
+def test_remote_upstream_errors_pass_through(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "hello " * 9000, model="upstream-chat")
+    assert err.value.code == "context_length_exceeded"
+
+
+def test_two_clients_streaming_at_once(client: openai.OpenAI) -> None:
+    prompts = ["Tell me about the sea.", "Tell me about mountains."]
+    expected = [ask(client, p, temperature=0, max_tokens=30).choices[0].message.content  # type: ignore[attr-defined]
+                for p in prompts]
+    results: dict[int, str] = {}
+
+    def stream(i: int) -> None:
+        parts = []
+        for c in client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": prompts[i]}],
+            temperature=0, max_tokens=30, stream=True,
+        ):
+            parts.append(c.choices[0].delta.content or "")
+        results[i] = "".join(parts)
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [results[0], results[1]] == expected
+
+
+def test_generate_endpoint(server: Server) -> None:
+    r = httpx.post(server.url + "/generate", json={"prompt": "Write one word.", "max_tokens": 8},
+                   timeout=60)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["text"]
+    assert body["model"] == MODEL
+    usage = body["usage"]
+    assert usage["completion_tokens"] <= 8
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    base = httpx.post(server.url + "/generate",
+                      json={"prompt": "O Brasil é", "model": "gemma3-270m", "max_tokens": 6},
+                      timeout=60).json()
+    # A base model is driven as a plain completion: the prompt is only the user's text.
+    assert base["usage"]["prompt_tokens"] < 10
+
+
+def test_health_ready_and_docs(server: Server) -> None:
+    assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
+    ready = httpx.get(server.url + "/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["models"][MODEL]["state"] == "ready"
+    assert httpx.get(server.url + "/docs").status_code == 200
+    spec = httpx.get(server.url + "/openapi.json").json()
+    assert "/v1/chat/completions" in spec["paths"]
+    assert "/generate" in spec["paths"]
