@@ -38,8 +38,9 @@ def chat(text: str = "hi", **kw: object) -> dict[str, object]:
 
 
 def test_unknown_model_is_404(server: Server) -> None:
-    error = assert_error(post(server, "/v1/chat/completions", json=chat(model="nope")), 404,
-                         "model_not_found")
+    error = assert_error(
+        post(server, "/v1/chat/completions", json=chat(model="nope")), 404, "model_not_found"
+    )
     assert error["param"] == "model"
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
     with pytest.raises(openai.NotFoundError):
@@ -74,30 +75,51 @@ def test_invalid_bodies_are_400(server: Server, body: dict[str, object], param: 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{bad json", b"", b"[]", b"null", b'{"model": 1e999999}', b"\xff\xfe\x00garbage",
-     b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "\xff"}]}',
-     b"[" * 100000],
+    [
+        b"{bad json",
+        b"",
+        b"[]",
+        b"null",
+        b'{"model": 1e999999}',
+        b"\xff\xfe\x00garbage",
+        b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "\xff"}]}',
+        b"[" * 100000,
+    ],
 )
 def test_malformed_payloads_are_400(server: Server, raw: bytes) -> None:
-    r = post(server, "/v1/chat/completions", content=raw,
-             headers={"content-type": "application/json"})
+    r = post(
+        server, "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
     assert_error(r, 400)
 
 
 def test_huge_max_tokens_and_long_prompt_are_context_errors(server: Server) -> None:
-    error = assert_error(post(server, "/v1/chat/completions", json=chat(max_tokens=10**30)),
-                         400, "context_length_exceeded")
+    error = assert_error(
+        post(server, "/v1/chat/completions", json=chat(max_tokens=10**30)),
+        400,
+        "context_length_exceeded",
+    )
     assert "8192" in str(error["message"])
     long_prompt = "palabra " * 3000  # local-gguf has a 512-token window
     error = assert_error(
-        post(server, "/v1/chat/completions",
-             json={"model": "local-gguf", "messages": [{"role": "user", "content": long_prompt}]}),
-        400, "context_length_exceeded")
+        post(
+            server,
+            "/v1/chat/completions",
+            json={"model": "local-gguf", "messages": [{"role": "user", "content": long_prompt}]},
+        ),
+        400,
+        "context_length_exceeded",
+    )
     assert "512" in str(error["message"])
     error = assert_error(
-        post(server, "/v1/completions",
-             json={"model": "local-gguf", "prompt": "hola", "max_tokens": 600}),
-        400, "context_length_exceeded")
+        post(
+            server,
+            "/v1/completions",
+            json={"model": "local-gguf", "prompt": "hola", "max_tokens": 600},
+        ),
+        400,
+        "context_length_exceeded",
+    )
     assert "600" in str(error["message"])
 
 
@@ -111,15 +133,24 @@ def test_oversize_body_is_413(server: Server) -> None:
             yield b"y" * 65536
         yield b'"}]}'
 
-    r = post(server, "/v1/chat/completions", content=chunks(),
-             headers={"content-type": "application/json"})
+    r = post(
+        server,
+        "/v1/chat/completions",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
     assert_error(r, 413)
 
 
 def test_queue_full_is_429_with_retry_after(server: Server) -> None:
     """smollm2-tight runs one request and queues one; a third is refused at once."""
-    body = {"model": "smollm2-tight", "prompt": "Count:", "max_tokens": 300, "ignore_eos": True,
-            "stream": True}
+    body = {
+        "model": "smollm2-tight",
+        "prompt": "Count:",
+        "max_tokens": 300,
+        "ignore_eos": True,
+        "stream": True,
+    }
     started = threading.Barrier(2, timeout=60)
     results: list[int] = []
 
@@ -137,9 +168,13 @@ def test_queue_full_is_429_with_retry_after(server: Server) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     # The second request waits in the queue; its response headers come once it starts.
-    queued = threading.Thread(target=lambda: results.append(
-        post(server, "/v1/completions", json=body | {"stream": False, "max_tokens": 5})
-        .status_code))
+    queued = threading.Thread(
+        target=lambda: results.append(
+            post(
+                server, "/v1/completions", json=body | {"stream": False, "max_tokens": 5}
+            ).status_code
+        )
+    )
     queued.start()
     while httpx.get(server.url + "/readyz").json()["models"]["smollm2-tight"]["queued"] < 1:
         assert time.monotonic() < deadline
@@ -155,9 +190,11 @@ def test_queue_full_is_429_with_retry_after(server: Server) -> None:
 
 
 def test_timeout_is_504(server: Server) -> None:
-    r = post(server, "/v1/completions",
-             json={"model": "smollm2-slow", "prompt": "Once", "max_tokens": 1500,
-                   "ignore_eos": True})
+    r = post(
+        server,
+        "/v1/completions",
+        json={"model": "smollm2-slow", "prompt": "Once", "max_tokens": 1500, "ignore_eos": True},
+    )
     assert_error(r, 504, "timeout")
     # The timed-out generation was cancelled, so the model is free again.
     deadline = time.monotonic() + 5
@@ -167,8 +204,11 @@ def test_timeout_is_504(server: Server) -> None:
 
 
 def test_dead_upstream_is_502(server: Server) -> None:
-    error = assert_error(post(server, "/v1/chat/completions", json=chat(model="dead-upstream")),
-                         502, "upstream_error")
+    error = assert_error(
+        post(server, "/v1/chat/completions", json=chat(model="dead-upstream")),
+        502,
+        "upstream_error",
+    )
     assert error["type"] == "upstream_error"
     r = post(server, "/v1/chat/completions", json=chat(model="dead-upstream", stream=True))
     assert_error(r, 502)
@@ -184,8 +224,13 @@ def test_disconnect_mid_stream_stops_generation(server: Server) -> None:
         return httpx.get(server.url + "/readyz").json()["models"][MODEL]  # type: ignore[no-any-return]
 
     before = stats()
-    body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 4000,
-            "ignore_eos": True, "stream": True}
+    body = {
+        "model": MODEL,
+        "prompt": "Once upon a time",
+        "max_tokens": 4000,
+        "ignore_eos": True,
+        "stream": True,
+    }
     received = 0
     with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=60) as r:
         for line in r.iter_lines():
@@ -204,7 +249,10 @@ def test_disconnect_mid_stream_stops_generation(server: Server) -> None:
 
 def test_raw_socket_garbage_does_not_crash(server: Server) -> None:
     host, port = server.url.removeprefix("http://").split(":")
-    for payload in (b"GARBAGE\r\n\r\n", b"POST /v1/completions HTTP/1.1\r\nContent-Length: 99\r\n\r\n{"):
+    for payload in (
+        b"GARBAGE\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nContent-Length: 99\r\n\r\n{",
+    ):
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(payload)
             s.shutdown(socket.SHUT_WR)

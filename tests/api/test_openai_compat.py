@@ -63,8 +63,7 @@ def test_chat_completion_has_text_usage_and_ids(client: openai.OpenAI) -> None:
 
 
 def test_max_tokens_gives_length_finish(client: openai.OpenAI) -> None:
-    r = ask(client, "Write a long story about a dragon.", max_completion_tokens=5,
-            temperature=0.0)
+    r = ask(client, "Write a long story about a dragon.", max_completion_tokens=5, temperature=0.0)
     assert r.choices[0].finish_reason == "length"  # type: ignore[attr-defined]
     assert r.usage.completion_tokens == 5  # type: ignore[attr-defined]
 
@@ -74,7 +73,8 @@ def test_seed_makes_sampling_reproducible(client: openai.OpenAI) -> None:
     b = ask(client, "Invent a name for a cat.", temperature=1.0, seed=1234, max_tokens=24)
     texts = {
         ask(client, "Invent a name for a cat.", temperature=1.0, seed=s, max_tokens=24)
-        .choices[0].message.content  # type: ignore[attr-defined]
+        .choices[0]
+        .message.content  # type: ignore[attr-defined]
         for s in (1, 2, 3)
     }
     assert a.choices[0].message.content == b.choices[0].message.content  # type: ignore[attr-defined]
@@ -109,7 +109,9 @@ def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> N
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content  # type: ignore[attr-defined]
     assert chunks[0].choices[0].delta.role == "assistant"
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == [whole.choices[0].finish_reason]  # type: ignore[attr-defined]
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
@@ -119,19 +121,30 @@ def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> N
 
 
 def test_completions_plain_and_streamed(client: openai.OpenAI) -> None:
-    r = client.completions.create(model="gemma3-270m", prompt="La capital de Brasil es",
-                                  max_tokens=12, temperature=0)
+    r = client.completions.create(
+        model="gemma3-270m", prompt="La capital de Brasil es", max_tokens=12, temperature=0
+    )
     assert r.object == "text_completion"
     assert r.choices[0].text
     assert r.usage is not None and r.usage.completion_tokens <= 12
-    streamed = client.completions.create(model="gemma3-270m", prompt="La capital de Brasil es",
-                                         max_tokens=12, temperature=0, stream=True)
+    streamed = client.completions.create(
+        model="gemma3-270m",
+        prompt="La capital de Brasil es",
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+    )
     assert "".join(c.choices[0].text for c in streamed) == r.choices[0].text
 
 
 def test_json_object_mode_returns_json(client: openai.OpenAI) -> None:
-    r = ask(client, "Describe a book as JSON with a title and an author.",
-            response_format={"type": "json_object"}, temperature=0, max_tokens=120)
+    r = ask(
+        client,
+        "Describe a book as JSON with a title and an author.",
+        response_format={"type": "json_object"},
+        temperature=0,
+        max_tokens=120,
+    )
     value = json.loads(r.choices[0].message.content)  # type: ignore[attr-defined]
     assert isinstance(value, dict | list)
 
@@ -147,9 +160,16 @@ def test_json_schema_output_validates(client: openai.OpenAI) -> None:
         "required": ["city", "population", "coastal"],
         "additionalProperties": False,
     }
-    r = ask(client, "Give me facts about Lisbon.", temperature=0, max_tokens=200,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "city", "schema": schema, "strict": True}})
+    r = ask(
+        client,
+        "Give me facts about Lisbon.",
+        temperature=0,
+        max_tokens=200,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": schema, "strict": True},
+        },
+    )
     value = json.loads(r.choices[0].message.content)  # type: ignore[attr-defined]
     jsonschema.validate(value, schema)
 
@@ -176,12 +196,17 @@ def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: 
     assert mine.usage.prompt_tokens == theirs.usage.prompt_tokens  # type: ignore[attr-defined]
     assert mine.usage.completion_tokens == theirs.usage.completion_tokens  # type: ignore[attr-defined]
     streamed = client.chat.completions.create(
-        model="upstream-chat", messages=[{"role": "user", "content": "What is a llama?"}],
-        stream=True, stream_options={"include_usage": True}, **kw,  # type: ignore[arg-type]
+        model="upstream-chat",
+        messages=[{"role": "user", "content": "What is a llama?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        **kw,  # type: ignore[arg-type]
     )
     chunks = list(streamed)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
-        theirs.choices[0].message.content  # type: ignore[attr-defined]
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == theirs.choices[0].message.content
+    )  # type: ignore[attr-defined]
     assert chunks[-1].usage.completion_tokens == theirs.usage.completion_tokens  # type: ignore[union-attr,attr-defined]
 
 
@@ -193,15 +218,20 @@ def test_remote_upstream_errors_pass_through(client: openai.OpenAI) -> None:
 
 def test_two_clients_streaming_at_once(client: openai.OpenAI) -> None:
     prompts = ["Tell me about the sea.", "Tell me about mountains."]
-    expected = [ask(client, p, temperature=0, max_tokens=30).choices[0].message.content  # type: ignore[attr-defined]
-                for p in prompts]
+    expected = [
+        ask(client, p, temperature=0, max_tokens=30).choices[0].message.content  # type: ignore[attr-defined]
+        for p in prompts
+    ]
     results: dict[int, str] = {}
 
     def stream(i: int) -> None:
         parts = []
         for c in client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": prompts[i]}],
-            temperature=0, max_tokens=30, stream=True,
+            model=MODEL,
+            messages=[{"role": "user", "content": prompts[i]}],
+            temperature=0,
+            max_tokens=30,
+            stream=True,
         ):
             parts.append(c.choices[0].delta.content or "")
         results[i] = "".join(parts)
@@ -215,8 +245,9 @@ def test_two_clients_streaming_at_once(client: openai.OpenAI) -> None:
 
 
 def test_generate_endpoint(server: Server) -> None:
-    r = httpx.post(server.url + "/generate", json={"prompt": "Write one word.", "max_tokens": 8},
-                   timeout=60)
+    r = httpx.post(
+        server.url + "/generate", json={"prompt": "Write one word.", "max_tokens": 8}, timeout=60
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["text"]
@@ -224,9 +255,11 @@ def test_generate_endpoint(server: Server) -> None:
     usage = body["usage"]
     assert usage["completion_tokens"] <= 8
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    base = httpx.post(server.url + "/generate",
-                      json={"prompt": "O Brasil é", "model": "gemma3-270m", "max_tokens": 6},
-                      timeout=60).json()
+    base = httpx.post(
+        server.url + "/generate",
+        json={"prompt": "O Brasil é", "model": "gemma3-270m", "max_tokens": 6},
+        timeout=60,
+    ).json()
     # A base model is driven as a plain completion: the prompt is only the user's text.
     assert base["usage"]["prompt_tokens"] < 10
 

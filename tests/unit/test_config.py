@@ -55,7 +55,7 @@ def test_user_models_extend_and_override_catalog(tmp_path: Path) -> None:
     cfg = tmp_path / "g.toml"
     cfg.write_text(
         'bundled_models = ["smollm2-135m-instruct"]\n'
-        "[[models]]\nname = \"smollm2-135m-instruct\"\nbundled = \"smollm2\"\n"
+        '[[models]]\nname = "smollm2-135m-instruct"\nbundled = "smollm2"\n'
         "context_length = 1024\n"
         '[[models]]\nname = "vllm-llama"\nengine = "remote"\n'
         'base_url = "http://vllm:8000/v1"\napi_key_env = "VLLM_KEY"\n'
@@ -74,8 +74,11 @@ def test_user_models_extend_and_override_catalog(tmp_path: Path) -> None:
         ('[[models]]\nname = "x"\n', "needs 'path' or 'bundled'"),
         ('[[models]]\nname = "x"\nengine = "remote"\n', "needs 'base_url'"),
         ('bundled_models = ["gpt-5"]\n', "unknown bundled models"),
-        ('[[models]]\nname = "a"\nbundled = "smollm2"\n[[models]]\nname = "a"\n'
-         'bundled = "smollm2"\n', "unique"),
+        (
+            '[[models]]\nname = "a"\nbundled = "smollm2"\n[[models]]\nname = "a"\n'
+            'bundled = "smollm2"\n',
+            "unique",
+        ),
         ("colour = 1\n", "colour"),
     ],
 )

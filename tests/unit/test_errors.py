@@ -23,8 +23,11 @@ from genaiops.server.errors import error_response, status_for
     ("exc", "status", "type_"),
     [
         (InvalidRequest("bad"), 400, "invalid_request_error"),
-        (ContextLengthExceeded(prompt_tokens=10, max_tokens=5, context_length=12), 400,
-         "invalid_request_error"),
+        (
+            ContextLengthExceeded(prompt_tokens=10, max_tokens=5, context_length=12),
+            400,
+            "invalid_request_error",
+        ),
         (ModelNotFound("m", ["a"]), 404, "invalid_request_error"),
         (PayloadTooLarge("big"), 413, "invalid_request_error"),
         (Overloaded("busy", retry_after=3), 429, "rate_limit_error"),

@@ -89,8 +89,7 @@ async def test_runs_one_at_a_time_and_everyone_completes() -> None:
     assert engine.max_active == 1
     for events in results:
         assert events[-1] == Finished("length", 1, 5)
-        assert "".join(e.text for e in events[:-1] if isinstance(e, TextDelta)) == \
-            "t1 t2 t3 t4 t5 "
+        assert "".join(e.text for e in events[:-1] if isinstance(e, TextDelta)) == "t1 t2 t3 t4 t5 "
     assert s.stats.completed == 4 and s.stats.generated_tokens == 20
 
 

@@ -43,7 +43,12 @@ def list_models(
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        table = Table("name", "engine", "source", "context", "chat", "default")
+        table = Table()
+        table.add_column("name", no_wrap=True)
+        table.add_column("engine", no_wrap=True)
+        table.add_column("source", overflow="fold")
+        for column in ("context", "chat", "default"):
+            table.add_column(column, no_wrap=True)
         for r in rows:
             table.add_row(
                 str(r["name"]),

@@ -29,12 +29,16 @@ from genaiops.errors import GenerationTimeout, Overloaded
 _END = object()
 
 
+_TIMEOUT = object()
+
+
 @dataclass
 class _Job:
     prepared: PreparedRequest
     deadline: float
     cancel: CancelToken = field(default_factory=CancelToken)
     events: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -63,18 +67,16 @@ class Ticket:
     async def _events(self) -> AsyncIterator[GenerationEvent]:
         job = self._job
         while not self._done:
-            remaining = job.deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                item = await asyncio.wait_for(job.events.get(), remaining)
-            except TimeoutError:
+            # The deadline is one timer per job that drops a sentinel into this queue, not
+            # a timeout per token: the per-token path stays a plain queue read.
+            item = await job.events.get()
+            if item is _TIMEOUT:
                 self._scheduler.stats.timed_out += 1
                 await self.aclose()
                 raise GenerationTimeout(
                     f"request to '{self._scheduler.engine.name}' did not finish within "
                     f"{self._scheduler.timeout_s:g} s"
-                ) from None
+                )
             if item is _END:
                 self._done = True
                 return
@@ -86,6 +88,8 @@ class Ticket:
     async def aclose(self) -> None:
         self._done = True
         self._job.cancel.cancel()
+        if self._job.timer is not None:
+            self._job.timer.cancel()
 
     @property
     def cancel_token(self) -> CancelToken:
@@ -134,6 +138,9 @@ class Scheduler:
         self._admitted += 1
         self.stats.queued += 1
         job = _Job(prepared, deadline=time.monotonic() + self.timeout_s)
+        job.timer = asyncio.get_running_loop().call_later(
+            self.timeout_s, job.events.put_nowait, _TIMEOUT
+        )
         self._queue.put_nowait(job)
         return Ticket(job, self)
 
@@ -152,6 +159,8 @@ class Scheduler:
                     self.stats.running -= 1
             finally:
                 self._admitted -= 1
+                if job.timer is not None:
+                    job.timer.cancel()
                 job.events.put_nowait(_END)
 
     async def _run(self, job: _Job) -> None:

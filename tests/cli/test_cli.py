@@ -1,0 +1,116 @@
+"""The CLI through Typer's runner, with the real bundled models in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genaiops.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENAIOPS_DATA_DIR", str(tmp_path_factory.getbasetemp() / "cli-data"))
+    monkeypatch.delenv("GENAIOPS_CONFIG", raising=False)
+
+
+def test_models_list_json() -> None:
+    result = runner.invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["smollm2-135m-instruct"]["default"] is True
+    assert rows["gemma3-270m"]["chat"] is False
+
+
+def test_models_list_table() -> None:
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert "smollm2-135m-instruct" in result.stdout
+
+
+def test_chat_one_shot_json() -> None:
+    result = runner.invoke(
+        app, ["chat", "What is 2+2?", "--json", "--max-tokens", "8", "--temperature", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout.strip().splitlines()[-1])
+    assert body["text"]
+    assert 0 < body["usage"]["completion_tokens"] <= 8
+    assert body["usage"]["prompt_tokens"] > 5
+
+
+def test_chat_streams_plain_text() -> None:
+    result = runner.invoke(app, ["chat", "Say hello", "--max-tokens", "6", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
+
+
+def test_chat_interactive_keeps_history() -> None:
+    result = runner.invoke(
+        app, ["chat", "--max-tokens", "6", "--temperature", "0"], input="Hi\nAnd again\n\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("> ") >= 2
+
+
+def test_generate_with_base_model() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "El río más largo de Sudamérica es",
+            "--model",
+            "gemma3-270m",
+            "--max-tokens",
+            "10",
+            "--temperature",
+            "0",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["text"] and body["model"] == "gemma3-270m"
+    assert body["usage"]["completion_tokens"] <= 10
+
+
+def test_unknown_model_is_one_line_and_exit_2() -> None:
+    result = runner.invoke(app, ["chat", "hi", "--model", "nope"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0]
+
+
+def test_chat_on_base_model_is_clear_error() -> None:
+    result = runner.invoke(app, ["chat", "hola", "--model", "gemma3-270m"])
+    assert result.exit_code == 2
+    assert "no chat template" in result.stderr
+
+
+def test_bad_config_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[server]\nport = -1\n")
+    result = runner.invoke(app, ["models", "list", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "server.port" in result.stderr
+
+
+def test_context_overflow_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(
+        'bundled_models = []\ndefault_model = "tiny"\n[[models]]\nname = "tiny"\n'
+        'bundled = "smollm2"\ncontext_length = 64\n'
+    )
+    result = runner.invoke(app, ["generate", "word " * 200, "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "maximum context length is 64" in result.stderr
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip()
