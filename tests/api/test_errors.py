@@ -264,3 +264,30 @@ def test_server_survives_everything(server: Server) -> None:
     r = post(server, "/v1/chat/completions", json=chat("Still there?", max_tokens=4))
     assert r.status_code == 200
     assert server.process.poll() is None
+
+
+def test_disconnect_while_waiting_for_non_streamed_answer(server: Server) -> None:
+    def stats() -> dict[str, int]:
+        return httpx.get(server.url + "/readyz").json()["models"][MODEL]  # type: ignore[no-any-return]
+
+    before = stats()["cancelled"]
+    body = (
+        b'{"model": "smollm2-135m-instruct", "prompt": "Once", "max_tokens": 4000,'
+        b' "ignore_eos": true}'
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        deadline = time.monotonic() + 10
+        while not stats()["running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    deadline = time.monotonic() + 3
+    while stats()["running"]:
+        assert time.monotonic() < deadline, "generation kept running after the client left"
+        time.sleep(0.02)
+    assert stats()["cancelled"] == before + 1
