@@ -88,13 +88,16 @@ def raw_request(llm: Any) -> dict[str, float]:
     }
 
 
-def bench_raw(concurrency: int, rounds: int) -> dict[str, Any]:
+def load_raw() -> Any:
     from llama_cpp import Llama
 
     threads = os.cpu_count() or 1
-    llm = Llama(
+    return Llama(
         str(smollm2_path()), n_ctx=CTX, n_threads=threads, n_threads_batch=threads, verbose=False
     )
+
+
+def bench_raw(llm: Any, concurrency: int, rounds: int) -> dict[str, Any]:
     raw_request(llm)  # warm-up
     samples: list[dict[str, float]] = []
     wall = 0.0
@@ -218,10 +221,11 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_gateway(Path(tmp))
+        llm = load_raw()
         try:
             for concurrency in (1, 4):
                 rounds = ARGS.runs if concurrency == 1 else max(2, ARGS.runs // 2)
-                raw = bench_raw(concurrency, rounds)
+                raw = bench_raw(llm, concurrency, rounds)
                 gw = bench_gateway(url, concurrency, rounds)
                 results["runs"][f"concurrency_{concurrency}"] = {"raw": raw, "gateway": gw}
         finally:

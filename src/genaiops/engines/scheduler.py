@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -27,15 +26,12 @@ from genaiops.engines.base import (
 from genaiops.errors import GenerationTimeout, Overloaded
 
 _END = object()
-
-
 _TIMEOUT = object()
 
 
 @dataclass
 class _Job:
     prepared: PreparedRequest
-    deadline: float
     cancel: CancelToken = field(default_factory=CancelToken)
     events: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     timer: asyncio.TimerHandle | None = None
@@ -137,7 +133,7 @@ class Scheduler:
             )
         self._admitted += 1
         self.stats.queued += 1
-        job = _Job(prepared, deadline=time.monotonic() + self.timeout_s)
+        job = _Job(prepared)
         job.timer = asyncio.get_running_loop().call_later(
             self.timeout_s, job.events.put_nowait, _TIMEOUT
         )

@@ -124,24 +124,6 @@ async def _events_to_sse(
     if include_usage:
         head["usage"] = None
 
-    # Text deltas are the hot path (one per token): serialise the invariant part once and
-    # splice in the JSON-encoded text.
-    marker = "\x00TEXT\x00"
-    template = sse(
-        head
-        | {
-            "choices": [
-                {"index": 0, "delta": {"content": marker}, "logprobs": None, "finish_reason": None}
-                if chat
-                else {"index": 0, "text": marker, "logprobs": None, "finish_reason": None}
-            ]
-        }
-    ).decode()
-    before, after = template.split(json.dumps(marker, ensure_ascii=False))
-
-    def text_chunk(text: str) -> bytes:
-        return (before + json.dumps(text, ensure_ascii=False) + after).encode()
-
     def chunk(content: str | None, finish: str | None, role: bool = False) -> bytes:
         if chat:
             delta: dict[str, Any] = {}
@@ -153,6 +135,14 @@ async def _events_to_sse(
         else:
             choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
         return sse(head | {"choices": [choice]})
+
+    # Text deltas are the hot path (one per token): serialise the invariant part of their
+    # chunk once and splice in the JSON-encoded text.
+    marker = "\x00TEXT\x00"
+    before, after = chunk(marker, None).decode().split(json.dumps(marker, ensure_ascii=False))
+
+    def text_chunk(text: str) -> bytes:
+        return (before + json.dumps(text, ensure_ascii=False) + after).encode()
 
     try:
         if chat:
