@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +46,69 @@ class ServerSettings(BaseModel):
     # Bodies above this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one JSON object per line (for log shippers); "text": for a terminal.
+    log_format: Literal["json", "text"] = "json"
+
+
+Role = Literal["admin", "operator", "user"]
+JWTAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
+
+
+class JWTSettings(BaseModel):
+    """Bearer JWTs from an OIDC provider, verified offline against its public keys."""
+
+    # One of the two: a PEM public key, or a JWKS document saved from the provider.
+    public_key_file: Path | None = None
+    jwks_file: Path | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    # Asymmetric algorithms only: a shared-secret or unsigned token is never accepted.
+    algorithms: list[JWTAlgorithm] = Field(
+        default_factory=lambda: list[JWTAlgorithm](["RS256", "ES256"]), min_length=1
+    )
+    tenant_claim: str = "tenant"
+    role_claim: str = "role"
+    # Role for tokens without a role claim; None refuses such tokens.
+    default_role: Role | None = "user"
+    leeway_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JWTSettings:
+        if (self.public_key_file is None) == (self.jwks_file is None):
+            raise ValueError("auth.jwt needs exactly one of public_key_file or jwks_file")
+        return self
+
+
+class AuthSettings(BaseModel):
+    # Turning this off serves every request as an administrator; the server warns loudly.
+    enabled: bool = True
+    # How long a looked-up API key is trusted before the database is asked again; a key
+    # revoked through another process stops working within this many seconds.
+    key_cache_ttl_s: float = Field(default=5.0, ge=0)
+    # Authorization headers longer than this are refused before any parsing.
+    max_header_bytes: int = Field(default=8192, ge=256)
+    jwt: JWTSettings | None = None
+
+
+class LimitsSettings(BaseModel):
+    # "memory": per process. "redis": shared by every replica pointed at the same server.
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "genaiops"
+
+
+class StorageSettings(BaseModel):
+    # SQLAlchemy URL; empty means SQLite at <data_dir>/genaiops.db.
+    url: str | None = None
+    # Audit records and usage counters of inference requests are written in batches at
+    # most this far apart; security events are written before the call returns.
+    flush_interval_s: float = Field(default=0.25, gt=0, le=60)
+
+
+class MetricsSettings(BaseModel):
+    enabled: bool = True
+    # If set, /metrics requires "Authorization: Bearer <token>" with this value.
+    token: SecretStr | None = None
 
 
 class SchedulerSettings(BaseModel):
@@ -113,6 +183,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     server: ServerSettings = Field(default_factory=ServerSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     default_model: str = BUNDLED_CHAT_MODEL
     # Which of the bundled models to serve; an entry in ``models`` with the same name
     # replaces the bundled definition.
@@ -149,7 +223,12 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {dupes}")
+        if self.env == "production" and not self.auth.enabled:
+            raise ValueError("auth.enabled = false is refused when env = 'production'")
         return self
+
+    def database_url(self) -> str:
+        return self.storage.url or f"sqlite:///{self.data_dir / 'genaiops.db'}"
 
     def models_dir(self) -> Path:
         return self.data_dir / "models"

@@ -117,3 +117,38 @@ class UpstreamHTTPError(GenaiopsError):
 class GenerationTimeout(GenaiopsError):
     kind = "timeout"
     code = "timeout"
+
+
+class AuthenticationError(GenaiopsError):
+    """Missing, malformed, unknown, expired or revoked credentials."""
+
+    kind = "unauthenticated"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GenaiopsError):
+    """Valid credentials whose role, tenant or model allowlist does not cover the request."""
+
+    kind = "forbidden"
+    code = "permission_denied"
+
+
+class RateLimited(Overloaded):
+    """A request or token rate, or a token budget, is exhausted for a key or tenant.
+
+    ``headers`` carries the ``x-ratelimit-*`` values for the response.
+    """
+
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        code: str = "rate_limit_exceeded",
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message, retry_after=retry_after)
+        self.code = code
+        self.headers = headers or {}

@@ -1,11 +1,11 @@
-"""genaiops command line: serve, models, chat, generate."""
+"""genaiops command line: serve, models, chat, generate, keys, tenants, usage, audit."""
 
 from __future__ import annotations
 
 import typer
 
 from genaiops import __version__
-from genaiops.cli import inference, models, serve
+from genaiops.cli import audit, inference, keys, models, serve
 
 app = typer.Typer(
     name="genaiops",
@@ -18,6 +18,10 @@ app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.command("chat")(inference.chat)
 app.command("generate")(inference.generate)
+app.add_typer(keys.app, name="keys")
+app.add_typer(keys.tenants_app, name="tenants")
+app.add_typer(audit.app, name="audit")
+app.command("usage")(audit.usage_command)
 
 
 def _version(value: bool) -> None:

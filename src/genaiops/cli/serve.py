@@ -27,6 +27,9 @@ def serve(
             server["port"] = port
         settings = settings_from(config, server=server or None)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from genaiops.monitoring import logs
+
+        logs.configure(settings.server.log_level, settings.server.log_format)
         typer.echo(
             f"genaiops serving on http://{settings.server.host}:{settings.server.port} "
             f"(data: {settings.data_dir}; models: {', '.join(m.name for m in settings.catalog())})",
@@ -37,5 +40,7 @@ def serve(
             host=settings.server.host,
             port=settings.server.port,
             log_level=settings.server.log_level,
+            log_config=None,
+            access_log=False,
             timeout_graceful_shutdown=10,
         )

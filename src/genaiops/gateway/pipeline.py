@@ -1,14 +1,21 @@
 """The request pipeline: every stage a generation passes through, in order.
 
-    route    -> model name to a loaded engine and its scheduler (404 if unknown)
-    prepare  -> chat template, tokenisation, context-window and schema checks (400)
-    schedule -> a place in the model's bounded queue (429 when full)
+    (authenticate happens before the route handler, in server/middleware.py, so the
+    pipeline always knows the principal when security is on)
+    route     -> model name to a loaded engine and its scheduler (404 if unknown)
+    authorize -> the principal's key may use this model (403)
+    prepare   -> chat template, tokenisation, context-window and schema checks (400)
+    limit     -> key and tenant request/token rates and token budgets (429)
+    schedule  -> a place in the model's bounded queue (429 when full)
     start    -> wait for the first event, so queue timeouts (504), upstream failures (502)
                 and engine errors still become a proper HTTP status before any byte of a
                 streamed answer is sent
-    stream   -> text deltas, then one Finished event with token counts
+    stream    -> text deltas, then one Finished event with token counts
+    settle    -> when the stream ends: completion tokens charged to rates and budgets
+    (record: the server's telemetry middleware turns the RequestContext into metrics, the
+    access log line, usage counters and the audit record once the last byte is sent)
 
-Authentication, limits, guardrails, caching and retrieval slot in as further stages here.
+Guardrails, caching and retrieval slot in as further stages here.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ from typing import TYPE_CHECKING
 
 from genaiops.engines.base import Finished, GenerationEvent, GenerationRequest, TextDelta
 from genaiops.engines.scheduler import Ticket
+from genaiops.errors import GenaiopsError, ModelNotFound, RateLimited
+from genaiops.gateway.context import RequestContext
 
 if TYPE_CHECKING:
     from genaiops.gateway.service import Gateway
+    from genaiops.security.service import Admission, SecurityService
 
 # Prompts longer than this are tokenised off the event loop.
 _INLINE_PREPARE_CHARS = 16_000
@@ -45,13 +55,24 @@ class Completion:
 class GenerationStream:
     """An admitted, started generation. Iterate for events; ``aclose`` cancels it."""
 
-    def __init__(self, request: GenerationRequest, ticket: Ticket, model: str):
+    def __init__(
+        self,
+        request: GenerationRequest,
+        ticket: Ticket,
+        model: str,
+        ctx: RequestContext | None = None,
+        settle: tuple[SecurityService, Admission] | None = None,
+    ):
         self.request = request
         self.model = model
         self.created = int(time.time())
         self._ticket = ticket
         self._events = aiter(ticket)
         self._first: GenerationEvent | None = None
+        self._ctx = ctx
+        self._settle = settle
+        self._deltas = 0
+        self._finished = False
 
     async def start(self) -> None:
         try:
@@ -67,14 +88,43 @@ class GenerationStream:
         try:
             if self._first is not None:
                 first, self._first = self._first, None
+                self._observe(first)
                 yield first
             async for event in self._events:
+                self._observe(event)
                 yield event
+        except GenaiopsError as exc:
+            if self._ctx is not None:
+                self._ctx.stream_error = exc.code or exc.kind
+            raise
         finally:
             await self.aclose()
 
+    def _observe(self, event: GenerationEvent) -> None:
+        ctx = self._ctx
+        if isinstance(event, TextDelta):
+            self._deltas += 1
+            if ctx is not None and ctx.ttft_s is None:
+                ctx.ttft_s = ctx.elapsed()
+        elif isinstance(event, Finished):
+            self._finished = True
+            if ctx is not None:
+                ctx.prompt_tokens = event.prompt_tokens
+                ctx.completion_tokens = event.completion_tokens
+
     async def aclose(self) -> None:
         await self._ticket.aclose()
+        ctx = self._ctx
+        if ctx is not None and not self._finished:
+            # Stopped early (client gone, error): charge what was generated so far.
+            ctx.completion_tokens = max(ctx.completion_tokens, self._deltas)
+            ctx.cancelled = True
+        if self._settle is not None:
+            security, admission = self._settle
+            self._settle = None
+            prompt = ctx.prompt_tokens if ctx is not None else admission.prompt_tokens
+            completion = ctx.completion_tokens if ctx is not None else self._deltas
+            await security.settle(admission, prompt, completion)
 
     async def collect(self) -> Completion:
         parts: list[str] = []
@@ -91,15 +141,42 @@ class GenerationStream:
         )
 
 
-async def run(gateway: Gateway, request: GenerationRequest) -> GenerationStream:
-    handle = gateway.resolve(request.model)
+async def run(
+    gateway: Gateway, request: GenerationRequest, ctx: RequestContext | None = None
+) -> GenerationStream:
+    try:
+        handle = gateway.resolve(request.model)
+    except ModelNotFound:
+        if ctx is not None:
+            # Not the requested name: metrics labels must not be chosen by callers.
+            ctx.model = "unknown"
+        raise
+    model = handle.config.name
+    principal = ctx.principal if ctx is not None else None
+    if ctx is not None:
+        ctx.model = model
+    if principal is not None:
+        principal.require_model(model)
     engine = handle.engine
     size = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
     if size > _INLINE_PREPARE_CHARS:
         prepared = await asyncio.to_thread(engine.prepare, request)
     else:
         prepared = engine.prepare(request)
+    settle = None
+    security = gateway.security
+    if ctx is not None and principal is not None and security is not None:
+        # Remote engines do not tokenise locally: estimate four characters per token.
+        ctx.prompt_tokens = prepared.prompt_tokens or max(1, size // 4)
+        try:
+            admission = await security.admit(principal, ctx.prompt_tokens)
+        except RateLimited as exc:
+            ctx.rate_limited = exc.code
+            ctx.headers.update(exc.headers)
+            raise
+        ctx.headers.update(admission.headers)
+        settle = (security, admission)
     ticket = handle.scheduler.submit(prepared)
-    stream = GenerationStream(request, ticket, handle.config.name)
+    stream = GenerationStream(request, ticket, model, ctx, settle)
     await stream.start()
     return stream

@@ -12,14 +12,18 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genaiops.config import ModelConfig, Settings
 from genaiops.engines.base import Engine, GenerationRequest, ModelInfo, create_engine
 from genaiops.engines.scheduler import Scheduler
 from genaiops.errors import ModelNotFound, ModelNotReady
 from genaiops.gateway import pipeline
+from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
+
+if TYPE_CHECKING:
+    from genaiops.security.service import SecurityService
 
 log = logging.getLogger("genaiops.gateway")
 
@@ -33,9 +37,18 @@ class ModelHandle:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, only: list[str] | None = None):
-        """Build engines for the catalog, or for the ``only`` names (the CLI loads one)."""
+    def __init__(
+        self,
+        settings: Settings,
+        only: list[str] | None = None,
+        security: SecurityService | None = None,
+    ):
+        """Build engines for the catalog, or for the ``only`` names (the CLI loads one).
+
+        Without ``security`` (the CLI's local commands) no limits are applied.
+        """
         self.settings = settings
+        self.security = security
         self._models: dict[str, ModelHandle] = {}
         catalog = settings.catalog()
         if only is not None:
@@ -130,5 +143,7 @@ class Gateway:
     def ready(self) -> bool:
         return all(h.engine.ready for h in self._models.values())
 
-    async def generate(self, request: GenerationRequest) -> GenerationStream:
-        return await pipeline.run(self, request)
+    async def generate(
+        self, request: GenerationRequest, ctx: RequestContext | None = None
+    ) -> GenerationStream:
+        return await pipeline.run(self, request, ctx)

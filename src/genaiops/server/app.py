@@ -4,20 +4,46 @@ hands them to routes through typed dependencies."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from genaiops import __version__
 from genaiops.config import Settings, load_settings
+from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
+from genaiops.monitoring.metrics import Metrics
+from genaiops.monitoring.record import RequestRecorder
+from genaiops.security.service import SecurityService, admin_key_path
 from genaiops.server import errors
-from genaiops.server.middleware import BodyLimit
-from genaiops.server.routes import generate, health, openai
+from genaiops.server.middleware import Authenticate, BodyLimit, Telemetry
+from genaiops.server.routes import admin, generate, health, metrics, openai
 
 log = logging.getLogger("genaiops.server")
+
+_AUTH_OFF_BANNER = """
+!!! genaiops: AUTHENTICATION IS DISABLED (auth.enabled = false) !!!
+!!! Every request is served as the system administrator, with no limits.  !!!
+!!! Never expose this server beyond a trusted network.                      !!!
+"""
+
+
+def _announce_security(settings: Settings, security: SecurityService) -> None:
+    if not settings.auth.enabled:
+        sys.stderr.write(_AUTH_OFF_BANNER)
+        log.warning("authentication is disabled")
+        return
+    secret = security.bootstrap_admin()
+    if secret is not None:
+        path = admin_key_path(settings)
+        sys.stderr.write(
+            "\nCreated the administrator API key for this installation (shown only once;\n"
+            f"also saved, readable only by you, in {path}):\n\n    {secret}\n\n"
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,14 +52,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        gateway = Gateway(settings)
+        security = SecurityService(settings)
+        security.start()
+        gateway = Gateway(settings, security=security)
         app.state.settings = settings
         app.state.gateway = gateway
+        app.state.security = security
+        app.state.metrics = Metrics(gateway.status)
+        app.state.record = RequestRecorder(app.state.metrics, security)
+        _announce_security(settings, security)
+        security.record_event(
+            "server.started",
+            detail={"version": __version__, "models": gateway.names(), "auth": security.enabled},
+        )
         await gateway.start()
         try:
             yield
         finally:
             await gateway.close()
+            security.record_event("server.stopped")
+            await security.close()
 
     app = FastAPI(
         title="genaiops",
@@ -41,11 +79,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="OpenAI-compatible gateway over local and remote models.",
         lifespan=lifespan,
     )
+
+    def record(ctx: RequestContext, status: int, scope: dict[str, Any]) -> None:
+        recorder = getattr(app.state, "record", None)
+        if recorder is not None:
+            recorder(ctx, status, scope)
+
     errors.install(app)
+    # Added innermost first: Telemetry wraps Authenticate wraps BodyLimit.
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(Authenticate)
+    app.add_middleware(Telemetry, record=record)
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(generate.router)
+    app.include_router(admin.router)
+    if settings.metrics.enabled:
+        app.include_router(metrics.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from genaiops.config import Settings
+from genaiops.errors import AuthenticationError
+from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
+from genaiops.monitoring.metrics import Metrics
+from genaiops.security.principal import Permission, Principal
+from genaiops.security.service import SecurityService
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -20,5 +26,45 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_security(request: Request) -> SecurityService:
+    security: SecurityService = request.app.state.security
+    return security
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_context(request: Request) -> RequestContext:
+    ctx: RequestContext = request.state.ctx
+    return ctx
+
+
+def get_principal(request: Request) -> Principal:
+    """Set by the Authenticate middleware; absent only on public paths."""
+    ctx: RequestContext = request.state.ctx
+    if ctx.principal is None:
+        raise AuthenticationError("Missing credentials.", code="missing_api_key")
+    return ctx.principal
+
+
+def require(permission: Permission) -> Callable[[Request], Principal]:
+    def check(request: Request) -> Principal:
+        principal = get_principal(request)
+        principal.require(permission)
+        return principal
+
+    return check
+
+
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SecurityDep = Annotated[SecurityService, Depends(get_security)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ContextDep = Annotated[RequestContext, Depends(get_context)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+InferenceDep = Annotated[Principal, Depends(require(Permission.INFERENCE))]
+KeysAdminDep = Annotated[Principal, Depends(require(Permission.MANAGE_KEYS))]
+LogsReaderDep = Annotated[Principal, Depends(require(Permission.READ_LOGS))]
+UsageReaderDep = Annotated[Principal, Depends(require(Permission.READ_USAGE))]

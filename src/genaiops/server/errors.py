@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genaiops.errors import (
+    AuthenticationError,
     ConfigError,
     GenaiopsError,
     GenerationTimeout,
@@ -27,6 +28,8 @@ from genaiops.errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
     UpstreamError,
     UpstreamHTTPError,
 )
@@ -35,6 +38,8 @@ log = logging.getLogger("genaiops.server")
 
 _STATUS: list[tuple[type[GenaiopsError], int, str]] = [
     (InvalidRequest, 400, "invalid_request_error"),
+    (AuthenticationError, 401, "invalid_request_error"),
+    (PermissionDenied, 403, "permission_error"),
     (ModelNotFound, 404, "invalid_request_error"),
     (NotFound, 404, "invalid_request_error"),
     (PayloadTooLarge, 413, "invalid_request_error"),
@@ -63,7 +68,11 @@ def status_for(exc: GenaiopsError) -> tuple[int, str]:
 
 def error_response(exc: GenaiopsError) -> JSONResponse:
     status, type_ = status_for(exc)
-    headers = {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers.update(exc.headers)
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="genaiops"'
     if isinstance(exc, Overloaded):
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, ModelNotReady):

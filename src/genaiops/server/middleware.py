@@ -1,5 +1,16 @@
 """ASGI middleware (pure ASGI, so streamed responses pass through untouched).
 
+Outermost first:
+
+Telemetry gives every request an id (a sane incoming ``x-request-id`` is kept), a
+RequestContext in ``scope["state"]``, and the response headers the pipeline asked for
+(``x-request-id``, ``x-ratelimit-*``); when the last byte has been sent it hands the
+context to the record stage (metrics, access log, usage, audit).
+
+Authenticate resolves credentials into a Principal before routing, for every path but the
+public ones (probes, docs, /metrics with its own token), so an unauthenticated caller
+learns nothing, not even which routes exist, and never gets a request body parsed.
+
 BodyLimit refuses bodies above ``server.max_body_bytes`` with 413: at once when
 Content-Length says so, or as soon as a chunked body crosses the limit, so an oversized
 upload is never buffered whole.
@@ -8,11 +19,98 @@ upload is never buffered whole.
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genaiops.server.errors import error_payload
+from genaiops.errors import AuthenticationError
+from genaiops.gateway.context import RequestContext
+from genaiops.gateway.pipeline import new_request_id
+from genaiops.server.errors import error_payload, error_response
+
+PUBLIC_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+METRICS_PATH = "/metrics"
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class Telemetry:
+    def __init__(self, app: ASGIApp, record: Any):
+        """``record(ctx, status, scope)`` is called once per request, after the response."""
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = (
+            incoming if incoming and _REQUEST_ID_RE.fullmatch(incoming) else new_request_id()
+        )
+        ctx = RequestContext(request_id, scope["method"], scope["path"])
+        scope.setdefault("state", {})["ctx"] = ctx
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {bytes(k).lower() for k, _ in headers}
+                extra = {"x-request-id": request_id} | ctx.headers
+                headers.extend(
+                    (k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in present
+                )
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            self.record(ctx, status, scope)
+
+
+class Authenticate:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path == METRICS_PATH:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        ctx: RequestContext = scope["state"]["ctx"]
+        try:
+            ctx.principal = await state.security.authenticate(_header(scope, b"authorization"))
+        except AuthenticationError as exc:
+            state.security.record_event(
+                "auth.failure",
+                status=401,
+                request_id=ctx.request_id,
+                detail={"reason": exc.code, "path": path[:200], "client": _client(scope)},
+            )
+            state.metrics.auth_failures.labels(exc.code or "invalid").inc()
+            response = error_response(exc)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}" if client else None
 
 
 class BodyLimit:

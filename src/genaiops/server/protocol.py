@@ -164,3 +164,65 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+
+class LimitsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    budget_tokens: int | None = Field(default=None, gt=0)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class KeyCreate(LimitsIn):
+    tenant: str | None = Field(default=None, max_length=64)
+    role: Literal["admin", "operator", "user"] = "user"
+    name: str = Field(default="", max_length=128)
+    models: list[str] | None = Field(default=None, max_length=1000)
+    # A duration such as "30d", "12h", "90m".
+    expires: str | None = Field(default=None, max_length=16)
+
+
+class KeyOut(BaseModel):
+    id: str
+    object: str = "api_key"
+    tenant: str
+    name: str
+    role: str
+    status: str
+    rpm: int | None
+    tpm: int | None
+    budget_tokens: int | None
+    budget_period: str
+    models: list[str] | None
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    created_by: str | None
+    rotated_from: str | None
+    redacted_key: str
+    # Only in the answer to create and rotate: the secret, shown once.
+    key: str | None = None
+
+
+class KeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[KeyOut]
+
+
+class TenantOut(BaseModel):
+    name: str
+    object: str = "tenant"
+    rpm: int | None
+    tpm: int | None
+    budget_tokens: int | None
+    budget_period: str
+
+
+class TenantList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[TenantOut]

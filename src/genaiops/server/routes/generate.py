@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from genaiops.gateway.pipeline import new_request_id
-from genaiops.server.deps import GatewayDep
+from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.protocol import GenerateRequest, GenerateResponse, Usage
 from genaiops.server.routes.openai import ERRORS
 from genaiops.server.streaming import ClientDisconnected, until_disconnect
@@ -34,11 +34,15 @@ def to_generation(body: GenerateRequest, supports_chat: bool, model: str) -> Gen
 
 @router.post("/generate", response_model=GenerateResponse, responses=ERRORS)
 async def generate(
-    body: GenerateRequest, request: Request, gateway: GatewayDep
+    body: GenerateRequest,
+    request: Request,
+    gateway: GatewayDep,
+    ctx: ContextDep,
+    _: InferenceDep,
 ) -> GenerateResponse | Response:
     handle = gateway.resolve(body.model)
     gen = to_generation(body, handle.engine.info().supports_chat, handle.config.name)
-    stream = await gateway.generate(gen)
+    stream = await gateway.generate(gen, ctx)
     try:
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:

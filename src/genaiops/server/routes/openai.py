@@ -19,7 +19,7 @@ from genaiops.engines.base import (
 )
 from genaiops.errors import GenaiopsError, InvalidRequest
 from genaiops.gateway.pipeline import GenerationStream, new_request_id
-from genaiops.server.deps import GatewayDep
+from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.errors import error_payload, status_for
 from genaiops.server.protocol import (
     ChatCompletionRequest,
@@ -34,7 +34,7 @@ from genaiops.server.streaming import ClientDisconnected, SSEResponse, sse, unti
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 429, 502, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503, 504)
 }
 # Fields the wire schema declares but that are not sampling parameters.
 _NOT_EXTRA = {"ignore_eos"}
@@ -168,14 +168,19 @@ def _include_usage(body: SamplingIn) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
 
 
-@router.get("/models", response_model=ModelList)
-async def list_models(gateway: GatewayDep) -> ModelList:
-    return ModelList(data=[_card(info) for info in gateway.models()])
+@router.get("/models", response_model=ModelList, responses=ERRORS)
+async def list_models(gateway: GatewayDep, principal: InferenceDep) -> ModelList:
+    """The models this caller's credentials may use."""
+    return ModelList(
+        data=[_card(info) for info in gateway.models() if principal.allows_model(info.name)]
+    )
 
 
 @router.get("/models/{model:path}", response_model=ModelCard, responses=ERRORS)
-async def get_model(model: str, gateway: GatewayDep) -> ModelCard:
-    return _card(gateway.resolve(model).engine.info())
+async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) -> ModelCard:
+    handle = gateway.resolve(model)
+    principal.require_model(handle.config.name)
+    return _card(handle.engine.info())
 
 
 def _card(info: Any) -> ModelCard:
@@ -191,10 +196,14 @@ def _card(info: Any) -> ModelCard:
 
 @router.post("/chat/completions", responses=ERRORS)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, gateway: GatewayDep
+    body: ChatCompletionRequest,
+    request: Request,
+    gateway: GatewayDep,
+    ctx: ContextDep,
+    _: InferenceDep,
 ) -> Response:
     gen = chat_request(body)
-    stream = await gateway.generate(gen)
+    stream = await gateway.generate(gen, ctx)
     if gen.stream:
         return SSEResponse(_events_to_sse(stream, True, _include_usage(body)))
     try:
@@ -221,9 +230,15 @@ async def chat_completions(
 
 
 @router.post("/completions", responses=ERRORS)
-async def completions(body: CompletionRequest, request: Request, gateway: GatewayDep) -> Response:
+async def completions(
+    body: CompletionRequest,
+    request: Request,
+    gateway: GatewayDep,
+    ctx: ContextDep,
+    _: InferenceDep,
+) -> Response:
     gen = completion_request(body)
-    stream = await gateway.generate(gen)
+    stream = await gateway.generate(gen, ctx)
     if gen.stream:
         return SSEResponse(_events_to_sse(stream, False, _include_usage(body)))
     try:

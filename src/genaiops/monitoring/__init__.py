@@ -1,0 +1,1 @@
+"""Prometheus metrics and structured logs (drift detection joins later)."""

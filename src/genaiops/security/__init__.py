@@ -1,0 +1,2 @@
+"""Identity, access, limits and the audit log: everything between a request's credentials
+and the engine."""

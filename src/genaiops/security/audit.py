@@ -1,0 +1,199 @@
+"""The hash-chained audit log.
+
+Each record stores the hash of the record before it and its own hash over its sequence
+number, timestamp, fields and that previous hash. Editing a record changes its hash;
+deleting or reordering records breaks the link or the sequence; deleting the newest
+records leaves the ``audit_head`` row pointing past the end. ``verify`` walks the chain and
+names the first record that does not fit.
+
+Appends take the head row's lock first (an UPDATE), so processes sharing one database
+(SQLite file or PostgreSQL) extend one chain instead of forking it. Secrets never reach
+the log: callers pass key ids, never keys, and ``detail`` is checked for key-shaped strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from genaiops.storage.db import GENESIS_HASH, Database
+from genaiops.storage.tables import audit_head, audit_log
+
+_SECRET_RE = re.compile(r"gaiops_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}")
+_FIELDS = (
+    "seq",
+    "ts_us",
+    "event",
+    "tenant",
+    "actor",
+    "request_id",
+    "model",
+    "status",
+    "latency_us",
+    "prompt_tokens",
+    "completion_tokens",
+    "detail",
+)
+
+
+@dataclass
+class AuditEvent:
+    """What a caller appends; the log adds sequence number and hashes."""
+
+    event: str
+    ts_us: int
+    tenant: str | None = None
+    actor: str | None = None
+    request_id: str | None = None
+    model: str | None = None
+    status: int | None = None
+    latency_us: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_detail(detail: dict[str, Any]) -> str:
+    text = json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _SECRET_RE.sub("gaiops_[redacted]", text)
+
+
+def record_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    body = json.dumps([fields[name] for name in _FIELDS], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def append(conn: Connection, events: Sequence[AuditEvent]) -> int:
+    """Append events in order inside the caller's transaction; returns the last seq."""
+    # Lock the head row before reading it: concurrent writers queue here.
+    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
+    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
+    seq, prev = int(head.seq), str(head.hash)
+    rows = []
+    for event in events:
+        seq += 1
+        fields = asdict(event)
+        fields["seq"] = seq
+        fields["detail"] = canonical_detail(event.detail)
+        digest = record_hash(prev, fields)
+        rows.append(fields | {"prev_hash": prev, "hash": digest})
+        prev = digest
+    if rows:
+        conn.execute(insert(audit_log), rows)
+        conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+    return seq
+
+
+@dataclass
+class Verification:
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify(db: Database, batch: int = 5000) -> Verification:
+    """Walk the whole chain in sequence order; stop at the first inconsistency."""
+    expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
+    with db.connect() as conn:
+        last_seen = 0
+        while True:
+            rows = conn.execute(
+                select(audit_log)
+                .where(audit_log.c.seq > last_seen)
+                .order_by(audit_log.c.seq)
+                .limit(batch)
+            ).all()
+            if not rows:
+                break
+            for row in rows:
+                fields = {name: getattr(row, name) for name in _FIELDS}
+                if row.seq != expected_seq:
+                    reason = (
+                        f"record {expected_seq} is missing (next record is {row.seq})"
+                        if row.seq > expected_seq
+                        else f"record {row.seq} is out of order"
+                    )
+                    return Verification(False, count, expected_seq, reason)
+                if row.prev_hash != expected_prev:
+                    return Verification(
+                        False, count, row.seq, f"record {row.seq} does not link to its predecessor"
+                    )
+                if record_hash(row.prev_hash, fields) != row.hash:
+                    return Verification(
+                        False, count, row.seq, f"record {row.seq} was modified after it was written"
+                    )
+                expected_prev, expected_seq = row.hash, row.seq + 1
+                count += 1
+                last_seen = row.seq
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
+    if head is not None and (head.seq != expected_seq - 1 or head.hash != expected_prev):
+        return Verification(
+            False,
+            count,
+            expected_seq,
+            f"the log ends at record {expected_seq - 1} but {head.seq} were written "
+            "(the newest records were deleted)",
+        )
+    return Verification(True, count)
+
+
+def query(
+    db: Database,
+    *,
+    tenant: str | None = None,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    event: str | None = None,
+    after_seq: int = 0,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Records in sequence order, as dicts (detail parsed), for the admin API and export."""
+    stmt = select(audit_log).where(audit_log.c.seq > after_seq).order_by(audit_log.c.seq)
+    if tenant is not None:
+        stmt = stmt.where(audit_log.c.tenant == tenant)
+    if since_us is not None:
+        stmt = stmt.where(audit_log.c.ts_us >= since_us)
+    if until_us is not None:
+        stmt = stmt.where(audit_log.c.ts_us < until_us)
+    if event is not None:
+        stmt = stmt.where(audit_log.c.event == event)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with db.connect() as conn:
+        for row in conn.execute(stmt):
+            record = {name: getattr(row, name) for name in _FIELDS}
+            record["detail"] = json.loads(row.detail)
+            record["prev_hash"] = row.prev_hash
+            record["hash"] = row.hash
+            yield record
+
+
+def parse_instant(text: str, param: str) -> int:
+    """An ISO date or date-time (UTC unless it says otherwise), or epoch seconds -> µs."""
+    import datetime as dt
+
+    from genaiops.errors import InvalidRequest
+
+    value = text.strip()
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return int(float(value) * 1_000_000)
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"{param} must be a date, an ISO date-time or epoch seconds; got {text!r}",
+            param=param,
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1_000_000)

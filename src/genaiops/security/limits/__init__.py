@@ -1,0 +1,1 @@
+"""Rate limits and token budgets behind one protocol: in-process or Redis."""

@@ -1,0 +1,80 @@
+"""In-process rate limiter: the embedded default. State is per process and per restart
+(budgets are re-seeded from the usage table after a restart)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from genaiops.security.limits.base import Bucket, Budget, Decision
+
+# Stale entries are swept when the table grows past this many.
+_SWEEP_AT = 50_000
+
+
+class MemoryLimiter:
+    def __init__(self) -> None:
+        # bucket key -> (level, monotonic time of the level)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        # budget key -> (used, monotonic expiry)
+        self._budgets: dict[str, tuple[int, float]] = {}
+
+    def _level(self, bucket: Bucket, now: float) -> float:
+        state = self._buckets.get(bucket.key)
+        if state is None:
+            return bucket.capacity
+        level, at = state
+        return min(bucket.capacity, level + (now - at) * bucket.rate)
+
+    def _used(self, budget: Budget, now: float) -> int:
+        state = self._budgets.get(budget.key)
+        if state is None or state[1] <= now:
+            return 0
+        return state[0]
+
+    async def acquire(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> Decision:
+        now = time.monotonic()
+        levels = [self._level(b, now) for b in buckets]
+        used = [self._used(b, now) for b in budgets]
+        for bucket, level in zip(buckets, levels, strict=True):
+            if level < bucket.cost:
+                wait = (bucket.cost - min(level, bucket.capacity)) / bucket.rate
+                return Decision(False, wait, bucket.key, {bucket.key: max(level, 0.0)})
+        for budget, spent in zip(budgets, used, strict=True):
+            if spent + budget.cost > budget.limit:
+                return Decision(
+                    False, float(budget.ttl_s), budget.key, {budget.key: budget.limit - spent}
+                )
+        remaining: dict[str, float] = {}
+        for bucket, level in zip(buckets, levels, strict=True):
+            self._buckets[bucket.key] = (level - bucket.cost, now)
+            remaining[bucket.key] = level - bucket.cost
+        for budget, spent in zip(budgets, used, strict=True):
+            self._budgets[budget.key] = (spent + budget.cost, now + budget.ttl_s)
+            remaining[budget.key] = budget.limit - spent - budget.cost
+        if len(self._buckets) > _SWEEP_AT:
+            self._sweep(now)
+        return Decision(True, 0.0, None, remaining)
+
+    async def settle(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> None:
+        now = time.monotonic()
+        for bucket in buckets:
+            self._buckets[bucket.key] = (self._level(bucket, now) - bucket.cost, now)
+        for budget in budgets:
+            self._budgets[budget.key] = (self._used(budget, now) + budget.cost, now + budget.ttl_s)
+
+    async def seed_budget(self, key: str, used: int, ttl_s: int) -> None:
+        now = time.monotonic()
+        state = self._budgets.get(key)
+        if state is None or state[1] <= now:
+            self._budgets[key] = (used, now + ttl_s)
+
+    def _sweep(self, now: float) -> None:
+        # A bucket untouched for ten minutes is full again under any limit of at least one
+        # request per ten minutes; forgetting it changes nothing.
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 600}
+        self._budgets = {k: v for k, v in self._budgets.items() if v[1] > now}
+
+    async def close(self) -> None:
+        self._buckets.clear()
+        self._budgets.clear()

@@ -1,0 +1,385 @@
+"""SecurityService: authentication, limits, usage and audit for the request pipeline, and
+the audited management operations (keys, tenants) behind the admin API and the CLI.
+
+Built once by the composition root (server lifespan) or a CLI command, from Settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genaiops.config import Settings
+from genaiops.errors import AuthenticationError, PermissionDenied, RateLimited
+from genaiops.security import audit as audit_log
+from genaiops.security.audit import AuditEvent
+from genaiops.security.keys import KEY_PREFIX, KeyRecord, KeyStore, NewKey, TenantRecord, now_us
+from genaiops.security.limits.base import Bucket, Budget, RateLimiter, create_limiter
+from genaiops.security.principal import ANONYMOUS_ADMIN, SYSTEM_TENANT, Limits, Principal
+from genaiops.security.recorder import Recorder, UsageDelta
+from genaiops.security.usage import period_bounds, tokens_used, utc_day
+from genaiops.storage.db import Database
+
+log = logging.getLogger("genaiops.security")
+
+ADMIN_KEY_FILE = "admin_key"
+
+
+@dataclass
+class Admission:
+    """What admitting one request charged, so the rest can be settled when it ends."""
+
+    principal: Principal
+    prompt_tokens: int
+    token_buckets: list[Bucket] = field(default_factory=list)
+    budgets: list[Budget] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+
+def _reset(seconds: float) -> str:
+    """OpenAI's reset format: '1s', '6m0s', '20ms'."""
+    if seconds < 1:
+        return f"{max(1, int(seconds * 1000))}ms"
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+class SecurityService:
+    def __init__(self, settings: Settings, db: Database | None = None):
+        self.settings = settings
+        self.enabled = settings.auth.enabled
+        self.db = db or Database(settings.database_url())
+        self.keys = KeyStore(self.db, settings.auth.key_cache_ttl_s)
+        self.recorder = Recorder(self.db, settings.storage.flush_interval_s)
+        self._limiter: RateLimiter | None = None
+        self._seeded: set[str] = set()
+        self._jwt: Any = None
+        if settings.auth.jwt is not None:
+            from genaiops.security.jwt import JWTVerifier
+
+            self._jwt = JWTVerifier(settings.auth.jwt)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            cfg = self.settings.limits
+            self._limiter = create_limiter(
+                cfg.backend, redis_url=cfg.redis_url, prefix=cfg.redis_prefix
+            )
+        return self._limiter
+
+    def start(self) -> None:
+        self.db.migrate()
+        self.recorder.start()
+
+    async def close(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.close()
+        await asyncio.to_thread(self.recorder.close)
+        self.db.close()
+
+    # -- authentication --------------------------------------------------------------------
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS_ADMIN
+        if not authorization:
+            raise AuthenticationError(
+                "Missing credentials: send 'Authorization: Bearer <API key or token>'.",
+                code="missing_api_key",
+            )
+        if len(authorization) > self.settings.auth.max_header_bytes:
+            raise AuthenticationError("The Authorization header is too long.")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError("Use the Bearer scheme: 'Authorization: Bearer <key>'.")
+        if token.startswith(KEY_PREFIX) or self._jwt is None or token.count(".") != 2:
+            return await self._key_principal(token)
+        principal: Principal = self._jwt.verify(token)
+        return principal
+
+    async def _key_principal(self, token: str) -> Principal:
+        key_id = KeyStore.key_id_of(token)
+        record: KeyRecord | None = None
+        if key_id is not None:
+            hit, record = self.keys.cached(key_id)
+            if not hit:
+                record = await asyncio.to_thread(self.keys.load, key_id)
+        # Always one constant-time comparison, found or not.
+        if not KeyStore.matches(record, token) or record is None:
+            raise AuthenticationError("Incorrect API key provided.")
+        status = record.status()
+        if status != "active":
+            raise AuthenticationError(f"This API key is {status}.", code=f"{status}_api_key")
+        return Principal(
+            tenant=record.tenant,
+            role=record.role,
+            actor=record.id,
+            via="api_key",
+            models=record.models,
+            limits=record.limits,
+        )
+
+    # -- limits ----------------------------------------------------------------------------
+
+    async def _tenant_limits(self, tenant: str) -> Limits:
+        record = await asyncio.to_thread(self.keys.tenant, tenant)
+        return record.limits if record is not None else Limits()
+
+    async def _budgets(self, principal: Principal, cost: int) -> list[Budget]:
+        budgets = []
+        scopes = [("key", principal.actor, principal.limits)]
+        scopes.append(("tenant", principal.tenant, await self._tenant_limits(principal.tenant)))
+        for scope, ident, limits in scopes:
+            if limits.budget_tokens is None:
+                continue
+            start, ttl = period_bounds(limits.budget_period)
+            key = f"budget:{scope}:{ident}:{limits.budget_period}:{start}"
+            if key not in self._seeded:
+                used = await asyncio.to_thread(
+                    tokens_used,
+                    self.db,
+                    since_day=start,
+                    tenant=principal.tenant,
+                    key_id=ident if scope == "key" else None,
+                )
+                await self.limiter.seed_budget(key, used, ttl)
+                self._seeded.add(key)
+            budgets.append(Budget(key, limits.budget_tokens, cost, ttl))
+        return budgets
+
+    async def admit(self, principal: Principal, prompt_tokens: int) -> Admission:
+        """Charge one request and its prompt tokens, or raise RateLimited (429)."""
+        admission = Admission(principal, prompt_tokens)
+        if principal.via == "disabled":
+            return admission
+        tenant_limits = await self._tenant_limits(principal.tenant)
+        request_buckets: list[Bucket] = []
+        for scope, ident, limits in (
+            ("key", principal.actor, principal.limits),
+            ("tenant", principal.tenant, tenant_limits),
+        ):
+            if limits.rpm is not None:
+                request_buckets.append(
+                    Bucket(f"rpm:{scope}:{ident}", limits.rpm, limits.rpm / 60, 1, "requests")
+                )
+            if limits.tpm is not None:
+                if prompt_tokens > limits.tpm:
+                    raise RateLimited(
+                        f"The prompt has {prompt_tokens} tokens, more than the {scope}'s limit "
+                        f"of {limits.tpm} tokens per minute.",
+                        retry_after=60,
+                        code="tokens_exceeded",
+                    )
+                admission.token_buckets.append(
+                    Bucket(
+                        f"tpm:{scope}:{ident}", limits.tpm, limits.tpm / 60, prompt_tokens, "tokens"
+                    )
+                )
+        admission.budgets = await self._budgets(principal, prompt_tokens)
+        buckets = request_buckets + admission.token_buckets
+        if not buckets and not admission.budgets:
+            return admission
+        decision = await self.limiter.acquire(buckets, admission.budgets)
+        admission.headers = self._headers(buckets, decision.remaining)
+        if not decision.allowed:
+            refused = decision.refused_by or ""
+            kind = refused.split(":", 1)[0]
+            scope = refused.split(":")[1] if refused.count(":") >= 1 else "key"
+            code, what = {
+                "rpm": ("requests_exceeded", "requests per minute"),
+                "tpm": ("tokens_exceeded", "tokens per minute"),
+                "budget": ("budget_exceeded", "token budget"),
+            }.get(kind, ("rate_limit_exceeded", "rate limit"))
+            retry = max(1, math.ceil(decision.retry_after_s))
+            raise RateLimited(
+                f"Rate limit reached for this {scope}: {what}. Retry after {retry} s.",
+                retry_after=retry,
+                code=code,
+                headers=admission.headers,
+            )
+        return admission
+
+    def _headers(self, buckets: list[Bucket], remaining: dict[str, float]) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for unit in ("requests", "tokens"):
+            # A refusal reports only the bucket that refused.
+            own = [b for b in buckets if b.unit == unit and b.key in remaining]
+            if not own:
+                continue
+            # Report the tightest of the key's and the tenant's buckets.
+            tightest = min(own, key=lambda b: remaining[b.key] / b.capacity)
+            left = remaining[tightest.key]
+            headers[f"x-ratelimit-limit-{unit}"] = str(int(tightest.capacity))
+            headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(left)))
+            headers[f"x-ratelimit-reset-{unit}"] = _reset(
+                max(0.0, tightest.capacity - left) / tightest.rate
+            )
+        return headers
+
+    async def settle(
+        self, admission: Admission, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Charge completion tokens (and any prompt-estimate difference) once."""
+        if admission.settled:
+            return
+        admission.settled = True
+        extra = completion_tokens + max(0, prompt_tokens - admission.prompt_tokens)
+        if extra <= 0 or not (admission.token_buckets or admission.budgets):
+            return
+        buckets = [
+            Bucket(b.key, b.capacity, b.rate, extra, b.unit) for b in admission.token_buckets
+        ]
+        budgets = [Budget(b.key, b.limit, extra, b.ttl_s) for b in admission.budgets]
+        await self.limiter.settle(buckets, budgets)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def record_inference(
+        self,
+        principal: Principal,
+        *,
+        model: str,
+        status: int,
+        request_id: str,
+        latency_s: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        stamp = now_us()
+        self.recorder.usage(
+            UsageDelta(
+                day=utc_day(stamp / 1e6),
+                tenant=principal.tenant,
+                key_id=principal.actor,
+                model=model,
+                errors=0 if status < 400 else 1,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        )
+        self.recorder.audit(
+            AuditEvent(
+                event="inference",
+                ts_us=stamp,
+                tenant=principal.tenant,
+                actor=principal.actor,
+                request_id=request_id,
+                model=model,
+                status=status,
+                latency_us=int(latency_s * 1e6),
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                detail=detail or {},
+            )
+        )
+
+    def record_event(
+        self,
+        event: str,
+        *,
+        principal: Principal | None = None,
+        tenant: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        durable: bool = False,
+    ) -> None:
+        """A security-relevant event; ``durable`` waits until it is written (blocking)."""
+        item = AuditEvent(
+            event=event,
+            ts_us=now_us(),
+            tenant=tenant if tenant is not None else (principal.tenant if principal else None),
+            actor=principal.actor if principal else None,
+            request_id=request_id,
+            status=status,
+            detail=detail or {},
+        )
+        if durable:
+            self.recorder.audit_now(item)
+        else:
+            self.recorder.audit(item)
+
+    # -- management (audited; blocking, call from a thread in async code) -----------------
+
+    def create_key(self, actor: Principal, **kwargs: Any) -> NewKey:
+        # A tenant administrator can only create keys in its own tenant.
+        tenant = actor.scope(kwargs.get("tenant") or actor.tenant)
+        kwargs["tenant"] = tenant
+        new = self.keys.create(created_by=actor.actor, **kwargs)
+        self.record_event(
+            "key.created",
+            principal=actor,
+            tenant=tenant,
+            detail={"key_id": new.record.id, "role": new.record.role, "name": new.record.name},
+            durable=True,
+        )
+        return new
+
+    def revoke_key(self, actor: Principal, key_id: str) -> KeyRecord:
+        record = self.keys.revoke(key_id, actor.scope(None))
+        self.record_event(
+            "key.revoked",
+            principal=actor,
+            tenant=record.tenant,
+            detail={"key_id": key_id},
+            durable=True,
+        )
+        return record
+
+    def rotate_key(self, actor: Principal, key_id: str) -> tuple[NewKey, KeyRecord]:
+        new, old = self.keys.rotate(key_id, actor.scope(None), created_by=actor.actor)
+        self.record_event(
+            "key.rotated",
+            principal=actor,
+            tenant=old.tenant,
+            detail={"key_id": key_id, "new_key_id": new.record.id},
+            durable=True,
+        )
+        return new, old
+
+    def set_tenant(self, actor: Principal, name: str, limits: Limits) -> TenantRecord:
+        if not actor.is_system_admin:
+            actor.scope(name)
+            raise PermissionDenied(
+                "Only the system administrator can change tenant limits.", code="insufficient_role"
+            )
+        record = self.keys.set_tenant(name, limits)
+        self.record_event(
+            "tenant.updated", principal=actor, tenant=name, detail=record.public(), durable=True
+        )
+        return record
+
+    def bootstrap_admin(self) -> str | None:
+        """On an installation with no keys, create the system administrator's key.
+
+        Returns the secret (to be shown once) and writes it to <data_dir>/admin_key with
+        owner-only permissions; returns None when keys already exist.
+        """
+        if not self.enabled or self.keys.count() > 0:
+            return None
+        system = Principal(tenant=SYSTEM_TENANT, role="admin", actor="bootstrap", via="disabled")
+        new = self.create_key(system, tenant=SYSTEM_TENANT, role="admin", name="bootstrap admin")
+        path = admin_key_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new.secret + "\n")
+        os.chmod(path, 0o600)
+        return new.secret
+
+    def verify_audit(self) -> audit_log.Verification:
+        self.recorder.flush()
+        return audit_log.verify(self.db)
+
+
+def admin_key_path(settings: Settings) -> Path:
+    return settings.data_dir / ADMIN_KEY_FILE

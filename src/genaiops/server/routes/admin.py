@@ -1,0 +1,171 @@
+"""/admin: API keys, tenants, usage and the audit log.
+
+Every route is scoped by the caller's tenant (Principal.scope): tenant administrators and
+operators only ever see their own tenant; the system administrator may name any tenant or
+none (all). A key of another tenant is 'not found', not 'forbidden', so ids cannot be
+probed. The handlers are plain functions, so FastAPI runs their database work in its
+thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from genaiops.errors import PermissionDenied
+from genaiops.security import audit, usage
+from genaiops.security.keys import KeyRecord, NewKey, parse_duration
+from genaiops.security.principal import Limits
+from genaiops.server.deps import KeysAdminDep, LogsReaderDep, SecurityDep, UsageReaderDep
+from genaiops.server.protocol import (
+    ErrorResponse,
+    KeyCreate,
+    KeyList,
+    KeyOut,
+    LimitsIn,
+    TenantList,
+    TenantOut,
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404)
+}
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+
+TenantQuery = Annotated[
+    str | None, Query(max_length=64, description="System administrator only: a tenant to act on.")
+]
+
+
+def _key_out(record: KeyRecord, secret: str | None = None) -> KeyOut:
+    return KeyOut(**record.public(), key=secret)
+
+
+def _new_key_out(new: NewKey) -> KeyOut:
+    return _key_out(new.record, new.secret)
+
+
+@router.get("/keys", response_model=KeyList)
+def list_keys(
+    principal: KeysAdminDep,
+    security: SecurityDep,
+    tenant: TenantQuery = None,
+    include_revoked: bool = False,
+) -> KeyList:
+    records = security.keys.all(principal.scope(tenant), include_revoked=include_revoked)
+    return KeyList(data=[_key_out(r) for r in records])
+
+
+@router.post("/keys", response_model=KeyOut, status_code=201)
+def create_key(body: KeyCreate, principal: KeysAdminDep, security: SecurityDep) -> KeyOut:
+    new = security.create_key(
+        principal,
+        tenant=body.tenant,
+        role=body.role,
+        name=body.name,
+        limits=Limits(body.rpm, body.tpm, body.budget_tokens, body.budget_period),
+        models=body.models,
+        expires_in_s=parse_duration(body.expires) if body.expires else None,
+    )
+    return _new_key_out(new)
+
+
+@router.get("/keys/{key_id}", response_model=KeyOut)
+def get_key(key_id: str, principal: KeysAdminDep, security: SecurityDep) -> KeyOut:
+    return _key_out(security.keys.get(key_id, principal.scope(None)))
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: str, principal: KeysAdminDep, security: SecurityDep) -> KeyOut:
+    return _key_out(security.revoke_key(principal, key_id))
+
+
+@router.post("/keys/{key_id}/rotate", response_model=KeyOut, status_code=201)
+def rotate_key(key_id: str, principal: KeysAdminDep, security: SecurityDep) -> KeyOut:
+    new, _ = security.rotate_key(principal, key_id)
+    return _new_key_out(new)
+
+
+@router.get("/tenants", response_model=TenantList)
+def list_tenants(
+    principal: KeysAdminDep, security: SecurityDep, tenant: TenantQuery = None
+) -> TenantList:
+    records = security.keys.tenants(principal.scope(tenant))
+    return TenantList(data=[TenantOut(**r.public()) for r in records])
+
+
+@router.put("/tenants/{name}", response_model=TenantOut)
+def set_tenant(
+    name: str, body: LimitsIn, principal: KeysAdminDep, security: SecurityDep
+) -> TenantOut:
+    record = security.set_tenant(
+        principal, name, Limits(body.rpm, body.tpm, body.budget_tokens, body.budget_period)
+    )
+    return TenantOut(**record.public())
+
+
+@router.get("/usage")
+def get_usage(
+    principal: UsageReaderDep,
+    security: SecurityDep,
+    tenant: TenantQuery = None,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: Annotated[str, Query(description="Comma-separated: day,tenant,key_id,model")] = (
+        "day,tenant,model"
+    ),
+    key_id: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    security.recorder.flush()
+    groups = [g.strip() for g in group_by.split(",") if g.strip()]
+    rows = usage.query(
+        security.db,
+        tenant=principal.scope(tenant),
+        since=since,
+        until=until,
+        group_by=groups,
+        key_id=key_id,
+        model=model,
+    )
+    return {"object": "list", "group_by": groups, "data": rows}
+
+
+@router.get("/audit")
+def get_audit(
+    principal: LogsReaderDep,
+    security: SecurityDep,
+    tenant: TenantQuery = None,
+    since: str | None = None,
+    until: str | None = None,
+    event: str | None = None,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    security.recorder.flush()
+    records = list(
+        audit.query(
+            security.db,
+            tenant=principal.scope(tenant),
+            since_us=audit.parse_instant(since, "since") if since else None,
+            until_us=audit.parse_instant(until, "until") if until else None,
+            event=event,
+            after_seq=after_seq,
+            limit=limit,
+        )
+    )
+    return {"object": "list", "data": records, "has_more": len(records) == limit}
+
+
+@router.get("/audit/verify")
+def verify_audit(principal: LogsReaderDep, security: SecurityDep, response: Response) -> Any:
+    if not principal.is_system_admin:
+        raise PermissionDenied(
+            "Only the system administrator can verify the whole audit chain.",
+            code="insufficient_role",
+        )
+    result = security.verify_audit()
+    if not result.ok:
+        response.status_code = 409
+    return result.as_dict()

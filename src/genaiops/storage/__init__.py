@@ -1,0 +1,1 @@
+"""The metadata store: SQLAlchemy over SQLite (embedded default) or PostgreSQL."""

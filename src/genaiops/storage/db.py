@@ -1,0 +1,103 @@
+"""Database: one SQLAlchemy engine per process, built from Settings.
+
+SQLite (the default) runs in WAL mode with a busy timeout, so several processes (the
+server, the CLI, a second replica in tests) can share one file; PostgreSQL is used by
+giving ``storage.url``. The schema is created on first use and its version recorded; a
+newer schema than this code knows is refused instead of being written to.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from genaiops.errors import ConfigError
+from genaiops.storage.tables import SCHEMA_VERSION, audit_head, metadata, schema_info
+
+GENESIS_HASH = "0" * 64
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise ConfigError(f"storage.url: cannot use {url!r}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrated = False
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Create missing tables and check the recorded schema version."""
+        if self._migrated:
+            return
+        try:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                version = conn.execute(select(schema_info.c.version)).scalar()
+                if version is None:
+                    conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+                elif version > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"the database schema is version {version}, newer than this genaiops "
+                        f"understands ({SCHEMA_VERSION}); upgrade genaiops"
+                    )
+                if conn.execute(select(audit_head.c.id)).first() is None:
+                    conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
+        except SQLAlchemyError as exc:
+            raise ConfigError(f"cannot open the database {self.safe_url}: {exc}") from exc
+        self._migrated = True
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        self.migrate()
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        self.migrate()
+        with self.engine.connect() as conn:
+            yield conn
+
+    def upsert(self, table: Any) -> Any:
+        """A dialect-specific INSERT that supports ``on_conflict_do_update``."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def close(self) -> None:
+        self.engine.dispose()

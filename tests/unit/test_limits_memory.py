@@ -1,0 +1,136 @@
+"""Behaviour of the in-process rate limiter.
+
+The checks are written against the RateLimiter protocol so that the Redis integration tests
+run the very same cases (tests/integration/test_redis_limits.py imports ``CHECKS``).
+Levels are compared approximately: a little refill happens between two calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+
+from genaiops.security.limits.base import Bucket, Budget, RateLimiter
+from genaiops.security.limits.memory import MemoryLimiter
+
+Check = Callable[[RateLimiter], Awaitable[None]]
+
+
+def rpm(key: str, per_minute: float, cost: float = 1) -> Bucket:
+    return Bucket(key, capacity=per_minute, rate=per_minute / 60, cost=cost, unit="requests")
+
+
+def approx(value: float) -> object:
+    return pytest.approx(value, abs=0.05)
+
+
+async def check_bucket_admits_capacity_then_refuses(limiter: RateLimiter) -> None:
+    bucket = rpm("key:a:rpm", 3)
+    for left in (2, 1, 0):
+        decision = await limiter.acquire([bucket], [])
+        assert decision.allowed
+        assert decision.refused_by is None
+        assert decision.remaining == {"key:a:rpm": approx(left)}
+    refused = await limiter.acquire([bucket], [])
+    assert not refused.allowed
+    assert refused.refused_by == "key:a:rpm"
+    # One request per 20 s refills; almost nothing has refilled yet.
+    assert 19 < refused.retry_after_s <= 20
+    assert refused.remaining == {"key:a:rpm": approx(0)}
+
+
+async def check_refusal_charges_nothing(limiter: RateLimiter) -> None:
+    wide, narrow = rpm("key:wide", 10), rpm("tenant:narrow", 1)
+    assert (await limiter.acquire([wide, narrow], [])).allowed
+    refused = await limiter.acquire([wide, narrow], [])
+    assert not refused.allowed
+    assert refused.refused_by == "tenant:narrow"
+    # A budget refusal leaves the buckets alone as well.
+    day = Budget("tenant:day", limit=5, cost=6, ttl_s=3600)
+    refused = await limiter.acquire([wide], [day])
+    assert refused.refused_by == "tenant:day"
+    # Only the first, admitted request was charged to the wide bucket.
+    decision = await limiter.acquire([wide], [])
+    assert decision.remaining == {"key:wide": approx(8)}
+
+
+async def check_bucket_refills_over_time(limiter: RateLimiter) -> None:
+    fast = Bucket("key:fast", capacity=2, rate=20, cost=1, unit="requests")
+    assert (await limiter.acquire([fast], [])).allowed
+    assert (await limiter.acquire([fast], [])).allowed
+    assert not (await limiter.acquire([fast], [])).allowed
+    # Long enough to refill more than the capacity: the level is capped at capacity.
+    await asyncio.sleep(0.2)
+    decision = await limiter.acquire([fast], [])
+    assert decision.allowed
+    assert decision.remaining == {"key:fast": pytest.approx(1)}
+
+
+async def check_settle_can_go_negative(limiter: RateLimiter) -> None:
+    tpm = Bucket("key:tpm", capacity=100, rate=100 / 60, cost=10, unit="tokens")
+    assert (await limiter.acquire([tpm], [])).allowed
+    await limiter.settle([replace(tpm, cost=150)], [])
+    refused = await limiter.acquire([replace(tpm, cost=1)], [])
+    assert not refused.allowed
+    assert refused.refused_by == "key:tpm"
+    # Level is about -60: 61 tokens to refill at 100/60 per second.
+    assert refused.retry_after_s == pytest.approx(61 / (100 / 60), abs=0.5)
+    assert refused.remaining == {"key:tpm": 0}
+
+
+async def check_budget_refuses_over_limit(limiter: RateLimiter) -> None:
+    day = Budget("tenant:t:day", limit=100, cost=60, ttl_s=3600)
+    decision = await limiter.acquire([], [day])
+    assert decision.allowed
+    assert decision.remaining == {"tenant:t:day": 40}
+    refused = await limiter.acquire([], [day])
+    assert not refused.allowed
+    assert refused.refused_by == "tenant:t:day"
+    assert refused.retry_after_s == 3600.0
+    assert refused.remaining == {"tenant:t:day": 40}
+    assert (await limiter.acquire([], [replace(day, cost=40)])).remaining == {"tenant:t:day": 0}
+    # settle charges past the limit without refusing.
+    await limiter.settle([], [replace(day, cost=5)])
+    assert (await limiter.acquire([], [replace(day, cost=0)])).remaining == {"tenant:t:day": -5}
+
+
+async def check_seed_budget_keeps_existing_counter(limiter: RateLimiter) -> None:
+    month = Budget("tenant:s:month", limit=100, cost=10, ttl_s=3600)
+    await limiter.seed_budget("tenant:s:month", 50, 3600)
+    assert (await limiter.acquire([], [month])).remaining == {"tenant:s:month": 40}
+    await limiter.seed_budget("tenant:s:month", 0, 3600)
+    assert (await limiter.acquire([], [month])).remaining == {"tenant:s:month": 30}
+
+
+async def check_budget_resets_after_its_period(limiter: RateLimiter) -> None:
+    ended = Budget("tenant:e:day", limit=1, cost=1, ttl_s=0)
+    assert (await limiter.acquire([], [ended])).allowed
+    # The period is over once charged: the next request starts a new counter.
+    assert (await limiter.acquire([], [ended])).allowed
+
+
+CHECKS: list[Check] = [
+    check_bucket_admits_capacity_then_refuses,
+    check_refusal_charges_nothing,
+    check_bucket_refills_over_time,
+    check_settle_can_go_negative,
+    check_budget_refuses_over_limit,
+    check_seed_budget_keeps_existing_counter,
+    check_budget_resets_after_its_period,
+]
+
+
+async def run_check(factory: Callable[[], RateLimiter], check: Check) -> None:
+    limiter = factory()
+    try:
+        await check(limiter)
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_memory_limiter(check: Check) -> None:
+    asyncio.run(run_check(MemoryLimiter, check))
