@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,18 +32,59 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    data_dir: Path
+    config: Path
+    # The installation's administrator key (created on first start), if auth is on.
+    key: str | None = None
 
     @property
     def base_url(self) -> str:
         return self.url + "/v1"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
 
-def start_server(tmp: Path, name: str, config: str, env: dict[str, str] | None = None) -> Server:
+
+def genaiops_cli(
+    *args: str, data_dir: Path, config: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the genaiops CLI against a data directory (the same database a server uses)."""
+    command = [sys.executable, "-m", "genaiops", *args]
+    if config is not None:
+        command += ["--config", str(config)]
+    result = subprocess.run(
+        command,
+        env=os.environ | {"GENAIOPS_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"genaiops {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def create_key(data_dir: Path, *args: str) -> str:
+    """Create an API key with the CLI; returns its secret."""
+    result = genaiops_cli("keys", "create", *args, "--json", data_dir=data_dir)
+    key: str = json.loads(result.stdout)["key"]
+    return key
+
+
+def start_server(
+    tmp: Path,
+    name: str,
+    config: str,
+    env: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+) -> Server:
     port = free_port()
     cfg = tmp / f"{name}.toml"
     cfg.write_text(config)
     log = tmp / f"{name}.log"
-    environment = os.environ | {"GENAIOPS_DATA_DIR": str(tmp / f"{name}-data")} | (env or {})
+    data = data_dir or tmp / f"{name}-data"
+    environment = os.environ | {"GENAIOPS_DATA_DIR": str(data)} | (env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "genaiops", "serve", "--config", str(cfg), "--port", str(port)],
@@ -56,7 +99,9 @@ def start_server(tmp: Path, name: str, config: str, env: dict[str, str] | None =
             raise RuntimeError(f"server {name} exited:\n{log.read_text()}")
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Server(url, process, log)
+                key_file = data / "admin_key"
+                key = key_file.read_text().strip() if key_file.exists() else None
+                return Server(url, process, log, data, cfg, key)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -76,17 +121,65 @@ def stop_server(server: Server) -> None:
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A second genaiops server that the main one proxies to as a remote upstream."""
     tmp = tmp_path_factory.mktemp("upstream")
-    server = start_server(tmp, "upstream", 'bundled_models = ["smollm2-135m-instruct"]\n')
+    data = tmp / "upstream-data"
+    # The gateway authenticates to it with a key of its own, like any remote provider.
+    gateway_key = create_key(data, "--tenant", "gateway", "--role", "user")
+    server = start_server(
+        tmp, "upstream", 'bundled_models = ["smollm2-135m-instruct"]\n', data_dir=data
+    )
+    server.key = gateway_key
     yield server
     stop_server(server)
 
 
+JWT_ISSUER = "https://idp.example.test"
+JWT_AUDIENCE = "genaiops"
+METRICS_TOKEN = "scrape-secret-for-tests"
+
+
+@dataclass
+class JWTKeys:
+    rsa: Any
+    ec: Any
+    jwks: Path
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
+def jwt_keys(tmp_path_factory: pytest.TempPathFactory) -> JWTKeys:
+    """An identity provider's signing keys, published to the gateway as a JWKS file."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    keys = [
+        json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key())) | {"kid": "rsa-1", "use": "sig"},
+        json.loads(ECAlgorithm.to_jwk(ec_key.public_key())) | {"kid": "ec-1", "use": "sig"},
+    ]
+    path = tmp_path_factory.mktemp("idp") / "jwks.json"
+    path.write_text(json.dumps({"keys": keys}))
+    return JWTKeys(rsa_key, ec_key, path)
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Server, jwt_keys: JWTKeys
+) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("gateway")
     config = f"""
 [server]
 max_body_bytes = 1048576
+
+[auth]
+key_cache_ttl_s = 0.5
+
+[auth.jwt]
+jwks_file = "{jwt_keys.jwks}"
+issuer = "{JWT_ISSUER}"
+audience = "{JWT_AUDIENCE}"
+
+[metrics]
+token = "{METRICS_TOKEN}"
 
 [scheduler]
 max_queue = 8
@@ -121,6 +214,7 @@ name = "dead-upstream"
 engine = "remote"
 base_url = "http://127.0.0.1:{free_port()}/v1"
 """
-    server = start_server(tmp, "gateway", config, env={UPSTREAM_KEY_ENV: "test-secret"})
+    assert upstream.key is not None
+    server = start_server(tmp, "gateway", config, env={UPSTREAM_KEY_ENV: upstream.key})
     yield server
     stop_server(server)

@@ -18,6 +18,7 @@ MODEL = "smollm2-135m-instruct"
 
 
 def post(server: Server, path: str, **kw: object) -> httpx.Response:
+    kw.setdefault("headers", server.headers)
     return httpx.post(server.url + path, timeout=60, **kw)  # type: ignore[arg-type]
 
 
@@ -42,7 +43,7 @@ def test_unknown_model_is_404(server: Server) -> None:
         post(server, "/v1/chat/completions", json=chat(model="nope")), 404, "model_not_found"
     )
     assert error["param"] == "model"
-    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="nope", prompt="x")
 
@@ -88,7 +89,10 @@ def test_invalid_bodies_are_400(server: Server, body: dict[str, object], param: 
 )
 def test_malformed_payloads_are_400(server: Server, raw: bytes) -> None:
     r = post(
-        server, "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+        server,
+        "/v1/chat/completions",
+        content=raw,
+        headers=server.headers | {"content-type": "application/json"},
     )
     assert_error(r, 400)
 
@@ -137,7 +141,7 @@ def test_oversize_body_is_413(server: Server) -> None:
         server,
         "/v1/chat/completions",
         content=chunks(),
-        headers={"content-type": "application/json"},
+        headers=server.headers | {"content-type": "application/json"},
     )
     assert_error(r, 413)
 
@@ -155,7 +159,13 @@ def test_queue_full_is_429_with_retry_after(server: Server) -> None:
     results: list[int] = []
 
     def long_stream() -> None:
-        with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=120) as r:
+        with httpx.stream(
+            "POST",
+            server.url + "/v1/completions",
+            json=body,
+            headers=server.headers,
+            timeout=120,
+        ) as r:
             started.wait()
             results.append(r.status_code)
             for _ in r.iter_bytes():
@@ -215,8 +225,8 @@ def test_dead_upstream_is_502(server: Server) -> None:
 
 
 def test_unknown_route_and_method(server: Server) -> None:
-    assert_error(httpx.get(server.url + "/v1/nothing"), 404)
-    assert_error(httpx.get(server.url + "/v1/chat/completions"), 405)
+    assert_error(httpx.get(server.url + "/v1/nothing", headers=server.headers), 404)
+    assert_error(httpx.get(server.url + "/v1/chat/completions", headers=server.headers), 405)
 
 
 def test_disconnect_mid_stream_stops_generation(server: Server) -> None:
@@ -232,7 +242,9 @@ def test_disconnect_mid_stream_stops_generation(server: Server) -> None:
         "stream": True,
     }
     received = 0
-    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=60) as r:
+    with httpx.stream(
+        "POST", server.url + "/v1/completions", json=body, headers=server.headers, timeout=60
+    ) as r:
         for line in r.iter_lines():
             if line.startswith("data:"):
                 received += 1
@@ -279,6 +291,7 @@ def test_disconnect_while_waiting_for_non_streamed_answer(server: Server) -> Non
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(
             b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {server.key}\r\n".encode()
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )

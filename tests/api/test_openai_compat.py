@@ -19,7 +19,7 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120)
 
 
 def ask(client: openai.OpenAI, text: str, **kw: object) -> object:
@@ -187,7 +187,7 @@ def test_local_gguf_path_with_template_override(client: openai.OpenAI) -> None:
 
 
 def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: Server) -> None:
-    direct = openai.OpenAI(base_url=upstream.base_url, api_key="x", max_retries=0)
+    direct = openai.OpenAI(base_url=upstream.base_url, api_key=upstream.key, max_retries=0)
     kw = {"temperature": 0, "max_tokens": 20}
     mine = ask(client, "What is a llama?", model="upstream-chat", **kw)
     theirs = ask(direct, "What is a llama?", **kw)
@@ -246,7 +246,10 @@ def test_two_clients_streaming_at_once(client: openai.OpenAI) -> None:
 
 def test_generate_endpoint(server: Server) -> None:
     r = httpx.post(
-        server.url + "/generate", json={"prompt": "Write one word.", "max_tokens": 8}, timeout=60
+        server.url + "/generate",
+        json={"prompt": "Write one word.", "max_tokens": 8},
+        headers=server.headers,
+        timeout=60,
     )
     assert r.status_code == 200
     body = r.json()
@@ -258,6 +261,7 @@ def test_generate_endpoint(server: Server) -> None:
     base = httpx.post(
         server.url + "/generate",
         json={"prompt": "O Brasil é", "model": "gemma3-270m", "max_tokens": 6},
+        headers=server.headers,
         timeout=60,
     ).json()
     # A base model is driven as a plain completion: the prompt is only the user's text.

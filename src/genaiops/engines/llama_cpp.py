@@ -47,6 +47,43 @@ if TYPE_CHECKING:
 TOP_K = 40
 MIN_P = 0.05
 # OpenAI fields a local model cannot honour; refused rather than silently ignored.
+_STDIO_LOCK = threading.Lock()
+_stdio_kept = False
+
+
+class _NoRedirect:
+    def __init__(self, disable: bool = True):
+        pass
+
+    def __enter__(self) -> _NoRedirect:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def _keep_stdio() -> None:
+    """Stop llama-cpp-python from pointing the process's stdout/stderr at /dev/null.
+
+    With ``verbose=False`` it dup2()s /dev/null over file descriptors 1 and 2 while a model
+    or grammar loads. That silences every other thread too (access logs written meanwhile
+    are lost), and two models loading at once restore each other's /dev/null, leaving the
+    server without stderr for good. Its native log callback already drops messages below
+    ERROR when verbose is off, so the redirection is not needed to keep the console quiet.
+    """
+    global _stdio_kept
+    with _STDIO_LOCK:
+        if _stdio_kept:
+            return
+        import llama_cpp._internals
+        import llama_cpp.llama
+
+        for module in (llama_cpp.llama, llama_cpp._internals):
+            if hasattr(module, "suppress_stdout_stderr"):
+                module.suppress_stdout_stderr = _NoRedirect
+        _stdio_kept = True
+
+
 _UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "logit_bias")
 
 
@@ -155,6 +192,7 @@ class LlamaCppEngine:
     def _load(self) -> None:
         from llama_cpp import Llama
 
+        _keep_stdio()
         path = bundled.resolve_path(self.config.bundled, self.config.path, self._models_dir)
         threads = self.config.n_threads or os.cpu_count() or 1
         self._llm = Llama(

@@ -171,6 +171,7 @@ async def run(
         try:
             admission = await security.admit(principal, ctx.prompt_tokens)
         except RateLimited as exc:
+            ctx.prompt_tokens = 0  # refused before any work: nothing was consumed
             ctx.rate_limited = exc.code
             ctx.headers.update(exc.headers)
             raise

@@ -331,11 +331,18 @@ class KeyStore:
                 )
             )
 
-    def tenant(self, name: str) -> TenantRecord | None:
-        """A tenant's limits, cached like keys (read on every request)."""
+    def cached_tenant(self, name: str) -> tuple[bool, TenantRecord | None]:
+        """(hit, record) from the cache without touching the database."""
         entry = self._tenant_cache.get(name)
         if entry is not None and time.monotonic() - entry[0] <= self.cache_ttl_s:
-            return entry[1]
+            return True, entry[1]
+        return False, None
+
+    def tenant(self, name: str) -> TenantRecord | None:
+        """A tenant's limits, cached like keys (read on every request)."""
+        hit, cached = self.cached_tenant(name)
+        if hit:
+            return cached
         with self.db.connect() as conn:
             row = conn.execute(select(tenants).where(tenants.c.name == name)).first()
         record = (

@@ -130,13 +130,17 @@ class SecurityService:
     # -- limits ----------------------------------------------------------------------------
 
     async def _tenant_limits(self, tenant: str) -> Limits:
-        record = await asyncio.to_thread(self.keys.tenant, tenant)
+        hit, record = self.keys.cached_tenant(tenant)
+        if not hit:
+            record = await asyncio.to_thread(self.keys.tenant, tenant)
         return record.limits if record is not None else Limits()
 
-    async def _budgets(self, principal: Principal, cost: int) -> list[Budget]:
+    async def _budgets(
+        self, principal: Principal, tenant_limits: Limits, cost: int
+    ) -> list[Budget]:
         budgets = []
         scopes = [("key", principal.actor, principal.limits)]
-        scopes.append(("tenant", principal.tenant, await self._tenant_limits(principal.tenant)))
+        scopes.append(("tenant", principal.tenant, tenant_limits))
         for scope, ident, limits in scopes:
             if limits.budget_tokens is None:
                 continue
@@ -183,7 +187,7 @@ class SecurityService:
                         f"tpm:{scope}:{ident}", limits.tpm, limits.tpm / 60, prompt_tokens, "tokens"
                     )
                 )
-        admission.budgets = await self._budgets(principal, prompt_tokens)
+        admission.budgets = await self._budgets(principal, tenant_limits, prompt_tokens)
         buckets = request_buckets + admission.token_buckets
         if not buckets and not admission.budgets:
             return admission

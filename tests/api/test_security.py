@@ -1,0 +1,466 @@
+"""Authentication, roles, tenant isolation, rate limits, usage, audit and metrics, through
+the HTTP API of a real server with the real bundled model."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import METRICS_TOKEN, Server
+
+MODEL = "smollm2-135m-instruct"
+# About a dozen tokens: more than what is left in a bucket or budget the tests just drained.
+LONGER_PROMPT = "Hi there, my good friend. How are you doing today, and how is the weather?"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin(server: Server, method: str, path: str, **kw: Any) -> httpx.Response:
+    kw.setdefault("headers", server.headers)
+    return httpx.request(method, server.url + path, timeout=60, **kw)
+
+
+def new_key(server: Server, admin_key: str | None = None, **body: Any) -> dict[str, Any]:
+    """Create a key through the admin API; ``tenant`` defaults to a fresh unique tenant."""
+    if admin_key is None:
+        body.setdefault("tenant", "t" + uuid.uuid4().hex[:10])
+    headers = bearer(admin_key) if admin_key else server.headers
+    r = admin(server, "POST", "/admin/keys", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    assert created["key"].startswith("gaiops_")
+    return created
+
+
+def complete(server: Server, key: str, **body: Any) -> httpx.Response:
+    payload = {"model": MODEL, "prompt": "Hello", "max_tokens": 2, "temperature": 0} | body
+    return httpx.post(
+        server.url + "/v1/completions", json=payload, headers=bearer(key), timeout=120
+    )
+
+
+def error_of(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    error: dict[str, Any] = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("POST", "/generate"),
+        ("GET", "/admin/keys"),
+        ("GET", "/admin/audit"),
+        ("GET", "/v1/no-such-route"),
+    ],
+)
+def test_missing_credentials_are_401_everywhere(server: Server, method: str, path: str) -> None:
+    r = httpx.request(method, server.url + path, json={"model": MODEL}, timeout=30)
+    error_of(r, 401, "missing_api_key")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert r.headers["x-request-id"]
+
+
+def test_public_probes_need_no_credentials(server: Server) -> None:
+    for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
+        assert httpx.get(server.url + path, timeout=30).status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        "Bearer gaiops_000000000000_" + "A" * 43,  # well-formed, unknown id
+        "Bearer not-a-key",
+        "Bearer ' OR '1'='1",
+        "Bearer gaiops_' OR 1=1 --",
+        "Bearer gaiops_abcdefabcdef_x'; DROP TABLE api_keys; --aaaaaaaaaaaaaaaaaaaaaaaa",
+        "Bearer %00%00",
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer",
+        "Bearer two words",
+        "Token gaiops_abc",
+        "Bearer " + "a" * 9000,
+    ],
+)
+def test_invalid_credentials_are_401(server: Server, credential: str) -> None:
+    r = httpx.get(server.url + "/v1/models", headers={"Authorization": credential}, timeout=30)
+    error_of(r, 401)
+    # The key store is intact and the admin key still works afterwards.
+    assert admin(server, "GET", "/admin/keys").status_code == 200
+
+
+def test_wrong_secret_for_a_real_key_id_is_401(server: Server) -> None:
+    key = new_key(server)["key"]
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    error_of(complete(server, forged), 401, "invalid_api_key")
+    assert complete(server, key).status_code == 200
+
+
+def test_huge_authorization_header_does_not_crash(server: Server) -> None:
+    r = httpx.get(
+        server.url + "/v1/models", headers={"Authorization": "Bearer " + "x" * 200_000}, timeout=30
+    )
+    assert r.status_code in (400, 401, 431)
+    assert httpx.get(server.url + "/healthz", timeout=30).status_code == 200
+
+
+def test_revoked_and_rotated_keys_stop_working(server: Server) -> None:
+    created = new_key(server)
+    key, key_id = created["key"], created["id"]
+    assert complete(server, key).status_code == 200
+    revoked = admin(server, "DELETE", f"/admin/keys/{key_id}")
+    assert revoked.json()["status"] == "revoked"
+    error_of(complete(server, key), 401, "revoked_api_key")
+
+    other = new_key(server, role="user", rpm=100)
+    rotated = admin(server, "POST", f"/admin/keys/{other['id']}/rotate")
+    assert rotated.status_code == 201
+    fresh = rotated.json()
+    assert fresh["rotated_from"] == other["id"] and fresh["rpm"] == 100
+    assert fresh["tenant"] == other["tenant"]
+    error_of(complete(server, other["key"]), 401, "revoked_api_key")
+    assert complete(server, fresh["key"]).status_code == 200
+
+
+def test_expired_key_is_401(server: Server) -> None:
+    key = new_key(server, expires="1s")["key"]
+    time.sleep(1.2)
+    error_of(complete(server, key), 401, "expired_api_key")
+
+
+def test_secret_is_shown_once_and_never_listed(server: Server) -> None:
+    created = new_key(server)
+    listed = admin(server, "GET", "/admin/keys", params={"tenant": created["tenant"]}).json()
+    assert [k["id"] for k in listed["data"]] == [created["id"]]
+    assert listed["data"][0]["key"] is None
+    assert created["key"] not in json.dumps(listed)
+    fetched = admin(server, "GET", f"/admin/keys/{created['id']}").json()
+    assert fetched["key"] is None and fetched["redacted_key"].startswith("gaiops_")
+
+
+def test_admin_api_validates_input(server: Server) -> None:
+    for body in (
+        {"tenant": "Bad Tenant!", "role": "user"},
+        {"tenant": "ok", "role": "root"},
+        {"tenant": "ok", "rpm": -1},
+        {"tenant": "ok", "expires": "forever"},
+        {"tenant": "ok", "unknown_field": 1},
+    ):
+        error_of(admin(server, "POST", "/admin/keys", json=body), 400)
+    error_of(admin(server, "GET", "/admin/keys/nope"), 404, "key_not_found")
+
+
+# -- roles and models -------------------------------------------------------------------------
+
+
+def test_roles(server: Server) -> None:
+    tenant = "roles" + uuid.uuid4().hex[:6]
+    user = new_key(server, tenant=tenant, role="user")["key"]
+    operator = new_key(server, tenant=tenant, role="operator")["key"]
+    tenant_admin = new_key(server, tenant=tenant, role="admin")["key"]
+
+    error_of(admin(server, "GET", "/admin/keys", headers=bearer(user)), 403, "insufficient_role")
+    error_of(admin(server, "GET", "/admin/usage", headers=bearer(user)), 403)
+    error_of(admin(server, "GET", "/admin/audit", headers=bearer(user)), 403)
+    assert complete(server, user).status_code == 200
+
+    assert admin(server, "GET", "/admin/usage", headers=bearer(operator)).status_code == 200
+    assert admin(server, "GET", "/admin/audit", headers=bearer(operator)).status_code == 200
+    error_of(admin(server, "GET", "/admin/keys", headers=bearer(operator)), 403)
+
+    # A tenant administrator manages keys of its own tenant only, and not tenant limits.
+    created = new_key(server, admin_key=tenant_admin, role="user")
+    assert created["tenant"] == tenant
+    r = admin(
+        server, "POST", "/admin/keys", json={"tenant": "elsewhere"}, headers=bearer(tenant_admin)
+    )
+    error_of(r, 403, "wrong_tenant")
+    r = admin(
+        server, "PUT", f"/admin/tenants/{tenant}", json={"rpm": 5}, headers=bearer(tenant_admin)
+    )
+    error_of(r, 403)
+    r = admin(server, "GET", "/admin/audit/verify", headers=bearer(tenant_admin))
+    error_of(r, 403)
+
+
+def test_model_allowlist(server: Server) -> None:
+    key = new_key(server, models=[MODEL])["key"]
+    client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+    assert [m.id for m in client.models.list()] == [MODEL]
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.completions.create(model="gemma3-270m", prompt="Hola", max_tokens=2)
+    assert info.value.status_code == 403
+    error_of(httpx.get(server.url + "/v1/models/gemma3-270m", headers=bearer(key), timeout=30), 403)
+    assert client.completions.create(model=MODEL, prompt="Hi", max_tokens=2).choices
+
+
+# -- tenant isolation -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_tenants(server: Server) -> dict[str, Any]:
+    """Two tenants, each with an admin key and some traffic of its own."""
+    out: dict[str, Any] = {}
+    for name in ("iso-a-" + uuid.uuid4().hex[:6], "iso-b-" + uuid.uuid4().hex[:6]):
+        admin_key = new_key(server, tenant=name, role="admin")
+        user_key = new_key(server, admin_key=admin_key["key"], role="user")
+        assert complete(server, user_key["key"]).status_code == 200
+        out[name] = {"admin": admin_key, "user": user_key}
+    return out
+
+
+def test_tenants_never_see_each_other(server: Server, two_tenants: dict[str, Any]) -> None:
+    (a, keys_a), (b, keys_b) = two_tenants.items()
+    headers_a = bearer(keys_a["admin"]["key"])
+    # Tenant ids in headers are ignored: the tenant comes only from the credential.
+    smuggled = headers_a | {"x-tenant-id": b, "openai-organization": b, "x-genaiops-tenant": b}
+    for headers in (headers_a, smuggled):
+        keys = admin(server, "GET", "/admin/keys", headers=headers).json()["data"]
+        assert {k["tenant"] for k in keys} == {a}
+        assert len(keys) == 2
+        usage = admin(server, "GET", "/admin/usage", headers=headers).json()["data"]
+        assert usage and {row["tenant"] for row in usage} == {a}
+        records = admin(server, "GET", "/admin/audit", headers=headers).json()["data"]
+        assert records and {r["tenant"] for r in records} == {a}
+        tenants = admin(server, "GET", "/admin/tenants", headers=headers).json()["data"]
+        assert [t["name"] for t in tenants] == [a]
+
+    for path in ("/admin/keys", "/admin/usage", "/admin/audit", "/admin/tenants"):
+        r = admin(server, "GET", path, params={"tenant": b}, headers=headers_a)
+        error_of(r, 403, "wrong_tenant")
+
+    foreign = keys_b["user"]["id"]
+    error_of(admin(server, "GET", f"/admin/keys/{foreign}", headers=headers_a), 404)
+    error_of(admin(server, "DELETE", f"/admin/keys/{foreign}", headers=headers_a), 404)
+    error_of(admin(server, "POST", f"/admin/keys/{foreign}/rotate", headers=headers_a), 404)
+    # The other tenant's key still works.
+    assert complete(server, keys_b["user"]["key"]).status_code == 200
+
+
+def test_system_admin_sees_every_tenant(server: Server, two_tenants: dict[str, Any]) -> None:
+    names = set(two_tenants)
+    keys = admin(server, "GET", "/admin/keys").json()["data"]
+    assert names <= {k["tenant"] for k in keys}
+    usage = admin(server, "GET", "/admin/usage").json()["data"]
+    assert names <= {row["tenant"] for row in usage}
+    one = next(iter(names))
+    scoped = admin(server, "GET", "/admin/usage", params={"tenant": one}).json()["data"]
+    assert {row["tenant"] for row in scoped} == {one}
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def test_requests_per_minute_per_key(server: Server) -> None:
+    key = new_key(server, rpm=2)["key"]
+    first = complete(server, key)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert complete(server, key).status_code == 200
+    refused = complete(server, key)
+    error_of(refused, 429, "requests_exceeded")
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_tenant_limit_is_shared_by_its_keys(server: Server) -> None:
+    tenant = "shared" + uuid.uuid4().hex[:6]
+    r = admin(server, "PUT", f"/admin/tenants/{tenant}", json={"rpm": 3})
+    assert r.status_code == 200 and r.json()["rpm"] == 3
+    k1 = new_key(server, tenant=tenant)["key"]
+    k2 = new_key(server, tenant=tenant)["key"]
+    statuses = [complete(server, k).status_code for k in (k1, k2, k1, k2)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_tokens_per_minute(server: Server) -> None:
+    key = new_key(server, tpm=40)["key"]
+    too_big = complete(server, key, prompt="word " * 60)
+    error_of(too_big, 429, "tokens_exceeded")
+    ok = complete(server, key, prompt="Hi", max_tokens=36, ignore_eos=True)
+    assert ok.status_code == 200
+    assert ok.json()["usage"]["completion_tokens"] == 36
+    # Prompt and completion tokens were both charged: a few tokens are left at most.
+    error_of(complete(server, key, prompt=LONGER_PROMPT), 429, "tokens_exceeded")
+
+
+def test_token_budget(server: Server) -> None:
+    key = new_key(server, budget_tokens=50, budget_period="day")["key"]
+    ok = complete(server, key, prompt="Hi", max_tokens=45, ignore_eos=True)
+    assert ok.status_code == 200
+    refused = complete(server, key, prompt=LONGER_PROMPT)
+    error = error_of(refused, 429, "budget_exceeded")
+    assert "budget" in error["message"]
+    # Retry-After points at the end of the budget period (the next UTC day).
+    assert int(refused.headers["retry-after"]) <= 86400
+
+
+def test_streamed_completion_tokens_are_charged(server: Server) -> None:
+    key = new_key(server, tpm=60)["key"]
+    body = {"model": MODEL, "prompt": "Hi", "max_tokens": 55, "ignore_eos": True, "stream": True}
+    with httpx.stream(
+        "POST", server.url + "/v1/completions", json=body, headers=bearer(key), timeout=60
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["x-ratelimit-limit-tokens"] == "60"
+        for _ in r.iter_lines():
+            pass
+    error_of(complete(server, key, prompt=LONGER_PROMPT), 429, "tokens_exceeded")
+
+
+# -- usage, audit, request ids, logs, metrics -------------------------------------------------
+
+
+def test_usage_accounting_matches_responses(server: Server) -> None:
+    created = new_key(server)
+    totals = {"prompt_tokens": 0, "completion_tokens": 0}
+    for prompt in ("One", "Two words", "Three more words"):
+        usage = complete(server, created["key"], prompt=prompt, max_tokens=3).json()["usage"]
+        for name in totals:
+            totals[name] += usage[name]
+    r = admin(
+        server,
+        "GET",
+        "/admin/usage",
+        params={"tenant": created["tenant"], "group_by": "key_id,model"},
+    )
+    rows = r.json()["data"]
+    assert rows == [
+        {
+            "key_id": created["id"],
+            "model": MODEL,
+            "requests": 3,
+            "errors": 0,
+            "prompt_tokens": totals["prompt_tokens"],
+            "completion_tokens": totals["completion_tokens"],
+            "total_tokens": totals["prompt_tokens"] + totals["completion_tokens"],
+        }
+    ]
+
+
+def test_inference_is_audited_with_the_request_id(server: Server) -> None:
+    created = new_key(server)
+    request_id = "audit-" + uuid.uuid4().hex
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3},
+        headers=bearer(created["key"]) | {"x-request-id": request_id},
+        timeout=60,
+    )
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == request_id
+    usage = r.json()["usage"]
+    records = admin(
+        server, "GET", "/admin/audit", params={"tenant": created["tenant"], "event": "inference"}
+    ).json()["data"]
+    (record,) = [x for x in records if x["request_id"] == request_id]
+    assert record["actor"] == created["id"]
+    assert record["model"] == MODEL and record["status"] == 200
+    assert record["prompt_tokens"] == usage["prompt_tokens"]
+    assert record["completion_tokens"] == usage["completion_tokens"]
+    assert record["latency_us"] > 0
+    everything = json.dumps(admin(server, "GET", "/admin/audit", params={"limit": 10000}).json())
+    assert created["key"] not in everything
+    assert admin(server, "GET", "/admin/audit/verify").json()["ok"] is True
+
+
+def test_auth_failures_are_audited_without_secrets(server: Server) -> None:
+    attempt = "gaiops_0123456789ab_" + "S" * 43
+    request_id = "fail-" + uuid.uuid4().hex
+    headers = {"Authorization": f"Bearer {attempt}", "x-request-id": request_id}
+    httpx.get(server.url + "/v1/models", headers=headers, timeout=30)
+    records = admin(
+        server, "GET", "/admin/audit", params={"event": "auth.failure", "limit": 10000}
+    ).json()["data"]
+    (record,) = [x for x in records if x["request_id"] == request_id]
+    assert record["status"] == 401 and record["detail"]["reason"] == "invalid_api_key"
+    assert attempt not in json.dumps(records)
+
+
+def test_bad_request_ids_are_replaced(server: Server) -> None:
+    r = httpx.get(
+        server.url + "/v1/models",
+        headers=server.headers | {"x-request-id": "bad id\twith spaces"},
+        timeout=30,
+    )
+    assert r.headers["x-request-id"].startswith("req-")
+
+
+def test_one_json_log_line_per_request(server: Server) -> None:
+    request_id = "log-" + uuid.uuid4().hex
+    key = new_key(server)
+    r = httpx.post(
+        server.url + "/generate",
+        json={"prompt": "Hi", "max_tokens": 2},
+        headers=bearer(key["key"]) | {"x-request-id": request_id},
+        timeout=60,
+    )
+    assert r.status_code == 200
+    time.sleep(0.2)
+    lines = [json.loads(x) for x in server.log.read_text().splitlines() if request_id in x]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["logger"] == "genaiops.access" and line["status"] == 200
+    assert line["tenant"] == key["tenant"] and line["actor"] == key["id"]
+    assert line["model"] == MODEL and line["latency_ms"] > 0
+    assert line["completion_tokens"] == r.json()["usage"]["completion_tokens"]
+
+
+def test_metrics_need_their_own_token(server: Server) -> None:
+    error_of(httpx.get(server.url + "/metrics", timeout=30), 401)
+    # An API key, even the administrator's, is not the metrics token.
+    error_of(httpx.get(server.url + "/metrics", headers=server.headers, timeout=30), 401)
+    r = httpx.get(server.url + "/metrics", headers=bearer(METRICS_TOKEN), timeout=30)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+
+
+def scrape(server: Server) -> dict[str, float]:
+    text = httpx.get(server.url + "/metrics", headers=bearer(METRICS_TOKEN), timeout=30).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_count_requests_tokens_rejections_and_failures(server: Server) -> None:
+    created = new_key(server, rpm=1)
+    tenant = created["tenant"]
+    ok = complete(server, created["key"], max_tokens=3).json()["usage"]
+    assert complete(server, created["key"]).status_code == 429
+    before = scrape(server).get('genaiops_auth_failures_total{reason="missing_api_key"}', 0)
+    httpx.get(server.url + "/v1/models", timeout=30)
+    after = scrape(server)
+    assert after[f'genaiops_requests_total{{model="{MODEL}",status="200",tenant="{tenant}"}}'] == 1
+    assert after[f'genaiops_requests_total{{model="{MODEL}",status="429",tenant="{tenant}"}}'] == 1
+    key = f'{{model="{MODEL}",tenant="{tenant}"}}'
+    assert after["genaiops_completion_tokens_total" + key] == ok["completion_tokens"]
+    assert after["genaiops_prompt_tokens_total" + key] == ok["prompt_tokens"]
+    limit = f'genaiops_rate_limit_rejections_total{{limit="requests",tenant="{tenant}"}}'
+    assert after[limit] == 1
+    assert after['genaiops_auth_failures_total{reason="missing_api_key"}'] == before + 1
+    assert after[f'genaiops_queue_depth{{model="{MODEL}"}}'] == 0
+    assert f'genaiops_request_duration_seconds_count{{model="{MODEL}"}}' in after
+    assert f'genaiops_time_to_first_token_seconds_count{{model="{MODEL}"}}' in after
