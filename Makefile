@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genaiops-installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install services serve test lint format bench clean
 
 install: $(STAMP)
 
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# Servers the tests start themselves (redis-server); installed from Debian packages.
+services:
+	@scripts/services.sh
+
 serve: $(STAMP)
 	$(VENV)/bin/genaiops serve
 
-test: $(STAMP)
+test: $(STAMP) services
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -37,6 +41,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/gateway_vs_llama_cpp.py
+	$(PY) benchmarks/security_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

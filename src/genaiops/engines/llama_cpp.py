@@ -80,7 +80,7 @@ def _keep_stdio() -> None:
 
         for module in (llama_cpp.llama, llama_cpp._internals):
             if hasattr(module, "suppress_stdout_stderr"):
-                module.suppress_stdout_stderr = _NoRedirect
+                setattr(module, "suppress_stdout_stderr", _NoRedirect)  # noqa: B010
         _stdio_kept = True
 
 

@@ -141,8 +141,8 @@ def verify(db: Database, batch: int = 5000) -> Verification:
             False,
             count,
             expected_seq,
-            f"the log ends at record {expected_seq - 1} but {head.seq} were written "
-            "(the newest records were deleted)",
+            f"record {expected_seq} and later (up to {head.seq}) are missing: "
+            "the newest records were deleted",
         )
     return Verification(True, count)
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the system services the test suite starts for itself (today: redis-server, for
+# the shared rate-limit backend). Debian/Ubuntu packages; a no-op when already present.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: please install: ${missing[*]} (no apt-get on this machine)" >&2
+    exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+echo "installing ${missing[*]} (Debian packages) for the test suite" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,237 @@
+"""genaiops keys / tenants / usage / audit against a real SQLite data directory, including
+tampering with the database file behind the audit log's back."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from genaiops.config import load_settings
+from genaiops.security.principal import Principal
+from genaiops.security.service import SecurityService
+from tests.conftest import genaiops_cli
+
+SYSTEM = Principal(tenant="system", role="admin", actor="test", via="cli")
+
+
+def cli(data: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+    result = genaiops_cli(*args, data_dir=data, check=check)
+    return result.returncode, result.stdout, result.stderr
+
+
+def populate(data: Path, inferences: int = 6) -> None:
+    """A few keys and inference records written by the service, as a server would."""
+    service = SecurityService(load_settings(data_dir=data))
+    service.start()
+    try:
+        key = service.create_key(SYSTEM, tenant="acme", role="user").record
+        principal = Principal("acme", "user", key.id, "api_key")
+        for i in range(inferences):
+            service.record_inference(
+                principal,
+                model="m",
+                status=200,
+                request_id=f"r{i}",
+                latency_s=0.01,
+                prompt_tokens=10 + i,
+                completion_tokens=5,
+            )
+        service.recorder.flush()
+    finally:
+        service.recorder.close()
+        service.db.close()
+
+
+def test_key_lifecycle(tmp_path: Path) -> None:
+    code, out, _ = cli(
+        tmp_path,
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--role",
+        "user",
+        "--rpm",
+        "60",
+        "--tpm",
+        "20000",
+        "--budget-tokens",
+        "1000000",
+        "--expires",
+        "30d",
+        "--models",
+        "smollm2-135m-instruct,gemma3-270m",
+        "--json",
+    )
+    created = json.loads(out)
+    secret, key_id = created["key"], created["id"]
+    assert secret.startswith(f"gaiops_{key_id}_")
+    assert created["rpm"] == 60 and created["tpm"] == 20000
+    assert created["budget_tokens"] == 1_000_000
+    assert created["models"] == ["gemma3-270m", "smollm2-135m-instruct"]
+    assert 29 * 86400 < created["expires_at"] - created["created_at"] <= 30 * 86400
+
+    # Only a hash is stored: the secret appears nowhere in the database files.
+    for path in tmp_path.glob("genaiops.db*"):
+        assert secret.encode() not in path.read_bytes()
+        assert secret.split("_", 2)[2].encode() not in path.read_bytes()
+
+    _, out, _ = cli(tmp_path, "keys", "list", "--json")
+    assert [k["id"] for k in json.loads(out)] == [key_id]
+    assert secret not in out
+
+    _, out, _ = cli(tmp_path, "keys", "rotate", key_id, "--json")
+    rotated = json.loads(out)
+    assert rotated["rotated_from"] == key_id and rotated["key"] != secret
+    assert rotated["rpm"] == 60 and rotated["models"] == created["models"]
+
+    _, out, _ = cli(tmp_path, "keys", "revoke", rotated["id"], "--json")
+    assert json.loads(out)["status"] == "revoked"
+    _, out, _ = cli(tmp_path, "keys", "list", "--all", "--json")
+    assert {k["id"]: k["status"] for k in json.loads(out)} == {
+        key_id: "revoked",
+        rotated["id"]: "revoked",
+    }
+    assert cli(tmp_path, "keys", "list", "--json")[1].strip() == "[]"
+
+    code, out, _ = cli(tmp_path, "audit", "export")
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events == ["key.created", "key.rotated", "key.revoked"]
+    assert secret not in out and rotated["key"] not in out
+
+
+def test_tenant_limits(tmp_path: Path) -> None:
+    _, out, _ = cli(tmp_path, "tenants", "set", "acme", "--rpm", "10", "--budget-tokens", "500")
+    _, out, _ = cli(tmp_path, "tenants", "list", "--json")
+    assert json.loads(out) == [
+        {
+            "name": "acme",
+            "object": "tenant",
+            "rpm": 10,
+            "tpm": None,
+            "budget_tokens": 500,
+            "budget_period": "month",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["keys", "create", "--tenant", "Bad Name"], 2, "invalid tenant name"),
+        (["keys", "create", "--tenant", "acme", "--role", "root"], 2, "role must be one of"),
+        (["keys", "create", "--tenant", "acme", "--expires", "forever"], 2, "invalid duration"),
+        (["keys", "create", "--tenant", "acme", "--rpm", "0"], 2, "rpm must be a positive"),
+        (["keys", "revoke", "nope"], 1, "No API key with id 'nope'"),
+        (["tenants", "set", "acme", "--budget-period", "year"], 2, "budget_period"),
+        (["audit", "export", "--format", "xml"], 2, "--format must be jsonl or csv"),
+        (["audit", "export", "--since", "yesterday"], 2, "since must be a date"),
+        (["usage", "--group-by", "planet"], 2, "group_by takes"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    returncode, _, err = cli(tmp_path, *args, check=False)
+    assert returncode == code
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1, err
+
+
+def test_usage_report(tmp_path: Path) -> None:
+    populate(tmp_path, inferences=4)
+    _, out, _ = cli(tmp_path, "usage", "--group-by", "tenant,model", "--json")
+    assert json.loads(out) == [
+        {
+            "tenant": "acme",
+            "model": "m",
+            "requests": 4,
+            "errors": 0,
+            "prompt_tokens": 10 + 11 + 12 + 13,
+            "completion_tokens": 20,
+            "total_tokens": 66,
+        }
+    ]
+    _, out, _ = cli(tmp_path, "usage", "--since", "2999-01-01", "--json")
+    assert json.loads(out) == []
+
+
+def test_export_formats_and_filters(tmp_path: Path) -> None:
+    populate(tmp_path, inferences=3)
+    _, out, _ = cli(tmp_path, "audit", "export", "--since", "2000-01-01", "--format", "jsonl")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert [r["event"] for r in records].count("inference") == 3
+    assert all(len(r["hash"]) == 64 for r in records)
+    _, out, _ = cli(tmp_path, "audit", "export", "--event", "inference", "--tenant", "acme")
+    assert len(out.splitlines()) == 3
+    assert cli(tmp_path, "audit", "export", "--since", "2999-01-01")[1] == ""
+    target = tmp_path / "audit.csv"
+    _, _, err = cli(tmp_path, "audit", "export", "--format", "csv", "-o", str(target))
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("seq,ts_us,event")
+    assert len(lines) == len(records) + 1
+    assert f"exported {len(records)} records" in err
+
+
+def tamper(data: Path, *statements: str) -> None:
+    with sqlite3.connect(data / "genaiops.db") as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.mark.parametrize(
+    ("statements", "bad_seq", "reason"),
+    [
+        (["UPDATE audit_log SET completion_tokens = 999 WHERE seq = 4"], 4, "was modified"),
+        (["UPDATE audit_log SET detail = '{\"admin\": true}' WHERE seq = 2"], 2, "was modified"),
+        (["DELETE FROM audit_log WHERE seq = 3"], 3, "is missing"),
+        (
+            [
+                "UPDATE audit_log SET seq = 100 WHERE seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = 100",
+            ],
+            3,
+            "does not link",
+        ),
+        (["DELETE FROM audit_log WHERE seq >= 6"], 6, "newest records were deleted"),
+        (
+            # Overwriting the stored hash along with a field does not hide the edit.
+            ["UPDATE audit_log SET hash = '" + "a" * 64 + "', status = 500 WHERE seq = 5"],
+            5,
+            "was modified",
+        ),
+    ],
+)
+def test_audit_verify_detects_tampering(
+    tmp_path: Path, statements: list[str], bad_seq: int, reason: str
+) -> None:
+    populate(tmp_path, inferences=6)
+    code, out, _ = cli(tmp_path, "audit", "verify")
+    assert code == 0 and "intact: 7 records" in out
+    tamper(tmp_path, *statements)
+    code, out, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1
+    assert f"record {bad_seq}" in err and reason in err
+    code, out, _ = cli(tmp_path, "audit", "verify", "--json", check=False)
+    assert code == 1 and json.loads(out)["first_bad_seq"] == bad_seq
+
+
+def test_recomputed_hash_is_caught_at_the_next_link(tmp_path: Path) -> None:
+    from genaiops.security.audit import _FIELDS, record_hash
+
+    populate(tmp_path, inferences=6)
+    with sqlite3.connect(tmp_path / "genaiops.db") as conn:
+        conn.row_factory = sqlite3.Row
+        row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 4").fetchone())
+        row["completion_tokens"] = 0
+        forged = record_hash(row["prev_hash"], {k: row[k] for k in _FIELDS})
+        conn.execute(
+            "UPDATE audit_log SET completion_tokens = 0, hash = ? WHERE seq = 4", (forged,)
+        )
+    code, _, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1 and "record 5 does not link" in err

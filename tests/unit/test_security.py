@@ -1,0 +1,267 @@
+"""Units of the security layer on a real SQLite file: key verification, principals and
+permissions, the audit chain, the background recorder, periods and durations."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genaiops.config import load_settings
+from genaiops.errors import AuthenticationError, InvalidRequest, PermissionDenied, RateLimited
+from genaiops.monitoring.logs import JSONFormatter
+from genaiops.security import audit, keys
+from genaiops.security.audit import AuditEvent
+from genaiops.security.keys import KeyStore, parse_duration
+from genaiops.security.principal import Limits, Permission, Principal
+from genaiops.security.recorder import Recorder, UsageDelta
+from genaiops.security.service import SecurityService
+from genaiops.security.usage import period_bounds
+from genaiops.storage.db import Database
+
+SYSTEM = Principal(tenant="system", role="admin", actor="test", via="cli")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Any:
+    svc = SecurityService(load_settings(data_dir=tmp_path))
+    svc.start()
+    yield svc
+    asyncio.run(svc.close())
+
+
+def test_every_verification_costs_exactly_one_constant_time_comparison(
+    service: SecurityService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid, wrong-secret, unknown-id and malformed keys all run the same comparison, so
+    response time does not reveal which part of a guess was right."""
+    secret = service.create_key(SYSTEM, tenant="acme", role="user").secret
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def counting(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(keys.hmac, "compare_digest", counting)
+    candidates = {
+        "valid": secret,
+        "wrong secret": secret[:-1] + ("x" if secret[-1] != "x" else "y"),
+        "unknown id": "gaiops_ffffffffffff_" + secret.split("_", 2)[2],
+        "malformed": "gaiops_' OR 1=1 --",
+        "not a key": "hello",
+    }
+    for name, candidate in candidates.items():
+        calls.clear()
+        try:
+            principal = asyncio.run(service.authenticate(f"Bearer {candidate}"))
+            assert name == "valid" and principal.tenant == "acme"
+        except AuthenticationError:
+            assert name != "valid"
+        assert len(calls) == 1, name
+        assert all(len(side) == 64 for side in calls[0]), name
+
+
+def test_secrets_are_stored_only_as_hashes(service: SecurityService, tmp_path: Path) -> None:
+    new = service.create_key(SYSTEM, tenant="acme", role="operator", name="ci")
+    assert new.record.secret_hash == keys.hash_key(new.secret)
+    assert new.secret not in json.dumps(new.record.public())
+    service.recorder.flush()
+    for path in tmp_path.glob("genaiops.db*"):
+        assert new.secret.encode() not in path.read_bytes()
+
+
+def test_expiry_and_revocation_status(service: SecurityService) -> None:
+    new = service.create_key(SYSTEM, tenant="acme", role="user", expires_in_s=60)
+    record = new.record
+    assert record.status() == "active"
+    assert record.status(at_us=record.expires_us) == "expired"  # type: ignore[arg-type]
+    revoked = service.revoke_key(SYSTEM, record.id)
+    assert revoked.status() == "revoked"
+    with pytest.raises(AuthenticationError) as info:
+        asyncio.run(service.authenticate(f"Bearer {new.secret}"))
+    assert info.value.code == "revoked_api_key"
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("admin", set(Permission)),
+        (
+            "operator",
+            set(Permission) - {Permission.MANAGE_KEYS, Permission.MANAGE_TENANTS},
+        ),
+        ("user", {Permission.INFERENCE}),
+    ],
+)
+def test_role_grants(role: Any, allowed: set[Permission]) -> None:
+    principal = Principal(tenant="acme", role=role, actor="k", via="api_key")
+    assert {p for p in Permission if principal.can(p)} == allowed
+    for permission in set(Permission) - allowed:
+        with pytest.raises(PermissionDenied):
+            principal.require(permission)
+
+
+def test_tenant_scope() -> None:
+    tenant_admin = Principal(tenant="acme", role="admin", actor="k", via="api_key")
+    assert tenant_admin.scope(None) == "acme"
+    assert tenant_admin.scope("acme") == "acme"
+    with pytest.raises(PermissionDenied):
+        tenant_admin.scope("globex")
+    assert not tenant_admin.is_system_admin
+    assert SYSTEM.is_system_admin and SYSTEM.scope(None) is None
+    assert SYSTEM.scope("globex") == "globex"
+
+
+def test_tenant_admin_cannot_create_keys_elsewhere(service: SecurityService) -> None:
+    tenant_admin = Principal(tenant="acme", role="admin", actor="k", via="api_key")
+    assert service.create_key(tenant_admin, role="user").record.tenant == "acme"
+    with pytest.raises(PermissionDenied):
+        service.create_key(tenant_admin, tenant="system", role="admin")
+    with pytest.raises(PermissionDenied):
+        service.set_tenant(tenant_admin, "acme", Limits(rpm=1000))
+
+
+def test_limits_through_the_service(service: SecurityService) -> None:
+    new = service.create_key(SYSTEM, tenant="acme", role="user", limits=Limits(rpm=2, tpm=100))
+
+    async def scenario() -> list[str]:
+        principal = await service.authenticate(f"Bearer {new.secret}")
+        outcomes = []
+        for prompt in (10, 10, 10):
+            try:
+                admission = await service.admit(principal, prompt)
+                await service.settle(admission, prompt, 5)
+                outcomes.append("ok")
+            except RateLimited as exc:
+                outcomes.append(exc.code or "")
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["ok", "ok", "requests_exceeded"]
+
+
+def test_budget_survives_a_restart(tmp_path: Path) -> None:
+    """Budgets are re-seeded from the usage table, so a restart does not reset them."""
+    settings = load_settings(data_dir=tmp_path)
+    first = SecurityService(settings)
+    first.start()
+    new = first.create_key(
+        SYSTEM, tenant="acme", role="user", limits=Limits(budget_tokens=100, budget_period="day")
+    )
+    principal = asyncio.run(first.authenticate(f"Bearer {new.secret}"))
+    first.record_inference(
+        principal,
+        model="m",
+        status=200,
+        request_id="r",
+        latency_s=0.1,
+        prompt_tokens=60,
+        completion_tokens=30,
+    )
+    asyncio.run(first.close())
+
+    second = SecurityService(settings)
+    second.start()
+    try:
+        with pytest.raises(RateLimited) as info:
+            asyncio.run(second.admit(principal, 20))
+        assert info.value.code == "budget_exceeded"
+        asyncio.run(second.admit(principal, 10))  # 90 + 10 fits exactly
+    finally:
+        asyncio.run(second.close())
+
+
+def _events(n: int) -> list[AuditEvent]:
+    return [AuditEvent(event="inference", ts_us=1_000 + i, tenant="acme") for i in range(n)]
+
+
+def test_audit_chain_links_batches_and_verifies(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    with db.begin() as conn:
+        assert audit.append(conn, _events(3)) == 3
+    with db.begin() as conn:
+        assert audit.append(conn, _events(2)) == 5
+    result = audit.verify(db, batch=2)
+    assert result.ok and result.records == 5
+    records = list(audit.query(db))
+    assert [r["prev_hash"] for r in records[1:]] == [r["hash"] for r in records[:-1]]
+    db.close()
+
+
+def test_audit_detail_never_keeps_a_key(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    leaked = "gaiops_0123456789ab_" + "s" * 43
+    with db.begin() as conn:
+        audit.append(conn, [AuditEvent("x", 1, detail={"oops": f"key was {leaked}"})])
+    (record,) = audit.query(db)
+    assert leaked not in json.dumps(record)
+    assert audit.verify(db).ok
+    db.close()
+
+
+def test_recorder_batches_usage_and_keeps_order(tmp_path: Path) -> None:
+    from genaiops.security import usage
+
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    recorder = Recorder(db, flush_interval_s=0.05)
+    recorder.start()
+    for i in range(50):
+        recorder.usage(UsageDelta("2026-11-25", "acme", "k1", "m", prompt_tokens=2, errors=i % 2))
+        recorder.audit(AuditEvent("inference", ts_us=i, request_id=f"r{i}"))
+    recorder.flush()
+    rows = usage.query(db, group_by=["tenant"])
+    assert rows == [
+        {
+            "tenant": "acme",
+            "requests": 50,
+            "errors": 25,
+            "prompt_tokens": 100,
+            "completion_tokens": 0,
+            "total_tokens": 100,
+        }
+    ]
+    assert [r["request_id"] for r in audit.query(db)] == [f"r{i}" for i in range(50)]
+    recorder.close()
+    db.close()
+
+
+def test_periods() -> None:
+    noon = dt.datetime(2026, 12, 31, 12, 0, tzinfo=dt.UTC)
+    assert period_bounds("day", noon) == ("2026-12-31", 12 * 3600)
+    start, ttl = period_bounds("month", noon)
+    assert start == "2026-12-01" and ttl == 12 * 3600  # the month ends at midnight
+    start, ttl = period_bounds("month", dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
+    assert start == "2026-02-01" and ttl == 28 * 86400
+
+
+@pytest.mark.parametrize("text", ["", "30", "d", "-1d", "0h", "1y", "30 days"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_duration(text)
+
+
+def test_durations() -> None:
+    assert parse_duration("90m") == 5400
+    assert parse_duration("30d") == 30 * 86400
+    assert parse_duration("2w") == 14 * 86400
+
+
+def test_key_id_parsing() -> None:
+    assert KeyStore.key_id_of("gaiops_0123456789ab_" + "A" * 43) == "0123456789ab"
+    for bad in ("gaiops_0123456789ab_short", "gaiops_XYZ456789abc_" + "A" * 43, "", "gaiops_"):
+        assert KeyStore.key_id_of(bad) is None
+
+
+def test_json_log_lines_carry_extra_fields() -> None:
+    record = logging.LogRecord("genaiops.access", logging.INFO, "", 0, "request", None, None)
+    record.request_id = "abc"
+    record.status = 200
+    line = json.loads(JSONFormatter().format(record))
+    assert line["msg"] == "request" and line["request_id"] == "abc" and line["status"] == 200
+    assert line["level"] == "info" and line["logger"] == "genaiops.access"
