@@ -4,15 +4,19 @@ the HTTP API of a real server with the real bundled model."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import METRICS_TOKEN, Server
+from tests.conftest import METRICS_TOKEN, Server, start_server, stop_server
 
 MODEL = "smollm2-135m-instruct"
 # About a dozen tokens: more than what is left in a bucket or budget the tests just drained.
@@ -464,3 +468,44 @@ def test_metrics_count_requests_tokens_rejections_and_failures(server: Server) -
     assert after[f'genaiops_queue_depth{{model="{MODEL}"}}'] == 0
     assert f'genaiops_request_duration_seconds_count{{model="{MODEL}"}}' in after
     assert f'genaiops_time_to_first_token_seconds_count{{model="{MODEL}"}}' in after
+
+
+def test_first_start_created_an_owner_only_admin_key(server: Server) -> None:
+    path = server.data_dir / "admin_key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    key = path.read_text().strip()
+    assert key == server.key
+    # Printed exactly once, at first start.
+    assert server.log.read_text().count(key) == 1
+    me = admin(server, "GET", "/admin/keys", params={"tenant": "system"}).json()["data"]
+    assert [k["role"] for k in me] == ["admin"]
+
+
+def test_auth_can_only_be_disabled_explicitly_and_loudly(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path, "open", f'bundled_models = ["{MODEL}"]\n\n[auth]\nenabled = false\n'
+    )
+    try:
+        assert server.key is None  # no administrator key is created
+        log = server.log.read_text()
+        assert "AUTHENTICATION IS DISABLED" in log
+        assert httpx.get(server.url + "/v1/models", timeout=30).status_code == 200
+        r = httpx.get(server.url + "/admin/keys", timeout=30)
+        assert r.status_code == 200
+    finally:
+        stop_server(server)
+    # Production refuses it outright.
+    result = subprocess.run(
+        [sys.executable, "-m", "genaiops", "serve"],
+        env=os.environ
+        | {
+            "GENAIOPS_ENV": "production",
+            "GENAIOPS_AUTH__ENABLED": "false",
+            "GENAIOPS_DATA_DIR": str(tmp_path / "prod"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "auth.enabled = false is refused" in result.stderr
