@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the system services the test suite starts for itself (today: redis-server, for
-# the shared rate-limit backend). Debian/Ubuntu packages; a no-op when already present.
+# Install the servers the test suite starts for itself: redis-server (the shared
+# rate-limit backend) and PostgreSQL (the scale-out metadata store). Debian/Ubuntu
+# packages; a no-op when both are already present.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -65,9 +65,9 @@ def genaiops_cli(
     return result
 
 
-def create_key(data_dir: Path, *args: str) -> str:
+def create_key(data_dir: Path, *args: str, config: Path | None = None) -> str:
     """Create an API key with the CLI; returns its secret."""
-    result = genaiops_cli("keys", "create", *args, "--json", data_dir=data_dir)
+    result = genaiops_cli("keys", "create", *args, "--json", data_dir=data_dir, config=config)
     key: str = json.loads(result.stdout)["key"]
     return key
 

@@ -1,5 +1,6 @@
-"""Two gateway replicas share one Redis for limits and one database for keys, usage and
-the audit chain: a key's limit holds across them, and the chain stays whole."""
+"""Two gateway replicas share one Redis for limits and one database (a SQLite file, or
+PostgreSQL as in a scaled-out deployment) for keys, usage and the audit chain: a key's
+limit holds across them, and the chain stays whole."""
 
 from __future__ import annotations
 
@@ -17,17 +18,22 @@ pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
 
 
-@pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[list[Server]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def replicas(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[list[Server]]:
     tmp = tmp_path_factory.mktemp("replicas")
     shared = tmp / "shared-data"
+    storage = ""
+    if request.param == "postgresql":
+        storage = f'\n[storage]\nurl = "{request.getfixturevalue("postgres_url")}"\n'
     config = f"""
 bundled_models = ["{MODEL}"]
-
+{storage}
 [limits]
 backend = "redis"
 redis_url = "{redis_url}"
-redis_prefix = "replicas-test"
+redis_prefix = "replicas-{request.param}"
 """
     servers: list[Server] = []
     try:
@@ -50,7 +56,7 @@ def complete(server: Server, key: str) -> httpx.Response:
 
 def test_request_limit_holds_across_replicas(replicas: list[Server]) -> None:
     data = replicas[0].data_dir
-    key = create_key(data, "--tenant", "shared", "--rpm", "4")
+    key = create_key(data, "--tenant", "shared", "--rpm", "4", config=replicas[0].config)
     statuses = [complete(replicas[i % 2], key).status_code for i in range(8)]
     # Each replica alone would admit four; together they admit four.
     assert statuses[:4] == [200, 200, 200, 200]
@@ -59,7 +65,9 @@ def test_request_limit_holds_across_replicas(replicas: list[Server]) -> None:
 
 def test_token_budget_holds_across_replicas(replicas: list[Server]) -> None:
     data = replicas[0].data_dir
-    key = create_key(data, "--tenant", "budgeted", "--budget-tokens", "12")
+    key = create_key(
+        data, "--tenant", "budgeted", "--budget-tokens", "12", config=replicas[0].config
+    )
     spent = 0
     statuses = []
     for i in range(12):
@@ -76,7 +84,7 @@ def test_token_budget_holds_across_replicas(replicas: list[Server]) -> None:
 
 def test_audit_chain_is_shared_and_intact(replicas: list[Server]) -> None:
     data = replicas[0].data_dir
-    key = create_key(data, "--tenant", "audited")
+    key = create_key(data, "--tenant", "audited", config=replicas[0].config)
     for i in range(10):
         assert complete(replicas[i % 2], key).status_code == 200
     admin = {"Authorization": f"Bearer {replicas[0].key}"}
@@ -84,7 +92,7 @@ def test_audit_chain_is_shared_and_intact(replicas: list[Server]) -> None:
     for server in replicas:
         r = httpx.get(server.url + "/admin/audit/verify", headers=admin, timeout=60)
         assert r.json()["ok"] is True
-    result = genaiops_cli("audit", "verify", "--json", data_dir=data)
+    result = genaiops_cli("audit", "verify", "--json", data_dir=data, config=replicas[0].config)
     assert json.loads(result.stdout)["ok"] is True
     usage = httpx.get(
         replicas[1].url + "/admin/usage",

@@ -1,0 +1,106 @@
+"""The metadata store on a real PostgreSQL server: keys, usage upserts and the audit chain,
+including two writers appending concurrently to one chain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from genaiops.config import load_settings
+from genaiops.security import audit
+from genaiops.security.audit import AuditEvent
+from genaiops.security.principal import Limits, Principal
+from genaiops.security.recorder import Recorder
+from genaiops.security.service import SecurityService
+from genaiops.security.usage import query
+from genaiops.storage.db import Database
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = Principal(tenant="system", role="admin", actor="test", via="cli")
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    name = "t" + uuid.uuid4().hex[:12]
+    admin = create_engine(
+        postgres_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_keys_usage_and_audit_on_postgres(database_url: str, tmp_path: object) -> None:
+    settings = load_settings(data_dir=str(tmp_path), storage={"url": database_url})
+    service = SecurityService(settings)
+    service.start()
+    try:
+        new = service.create_key(SYSTEM, tenant="acme", role="user", limits=Limits(rpm=5))
+        principal = asyncio.run(service.authenticate(f"Bearer {new.secret}"))
+        assert principal.tenant == "acme" and principal.limits.rpm == 5
+        for flush in range(2):
+            for i in range(3):
+                service.record_inference(
+                    principal,
+                    model="m",
+                    status=200,
+                    request_id=f"r{flush}{i}",
+                    latency_s=0.01,
+                    prompt_tokens=10,
+                    completion_tokens=2,
+                )
+            service.recorder.flush()
+        (row,) = query(service.db, group_by=["tenant", "model"])
+        assert row["requests"] == 6 and row["prompt_tokens"] == 60
+        assert service.verify_audit().ok
+        revoked = service.revoke_key(SYSTEM, new.record.id)
+        assert revoked.status() == "revoked"
+    finally:
+        asyncio.run(service.close())
+
+
+def test_concurrent_writers_extend_one_chain(database_url: str) -> None:
+    databases = [Database(database_url) for _ in range(2)]
+    databases[0].migrate()
+    recorders = [Recorder(db, flush_interval_s=0.01) for db in databases]
+    for recorder in recorders:
+        recorder.start()
+
+    def write(recorder: Recorder, label: str) -> None:
+        for i in range(200):
+            recorder.audit(AuditEvent("inference", ts_us=i, request_id=f"{label}{i}"))
+            if i % 20 == 0:
+                recorder.flush()
+
+    threads = [
+        threading.Thread(target=write, args=(r, label))
+        for r, label in zip(recorders, "ab", strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for recorder in recorders:
+        recorder.close()
+    result = audit.verify(databases[0])
+    assert result.ok and result.records == 400
+    ids = [r["request_id"] for r in audit.query(databases[0])]
+    # Each writer's records keep their order within the shared chain.
+    for label in "ab":
+        assert [x for x in ids if x.startswith(label)] == [f"{label}{i}" for i in range(200)]
+    with databases[0].begin() as conn:
+        conn.execute(text("UPDATE audit_log SET status = 500 WHERE seq = 123"))
+    broken = audit.verify(databases[0])
+    assert not broken.ok and broken.first_bad_seq == 123
+    for db in databases:
+        db.close()
