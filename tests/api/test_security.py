@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import METRICS_TOKEN, Server, start_server, stop_server
+from tests.conftest import METRICS_TOKEN, Server, genaiops_cli, start_server, stop_server
 
 MODEL = "smollm2-135m-instruct"
 # About a dozen tokens: more than what is left in a bucket or budget the tests just drained.
@@ -509,3 +509,11 @@ def test_auth_can_only_be_disabled_explicitly_and_loudly(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "auth.enabled = false is refused" in result.stderr
+
+
+def test_revocation_by_another_process_applies_within_the_cache_ttl(server: Server) -> None:
+    created = new_key(server)
+    assert complete(server, created["key"]).status_code == 200  # now cached by the server
+    genaiops_cli("keys", "revoke", created["id"], data_dir=server.data_dir, config=server.config)
+    time.sleep(0.8)  # the test server's auth.key_cache_ttl_s is 0.5
+    error_of(complete(server, created["key"]), 401, "revoked_api_key")

@@ -265,3 +265,39 @@ def test_json_log_lines_carry_extra_fields() -> None:
     line = json.loads(JSONFormatter().format(record))
     assert line["msg"] == "request" and line["request_id"] == "abc" and line["status"] == 200
     assert line["level"] == "info" and line["logger"] == "genaiops.access"
+
+
+def test_jwt_verifier_with_a_pem_public_key(tmp_path: Path) -> None:
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from genaiops.config import JWTSettings
+    from genaiops.security.jwt import JWTVerifier
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "idp.pem"
+    pem.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    verifier = JWTVerifier(JWTSettings(public_key_file=pem, audience="genaiops"))
+    claims = {"tenant": "acme", "sub": "svc", "aud": "genaiops", "exp": int(time.time()) + 60}
+    principal = verifier.verify(jwt.encode(claims, key, algorithm="ES256"))
+    assert (principal.tenant, principal.role, principal.actor) == ("acme", "user", "jwt:svc")
+    # A token signed by any other key is refused.
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(AuthenticationError):
+        verifier.verify(jwt.encode(claims, other, algorithm="ES256"))
+
+
+def test_jwt_settings_need_exactly_one_key_source(tmp_path: Path) -> None:
+    from genaiops.config import JWTSettings
+
+    with pytest.raises(ValueError, match="exactly one"):
+        JWTSettings()
+    with pytest.raises(ValueError, match="exactly one"):
+        JWTSettings(public_key_file=tmp_path / "a", jwks_file=tmp_path / "b")
