@@ -8,6 +8,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,43 @@ def test_jwt_settings_need_exactly_one_key_source(tmp_path: Path) -> None:
         JWTSettings()
     with pytest.raises(ValueError, match="exactly one"):
         JWTSettings(public_key_file=tmp_path / "a", jwks_file=tmp_path / "b")
+
+
+def test_recorder_keeps_and_retries_a_batch_when_the_database_fails(tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    class Flaky(Database):
+        """The real SQLite store, unavailable for its first transaction."""
+
+        failures = 1
+
+        @contextmanager
+        def begin(self) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise OperationalError("BEGIN", {}, Exception("database is locked"))
+            with super().begin() as conn:
+                yield conn
+
+    db = Flaky(f"sqlite:///{tmp_path / 'f.db'}")
+    recorder = Recorder(db, flush_interval_s=0.02)
+    recorder.start()
+    for i in range(10):
+        recorder.audit(AuditEvent("inference", ts_us=i, request_id=f"r{i}"))
+    with pytest.raises(OperationalError):
+        recorder.flush()  # the caller of a durable write learns that it failed
+    # The writer retries the kept batch by itself.
+    deadline = time.monotonic() + 10
+    while len(list(audit.query(db))) < 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    recorder.audit(AuditEvent("key.created", ts_us=99))
+    recorder.flush()
+    assert db.failures == 0
+    records = list(audit.query(db))
+    assert [r["request_id"] for r in records[:10]] == [f"r{i}" for i in range(10)]
+    assert records[-1]["event"] == "key.created" and audit.verify(db).ok
+    recorder.close()
+    db.close()

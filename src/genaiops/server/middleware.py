@@ -19,6 +19,7 @@ upload is never buffered whole.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -29,6 +30,8 @@ from genaiops.errors import AuthenticationError
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import new_request_id
 from genaiops.server.errors import error_payload, error_response
+
+log = logging.getLogger("genaiops.server")
 
 PUBLIC_PATHS = frozenset(
     {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -78,7 +81,11 @@ class Telemetry:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            self.record(ctx, status, scope)
+            try:
+                self.record(ctx, status, scope)
+            except Exception:
+                # Recording must never turn a served request into a failure.
+                log.exception("recording request %s failed", request_id)
 
 
 class Authenticate:
