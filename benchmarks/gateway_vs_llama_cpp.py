@@ -157,10 +157,11 @@ def gateway_request(client: httpx.Client, url: str) -> dict[str, float]:
     }
 
 
-def bench_gateway(url: str, concurrency: int, rounds: int) -> dict[str, Any]:
+def bench_gateway(url: str, key: str, concurrency: int, rounds: int) -> dict[str, Any]:
     # One client (connection pool) per simulated user, created before timing starts:
     # building an httpx client loads TLS certificates, which is not gateway latency.
-    clients = [httpx.Client() for _ in range(concurrency)]
+    auth = {"Authorization": f"Bearer {key}"}
+    clients = [httpx.Client(headers=auth) for _ in range(concurrency)]
     gateway_request(clients[0], url)  # warm-up
     samples: list[dict[str, float]] = []
     wall = 0.0
@@ -184,7 +185,8 @@ def bench_gateway(url: str, concurrency: int, rounds: int) -> dict[str, Any]:
     return summarise(samples, wall)
 
 
-def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The server with its default security layer on; returns its administrator key too."""
     port = free_port()
     cfg = tmp / "bench.toml"
     cfg.write_text(
@@ -202,7 +204,7 @@ def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     for _ in range(600):
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
+                return proc, url, (tmp / "data" / "admin_key").read_text().strip()
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
@@ -220,13 +222,13 @@ def main() -> None:
         "runs": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_gateway(Path(tmp))
+        proc, url, key = start_gateway(Path(tmp))
         llm = load_raw()
         try:
             for concurrency in (1, 4):
                 rounds = ARGS.runs if concurrency == 1 else max(2, ARGS.runs // 2)
                 raw = bench_raw(llm, concurrency, rounds)
-                gw = bench_gateway(url, concurrency, rounds)
+                gw = bench_gateway(url, key, concurrency, rounds)
                 results["runs"][f"concurrency_{concurrency}"] = {"raw": raw, "gateway": gw}
         finally:
             proc.terminate()
