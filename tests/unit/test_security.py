@@ -342,3 +342,14 @@ def test_recorder_keeps_and_retries_a_batch_when_the_database_fails(tmp_path: Pa
     assert records[-1]["event"] == "key.created" and audit.verify(db).ok
     recorder.close()
     db.close()
+
+
+def test_model_catalog_changes_are_audited(service: SecurityService) -> None:
+    service.record_start(["a", "b"], {"version": "1"})
+    service.record_start(["a", "b"], {"version": "1"})
+    service.record_start(["a", "c"], {"version": "1"})
+    service.recorder.flush()
+    events = [(r["event"], r["detail"]) for r in audit.query(service.db)]
+    changes = [detail for event, detail in events if event == "models.changed"]
+    assert changes == [{"added": ["c"], "removed": ["b"]}]
+    assert [e for e, _ in events].count("server.started") == 3

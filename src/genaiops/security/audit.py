@@ -178,6 +178,23 @@ def query(
             yield record
 
 
+def latest(db: Database, event: str) -> dict[str, Any] | None:
+    """The newest record of one event type, or None."""
+    stmt = (
+        select(audit_log)
+        .where(audit_log.c.event == event)
+        .order_by(audit_log.c.seq.desc())
+        .limit(1)
+    )
+    with db.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    record = {name: getattr(row, name) for name in _FIELDS}
+    record["detail"] = json.loads(row.detail)
+    return record
+
+
 def parse_instant(text: str, param: str) -> int:
     """An ISO date or date-time (UTC unless it says otherwise), or epoch seconds -> µs."""
     import datetime as dt

@@ -380,6 +380,16 @@ class SecurityService:
         os.chmod(path, 0o600)
         return new.secret
 
+    def record_start(self, models: list[str], detail: dict[str, Any]) -> None:
+        """Audit a server start, and any change in the served models since the last one."""
+        previous = audit_log.latest(self.db, "server.started")
+        if previous is not None:
+            before = set(previous["detail"].get("models", []))
+            added, removed = sorted(set(models) - before), sorted(before - set(models))
+            if added or removed:
+                self.record_event("models.changed", detail={"added": added, "removed": removed})
+        self.record_event("server.started", detail=detail | {"models": models}, durable=True)
+
     def verify_audit(self) -> audit_log.Verification:
         self.recorder.flush()
         return audit_log.verify(self.db)

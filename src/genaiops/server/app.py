@@ -61,10 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics = Metrics(gateway.status)
         app.state.record = RequestRecorder(app.state.metrics, security)
         _announce_security(settings, security)
-        security.record_event(
-            "server.started",
-            detail={"version": __version__, "models": gateway.names(), "auth": security.enabled},
-        )
+        security.record_start(gateway.names(), {"version": __version__, "auth": security.enabled})
         await gateway.start()
         try:
             yield
