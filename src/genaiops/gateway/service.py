@@ -23,6 +23,7 @@ from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
 
 if TYPE_CHECKING:
+    from genaiops.rag.service import RagService
     from genaiops.security.service import SecurityService
 
 log = logging.getLogger("genaiops.gateway")
@@ -42,6 +43,7 @@ class Gateway:
         settings: Settings,
         only: list[str] | None = None,
         security: SecurityService | None = None,
+        rag: RagService | None = None,
     ):
         """Build engines for the catalog, or for the ``only`` names (the CLI loads one).
 
@@ -49,6 +51,7 @@ class Gateway:
         """
         self.settings = settings
         self.security = security
+        self.rag = rag
         self._models: dict[str, ModelHandle] = {}
         catalog = settings.catalog()
         if only is not None:

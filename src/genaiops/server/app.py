@@ -18,10 +18,11 @@ from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
 from genaiops.monitoring.metrics import Metrics
 from genaiops.monitoring.record import RequestRecorder
+from genaiops.rag.service import RagService
 from genaiops.security.service import SecurityService, admin_key_path
 from genaiops.server import errors
 from genaiops.server.middleware import Authenticate, BodyLimit, Telemetry
-from genaiops.server.routes import admin, generate, health, metrics, openai
+from genaiops.server.routes import admin, collections, generate, health, metrics, openai
 
 log = logging.getLogger("genaiops.server")
 
@@ -54,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         security = SecurityService(settings)
         security.start()
-        gateway = Gateway(settings, security=security)
+        rag = RagService(settings)
+        gateway = Gateway(settings, security=security, rag=rag)
+        app.state.rag = rag
         app.state.settings = settings
         app.state.gateway = gateway
         app.state.security = security
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await gateway.close()
+            rag.close()
             security.record_event("server.stopped")
             await security.close()
 
@@ -84,12 +88,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     errors.install(app)
     # Added innermost first: Telemetry wraps Authenticate wraps BodyLimit.
-    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.server.max_body_bytes,
+        # Document uploads may be larger than API bodies, up to the per-file limit (plus
+        # the multipart framing).
+        upload_bytes=max(
+            settings.rag.max_upload_bytes + 1024 * 1024, settings.server.max_body_bytes
+        ),
+    )
     app.add_middleware(Authenticate)
     app.add_middleware(Telemetry, record=record)
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(generate.router)
+    app.include_router(collections.router)
     app.include_router(admin.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)

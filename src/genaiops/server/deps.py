@@ -12,6 +12,7 @@ from genaiops.errors import AuthenticationError
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
 from genaiops.monitoring.metrics import Metrics
+from genaiops.rag.service import RagService
 from genaiops.security.principal import Permission, Principal
 from genaiops.security.service import SecurityService
 
@@ -34,6 +35,11 @@ def get_security(request: Request) -> SecurityService:
 def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+def get_rag(request: Request) -> RagService:
+    rag: RagService = request.app.state.rag
+    return rag
 
 
 def get_context(request: Request) -> RequestContext:
@@ -68,3 +74,5 @@ InferenceDep = Annotated[Principal, Depends(require(Permission.INFERENCE))]
 KeysAdminDep = Annotated[Principal, Depends(require(Permission.MANAGE_KEYS))]
 LogsReaderDep = Annotated[Principal, Depends(require(Permission.READ_LOGS))]
 UsageReaderDep = Annotated[Principal, Depends(require(Permission.READ_USAGE))]
+CollectionsManagerDep = Annotated[Principal, Depends(require(Permission.MANAGE_COLLECTIONS))]
+RagDep = Annotated[RagService, Depends(get_rag)]

@@ -120,10 +120,14 @@ def _client(scope: Scope) -> str | None:
     return f"{client[0]}" if client else None
 
 
+_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents")
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
 
     async def _reply(self, send: Send, status: int, message: str, code: str) -> None:
         body = json.dumps(error_payload(message, "invalid_request_error", None, code)).encode()
@@ -144,6 +148,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes if _UPLOAD_PATH.fullmatch(scope["path"]) else self.max_bytes
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         declared = next((v for k, v in headers if k == b"content-length"), None)
         if declared is not None:
@@ -152,8 +157,8 @@ class BodyLimit:
             except ValueError:
                 await self._reply(send, 400, "Invalid Content-Length header.", "invalid_request")
                 return
-            if size > self.max_bytes:
-                await self._reply(send, 413, self._too_large(), "payload_too_large")
+            if size > limit:
+                await self._reply(send, 413, self._too_large(limit), "payload_too_large")
                 return
 
         received = 0
@@ -163,13 +168,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # FastAPI re-raises its own HTTPException from body parsing, so this
                     # reaches the error handlers as a 413.
-                    raise HTTPException(status_code=413, detail=self._too_large())
+                    raise HTTPException(status_code=413, detail=self._too_large(limit))
             return message
 
         await self.app(scope, limited, send)
 
-    def _too_large(self) -> str:
-        return f"Request body exceeds the limit of {self.max_bytes} bytes."
+    @staticmethod
+    def _too_large(limit: int) -> str:
+        return f"Request body exceeds the limit of {limit} bytes."

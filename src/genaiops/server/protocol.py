@@ -226,3 +226,59 @@ class TenantOut(BaseModel):
 class TenantList(BaseModel):
     object: Literal["list"] = "list"
     data: list[TenantOut]
+
+
+# -- retrieval -------------------------------------------------------------------------------
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    embedder: str | None = Field(default=None, max_length=64)
+    chunk_tokens: int | None = Field(default=None, ge=16, le=8192)
+    chunk_overlap: int | None = Field(default=None, ge=0, le=4096)
+    language: Literal["es", "pt", "en"] | None = None
+    description: str = Field(default="", max_length=1000)
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=8000)
+    top_k: int = Field(default=5, ge=1, le=100)
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    filters: dict[str, Any] | None = None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=8000)
+    model: str | None = None
+    top_k: int = Field(default=5, ge=1, le=50)
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    filters: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    stream: bool = False
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[str] = Field(description="Text or texts (token arrays not supported).")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _inputs(cls, value: str | list[str]) -> str | list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not items or len(items) > 2048:
+            raise ValueError("input must hold between 1 and 2048 texts")
+        if any(not item for item in items):
+            raise ValueError("input texts must not be empty")
+        return value

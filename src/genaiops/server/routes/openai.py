@@ -125,6 +125,9 @@ async def _events_to_sse(
         head["usage"] = None
 
     def chunk(content: str | None, finish: str | None, role: bool = False) -> bytes:
+        return sse(payload(content, finish, role))
+
+    def payload(content: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
         if chat:
             delta: dict[str, Any] = {}
             if role:
@@ -134,7 +137,7 @@ async def _events_to_sse(
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         else:
             choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
-        return sse(head | {"choices": [choice]})
+        return head | {"choices": [choice]}
 
     # Text deltas are the hot path (one per token): serialise the invariant part of their
     # chunk once and splice in the JSON-encoded text.
@@ -151,7 +154,12 @@ async def _events_to_sse(
             if isinstance(event, TextDelta):
                 yield text_chunk(event.text)
             elif isinstance(event, Finished):
-                yield chunk(None if chat else "", _reason(event.reason))
+                if stream.citations:
+                    # Retrieval answers carry their sources in the finishing chunk.
+                    finish = payload(None if chat else "", _reason(event.reason))
+                    yield sse(finish | {"citations": stream.citations})
+                else:
+                    yield chunk(None if chat else "", _reason(event.reason))
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
                     yield sse(head | {"choices": [], "usage": usage})
@@ -203,6 +211,7 @@ async def chat_completions(
     _: InferenceDep,
 ) -> Response:
     gen = chat_request(body)
+    gen_has_rag = "rag" in gen.extra
     stream = await gateway.generate(gen, ctx)
     if gen.stream:
         return SSEResponse(_events_to_sse(stream, True, _include_usage(body)))
@@ -210,23 +219,24 @@ async def chat_completions(
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)
-    return JSONResponse(
-        {
-            "id": gen.request_id,
-            "object": "chat.completion",
-            "created": stream.created,
-            "model": stream.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": done.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": _reason(done.finish_reason),
-                }
-            ],
-            "usage": _usage(done.prompt_tokens, done.completion_tokens),
-        }
-    )
+    answer: dict[str, Any] = {
+        "id": gen.request_id,
+        "object": "chat.completion",
+        "created": stream.created,
+        "model": stream.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": done.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": _reason(done.finish_reason),
+            }
+        ],
+        "usage": _usage(done.prompt_tokens, done.completion_tokens),
+    }
+    if gen_has_rag:
+        answer["citations"] = stream.citations
+    return JSONResponse(answer)
 
 
 @router.post("/completions", responses=ERRORS)

@@ -1,0 +1,332 @@
+"""genaiops collections / ingest / search / documents / ask: retrieval from the command
+line, on the local store (the same one the server uses)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
+from genaiops.cli.keys import JsonOption, _emit
+from genaiops.errors import InvalidRequest
+from genaiops.rag.service import Mode, RagService
+from genaiops.security.principal import SYSTEM_TENANT
+
+collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
+documents_app = typer.Typer(help="List and delete documents of a collection.", no_args_is_help=True)
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant owning the collection.")]
+CollectionOption = Annotated[str, typer.Option("--collection", "-k", help="Collection name.")]
+ListOption = Annotated[list[str] | None, typer.Option(help="Repeatable.")]
+
+
+@contextmanager
+def rag_service(config: Path | None) -> Iterator[RagService]:
+    service = RagService(settings_from(config))
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+_COLLECTION_COLUMNS = ["name", "tenant", "embedder", "documents", "chunks", "language", "encrypted"]
+
+
+@collections_app.command("create")
+def create(
+    name: str,
+    embedder: Annotated[str | None, typer.Option(help="use-multilingual, minilm, ...")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(help="Target chunk size.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap between chunks.")] = None,
+    language: Annotated[str | None, typer.Option(help="es, pt or en.")] = None,
+    description: str = "",
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a collection."""
+    with cli_errors(), rag_service(config) as rag:
+        if language not in (None, "es", "pt", "en"):
+            raise InvalidRequest("--language must be es, pt or en", param="language")
+        collection = rag.create_collection(
+            tenant,
+            name,
+            embedder=embedder,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+            language=language,
+            description=description,
+        )
+        _emit(collection.public(), as_json, _COLLECTION_COLUMNS, "collection")
+
+
+@collections_app.command("list")
+def list_collections(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List collections with their document and chunk counts."""
+    with cli_errors(), rag_service(config) as rag:
+        rows = [c.public() for c in rag.collections(tenant)]
+        _emit(rows, as_json, _COLLECTION_COLUMNS, "collections")
+
+
+@collections_app.command("delete")
+def delete(name: str, tenant: TenantOption = SYSTEM_TENANT, config: ConfigOption = None) -> None:
+    """Delete a collection with all its documents, chunks and indexes."""
+    with cli_errors(), rag_service(config) as rag:
+        rag.delete_collection(tenant, name)
+        typer.echo(f"deleted collection {name}", err=True)
+
+
+def _progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
+    collection: CollectionOption = "",
+    include: ListOption = None,
+    exclude: ListOption = None,
+    text_field: Annotated[str | None, typer.Option(help="CSV/JSONL/SQL text column.")] = None,
+    id_field: Annotated[str | None, typer.Option(help="CSV/JSONL/SQL row id column.")] = None,
+    metadata_field: ListOption = None,
+    sql_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of a database.")] = None,
+    sql_table: Annotated[str | None, typer.Option(help="Table to ingest.")] = None,
+    sql_query: Annotated[str | None, typer.Option(help="Query to ingest.")] = None,
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest files, folders (recursive) or SQL rows into a collection. Unchanged documents
+    are skipped, so an interrupted run can simply be started again."""
+    with cli_errors(), rag_service(config) as rag:
+        if not collection:
+            raise InvalidRequest("--collection is required", param="collection")
+        if not paths and not sql_url:
+            raise InvalidRequest("give files or folders to ingest, or --sql-url")
+        console = Console(stderr=True)
+        started = time.perf_counter()
+        counts = {"chunks": 0}
+        with _progress_bar(console) as bar:
+            task = bar.add_task("ingest", total=None, rate="")
+
+            def on_files(total: int) -> None:
+                bar.update(task, total=total)
+
+            def progress(event: str, info: dict[str, Any]) -> None:
+                counts["chunks"] += int(info.get("chunks", 0))
+                elapsed = max(time.perf_counter() - started, 1e-6)
+                if event in ("file", "failed"):
+                    bar.advance(task)
+                done = bar.tasks[0].completed
+                rate = f"{done / elapsed:.1f} files/s, {counts['chunks'] / elapsed:.0f} chunks/s"
+                bar.update(task, rate=rate)
+                if event == "failed":
+                    console.print(f"[red]skipped[/red] {info['source']}: {info['error']}")
+
+            reports = []
+            if paths:
+                reports.append(
+                    rag.ingest_paths(
+                        tenant,
+                        collection,
+                        paths,
+                        include=include,
+                        exclude=exclude,
+                        text_field=text_field,
+                        id_field=id_field,
+                        metadata_fields=metadata_field,
+                        progress=progress,
+                        on_files=on_files,
+                    )
+                )
+            if sql_url:
+                if not text_field:
+                    raise InvalidRequest("--text-field is required with --sql-url")
+                reports.append(
+                    rag.ingest_sql(
+                        tenant,
+                        collection,
+                        sql_url,
+                        text_field=text_field,
+                        table=sql_table,
+                        query=sql_query,
+                        id_field=id_field,
+                        metadata_fields=metadata_field,
+                        progress=progress,
+                    )
+                )
+        summary = _merge([r.as_dict() for r in reports])
+        if as_json:
+            write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+        else:
+            console.print(
+                f"{summary['documents']} documents: {summary['added']} added, "
+                f"{summary['updated']} updated, {summary['unchanged']} unchanged, "
+                f"{len(summary['failed'])} failed; {summary['chunks']} chunks "
+                f"({summary['embedded']} embedded, {summary['reused']} reused) "
+                f"in {summary['seconds']:.1f} s"
+            )
+        if summary["failed"] and not summary["documents"]:
+            raise typer.Exit(1)
+
+
+def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = reports[0]
+    for extra in reports[1:]:
+        for key, value in extra.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                summary[key] += value
+            elif isinstance(value, list):
+                summary[key] = summary[key] + value
+    return summary
+
+
+def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
+    if not pairs:
+        return None
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"--filter takes key=value, got {pair!r}", param="filter")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def search(
+    query: str,
+    collection: CollectionOption = "",
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="Metadata key=value; repeatable.")
+    ] = None,
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a collection (hybrid BM25 + dense by default)."""
+    with cli_errors(), rag_service(config) as rag:
+        if not collection:
+            raise InvalidRequest("--collection is required", param="collection")
+        if mode not in ("hybrid", "dense", "lexical"):
+            raise InvalidRequest("--mode must be hybrid, dense or lexical", param="mode")
+        hits = rag.search(
+            tenant,
+            collection,
+            query,
+            top_k=top_k,
+            mode=cast(Mode, mode),
+            filters=_filters(filter_),
+        )
+        if as_json:
+            write(json.dumps([h.public() for h in hits], ensure_ascii=False, indent=2) + "\n")
+            return
+        console = Console()
+        for rank, hit in enumerate(hits, start=1):
+            where = hit.source + (f" p.{hit.page}" if hit.page else "")
+            console.print(
+                f"[bold]{rank}.[/bold] {hit.title} — {where} "
+                f"[dim]({', '.join(hit.retrievers)}; score {hit.score:.4f})[/dim]"
+            )
+            console.print("   " + " ".join(hit.text.split())[:300])
+
+
+@documents_app.command("list")
+def list_documents(
+    collection: CollectionOption,
+    tenant: TenantOption = SYSTEM_TENANT,
+    offset: int = 0,
+    limit: int = 100,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the documents of a collection."""
+    with cli_errors(), rag_service(config) as rag:
+        rows = [d.public() for d in rag.documents(tenant, collection, offset, limit)]
+        _emit(rows, as_json, ["id", "source", "title", "kind", "chunks"], "documents")
+
+
+@documents_app.command("delete")
+def delete_document(
+    document_id: int,
+    collection: CollectionOption,
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a document and its chunks from the collection and its indexes."""
+    with cli_errors(), rag_service(config) as rag:
+        record = rag.delete_document(tenant, collection, document_id)
+        typer.echo(f"deleted document {record.id} ({record.source})", err=True)
+
+
+def ask(
+    question: str,
+    collection: CollectionOption = "",
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50)] = 5,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from a collection with the model in-process, citing sources."""
+    from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
+    from genaiops.gateway.context import RequestContext
+    from genaiops.gateway.pipeline import new_request_id
+    from genaiops.gateway.service import Gateway
+    from genaiops.security.principal import Principal
+
+    async def run(rag: RagService) -> dict[str, Any]:
+        settings = rag.settings
+        name = model or settings.default_model
+        gateway = Gateway(settings, only=[name], rag=rag)
+        await gateway.start()
+        try:
+            await gateway.wait_ready()
+            request = GenerationRequest(
+                new_request_id("ask"),
+                name,
+                SamplingParams(max_tokens=max_tokens, temperature=0.2),
+                messages=[ChatMessage("user", question)],
+                extra={"rag": {"collection": collection, "top_k": top_k}},
+            )
+            ctx = RequestContext(request.request_id)
+            ctx.principal = Principal(tenant=tenant, role="user", actor="cli", via="cli")
+            stream = await gateway.generate(request, ctx)
+            done = await stream.collect()
+            return {"answer": done.text, "citations": stream.citations, "model": name}
+        finally:
+            await gateway.close()
+
+    with cli_errors(), rag_service(config) as rag:
+        if not collection:
+            raise InvalidRequest("--collection is required", param="collection")
+        result = asyncio.run(run(rag))
+        if as_json:
+            write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+            return
+        write(result["answer"].strip() + "\n")
+        for c in result["citations"]:
+            where = c["source"] + (f" p.{c['page']}" if c["page"] else "")
+            write(f"  [{c['index']}] {c['title']} — {where}\n")

@@ -1,0 +1,98 @@
+"""The retrieval stage: a chat request with ``rag: {"collection": ..., "top_k": ...}``
+(``extra_body`` in the openai client) is answered from the caller's tenant's collection.
+
+The question is the last user message; the hits are fitted into the model's context window
+as numbered sources (rag/grounding.py), and their citations travel with the response. When
+nothing relevant is found the request never reaches the model: the answer says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genaiops.engines.base import GenerationRequest
+from genaiops.errors import InvalidRequest
+from genaiops.security.principal import SYSTEM_TENANT, Principal
+
+if TYPE_CHECKING:
+    from genaiops.gateway.service import ModelHandle
+    from genaiops.rag.service import RagService
+
+# Part of the context window kept free for the answer when max_tokens is not given.
+_DEFAULT_ANSWER_TOKENS = 512
+# count_tokens() approximates; leave room for tokenizers that split finer.
+_SAFETY = 0.75
+
+
+class RagOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str = Field(min_length=1, max_length=64)
+    top_k: int = Field(default=5, ge=1, le=50)
+    mode: str = Field(default="hybrid", pattern="^(hybrid|dense|lexical)$")
+    filters: dict[str, Any] | None = None
+
+
+@dataclass
+class Retrieval:
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    # Set when nothing relevant was found: the answer to give without generating.
+    canned: str | None = None
+
+
+def parse_options(raw: Any) -> RagOptions:
+    try:
+        return RagOptions.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(
+            f"Invalid 'rag' option {where}: {first['msg']}", param=f"rag.{where}"
+        ) from None
+
+
+async def retrieve(
+    rag: RagService,
+    request: GenerationRequest,
+    handle: ModelHandle,
+    principal: Principal | None,
+    raw_options: Any,
+) -> Retrieval:
+    options = parse_options(raw_options)
+    if not request.messages:
+        raise InvalidRequest("'rag' needs a chat request with a user message", param="rag")
+    users = [i for i, m in enumerate(request.messages) if m.role == "user"]
+    if not users:
+        raise InvalidRequest("'rag' needs a user message to answer", param="messages")
+    last = users[-1]
+    question = request.messages[last].content
+    history = request.messages[:last]
+    tenant = principal.tenant if principal is not None else SYSTEM_TENANT
+
+    def search() -> Any:
+        collection = rag.collection(tenant, options.collection)
+        hits = rag.search_collection(
+            collection,
+            question,
+            top_k=options.top_k,
+            mode=options.mode,  # type: ignore[arg-type]
+            filters=options.filters,
+        )
+        return collection, rag.relevant(hits)
+
+    from genaiops.rag import grounding
+
+    collection, hits = await asyncio.to_thread(search)
+    language = collection.spec.language or "en"
+    if not hits:
+        return Retrieval(canned=grounding.not_found_answer(options.collection, question, language))
+    context = handle.engine.info().context_length or 4096
+    answer = request.params.max_tokens or min(_DEFAULT_ANSWER_TOKENS, context // 4)
+    budget = int((context - answer) * _SAFETY)
+    grounded = grounding.ground(history, question, hits, budget, language)
+    request.messages = grounded.messages
+    return Retrieval(citations=grounded.citations)

@@ -1,0 +1,2 @@
+"""Retrieval-augmented generation: loaders, chunking, embedders, stores, hybrid search,
+grounded answers with citations."""

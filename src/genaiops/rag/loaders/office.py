@@ -1,0 +1,122 @@
+"""Loaders for PDF (pypdf) and DOCX (python-docx).
+
+Both libraries can fail in many ways on a damaged file (their own errors, but also
+KeyError, ValueError, zipfile and XML errors, even RecursionError), so each parse is
+wrapped in a broad ``except Exception`` and turned into one LoadError for that file:
+ingestion reports it and goes on with the others. pypdf also emits warnings while it
+repairs a file; they are silenced here, since the outcome is either text or a LoadError.
+
+PDF text comes from the text layer only: a scanned PDF (images of pages) gives no text
+and is refused with a message saying so, as there is no OCR.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from typing import TYPE_CHECKING
+
+from genaiops.rag.documents import LoadedDocument, LoadError, Section
+from genaiops.rag.loaders._common import Input, SectionBuilder, one_line, reason
+
+if TYPE_CHECKING:
+    from docx.document import Document as DocxDocument
+    from docx.table import Table
+    from pypdf import PdfReader
+
+_HEADING_STYLE = re.compile(r"^heading\s+([1-9])$", re.IGNORECASE)
+
+
+def _open_pdf(item: Input) -> PdfReader:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(item.data))
+    if reader.is_encrypted:
+        # Many PDFs are encrypted with an empty user password only to set permissions;
+        # those open without one. Anything else needs a password we do not have.
+        try:
+            opened = reader.decrypt("")
+        except Exception as exc:  # e.g. an algorithm pypdf cannot handle
+            raise item.fail(f"cannot read PDF: it is encrypted ({reason(exc)})") from exc
+        if not opened:
+            raise item.fail("cannot read PDF: it is encrypted and needs a password")
+    return reader
+
+
+def _pdf_title(reader: PdfReader) -> str:
+    try:
+        info = reader.metadata
+        title = info.title if info is not None else None
+    except Exception:  # a broken /Info dictionary should not lose the text
+        return ""
+    return one_line(title) if isinstance(title, str) else ""
+
+
+def load_pdf(item: Input) -> list[LoadedDocument]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            reader = _open_pdf(item)
+            sections: list[Section] = []
+            for number, page in enumerate(reader.pages, start=1):
+                text = (page.extract_text() or "").strip()
+                if text:
+                    sections.append(Section(text=text, page=number))
+            pages = len(reader.pages)
+            title = _pdf_title(reader)
+        except LoadError:
+            raise
+        except Exception as exc:
+            raise item.fail(f"cannot read PDF: {reason(exc)}") from exc
+    if not sections:
+        raise item.fail("has no extractable text; it may be scanned images (OCR is not supported)")
+    return [item.document("pdf", title or item.stem, sections, {"pages": pages})]
+
+
+def _table_rows(table: Table) -> list[str]:
+    lines = []
+    for row in table.rows:
+        cells: list[str] = []
+        for cell in row.cells:
+            text = one_line(cell.text)
+            # A merged cell is returned once per grid column it spans: keep it once.
+            if text and (not cells or cells[-1] != text):
+                cells.append(text)
+        if cells:
+            lines.append(" | ".join(cells))
+    return lines
+
+
+def _docx_sections(document: DocxDocument) -> SectionBuilder:
+    from docx.table import Table
+
+    builder = SectionBuilder()
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for line in _table_rows(block):
+                builder.line(line)
+            continue
+        text = block.text.strip()
+        style = block.style.name if block.style is not None else ""
+        match = _HEADING_STYLE.match(style or "")
+        if match:
+            builder.heading(int(match.group(1)), one_line(text))
+        elif text:
+            builder.line(text)
+    return builder
+
+
+def load_docx(item: Input) -> list[LoadedDocument]:
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(item.data))
+        builder = _docx_sections(document)
+        title = document.core_properties.title or ""
+    except Exception as exc:
+        raise item.fail(f"cannot read DOCX: {reason(exc)}") from exc
+    sections = builder.finish()
+    if not sections:
+        raise item.fail("has no text")
+    return [item.document("docx", one_line(title) or builder.first_h1 or item.stem, sections)]

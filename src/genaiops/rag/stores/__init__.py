@@ -1,0 +1,1 @@
+"""Stores for collections, documents, chunks and vectors."""

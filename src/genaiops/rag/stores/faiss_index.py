@@ -1,0 +1,140 @@
+"""FAISS indexes derived from the vectors in the store, one per collection.
+
+The store is the source of truth; an index is a cache of it, written next to the database
+as ``<id>.faiss`` with a ``<id>.json`` stamp holding the collection version it was built
+from. A missing, unreadable or stale index (the collection changed since) is rebuilt on the
+next search, so a crash can never leave search and store disagreeing. Small collections use
+exact inner-product search; above ``hnsw_threshold`` chunks an HNSW graph trades a little
+recall (measured in benchmarks/) for sub-millisecond queries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger("genaiops.rag")
+
+Loader = Callable[[], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+
+
+@dataclass
+class _Entry:
+    index: Any
+    version: int
+    kind: str
+
+
+class IndexCache:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        hnsw_threshold: int = 20_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+    ):
+        self.directory = directory
+        self.hnsw_threshold = hnsw_threshold
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self._entries: dict[int, _Entry] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, collection_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(collection_id, threading.Lock())
+
+    def _paths(self, collection_id: int) -> tuple[Path, Path]:
+        return (
+            self.directory / f"{collection_id}.faiss",
+            self.directory / f"{collection_id}.json",
+        )
+
+    def build(self, dim: int, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> Any:
+        import faiss
+
+        kind = "hnsw" if len(ids) > self.hnsw_threshold else "flat"
+        inner: Any
+        if kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self.ef_construction
+        else:
+            inner = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIDMap2(inner)
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        return index, kind
+
+    def _load_or_build(self, collection_id: int, version: int, dim: int, load: Loader) -> _Entry:
+        import faiss
+
+        index_path, stamp_path = self._paths(collection_id)
+        try:
+            stamp = json.loads(stamp_path.read_text())
+            if stamp.get("version") == version and stamp.get("dim") == dim:
+                return _Entry(faiss.read_index(str(index_path)), version, stamp["kind"])
+        except (OSError, ValueError, RuntimeError):
+            pass  # missing or unreadable: rebuild below
+        ids, vectors = load()
+        index, kind = self.build(dim, ids, vectors)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = index_path.with_suffix(".faiss.tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, index_path)
+        stamp_path.write_text(json.dumps({"version": version, "dim": dim, "kind": kind}))
+        log.info(
+            "built %s index for collection %d (%d vectors)",
+            kind,
+            collection_id,
+            len(ids),
+            extra={"collection_id": collection_id},
+        )
+        return _Entry(index, version, kind)
+
+    def search(
+        self,
+        collection_id: int,
+        version: int,
+        dim: int,
+        load: Loader,
+        vector: npt.NDArray[np.float32],
+        k: int,
+    ) -> list[tuple[int, float]]:
+        entry = self._entries.get(collection_id)
+        if entry is None or entry.version != version:
+            with self._lock(collection_id):
+                entry = self._entries.get(collection_id)
+                if entry is None or entry.version != version:
+                    entry = self._load_or_build(collection_id, version, dim, load)
+                    self._entries[collection_id] = entry
+        if entry.index.ntotal == 0:
+            return []
+        if entry.kind == "hnsw":
+            import faiss
+
+            graph: Any = faiss.downcast_index(entry.index.index)
+            graph.hnsw.efSearch = max(self.ef_search, k)
+        scores, ids = entry.index.search(vector.reshape(1, -1), min(k, entry.index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def kind(self, collection_id: int) -> str | None:
+        entry = self._entries.get(collection_id)
+        return entry.kind if entry is not None else None
+
+    def drop(self, collection_id: int) -> None:
+        self._entries.pop(collection_id, None)
+        for path in self._paths(collection_id):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,504 @@
+"""The embedded store: one SQLite file (``<data_dir>/rag/rag.db``) holds collections,
+documents, chunks with their vectors, and one FTS5 table per collection for BM25; FAISS
+indexes are derived from it (stores/faiss_index.py).
+
+Every change to a document (replace or delete) is one ``BEGIN IMMEDIATE`` transaction that
+also bumps the collection's version, so a crash or Ctrl-C leaves each document either
+wholly old or wholly new, and derived indexes notice they are stale. Connections are
+per thread (WAL mode: readers never wait for the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genaiops.errors import InvalidRequest, NotFound
+from genaiops.rag import lexical
+from genaiops.rag.crypto import Sealer
+from genaiops.rag.documents import Chunk, LoadedDocument
+from genaiops.rag.stores.base import (
+    ChunkRecord,
+    Collection,
+    CollectionSpec,
+    DocumentRecord,
+    Filters,
+    Vectors,
+)
+from genaiops.rag.stores.faiss_index import IndexCache
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    embedder TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    chunk_tokens INTEGER NOT NULL,
+    chunk_overlap INTEGER NOT NULL,
+    language TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    key_check TEXT,
+    created_us INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    title BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    locator TEXT,
+    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    chunks INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    UNIQUE (collection_id, key)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL,
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    text BLOB NOT NULL,
+    heading BLOB,
+    page INTEGER,
+    tokens INTEGER NOT NULL,
+    text_hash TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_chunks_document ON chunks (document_id);
+CREATE INDEX IF NOT EXISTS ix_chunks_hash ON chunks (collection_id, text_hash);
+"""
+
+_FIELD_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_COLUMNS = {"source": "d.source", "kind": "d.kind", "document_id": "d.id"}
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class SQLiteStore:
+    def __init__(self, directory: Path, sealer: Sealer, indexes: IndexCache):
+        self.directory = directory
+        self.path = directory / "rag.db"
+        self.sealer = sealer
+        self.indexes = indexes
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(_SCHEMA)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._guard:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- collections -----------------------------------------------------------------------
+
+    def _collection(self, row: sqlite3.Row) -> Collection:
+        spec = CollectionSpec(
+            tenant=row["tenant"],
+            name=row["name"],
+            embedder=row["embedder"],
+            dim=row["dim"],
+            chunk_tokens=row["chunk_tokens"],
+            chunk_overlap=row["chunk_overlap"],
+            language=row["language"],
+            description=row["description"],
+        )
+        return Collection(
+            id=row["id"],
+            spec=spec,
+            encrypted=row["key_check"] is not None,
+            documents=row["n_documents"],
+            chunks=row["n_chunks"],
+            created_us=row["created_us"],
+            version=row["version"],
+        )
+
+    _SELECT_COLLECTION = """
+        SELECT c.*,
+               (SELECT COUNT(*) FROM documents d WHERE d.collection_id = c.id) AS n_documents,
+               (SELECT COALESCE(SUM(d.chunks), 0) FROM documents d
+                 WHERE d.collection_id = c.id) AS n_chunks
+        FROM collections c
+    """
+
+    def create_collection(self, spec: CollectionSpec) -> Collection:
+        with self._write() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM collections WHERE tenant = ? AND name = ?", (spec.tenant, spec.name)
+            ).fetchone()
+            if exists:
+                raise InvalidRequest(
+                    f"A collection named '{spec.name}' already exists.",
+                    param="name",
+                    code="collection_exists",
+                )
+            cursor = conn.execute(
+                "INSERT INTO collections (tenant, name, embedder, dim, chunk_tokens,"
+                " chunk_overlap, language, description, key_check, created_us)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.tenant,
+                    spec.name,
+                    spec.embedder,
+                    spec.dim,
+                    spec.chunk_tokens,
+                    spec.chunk_overlap,
+                    spec.language,
+                    spec.description,
+                    self.sealer.check_value(),
+                    _now_us(),
+                ),
+            )
+            collection_id = int(cursor.lastrowid or 0)
+            conn.execute(
+                f"CREATE VIRTUAL TABLE fts_{collection_id} USING fts5(body, tokenize='unicode61')"
+            )
+        return self.get_collection(spec.tenant, spec.name)
+
+    def get_collection(self, tenant: str, name: str) -> Collection:
+        row = (
+            self._conn()
+            .execute(self._SELECT_COLLECTION + " WHERE c.tenant = ? AND c.name = ?", (tenant, name))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(
+                f"No collection named '{name}'.", param="collection", code="collection_not_found"
+            )
+        if row["key_check"] is not None and row["key_check"] != self.sealer.check_value():
+            raise InvalidRequest(
+                f"Collection '{name}' is encrypted and the configured key "
+                f"({'missing' if not self.sealer.enabled else 'a different one'}) cannot read it.",
+                code="encryption_key_mismatch",
+            )
+        return self._collection(row)
+
+    def list_collections(self, tenant: str | None) -> list[Collection]:
+        query = self._SELECT_COLLECTION
+        args: tuple[Any, ...] = ()
+        if tenant is not None:
+            query += " WHERE c.tenant = ?"
+            args = (tenant,)
+        rows = self._conn().execute(query + " ORDER BY c.tenant, c.name", args).fetchall()
+        return [self._collection(r) for r in rows]
+
+    def delete_collection(self, tenant: str, name: str) -> None:
+        collection = self.get_collection(tenant, name)
+        with self._write() as conn:
+            conn.execute("DELETE FROM chunks WHERE collection_id = ?", (collection.id,))
+            conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection.id,))
+            conn.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
+            conn.execute(f"DROP TABLE IF EXISTS fts_{collection.id}")
+        self.indexes.drop(collection.id)
+
+    def current_version(self, collection: Collection) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT version FROM collections WHERE id = ?", (collection.id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound("The collection was deleted.", code="collection_not_found")
+        return int(row["version"])
+
+    # -- documents -------------------------------------------------------------------------
+
+    def document_hash(self, collection: Collection, key: str) -> str | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT content_hash FROM documents WHERE collection_id = ? AND key = ?",
+                (collection.id, key),
+            )
+            .fetchone()
+        )
+        return str(row["content_hash"]) if row else None
+
+    def known_vectors(
+        self, collection: Collection, text_hashes: Sequence[str]
+    ) -> dict[str, Vectors]:
+        found: dict[str, Vectors] = {}
+        unique = list(dict.fromkeys(text_hashes))
+        for start in range(0, len(unique), 500):
+            batch = unique[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._conn().execute(
+                f"SELECT text_hash, embedding FROM chunks WHERE collection_id = ?"
+                f" AND text_hash IN ({marks})",
+                (collection.id, *batch),
+            )
+            for row in rows:
+                found[row["text_hash"]] = np.frombuffer(row["embedding"], dtype=np.float32)
+        return found
+
+    def _delete_document_rows(self, conn: sqlite3.Connection, cid: int, document_id: int) -> None:
+        conn.execute(
+            f"DELETE FROM fts_{cid} WHERE rowid IN (SELECT id FROM chunks WHERE document_id = ?)",
+            (document_id,),
+        )
+        conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+        conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+
+    def replace_document(
+        self,
+        collection: Collection,
+        document: LoadedDocument,
+        chunks: Sequence[Chunk],
+        text_hashes: Sequence[str],
+        vectors: Vectors,
+    ) -> DocumentRecord:
+        if len(chunks) != len(vectors) or len(chunks) != len(text_hashes):
+            raise ValueError("chunks, hashes and vectors must line up")
+        seal, term = self.sealer.seal, self.sealer.term
+        cid = collection.id
+        stamp = _now_us()
+        with self._write() as conn:
+            old = conn.execute(
+                "SELECT id FROM documents WHERE collection_id = ? AND key = ?",
+                (cid, document.key),
+            ).fetchone()
+            if old is not None:
+                self._delete_document_rows(conn, cid, old["id"])
+            cursor = conn.execute(
+                "INSERT INTO documents (collection_id, key, source, title, kind, locator,"
+                " content_hash, metadata, chunks, updated_us) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    cid,
+                    document.key,
+                    document.source,
+                    seal(document.title),
+                    document.kind,
+                    document.locator,
+                    document.content_hash,
+                    json.dumps(document.metadata, ensure_ascii=False, default=str),
+                    len(chunks),
+                    stamp,
+                ),
+            )
+            document_id = int(cursor.lastrowid or 0)
+            for chunk, text_hash, vector in zip(chunks, text_hashes, vectors, strict=True):
+                cursor = conn.execute(
+                    "INSERT INTO chunks (collection_id, document_id, idx, text, heading, page,"
+                    " tokens, text_hash, embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        cid,
+                        document_id,
+                        chunk.index,
+                        seal(chunk.text),
+                        seal(chunk.heading) if chunk.heading is not None else None,
+                        chunk.page,
+                        chunk.tokens,
+                        text_hash,
+                        np.asarray(vector, dtype=np.float32).tobytes(),
+                    ),
+                )
+                indexed = f"{document.title} {chunk.heading or ''} {chunk.text}"
+                conn.execute(
+                    f"INSERT INTO fts_{cid} (rowid, body) VALUES (?, ?)",
+                    (cursor.lastrowid, lexical.index_text(indexed, term)),
+                )
+            conn.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (cid,))
+        return self._document(cid, document_id)
+
+    def _document(self, cid: int, document_id: int) -> DocumentRecord:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM documents WHERE id = ? AND collection_id = ?", (document_id, cid)
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(
+                f"No document with id {document_id} in this collection.",
+                param="document_id",
+                code="document_not_found",
+            )
+        return self._document_record(row)
+
+    def _document_record(self, row: sqlite3.Row) -> DocumentRecord:
+        return DocumentRecord(
+            id=row["id"],
+            key=row["key"],
+            source=row["source"],
+            title=self.sealer.open(row["title"]),
+            kind=row["kind"],
+            locator=row["locator"],
+            content_hash=row["content_hash"],
+            chunks=row["chunks"],
+            metadata=json.loads(row["metadata"]),
+            updated_us=row["updated_us"],
+        )
+
+    def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
+        record = self._document(collection.id, document_id)
+        with self._write() as conn:
+            self._delete_document_rows(conn, collection.id, document_id)
+            conn.execute(
+                "UPDATE collections SET version = version + 1 WHERE id = ?", (collection.id,)
+            )
+        return record
+
+    def list_documents(
+        self, collection: Collection, offset: int = 0, limit: int = 100
+    ) -> list[DocumentRecord]:
+        rows = self._conn().execute(
+            "SELECT * FROM documents WHERE collection_id = ? ORDER BY id LIMIT ? OFFSET ?",
+            (collection.id, limit, offset),
+        )
+        return [self._document_record(r) for r in rows]
+
+    # -- search ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
+        if not filters:
+            return "", []
+        clauses, args = [], []
+        for field, wanted in filters.items():
+            if not isinstance(field, str) or not _FIELD_RE.fullmatch(field):
+                raise InvalidRequest(f"invalid filter field {field!r}", param="filters")
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if not values or not all(isinstance(v, str | int | float | bool) for v in values):
+                raise InvalidRequest(
+                    f"filter {field!r} takes a value or a list of values", param="filters"
+                )
+            column = _COLUMNS.get(field)
+            if column is None:
+                column = "json_extract(d.metadata, ?)"
+                args.append(f'$."{field}"')
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
+        return " AND " + " AND ".join(clauses), args
+
+    def lexical(
+        self, collection: Collection, query: str, k: int, filters: Filters | None
+    ) -> list[tuple[int, float]]:
+        match = lexical.match_query(query, self.sealer.term)
+        if match is None:
+            return []
+        where, args = self._filter_sql(filters)
+        table = f"fts_{collection.id}"
+        joins = " JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id"
+        rows = self._conn().execute(
+            f"SELECT f.rowid AS id, bm25({table}) AS score FROM {table} f"
+            f"{joins if where else ''} WHERE {table} MATCH ?{where} ORDER BY score LIMIT ?",
+            (match, *args, k),
+        )
+        # FTS5's bm25() is negative (more negative = better); report the usual positive score.
+        return [(int(r["id"]), -float(r["score"])) for r in rows]
+
+    def _all_vectors(self, collection: Collection) -> tuple[Any, Any]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT id, embedding FROM chunks WHERE collection_id = ? ORDER BY id",
+                (collection.id,),
+            )
+            .fetchall()
+        )
+        ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, collection.spec.dim), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
+        return ids, vectors.reshape(len(rows), collection.spec.dim)
+
+    def dense(
+        self, collection: Collection, vector: Vectors, k: int, filters: Filters | None
+    ) -> list[tuple[int, float]]:
+        version = self.current_version(collection)
+        fetch = k * 8 if filters else k
+        hits = self.indexes.search(
+            collection.id,
+            version,
+            collection.spec.dim,
+            lambda: self._all_vectors(collection),
+            np.asarray(vector, dtype=np.float32),
+            fetch,
+        )
+        if not filters or not hits:
+            return hits[:k]
+        where, args = self._filter_sql(filters)
+        ids = [h[0] for h in hits]
+        allowed = {
+            int(r["id"])
+            for r in self._conn().execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id"
+                f" WHERE c.id IN ({','.join('?' * len(ids))}){where}",
+                (*ids, *args),
+            )
+        }
+        return [h for h in hits if h[0] in allowed][:k]
+
+    def chunks(self, collection: Collection, ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        if not ids:
+            return {}
+        rows = self._conn().execute(
+            "SELECT c.id, c.document_id, c.idx, c.text, c.page, c.heading, d.source, d.title,"
+            " d.locator, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id"
+            f" WHERE c.collection_id = ? AND c.id IN ({','.join('?' * len(ids))})",
+            (collection.id, *ids),
+        )
+        opened = self.sealer.open
+        return {
+            int(r["id"]): ChunkRecord(
+                id=int(r["id"]),
+                document_id=int(r["document_id"]),
+                index=int(r["idx"]),
+                text=opened(r["text"]),
+                page=r["page"],
+                heading=opened(r["heading"]) if r["heading"] is not None else None,
+                source=r["source"],
+                title=opened(r["title"]),
+                locator=r["locator"],
+                metadata=json.loads(r["metadata"]),
+            )
+            for r in rows
+        }

@@ -1,0 +1,256 @@
+"""/v1/collections: collections of the caller's tenant, document upload, search and
+grounded answers; /v1/embeddings (OpenAI-compatible) over the configured embedders.
+
+Managing collections and documents needs the operator or admin role; searching, asking
+and listing need inference rights. The system administrator may pass ``?tenant=``.
+Handlers doing database or model work are plain functions (FastAPI's thread pool) or hand
+the work to a thread, so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
+from genaiops.errors import InvalidRequest
+from genaiops.gateway.pipeline import new_request_id
+from genaiops.rag.chunking import count_tokens
+from genaiops.rag.service import RagService
+from genaiops.security.principal import Principal
+from genaiops.server.deps import (
+    CollectionsManagerDep,
+    ContextDep,
+    GatewayDep,
+    InferenceDep,
+    RagDep,
+)
+from genaiops.server.protocol import (
+    AskRequest,
+    CollectionCreate,
+    EmbeddingRequest,
+    ErrorResponse,
+    SearchRequest,
+)
+from genaiops.server.routes.openai import _events_to_sse, _usage
+from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 504)
+}
+router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERRORS)
+
+TenantQuery = Annotated[
+    str | None, Query(max_length=64, description="System administrator only: the tenant.")
+]
+
+
+def _tenant(principal: Principal, tenant: str | None) -> str:
+    return principal.scope(tenant) or principal.tenant
+
+
+@router.post("/collections", status_code=201)
+def create_collection(
+    body: CollectionCreate,
+    principal: CollectionsManagerDep,
+    rag: RagDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    collection = rag.create_collection(
+        _tenant(principal, tenant),
+        body.name,
+        embedder=body.embedder,
+        chunk_tokens=body.chunk_tokens,
+        chunk_overlap=body.chunk_overlap,
+        language=body.language,
+        description=body.description,
+    )
+    return collection.public()
+
+
+@router.get("/collections")
+def list_collections(principal: InferenceDep, rag: RagDep, tenant: TenantQuery = None) -> Any:
+    scope = principal.scope(tenant)
+    return {"object": "list", "data": [c.public() for c in rag.collections(scope)]}
+
+
+@router.get("/collections/{name}")
+def get_collection(
+    name: str, principal: InferenceDep, rag: RagDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    return rag.collection(_tenant(principal, tenant), name).public()
+
+
+@router.delete("/collections/{name}")
+def delete_collection(
+    name: str,
+    principal: CollectionsManagerDep,
+    rag: RagDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    rag.delete_collection(_tenant(principal, tenant), name)
+    return {"id": name, "object": "collection", "deleted": True}
+
+
+@router.post("/collections/{name}/documents")
+def upload_documents(
+    name: str,
+    principal: CollectionsManagerDep,
+    rag: RagDep,
+    files: Annotated[list[UploadFile], File(description="One or more files.")],
+    text_field: Annotated[str | None, Form(description="CSV/JSONL: the text column.")] = None,
+    id_field: Annotated[str | None, Form(description="CSV/JSONL: the row id column.")] = None,
+    metadata_fields: Annotated[
+        str | None, Form(description="CSV/JSONL: comma-separated metadata columns.")
+    ] = None,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    uploads = []
+    for upload in files:
+        filename = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+        uploads.append((filename, upload.file.read()))
+    fields = (
+        [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
+    )
+    report = rag.ingest_bytes(
+        _tenant(principal, tenant),
+        name,
+        uploads,
+        text_field=text_field,
+        id_field=id_field,
+        metadata_fields=fields,
+    )
+    return report.as_dict()
+
+
+@router.get("/collections/{name}/documents")
+def list_documents(
+    name: str,
+    principal: InferenceDep,
+    rag: RagDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    records = rag.documents(_tenant(principal, tenant), name, offset, limit)
+    return {"object": "list", "data": [r.public() for r in records]}
+
+
+@router.delete("/collections/{name}/documents/{document_id}")
+def delete_document(
+    name: str,
+    document_id: int,
+    principal: CollectionsManagerDep,
+    rag: RagDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    record = rag.delete_document(_tenant(principal, tenant), name, document_id)
+    return record.public() | {"deleted": True}
+
+
+@router.post("/collections/{name}/search")
+def search(
+    name: str,
+    body: SearchRequest,
+    principal: InferenceDep,
+    rag: RagDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    hits = rag.search(
+        _tenant(principal, tenant),
+        name,
+        body.query,
+        top_k=body.top_k,
+        mode=body.mode,
+        filters=body.filters,
+    )
+    return {"object": "list", "mode": body.mode, "data": [h.public() for h in hits]}
+
+
+@router.post("/collections/{name}/ask")
+async def ask(
+    name: str,
+    body: AskRequest,
+    request: Request,
+    _: InferenceDep,
+    gateway: GatewayDep,
+    ctx: ContextDep,
+) -> Response:
+    """Retrieve from the caller's tenant's collection and answer with citations."""
+    params = SamplingParams(
+        max_tokens=body.max_tokens,
+        temperature=0.2 if body.temperature is None else body.temperature,
+    )
+    gen = GenerationRequest(
+        request_id=new_request_id("ask"),
+        model=body.model or gateway.settings.default_model,
+        params=params,
+        messages=[ChatMessage("user", body.question)],
+        stream=body.stream,
+        extra={
+            "rag": {
+                "collection": name,
+                "top_k": body.top_k,
+                "mode": body.mode,
+                "filters": body.filters,
+            }
+        },
+    )
+    stream = await gateway.generate(gen, ctx)
+    if body.stream:
+        return SSEResponse(_events_to_sse(stream, True, True))
+    try:
+        done = await until_disconnect(request, stream.collect())
+    except ClientDisconnected:
+        return Response(status_code=499)
+    return JSONResponse(
+        {
+            "id": gen.request_id,
+            "object": "collection.answer",
+            "created": stream.created,
+            "model": stream.model,
+            "collection": name,
+            "answer": done.text,
+            "finish_reason": "length" if done.finish_reason == "length" else "stop",
+            "citations": stream.citations,
+            "usage": _usage(done.prompt_tokens, done.completion_tokens),
+        }
+    )
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, _: InferenceDep, rag: RagDep) -> dict[str, Any]:
+    name = body.model or rag.settings.rag.default_embedder
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    vectors = await asyncio.to_thread(_embed, rag, name, texts)
+    if body.dimensions is not None:
+        if body.dimensions > vectors.shape[1]:
+            raise InvalidRequest(f"{name} has {vectors.shape[1]} dimensions", param="dimensions")
+        # Truncate and re-normalise, as OpenAI does for its shortened embeddings.
+        vectors = vectors[:, : body.dimensions]
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    data = []
+    for i, vector in enumerate(vectors):
+        embedding: Any
+        if body.encoding_format == "base64":
+            embedding = base64.b64encode(vector.astype(np.float32).tobytes()).decode()
+        else:
+            embedding = [float(x) for x in vector]
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    tokens = sum(count_tokens(t) for t in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _embed(rag: RagService, name: str, texts: list[str]) -> Any:
+    rag.embedders.spec(name)  # 400 for an unknown embedder before loading anything
+    return rag.embed(name, texts)
