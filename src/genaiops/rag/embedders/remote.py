@@ -43,6 +43,9 @@ class RemoteEmbedder:
         except (ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(f"embedder {self.name}: malformed answer") from exc
 
+    def close(self) -> None:
+        self._client.close()
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         rows: list[Any] = []
         for start in range(0, len(texts), self.batch_size):

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from genaiops.rag.stores.base import (
     Vectors,
 )
 from genaiops.rag.stores.faiss_index import IndexCache
+
+if TYPE_CHECKING:
+    from genaiops.config import Settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -502,3 +505,16 @@ class SQLiteStore:
             )
             for r in rows
         }
+
+
+def from_settings(settings: Settings) -> SQLiteStore:
+    cfg = settings.rag
+    directory = settings.rag_dir()
+    indexes = IndexCache(
+        directory / "indexes",
+        hnsw_threshold=cfg.hnsw_threshold,
+        hnsw_m=cfg.hnsw_m,
+        ef_construction=cfg.hnsw_ef_construction,
+        ef_search=cfg.hnsw_ef_search,
+    )
+    return SQLiteStore(directory, Sealer.from_env(cfg.encryption_key_env), indexes)

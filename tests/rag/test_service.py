@@ -1,0 +1,266 @@
+"""RagService on a real data directory: real embedders, real SQLite + FTS5, real FAISS."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genaiops.config import load_settings
+from genaiops.errors import InvalidRequest, NotFound
+from genaiops.rag.service import RagService
+
+TENANT = "acme"
+
+LORA = """# Guía de ajuste fino
+
+## ¿Qué es LoRA?
+
+LoRA es una técnica de ajuste fino que congela los pesos del modelo base y entrena
+matrices de rango bajo. Reduce la memoria y permite servir varios adaptadores.
+
+## Evaluación
+
+La perplejidad mide qué tan bien un modelo predice un conjunto de validación reservado.
+"""
+FERIAS = (
+    "Política de férias: cada colaborador tem direito a 30 dias de férias por ano, "
+    "que podem ser divididos em até três períodos, com pedido feito 30 dias antes."
+)
+SECURITY = """<html><head><title>Security handbook</title><script>var x = 1;</script></head>
+<body><h1>Passwords</h1><p>Passwords must be rotated every ninety days and never shared
+with colleagues.</p><h2>Laptops</h2><p>Laptops must use full-disk encryption.</p></body></html>
+"""
+FAQ = (
+    '{"id": "1", "q": "¿Cómo pido reembolso de gastos?", "lang": "es"}\n'
+    '{"id": "2", "q": "Expense reports are due on the fifth business day.", "lang": "en"}\n'
+)
+
+
+def make_service(tmp: Path, **rag: Any) -> RagService:
+    overrides: dict[str, Any] = {"rag": rag} if rag else {}
+    return RagService(load_settings(data_dir=tmp, **overrides))
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "lora.md").write_text(LORA, encoding="utf-8")
+    (root / "ferias.txt").write_text(FERIAS, encoding="utf-8")
+    (root / "sub" / "security.html").write_text(SECURITY, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def rag(tmp_path: Path) -> Iterator[RagService]:
+    service = make_service(tmp_path / "data")
+    service.create_collection(TENANT, "handbook")
+    yield service
+    service.close()
+
+
+def sources(hits: list[Any]) -> list[str]:
+    return [Path(h.source).name for h in hits]
+
+
+def test_collections_are_validated_and_scoped(rag: RagService) -> None:
+    for bad in ("Handbook", "../x", "a b", ""):
+        with pytest.raises(InvalidRequest):
+            rag.create_collection(TENANT, bad)
+    with pytest.raises(InvalidRequest, match="already exists"):
+        rag.create_collection(TENANT, "handbook")
+    with pytest.raises(InvalidRequest, match="unknown embedder"):
+        rag.create_collection(TENANT, "x", embedder="nope")
+    with pytest.raises(InvalidRequest, match="chunk_tokens"):
+        rag.create_collection(TENANT, "y", chunk_tokens=8)
+    # The same name in another tenant is another collection.
+    rag.create_collection("globex", "handbook")
+    assert [c.spec.tenant for c in rag.collections(None)] == ["acme", "globex"]
+    with pytest.raises(NotFound):
+        rag.collection("initech", "handbook")
+
+
+def test_ingest_search_update_and_delete(rag: RagService, docs: Path) -> None:
+    report = rag.ingest_paths(TENANT, "handbook", [docs])
+    assert (report.documents, report.added, report.failed) == (3, 3, [])
+    assert report.chunks >= 3 and report.embedded == report.chunks
+
+    again = rag.ingest_paths(TENANT, "handbook", [docs])
+    assert (again.unchanged, again.added, again.embedded) == (3, 0, 0)
+
+    hits = rag.search(TENANT, "handbook", "politica de ferias", mode="lexical")
+    assert sources(hits)[0] == "ferias.txt"  # accents folded
+    hits = rag.search(TENANT, "handbook", "How often do I change my password?", mode="dense")
+    assert sources(hits)[0] == "security.html"
+    hits = rag.search(TENANT, "handbook", "¿Qué es LoRA?", top_k=3)
+    assert sources(hits)[0] == "lora.md"
+    assert hits[0].heading == "Guía de ajuste fino > ¿Qué es LoRA?"
+    assert set(hits[0].retrievers) == {"lexical", "dense"}
+    assert hits[0].ranks == {"lexical": 1, "dense": 1}
+
+    # A changed file replaces its chunks; unchanged chunks keep their vectors.
+    (docs / "lora.md").write_text(LORA.replace("perplejidad", "exactitud"), encoding="utf-8")
+    changed = rag.ingest_paths(TENANT, "handbook", [docs])
+    assert (changed.updated, changed.unchanged) == (1, 2)
+    assert changed.reused >= 1 and changed.embedded >= 1
+    assert rag.search(TENANT, "handbook", "perplejidad", mode="lexical") == []
+    assert sources(rag.search(TENANT, "handbook", "exactitud", mode="lexical")) == ["lora.md"]
+
+    collection = rag.collection(TENANT, "handbook")
+    assert collection.documents == 3
+    security = next(d for d in rag.documents(TENANT, "handbook") if d.kind == "html")
+    assert security.title == "Security handbook"
+    rag.delete_document(TENANT, "handbook", security.id)
+    for mode in ("lexical", "dense", "hybrid"):
+        hits = rag.search(TENANT, "handbook", "passwords rotated laptops", mode=mode)  # type: ignore[arg-type]
+        assert "security.html" not in sources(hits), mode
+    with pytest.raises(NotFound):
+        rag.delete_document(TENANT, "handbook", security.id)
+
+
+def test_rows_metadata_and_filters(rag: RagService, tmp_path: Path) -> None:
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text(FAQ, encoding="utf-8")
+    report = rag.ingest_paths(
+        TENANT, "handbook", [faq], text_field="q", id_field="id", metadata_fields=["lang"]
+    )
+    assert report.added == 2
+    everything = rag.search(TENANT, "handbook", "expense reimbursement", top_k=5)
+    assert len(everything) == 2
+    only_en = rag.search(TENANT, "handbook", "gastos", top_k=5, filters={"lang": "en"})
+    assert [h.metadata["lang"] for h in only_en] == ["en"]
+    assert only_en[0].locator == "2"
+    both = rag.search(TENANT, "handbook", "gastos", filters={"lang": ["en", "es"]})
+    assert len(both) == 2
+    assert rag.search(TENANT, "handbook", "gastos", filters={"kind": "pdf"}) == []
+    with pytest.raises(InvalidRequest):
+        rag.search(TENANT, "handbook", "gastos", filters={"bad field!": 1})
+
+
+def test_bad_files_are_reported_and_skipped(rag: RagService, docs: Path) -> None:
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj <<>> garbage")
+    (docs / "junk.txt").write_bytes(bytes(range(256)) * 40)
+    (docs / "empty.md").write_text("")
+    report = rag.ingest_paths(TENANT, "handbook", [docs])
+    failed = {Path(f["source"]).name: f["error"] for f in report.failed}
+    assert set(failed) == {"broken.pdf", "junk.txt", "empty.md"}
+    assert "cannot read PDF" in failed["broken.pdf"]
+    assert "not a text file" in failed["junk.txt"]
+    assert "empty" in failed["empty.md"]
+    assert report.added == 3
+
+
+def test_index_is_rebuilt_when_missing_or_stale(rag: RagService, docs: Path) -> None:
+    rag.ingest_paths(TENANT, "handbook", [docs])
+    first = rag.search(TENANT, "handbook", "full-disk encryption", mode="dense")
+    index_dir = rag.settings.rag_dir() / "indexes"
+    files = list(index_dir.glob("*.faiss"))
+    assert files
+    for path in index_dir.iterdir():
+        path.unlink()
+    fresh = make_service(rag.settings.data_dir)
+    try:
+        again = fresh.search(TENANT, "handbook", "full-disk encryption", mode="dense")
+        assert [h.chunk_id for h in again] == [h.chunk_id for h in first]
+        assert list(index_dir.glob("*.faiss"))
+    finally:
+        fresh.close()
+
+
+def test_hnsw_above_the_threshold(tmp_path: Path, docs: Path) -> None:
+    rag = make_service(tmp_path / "data", hnsw_threshold=2)
+    try:
+        rag.create_collection(TENANT, "big")
+        rag.ingest_paths(TENANT, "big", [docs])
+        hits = rag.search(TENANT, "big", "vacation days per year", mode="dense")
+        assert sources(hits)[0] == "ferias.txt"
+        collection = rag.collection(TENANT, "big")
+        assert rag.store.indexes.kind(collection.id) == "hnsw"  # type: ignore[attr-defined]
+    finally:
+        rag.close()
+
+
+def test_minilm_embedder(tmp_path: Path, docs: Path) -> None:
+    rag = make_service(tmp_path / "data")
+    try:
+        collection = rag.create_collection(TENANT, "english", embedder="minilm")
+        assert collection.spec.dim == 384
+        rag.ingest_paths(TENANT, "english", [docs / "sub"])
+        hits = rag.search(TENANT, "english", "disk encryption on notebooks", mode="dense")
+        assert sources(hits)[0] == "security.html"
+        assert rag.embed("minilm", ["a", "b"]).shape == (2, 384)
+    finally:
+        rag.close()
+
+
+def test_encrypted_at_rest(tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", key)
+    data = tmp_path / "data"
+    rag = make_service(data)
+    try:
+        collection = rag.create_collection(TENANT, "secret")
+        assert collection.encrypted
+        rag.ingest_paths(TENANT, "secret", [docs])
+        assert sources(rag.search(TENANT, "secret", "ferias", mode="lexical")) == ["ferias.txt"]
+        assert sources(rag.search(TENANT, "secret", "password rotation", mode="dense"))[0] == (
+            "security.html"
+        )
+        hit = rag.search(TENANT, "secret", "LoRA")[0]
+        assert "rango bajo" in hit.text and hit.title == "Guía de ajuste fino"
+    finally:
+        rag.close()
+    raw = b"".join(p.read_bytes() for p in (data / "rag").glob("rag.db*"))
+    # File paths stay in clear (they identify documents); content words must not.
+    for word in ("colaborador", "Passwords", "perplejidad", "adaptadores", "matrices", "ninety"):
+        assert word.encode() not in raw, word
+        assert word.lower().encode() not in raw, word
+
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    wrong = make_service(data)
+    try:
+        with pytest.raises(InvalidRequest, match="encrypted"):
+            wrong.search(TENANT, "secret", "ferias")
+    finally:
+        wrong.close()
+    monkeypatch.delenv("GENAIOPS_RAG_KEY")
+    missing = make_service(data)
+    try:
+        with pytest.raises(InvalidRequest, match="missing"):
+            missing.collection(TENANT, "secret")
+    finally:
+        missing.close()
+
+
+def test_store_stays_consistent(rag: RagService, docs: Path) -> None:
+    rag.ingest_paths(TENANT, "handbook", [docs])
+    assert_consistent(rag.settings.rag_dir() / "rag.db")
+
+
+def assert_consistent(path: Path) -> None:
+    """Every document's chunk count matches its chunks, and every chunk is in the FTS index."""
+    with sqlite3.connect(path) as conn:
+        for (cid,) in conn.execute("SELECT id FROM collections"):
+            mismatched = conn.execute(
+                "SELECT d.id FROM documents d WHERE d.collection_id = ? AND d.chunks !="
+                " (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id)",
+                (cid,),
+            ).fetchall()
+            assert mismatched == []
+            chunks = conn.execute(
+                "SELECT COUNT(*) FROM chunks WHERE collection_id = ?", (cid,)
+            ).fetchone()[0]
+            indexed = conn.execute(f"SELECT COUNT(*) FROM fts_{cid}").fetchone()[0]
+            assert chunks == indexed
+            orphans = conn.execute(
+                "SELECT COUNT(*) FROM chunks c LEFT JOIN documents d ON d.id = c.document_id"
+                " WHERE d.id IS NULL"
+            ).fetchone()[0]
+            assert orphans == 0
+    conn.close()  # the context manager commits but does not close
