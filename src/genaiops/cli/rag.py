@@ -123,6 +123,12 @@ def ingest(
             raise InvalidRequest("--collection is required", param="collection")
         if not paths and not sql_url:
             raise InvalidRequest("give files or folders to ingest, or --sql-url")
+        # Fail on a bad collection or path before drawing the progress bar.
+        rag.collection(tenant, collection)
+        from genaiops.rag.loaders import iter_files
+
+        for path in paths or []:
+            iter_files(path, include=include, exclude=exclude)
         console = Console(stderr=True)
         started = time.perf_counter()
         counts = {"chunks": 0}

@@ -1,0 +1,272 @@
+"""Retrieval over HTTP: collections per tenant, uploads, search, grounded answers with
+citations through the official openai client, and /v1/embeddings."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from tests.conftest import Server
+
+MODEL = "smollm2-135m-instruct"
+HANDBOOK = {
+    "vacaciones.md": (
+        "# Vacaciones\n\n## México\n\nEn México cada colaborador tiene 12 días de vacaciones "
+        "pagadas durante su primer año de trabajo.\n\n## Colombia\n\nEn Colombia son 15 días "
+        "hábiles de vacaciones por cada año trabajado.\n"
+    ),
+    "ferias.txt": (
+        "Política de férias no Brasil: cada colaborador tem direito a 30 dias de férias por ano, "
+        "que podem ser divididos em até três períodos."
+    ),
+    "security.html": (
+        "<html><head><title>Security</title></head><body><h1>Passwords</h1><p>Passwords must "
+        "be rotated every ninety days.</p></body></html>"
+    ),
+}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def new_key(server: Server, tenant: str, role: str) -> str:
+    r = httpx.post(
+        server.url + "/admin/keys",
+        json={"tenant": tenant, "role": role},
+        headers=server.headers,
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    key: str = r.json()["key"]
+    return key
+
+
+@pytest.fixture(scope="module")
+def tenant(server: Server) -> dict[str, Any]:
+    """A tenant with a handbook collection, uploaded over HTTP."""
+    name = "rag-" + uuid.uuid4().hex[:8]
+    operator = new_key(server, name, "operator")
+    user = new_key(server, name, "user")
+    r = httpx.post(
+        server.url + "/v1/collections",
+        json={"name": "handbook", "language": "es"},
+        headers=bearer(operator),
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    files = [("files", (n, text.encode(), "text/plain")) for n, text in HANDBOOK.items()]
+    files.append(("files", ("broken.pdf", b"%PDF-1.4 not really", "application/pdf")))
+    files.append(("files", ("empty.txt", b"", "text/plain")))
+    r = httpx.post(
+        server.url + "/v1/collections/handbook/documents",
+        files=files,
+        headers=bearer(operator),
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    return {"name": name, "operator": operator, "user": user, "report": r.json()}
+
+
+def test_upload_reports_per_file(tenant: dict[str, Any]) -> None:
+    report = tenant["report"]
+    assert report["added"] == 3 and report["chunks"] >= 3
+    failed = {f["source"]: f["error"] for f in report["failed"]}
+    assert set(failed) == {"broken.pdf", "empty.txt"}
+    assert failed["broken.pdf"].startswith("broken.pdf: cannot read PDF")
+
+
+def test_search_modes(server: Server, tenant: dict[str, Any]) -> None:
+    def search(query: str, **body: Any) -> list[dict[str, Any]]:
+        r = httpx.post(
+            server.url + "/v1/collections/handbook/search",
+            json={"query": query} | body,
+            headers=bearer(tenant["user"]),
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        hits: list[dict[str, Any]] = r.json()["data"]
+        return hits
+
+    lexical = search("politica de ferias", mode="lexical")
+    assert lexical[0]["source"] == "ferias.txt"
+    assert lexical[0]["retrievers"] == ["lexical"]
+    dense = search("¿Cada cuánto hay que cambiar la contraseña?", mode="dense")
+    assert dense[0]["source"] == "security.html"
+    hybrid = search("días de vacaciones en Colombia", top_k=2)
+    assert hybrid[0]["heading"] == "Vacaciones > Colombia"
+    assert set(hybrid[0]) >= {"text", "source", "title", "chunk_id", "score", "retrievers"}
+
+
+def test_roles_and_tenant_isolation(server: Server, tenant: dict[str, Any]) -> None:
+    r = httpx.post(
+        server.url + "/v1/collections",
+        json={"name": "mine"},
+        headers=bearer(tenant["user"]),
+        timeout=30,
+    )
+    assert r.status_code == 403
+    other = new_key(server, "rag-other-" + uuid.uuid4().hex[:6], "operator")
+    for method, path, body in (
+        ("GET", "/v1/collections/handbook", None),
+        ("GET", "/v1/collections/handbook/documents", None),
+        ("POST", "/v1/collections/handbook/search", {"query": "vacaciones"}),
+        ("POST", "/v1/collections/handbook/ask", {"question": "vacaciones"}),
+        ("DELETE", "/v1/collections/handbook", None),
+    ):
+        r = httpx.request(method, server.url + path, json=body, headers=bearer(other), timeout=60)
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["error"]["code"] == "collection_not_found"
+    listed = httpx.get(server.url + "/v1/collections", headers=bearer(other), timeout=30)
+    assert listed.json()["data"] == []
+    mine = httpx.get(server.url + "/v1/collections", headers=bearer(tenant["user"]), timeout=30)
+    assert [c["name"] for c in mine.json()["data"]] == ["handbook"]
+    # The other tenant can have its own collection of the same name.
+    r = httpx.post(
+        server.url + "/v1/collections", json={"name": "handbook"}, headers=bearer(other), timeout=30
+    )
+    assert r.status_code == 201
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "vacaciones"}],
+            "rag": {"collection": "handbook"},
+        },
+        headers=bearer(other),
+        timeout=60,
+    )
+    assert r.json()["citations"] == []  # its own, empty collection: nothing found
+
+
+def test_chat_with_rag_cites_real_chunks(server: Server, tenant: dict[str, Any]) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key=tenant["user"], max_retries=0)
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "¿Cuántos días de vacaciones hay en Colombia?"}],
+        max_tokens=40,
+        temperature=0,
+        extra_body={"rag": {"collection": "handbook", "top_k": 3}},
+    )
+    data = reply.model_dump()
+    citations = data["citations"]
+    assert citations and citations[0]["index"] == 1
+    assert reply.choices[0].message.content
+    documents = httpx.get(
+        server.url + "/v1/collections/handbook/documents",
+        headers=bearer(tenant["user"]),
+        timeout=30,
+    ).json()["data"]
+    by_id = {d["id"]: d for d in documents}
+    for citation in citations:
+        document = by_id[citation["document_id"]]
+        assert document["source"] == citation["source"]
+        search = httpx.post(
+            server.url + "/v1/collections/handbook/search",
+            json={"query": citation["snippet"], "top_k": 10, "mode": "lexical"},
+            headers=bearer(tenant["user"]),
+            timeout=60,
+        ).json()["data"]
+        chunk = next(h for h in search if h["chunk_id"] == citation["chunk_id"])
+        assert " ".join(chunk["text"].split()).startswith(citation["snippet"].rstrip("…"))
+    assert citations[0]["source"] == "vacaciones.md"
+    # The model saw the sources: its prompt is far longer than the question alone.
+    assert reply.usage is not None and reply.usage.prompt_tokens > 60
+
+
+def test_streamed_answer_has_citations_in_its_last_chunk(
+    server: Server, tenant: dict[str, Any]
+) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Política de férias no Brasil"}],
+        "max_tokens": 20,
+        "stream": True,
+        "rag": {"collection": "handbook"},
+    }
+    chunks = []
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        json=body,
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    ) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                chunks.append(json.loads(line[6:]))
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert len(finishing) == 1
+    assert finishing[0]["citations"][0]["source"] == "ferias.txt"
+    assert all("citations" not in c for c in chunks if c is not finishing[0])
+
+
+def test_nothing_relevant_says_so(server: Server, tenant: dict[str, Any]) -> None:
+    for question, expected in (
+        ("¿Cuál es la capital de Mongolia?", "No encontré información"),
+        ("What is the boiling point of mercury?", "I could not find"),
+        ("Qual é a capital da Mongólia?", "Não encontrei"),
+    ):
+        r = httpx.post(
+            server.url + "/v1/collections/handbook/ask",
+            json={"question": question},
+            headers=bearer(tenant["user"]),
+            timeout=60,
+        )
+        answer = r.json()
+        assert answer["answer"].startswith(expected), answer
+        assert answer["citations"] == [] and answer["usage"]["total_tokens"] == 0
+
+
+def test_ask_endpoint(server: Server, tenant: dict[str, Any]) -> None:
+    r = httpx.post(
+        server.url + "/v1/collections/handbook/ask",
+        json={"question": "¿Cuántos días de vacaciones tengo en México?", "max_tokens": 30},
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["object"] == "collection.answer" and answer["answer"]
+    assert answer["citations"][0]["heading"] == "Vacaciones > México"
+
+
+def test_bad_rag_options_are_400(server: Server, tenant: dict[str, Any]) -> None:
+    for rag in ({"top_k": 3}, {"collection": "handbook", "top_k": 0}, "handbook"):
+        r = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "rag": rag},
+            headers=bearer(tenant["user"]),
+            timeout=30,
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"].startswith("rag")
+
+
+def test_embeddings_endpoint(server: Server, tenant: dict[str, Any]) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key=tenant["user"], max_retries=0)
+    result = client.embeddings.create(
+        model="use-multilingual", input=["perro", "cachorro", "dog", "impuestos"]
+    )
+    vectors = np.array([d.embedding for d in result.data])
+    assert vectors.shape == (4, 512)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    similar, unrelated = vectors[0] @ vectors[2], vectors[0] @ vectors[3]
+    assert similar > unrelated  # "perro" is closer to "dog" than to "impuestos"
+    assert result.usage.prompt_tokens > 0
+    short = client.embeddings.create(
+        model="use-multilingual", input="hola", dimensions=64, encoding_format="base64"
+    )
+    raw = base64.b64decode(short.data[0].embedding)  # type: ignore[arg-type]
+    assert len(raw) == 64 * 4
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="nope", input="hola")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="use-multilingual", input=[])

@@ -1,0 +1,161 @@
+"""genaiops collections / ingest / search / documents / ask, in subprocesses against a real
+data directory."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import genaiops_cli
+
+
+def cli(data: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+    result = genaiops_cli(*args, data_dir=data, check=check)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    cli(root, "collections", "create", "kb", "--language", "pt", "--tenant", "acme")
+    return root
+
+
+def test_collections_ingest_search_documents(data: Path, tmp_path: Path) -> None:
+    faq = tmp_path / "faq.csv"
+    faq.write_text(
+        "id;pergunta;area\n1;Como solicito reembolso de despesas de viagem?;financeiro\n"
+        "2;Qual é o prazo para pedir férias?;rh\n",
+        encoding="utf-8",
+    )
+    code, out, err = cli(
+        data,
+        "ingest",
+        str(faq),
+        "--collection",
+        "kb",
+        "--tenant",
+        "acme",
+        "--text-field",
+        "pergunta",
+        "--id-field",
+        "id",
+        "--metadata-field",
+        "area",
+        "--json",
+    )
+    report = json.loads(out)
+    assert report["added"] == 2 and report["failed"] == []
+    assert "files/s" in err and "chunks/s" in err  # the progress bar
+
+    _, out, _ = cli(data, "search", "ferias", "--collection", "kb", "--tenant", "acme", "--json")
+    hits = json.loads(out)
+    assert hits[0]["locator"] == "2" and hits[0]["metadata"]["area"] == "rh"
+    _, out, _ = cli(
+        data,
+        "search",
+        "reembolso",
+        "--collection",
+        "kb",
+        "--tenant",
+        "acme",
+        "--filter",
+        "area=rh",
+        "--mode",
+        "lexical",
+        "--json",
+    )
+    assert json.loads(out) == []
+
+    _, out, _ = cli(data, "collections", "list", "--json")
+    (collection,) = json.loads(out)
+    assert (collection["tenant"], collection["documents"], collection["language"]) == (
+        "acme",
+        2,
+        "pt",
+    )
+    _, out, _ = cli(data, "documents", "list", "--collection", "kb", "--tenant", "acme", "--json")
+    first = json.loads(out)[0]
+    cli(data, "documents", "delete", str(first["id"]), "--collection", "kb", "--tenant", "acme")
+    _, out, _ = cli(data, "documents", "list", "--collection", "kb", "--tenant", "acme", "--json")
+    assert [d["id"] for d in json.loads(out)] != [first["id"]] and len(json.loads(out)) == 1
+
+    cli(data, "collections", "delete", "kb", "--tenant", "acme")
+    assert json.loads(cli(data, "collections", "list", "--json")[1]) == []
+
+
+def test_sql_source(data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "crm.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, status TEXT)")
+        conn.executemany(
+            "INSERT INTO tickets (body, status) VALUES (?, ?)",
+            [("A impressora do terceiro andar não imprime.", "open"), ("Senha expirada.", "done")],
+        )
+    conn.close()
+    _, out, _ = cli(
+        data,
+        "ingest",
+        "--collection",
+        "kb",
+        "--tenant",
+        "acme",
+        "--sql-url",
+        f"sqlite:///{db}",
+        "--sql-table",
+        "tickets",
+        "--text-field",
+        "body",
+        "--id-field",
+        "id",
+        "--metadata-field",
+        "status",
+        "--json",
+    )
+    assert json.loads(out)["added"] == 2
+    _, out, _ = cli(
+        data, "search", "impressora", "--collection", "kb", "--tenant", "acme", "--json"
+    )
+    hit = json.loads(out)[0]
+    assert hit["source"] == "sql:tickets" and hit["metadata"]["status"] == "open"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["search", "x", "--collection", "nope"], 1, "No collection named 'nope'"),
+        (["search", "x"], 2, "--collection is required"),
+        (["search", "x", "--collection", "kb", "--mode", "fuzzy"], 2, "--mode must be"),
+        (["collections", "create", "Bad Name"], 2, "invalid collection name"),
+        (["ingest", "/does/not/exist", "--collection", "kb", "--tenant", "acme"], 2, "not"),
+    ],
+)
+def test_errors_are_one_line(data: Path, args: list[str], code: int, message: str) -> None:
+    returncode, _, err = cli(data, *args, check=False)
+    assert returncode == code, err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_ask_with_citations(data: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "ferias.md"
+    doc.write_text(
+        "# Férias\n\nCada colaborador tem direito a 30 dias de férias por ano.\n", encoding="utf-8"
+    )
+    cli(data, "ingest", str(doc), "--collection", "kb", "--tenant", "acme")
+    _, out, _ = cli(
+        data,
+        "ask",
+        "Quantos dias de férias por ano?",
+        "--collection",
+        "kb",
+        "--tenant",
+        "acme",
+        "--max-tokens",
+        "24",
+        "--json",
+    )
+    result = json.loads(out)
+    assert result["answer"] and result["citations"][0]["source"] == str(doc)
