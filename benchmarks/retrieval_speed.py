@@ -59,6 +59,8 @@ from genaiops.rag import chunking
 from genaiops.rag.documents import LoadedDocument, Section
 from genaiops.rag.service import RagService
 from genaiops.rag.stores.base import Collection
+from genaiops.rag.stores.faiss_index import IndexCache
+from genaiops.rag.stores.sqlite import SQLiteStore
 
 RESULTS = Path(__file__).parent / "results" / "retrieval_speed.json"
 SEED = 20240611
@@ -553,7 +555,7 @@ def bench_ingest(settings: Settings, embedders: list[str], target: int) -> dict[
             before = loadavg()
             report = service.ingest(
                 collection,
-                [("synthetic", lambda: documents)],
+                [("synthetic", _loader(documents))],
                 progress_printer(name, len(documents)),
             )
             if report.failed:
@@ -582,6 +584,10 @@ def bench_ingest(settings: Settings, embedders: list[str], target: int) -> dict[
 # -- search --------------------------------------------------------------------------------
 
 
+def _loader(documents: list[LoadedDocument]) -> Callable[[], list[LoadedDocument]]:
+    return lambda: documents
+
+
 def build_collections(
     service: RagService, documents: list[LoadedDocument], sizes: list[int]
 ) -> dict[int, dict[str, Any]]:
@@ -602,7 +608,7 @@ def build_collections(
             embedded_before = sum(e.computed for e in memo.wrapped.values())
             log(f"build kb-{size}: {len(docs)} documents ...")
             report = service.ingest(
-                collection, [("kb", lambda d=docs: d)], progress_printer(f"kb-{size}", len(docs))
+                collection, [("kb", _loader(docs))], progress_printer(f"kb-{size}", len(docs))
             )
             if report.failed:
                 raise RuntimeError(f"ingest failed: {report.failed[:3]}")
@@ -627,6 +633,18 @@ def build_collections(
     return built
 
 
+def _sqlite(service: RagService) -> SQLiteStore:
+    """The service's store: this benchmark measures the SQLite + FAISS one."""
+    store = service.store
+    if not isinstance(store, SQLiteStore):
+        raise SystemExit(f"this benchmark measures the sqlite store, not {type(store).__name__}")
+    return store
+
+
+def _indexes(service: RagService) -> IndexCache:
+    return _sqlite(service).indexes
+
+
 def time_searches(
     service: RagService, collection: Collection, queries: list[str], mode: str
 ) -> list[float]:
@@ -641,7 +659,7 @@ def time_searches(
 def time_parts(service: RagService, collection: Collection, queries: list[str]) -> dict[str, Any]:
     """The parts of a hybrid search, each timed alone: query embedding, FTS5 BM25 query,
     FAISS search (with the collection version check), and hydration of the top_k."""
-    store, depth = service.store, max(TOP_K * 4, 20)
+    store, depth = _sqlite(service), max(TOP_K * 4, 20)
     parts: dict[str, list[float]] = {"embed": [], "fts5": [], "faiss": [], "hydrate": []}
     matches: list[int] = []
     conn = store._conn()
@@ -685,8 +703,9 @@ def bench_search(
         start = time.perf_counter()
         service.search_collection(collection, queries[0], top_k=TOP_K, mode="dense")
         entry["first_dense_search_ms"] = round((time.perf_counter() - start) * 1000, 1)
-        entry["index_kind"] = service.indexes.kind(collection.id)
-        index_file = service.indexes.directory / f"{collection.id}.faiss"
+        indexes = _indexes(service)
+        entry["index_kind"] = indexes.kind(collection.id)
+        index_file = indexes.directory / f"{collection.id}.faiss"
         entry["index_file_mb"] = round(index_file.stat().st_size / 2**20, 1)
         log(
             f"  {entry['index_kind']} index built in {entry['first_dense_search_ms'] / 1000:.1f}"
@@ -715,7 +734,7 @@ def bench_recall(
     import faiss
 
     cfg = service.settings.rag
-    ids, vectors = service.store._all_vectors(collection)
+    ids, vectors = _sqlite(service)._all_vectors(collection)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     k = 10
     exact = faiss.IndexFlatIP(vectors.shape[1])
@@ -729,15 +748,17 @@ def bench_recall(
         truth[i] = ids[found[0]]
     # The index the service built and serves, read back from its file; built afresh with
     # the same parameters as IndexCache.build if the file is missing.
-    path = service.indexes.directory / f"{collection.id}.faiss"
+    indexes = _indexes(service)
+    path = indexes.directory / f"{collection.id}.faiss"
     source = "served index file"
+    served: Any
     if path.exists():
         served = faiss.read_index(str(path))
         build_s = None
     else:
         source = "rebuilt with IndexCache.build"
         start = time.perf_counter()
-        served, _ = service.indexes.build(vectors.shape[1], ids, vectors)
+        served, _ = indexes.build(vectors.shape[1], ids, vectors)
         build_s = round(time.perf_counter() - start, 2)
     graph: Any = faiss.downcast_index(served.index)
     if not isinstance(graph, faiss.IndexHNSWFlat):

@@ -264,3 +264,40 @@ def assert_consistent(path: Path) -> None:
             ).fetchone()[0]
             assert orphans == 0
     conn.close()  # the context manager commits but does not close
+
+
+@pytest.mark.parametrize("threshold", [2, 10_000], ids=["hnsw", "flat"])
+def test_loaded_index_follows_changes_in_place(tmp_path: Path, docs: Path, threshold: int) -> None:
+    rag = make_service(tmp_path / "data", hnsw_threshold=threshold)
+    try:
+        rag.create_collection(TENANT, "kb")
+        # Enough other chunks that the changes below stay under the HNSW rebuild ratio.
+        for i in range(20):
+            (docs / f"filler-{i}.txt").write_text(f"Inventario del almacén {i}: cajas y palés.")
+        rag.ingest_paths(TENANT, "kb", [docs])
+        query = "How often must passwords be changed?"
+        assert sources(rag.search(TENANT, "kb", query, mode="dense"))[0] == "security.html"
+        collection = rag.collection(TENANT, "kb")
+        store: Any = rag.store
+        built = store.indexes._entries[collection.id].index
+        # Change one document and delete another; the loaded index is updated, not rebuilt.
+        (docs / "sub" / "security.html").write_text(
+            SECURITY.replace("ninety days", "thirty days"), encoding="utf-8"
+        )
+        rag.ingest_paths(TENANT, "kb", [docs])
+        ferias = next(d for d in rag.documents(TENANT, "kb") if d.kind == "txt")
+        rag.delete_document(TENANT, "kb", ferias.id)
+        hits = rag.search(TENANT, "kb", query, mode="dense", top_k=10)
+        assert store.indexes._entries[collection.id].index is built
+        live = {h.chunk_id for h in hits}
+        assert "ferias.txt" not in sources(hits)
+        assert "thirty days" in hits[0].text
+        # The same answers as an index rebuilt from scratch.
+        fresh = make_service(tmp_path / "data", hnsw_threshold=threshold)
+        try:
+            rebuilt = fresh.search(TENANT, "kb", query, mode="dense", top_k=10)
+            assert {h.chunk_id for h in rebuilt} == live
+        finally:
+            fresh.close()
+    finally:
+        rag.close()

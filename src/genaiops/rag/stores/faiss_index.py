@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class _Entry:
     index: Any
     version: int
     kind: str
+    # Ids removed since the build that HNSW cannot delete; filtered out of results.
+    tombstones: set[int] = field(default_factory=set)
 
 
 class IndexCache:
@@ -122,13 +124,47 @@ class IndexCache:
                     self._entries[collection_id] = entry
         if entry.index.ntotal == 0:
             return []
+        fetch = k + len(entry.tombstones)
         if entry.kind == "hnsw":
             import faiss
 
             graph: Any = faiss.downcast_index(entry.index.index)
-            graph.hnsw.efSearch = max(self.ef_search, k)
-        scores, ids = entry.index.search(vector.reshape(1, -1), min(k, entry.index.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            graph.hnsw.efSearch = max(self.ef_search, fetch)
+        scores, ids = entry.index.search(vector.reshape(1, -1), min(fetch, entry.index.ntotal))
+        dead = entry.tombstones
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        return [h for h in hits if h[0] not in dead][:k]
+
+    def apply(
+        self,
+        collection_id: int,
+        old_version: int,
+        new_version: int,
+        removed: npt.NDArray[np.int64],
+        added: npt.NDArray[np.int64],
+        vectors: npt.NDArray[np.float32],
+    ) -> None:
+        """Bring a loaded index from ``old_version`` to ``new_version`` in place, so a
+        change to a large collection does not cost a full rebuild at the next search. An
+        index at any other version is dropped and rebuilt when next used."""
+        with self._lock(collection_id):
+            entry = self._entries.get(collection_id)
+            if entry is None:
+                return
+            if entry.version != old_version:
+                del self._entries[collection_id]
+                return
+            if len(removed):
+                if entry.kind == "flat":
+                    entry.index.remove_ids(removed)
+                else:
+                    entry.tombstones.update(int(i) for i in removed)
+            if len(added):
+                entry.index.add_with_ids(vectors, added)
+            entry.version = new_version
+            # Too many dead entries make HNSW searches wider and recall worse: rebuild.
+            if len(entry.tombstones) > 0.2 * max(entry.index.ntotal, 1):
+                del self._entries[collection_id]
 
     def kind(self, collection_id: int) -> str | None:
         entry = self._entries.get(collection_id)

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS collections (
     UNIQUE (tenant, name)
 );
 CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
     key TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -69,8 +69,10 @@ CREATE TABLE IF NOT EXISTS documents (
     updated_us INTEGER NOT NULL,
     UNIQUE (collection_id, key)
 );
+-- AUTOINCREMENT: ids are never reused, so an id held by a derived index or a citation
+-- always means the same chunk.
 CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     collection_id INTEGER NOT NULL,
     document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -302,12 +304,16 @@ class SQLiteStore:
         seal, term = self.sealer.seal, self.sealer.term
         cid = collection.id
         stamp = _now_us()
+        added: list[int] = []
+        removed: list[int] = []
         with self._write() as conn:
+            version = self._version(conn, cid)
             old = conn.execute(
                 "SELECT id FROM documents WHERE collection_id = ? AND key = ?",
                 (cid, document.key),
             ).fetchone()
             if old is not None:
+                removed = self._chunk_ids(conn, old["id"])
                 self._delete_document_rows(conn, cid, old["id"])
             cursor = conn.execute(
                 "INSERT INTO documents (collection_id, key, source, title, kind, locator,"
@@ -347,8 +353,29 @@ class SQLiteStore:
                     f"INSERT INTO fts_{cid} (rowid, body) VALUES (?, ?)",
                     (cursor.lastrowid, lexical.index_text(indexed, term)),
                 )
+                added.append(int(cursor.lastrowid or 0))
             conn.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (cid,))
+        self.indexes.apply(
+            cid,
+            version,
+            version + 1,
+            np.asarray(removed, dtype=np.int64),
+            np.asarray(added, dtype=np.int64),
+            np.ascontiguousarray(vectors, dtype=np.float32),
+        )
         return self._document(cid, document_id)
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection, cid: int) -> int:
+        row = conn.execute("SELECT version FROM collections WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            raise NotFound("The collection was deleted.", code="collection_not_found")
+        return int(row["version"])
+
+    @staticmethod
+    def _chunk_ids(conn: sqlite3.Connection, document_id: int) -> list[int]:
+        rows = conn.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,))
+        return [int(r["id"]) for r in rows]
 
     def _document(self, cid: int, document_id: int) -> DocumentRecord:
         row = (
@@ -383,10 +410,21 @@ class SQLiteStore:
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
         record = self._document(collection.id, document_id)
         with self._write() as conn:
+            version = self._version(conn, collection.id)
+            removed = self._chunk_ids(conn, document_id)
             self._delete_document_rows(conn, collection.id, document_id)
             conn.execute(
                 "UPDATE collections SET version = version + 1 WHERE id = ?", (collection.id,)
             )
+        empty = np.zeros(0, dtype=np.int64)
+        self.indexes.apply(
+            collection.id,
+            version,
+            version + 1,
+            np.asarray(removed, dtype=np.int64),
+            empty,
+            np.zeros((0, collection.spec.dim), dtype=np.float32),
+        )
         return record
 
     def list_documents(
