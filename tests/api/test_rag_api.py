@@ -270,3 +270,43 @@ def test_embeddings_endpoint(server: Server, tenant: dict[str, Any]) -> None:
         client.embeddings.create(model="nope", input="hola")
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="use-multilingual", input=[])
+
+
+def test_remote_embedder_over_another_gateway(
+    server: Server, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedder that is some other OpenAI-compatible /v1/embeddings (here: the session
+    server), with its key from the environment; vectors match the local model's."""
+    from genaiops.config import load_settings
+    from genaiops.rag.service import RagService
+
+    monkeypatch.setenv("GENAIOPS_TEST_EMBED_KEY", server.key or "")
+    remote = {
+        "name": "gateway-use",
+        "kind": "remote",
+        "base_url": server.base_url,
+        "model": "use-multilingual",
+        "api_key_env": "GENAIOPS_TEST_EMBED_KEY",
+        "dim": 512,
+        "batch_size": 2,
+    }
+    rag = RagService(load_settings(data_dir=tmp_path, rag={"embedders": [remote]}))
+    try:
+        texts = ["cachorro", "perro", "dog"]
+        local = rag.embed("use-multilingual", texts)
+        assert np.allclose(rag.embed("gateway-use", texts), local, atol=1e-5)
+        rag.create_collection("acme", "remote", embedder="gateway-use")
+        doc = tmp_path / "ferias.txt"
+        doc.write_text(HANDBOOK["ferias.txt"], encoding="utf-8")
+        rag.ingest_paths("acme", "remote", [doc])
+        hits = rag.search("acme", "remote", "vacation days in Brazil", mode="dense")
+        assert hits[0].source == str(doc)
+    finally:
+        rag.close()
+    monkeypatch.setenv("GENAIOPS_TEST_EMBED_KEY", "wrong")
+    rag = RagService(load_settings(data_dir=tmp_path, rag={"embedders": [remote]}))
+    try:
+        with pytest.raises(Exception, match="answered 401"):
+            rag.embed("gateway-use", ["x"])
+    finally:
+        rag.close()

@@ -147,9 +147,12 @@ def test_bad_files_are_reported_and_skipped(rag: RagService, docs: Path) -> None
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj <<>> garbage")
     (docs / "junk.txt").write_bytes(bytes(range(256)) * 40)
     (docs / "empty.md").write_text("")
+    with (docs / "huge.txt").open("wb") as handle:  # sparse: 50 MB + 1 byte, never read
+        handle.truncate(50 * 1024 * 1024 + 1)
     report = rag.ingest_paths(TENANT, "handbook", [docs])
     failed = {Path(f["source"]).name: f["error"] for f in report.failed}
-    assert set(failed) == {"broken.pdf", "junk.txt", "empty.md"}
+    assert set(failed) == {"broken.pdf", "junk.txt", "empty.md", "huge.txt"}
+    assert "larger than the 50 MB limit" in failed["huge.txt"]
     assert "cannot read PDF" in failed["broken.pdf"]
     assert "not a text file" in failed["junk.txt"]
     assert "empty" in failed["empty.md"]
