@@ -44,7 +44,7 @@ from typing import Any
 import genaiops
 from genaiops.config import load_settings
 from genaiops.rag.documents import LoadedDocument, Section
-from genaiops.rag.service import RRF_K, Hit, Mode, RagService
+from genaiops.rag.service import Hit, Mode, RagService
 from genaiops.rag.stores.base import Collection
 
 DATA = Path(__file__).parent / "data" / "retrieval"
@@ -321,7 +321,6 @@ def main() -> None:
             "top_k": top_k,
             "recall_at": RECALL_AT,
             "embedders": list(EMBEDDERS),
-            "rrf_k": RRF_K,
             "hybrid_depth_per_retriever": max(top_k * 4, 20),
             "rag": settings.rag.model_dump(mode="json", exclude={"embedders"}),
             "encrypted": bool(os.environ.get(settings.rag.encryption_key_env)),

@@ -27,13 +27,14 @@ templates with a fixed seed, so every run sees the same text.
 Targets: hybrid search p95 under 50 ms at 100k chunks; HNSW recall@10 >= 0.95.
 
 Usage: python benchmarks/retrieval_speed.py [--sizes 10000,100000] [--queries 200]
-    [--ingest-chunks 2000] [--skip-minilm] [--output PATH]
+    [--ingest-chunks 2000] [--skip-minilm] [--output PATH] [--data-dir DIR]
 Writes benchmarks/results/retrieval_speed.json; progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -57,7 +58,7 @@ import genaiops
 from genaiops.config import Settings, load_settings
 from genaiops.rag import chunking
 from genaiops.rag.documents import LoadedDocument, Section
-from genaiops.rag.service import RagService
+from genaiops.rag.service import Mode, RagService
 from genaiops.rag.stores.base import Collection
 from genaiops.rag.stores.faiss_index import IndexCache
 from genaiops.rag.stores.sqlite import SQLiteStore
@@ -66,7 +67,7 @@ RESULTS = Path(__file__).parent / "results" / "retrieval_speed.json"
 SEED = 20240611
 TENANT = "bench"
 TOP_K = 5
-MODES = ("lexical", "dense", "hybrid")
+MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
 WARMUP_QUERIES = 20
 SECTIONS_PER_DOC = 50
 TARGET_HYBRID_P95_MS = 50.0
@@ -525,60 +526,56 @@ def progress_printer(label: str, total_docs: int, every_s: float = 15.0) -> Call
     return notify
 
 
-def bench_ingest(settings: Settings, embedders: list[str], target: int) -> dict[str, Any]:
-    corpus = Corpus(SEED)
+def ingest_documents(
+    settings: Settings, target: int
+) -> tuple[list[LoadedDocument], dict[str, Any]]:
     cfg = settings.rag
-    documents, chunks = ingest_corpus(corpus, target, cfg.chunk_tokens, cfg.chunk_overlap)
-    tokens = [chunking.count_tokens(d.text) for d in documents]
-    log(f"ingest corpus: {len(documents)} documents, {chunks} chunks, {sum(tokens)} tokens")
-    service = RagService(settings)
-    out: dict[str, Any] = {
-        "corpus": {
-            "documents": len(documents),
-            "chunks": chunks,
-            "tokens_total": sum(tokens),
-            "languages": {
-                lang: sum(1 for d in documents if d.metadata["language"] == lang)
-                for lang in LANGUAGES
-            },
-            "layout": "3-10 paragraphs of 3-8 sentences per document, one Section",
+    documents, chunks = ingest_corpus(Corpus(SEED), target, cfg.chunk_tokens, cfg.chunk_overlap)
+    tokens = sum(chunking.count_tokens(d.text) for d in documents)
+    log(f"ingest corpus: {len(documents)} documents, {chunks} chunks, {tokens} tokens")
+    return documents, {
+        "documents": len(documents),
+        "chunks": chunks,
+        "tokens_total": tokens,
+        "languages": {
+            lang: sum(1 for d in documents if d.metadata["language"] == lang) for lang in LANGUAGES
         },
-        "embedders": {},
+        "layout": "3-10 paragraphs of 3-8 sentences per document, one Section",
     }
-    try:
-        for name in embedders:
-            start = time.perf_counter()
-            service.embed(name, ["warm-up"])
-            load_s = time.perf_counter() - start
-            collection = service.create_collection(TENANT, f"ingest-{name.replace('-', '')}"[:64])
-            log(f"ingest with {name} (model loaded in {load_s:.1f} s) ...")
-            before = loadavg()
-            report = service.ingest(
-                collection,
-                [("synthetic", _loader(documents))],
-                progress_printer(name, len(documents)),
-            )
-            if report.failed:
-                raise RuntimeError(f"ingest failed: {report.failed[:3]}")
-            out["embedders"][name] = {
-                "dim": collection.spec.dim,
-                "model_load_s": round(load_s, 2),
-                "seconds": round(report.seconds, 3),
-                "documents": report.documents,
-                "chunks": report.chunks,
-                "embedded": report.embedded,
-                "chunks_per_s": round(report.chunks / report.seconds, 1),
-                "docs_per_s": round(report.documents / report.seconds, 2),
-                "loadavg_before": before,
-                "loadavg_after": loadavg(),
-            }
-            log(
-                f"  {name}: {report.chunks} chunks in {report.seconds:.1f} s = "
-                f"{report.chunks / report.seconds:.0f} chunks/s"
-            )
-    finally:
-        service.close()
-    return out
+
+
+def bench_ingest(service: RagService, name: str, documents: list[LoadedDocument]) -> dict[str, Any]:
+    """``RagService.ingest`` of the whole corpus into a new collection with embedder
+    ``name``, the model loaded beforehand (its load time is reported apart)."""
+    start = time.perf_counter()
+    service.embed(name, ["warm-up"])
+    load_s = time.perf_counter() - start
+    collection = service.create_collection(
+        TENANT, f"ingest-{name.replace('-', '')}"[:64], embedder=name
+    )
+    log(f"ingest with {name} (model loaded in {load_s:.1f} s) ...")
+    before = loadavg()
+    report = service.ingest(
+        collection, [("synthetic", _loader(documents))], progress_printer(name, len(documents))
+    )
+    if report.failed:
+        raise RuntimeError(f"ingest failed: {report.failed[:3]}")
+    log(
+        f"  {name}: {report.chunks} chunks in {report.seconds:.1f} s = "
+        f"{report.chunks / report.seconds:.0f} chunks/s"
+    )
+    return {
+        "dim": collection.spec.dim,
+        "model_load_s": round(load_s, 2),
+        "seconds": round(report.seconds, 3),
+        "documents": report.documents,
+        "chunks": report.chunks,
+        "embedded": report.embedded,
+        "chunks_per_s": round(report.chunks / report.seconds, 1),
+        "docs_per_s": round(report.documents / report.seconds, 2),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
 
 
 # -- search --------------------------------------------------------------------------------
@@ -646,13 +643,16 @@ def _indexes(service: RagService) -> IndexCache:
 
 
 def time_searches(
-    service: RagService, collection: Collection, queries: list[str], mode: str
-) -> list[float]:
-    samples = []
-    for q in queries:
-        start = time.perf_counter()
-        service.search_collection(collection, q, top_k=TOP_K, mode=mode)  # type: ignore[arg-type]
-        samples.append((time.perf_counter() - start) * 1000)
+    service: RagService, collection: Collection, queries: list[str]
+) -> dict[str, list[float]]:
+    """Each query in every mode, the order of the modes rotating from query to query, so
+    that drift (other work on the machine) weighs on all modes alike."""
+    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for i, q in enumerate(queries):
+        for mode in MODES[i % 3 :] + MODES[: i % 3]:
+            start = time.perf_counter()
+            service.search_collection(collection, q, top_k=TOP_K, mode=mode)
+            samples[mode].append((time.perf_counter() - start) * 1000)
     return samples
 
 
@@ -712,12 +712,11 @@ def bench_search(
             f" s (first search included)"
         )
         entry["loadavg_before"] = loadavg()
+        time_searches(service, collection, warmup)
+        samples = time_searches(service, collection, queries)
         entry["latency_ms"] = {}
         for mode in MODES:
-            time_searches(service, collection, warmup, mode)
-            samples = time_searches(service, collection, queries, mode)
-            entry["latency_ms"][mode] = summarise(samples)
-            s = entry["latency_ms"][mode]
+            entry["latency_ms"][mode] = s = summarise(samples[mode])
             log(f"  kb-{size} {mode:>7}: p50 {s['p50']:.2f} ms, p95 {s['p95']:.2f} ms")
         entry["hybrid_parts_ms"] = time_parts(service, collection, queries)
         entry["loadavg_after"] = loadavg()
@@ -873,9 +872,14 @@ def main() -> None:
         "versions": versions(),
         "loadavg_start": loadavg(),
     }
-    with tempfile.TemporaryDirectory(prefix="genaiops-retrieval-") as name:
-        tmp = Path(name)
-        settings = load_settings(data_dir=tmp / "data")
+    with contextlib.ExitStack() as stack:
+        if ARGS.data_dir is not None:
+            if ARGS.data_dir.exists() and any(ARGS.data_dir.iterdir()):
+                raise SystemExit(f"--data-dir {ARGS.data_dir} must be new or empty")
+            data_dir = ARGS.data_dir
+        else:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="genaiops-rs-")))
+        settings = load_settings(data_dir=data_dir)
         cfg = settings.rag
         results["settings"] = {
             "rag": cfg.model_dump(
@@ -898,24 +902,30 @@ def main() -> None:
             "seed": SEED,
             "faiss_omp_threads": _faiss_threads(),
         }
-        embedders = [cfg.default_embedder] + ([] if ARGS.skip_minilm else ["minilm"])
-        results["ingest"] = bench_ingest(settings, embedders, ARGS.ingest_chunks)
-
+        ingest_docs, ingest_info = ingest_documents(settings, ARGS.ingest_chunks)
+        results["ingest"] = {"corpus": ingest_info, "embedders": {}}
         corpus = Corpus(SEED + 1)
         documents = search_corpus(corpus, max(sizes))
         queries = [corpus.query() for _ in range(ARGS.queries)]
         warmup = [corpus.query() for _ in range(WARMUP_QUERIES)]
         results["query_examples"] = queries[:12]
-        log(f"search corpus: {len(documents)} documents, {max(sizes)} paragraphs")
         service = RagService(settings)
         try:
+            default = cfg.default_embedder
+            results["ingest"]["embedders"][default] = bench_ingest(service, default, ingest_docs)
+            log(f"search corpus: {len(documents)} documents, {max(sizes)} paragraphs")
             built = build_collections(service, documents, sizes)
             results["search"] = bench_search(service, built, queries, warmup)
-            largest = built[max(sizes)]["collection"]
             if max(sizes) > cfg.hnsw_threshold:
                 log(f"HNSW recall at {max(sizes)} chunks ...")
-                vectors = service.embed(cfg.default_embedder, queries)
+                vectors = service.embed(default, queries)
+                largest = built[max(sizes)]["collection"]
                 results["hnsw_recall"] = bench_recall(service, largest, vectors)
+            # Last: loading torch (minilm) must not disturb the timings above.
+            if not ARGS.skip_minilm:
+                results["ingest"]["embedders"]["minilm"] = bench_ingest(
+                    service, "minilm", ingest_docs
+                )
         finally:
             service.close()
     results["loadavg_end"] = loadavg()
@@ -951,5 +961,11 @@ if __name__ == "__main__":
     parser.add_argument("--ingest-chunks", type=int, default=2000)
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the data here (new or empty folder); default: a "
+        "temporary folder, deleted at the end",
+    )
     ARGS = parser.parse_args()
     main()

@@ -145,6 +145,13 @@ class RagSettings(BaseModel):
     # Chunk text, titles and headings are encrypted at rest (AES-256-GCM) when this
     # environment variable holds a key (32 bytes, base64).
     encryption_key_env: str = "GENAIOPS_RAG_KEY"
+    # Reciprocal rank fusion: score = sum of weight / (rrf_k + rank) over the retrievers.
+    # A small k lets a retriever's confident top hit beat items both retrievers ranked
+    # middling; dense counts more because its top ranks are more precise on paraphrases
+    # (measured in benchmarks/retrieval_quality.py; see docs/retrieval.md).
+    rrf_k: float = Field(default=2.0, ge=0)
+    dense_weight: float = Field(default=1.5, ge=0)
+    lexical_weight: float = Field(default=1.0, ge=0)
     # Dense hits below this cosine similarity do not count as relevant on their own.
     min_dense_score: float = Field(default=0.25, ge=-1, le=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)

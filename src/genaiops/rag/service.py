@@ -39,8 +39,6 @@ log = logging.getLogger("genaiops.rag")
 Mode = Literal["hybrid", "dense", "lexical"]
 Progress = Callable[[str, dict[str, Any]], None]
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-# Reciprocal rank fusion constant (Cormack et al., 2009): dampens the weight of top ranks.
-RRF_K = 60
 
 
 @dataclass
@@ -369,11 +367,14 @@ class RagService:
         if mode in ("hybrid", "dense"):
             vector = self.embed(collection.spec.embedder, [query])[0]
             ranked["dense"] = self.store.dense(collection, vector, depth, filters)
+        cfg = self.settings.rag
+        weights = {"lexical": cfg.lexical_weight, "dense": cfg.dense_weight}
         fused: dict[int, dict[str, Any]] = {}
         for retriever, found in ranked.items():
             for rank, (chunk_id, score) in enumerate(found, start=1):
                 entry = fused.setdefault(chunk_id, {"rrf": 0.0, "ranks": {}, "scores": {}})
-                entry["rrf"] += 1.0 / (RRF_K + rank)
+                # Weighted reciprocal rank fusion (Cormack et al., 2009, with weights).
+                entry["rrf"] += weights[retriever] / (cfg.rrf_k + rank)
                 entry["ranks"][retriever] = rank
                 entry["scores"][retriever] = score
         if mode == "hybrid":
