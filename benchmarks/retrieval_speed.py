@@ -8,7 +8,8 @@ templates with a fixed seed, so every run sees the same text.
 1. Ingest: documents of 3-10 paragraphs (one Section each, default chunk size) are
    ingested into one collection per embedder ("use-multilingual", "minilm") until about
    ``--ingest-chunks`` chunks; chunks/s and docs/s of ``RagService.ingest``, the model
-   already loaded (its load time is reported apart).
+   already loaded (its load time is reported apart). minilm runs last, after every
+   search timing, so that torch's thread pool cannot disturb them.
 2. Search: for each of ``--sizes`` a collection with the default embedder holds exactly
    that many chunks: documents of 50 sections, each section one short paragraph under its
    own heading (a heading starts a new chunk, so each paragraph is one chunk). Every
@@ -25,6 +26,8 @@ templates with a fixed seed, so every run sees the same text.
    ``ef_search`` and at other values, with per-query latency.
 
 Targets: hybrid search p95 under 50 ms at 100k chunks; HNSW recall@10 >= 0.95.
+The machine's other load is recorded per phase (CPU cores used by other processes):
+on 2 cores a concurrent job slows the multi-threaded embedders far more than 2x.
 
 Usage: python benchmarks/retrieval_speed.py [--sizes 10000,100000] [--queries 200]
     [--ingest-chunks 2000] [--skip-minilm] [--output PATH] [--data-dir DIR]
@@ -40,6 +43,7 @@ import json
 import os
 import platform
 import random
+import re
 import sqlite3
 import statistics
 import sys
@@ -103,6 +107,37 @@ def loadavg() -> list[float]:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
+
+
+class CpuShare:
+    """CPU used by other processes while a phase ran, from /proc/stat (machine busy time)
+    minus this process's own CPU time: the benchmark shares 2 cores with whatever else
+    runs, and its numbers mean little without knowing how much that was."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        busy = float("nan")
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+            # user nice system idle iowait irq softirq steal: busy = all but idle, iowait
+            busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+        own = sum(os.times()[:2])
+        return time.perf_counter(), busy, own
+
+    def stop(self) -> dict[str, float]:
+        wall, busy, own = (b - a for a, b in zip(self.start, self._sample(), strict=True))
+        others = max(0.0, busy - own) if busy == busy else float("nan")
+        return {
+            "wall_s": round(wall, 2),
+            "own_cpu_cores": round(own / wall, 2) if wall else 0.0,
+            "other_processes_cpu_cores": round(others / wall, 2) if wall else 0.0,
+        }
 
 
 def versions() -> dict[str, str]:
@@ -241,8 +276,8 @@ VOCAB: dict[str, dict[str, list[str]]] = {
         ],
         "sentences": [
             "Para {action} {doc} número {n} é necessária a autorização de {dept}.",
-            "{Doc} {n} da unidade de {place} vence em {date} e deve ser renovado com {days} dias "
-            "de antecedência.",
+            "{Doc} {n} da unidade de {place} vence em {date} e precisa de renovação com {days} "
+            "dias de antecedência.",
             "{person} é a pessoa responsável por {action} {doc} em {place}.",
             "O valor de {doc} {n} é de {amount} reais, com desconto de {pct} %.",
             "Qualquer alteração em {doc} é comunicada a {dept} por meio de {system}.",
@@ -259,7 +294,7 @@ VOCAB: dict[str, dict[str, list[str]]] = {
         ],
         "queries": [
             "Qual é o prazo para {action} {doc} em {place}?", "Quem deve {action} {doc}?",
-            "Como posso {action} {doc} pelo {system}?", "{doc} {place} {adj}",
+            "Como posso {action} {doc} por {system}?", "{doc} {place} {adj}",
             "O que fazer se {system} não funcionar?", "requisitos para {action} {doc} em {dept}",
             "Quanto custa {doc} de {place}?", "Onde consulto {doc}?",
         ],
@@ -340,6 +375,22 @@ TITLE_WORDS = {
 # fmt: on
 
 
+# Preposition + article contractions the templates produce ("de el" -> "del").
+_CONTRACTIONS = {
+    "es": {"de el": "del", "a el": "al"},
+    "pt": {
+        "de o": "do", "de a": "da", "de os": "dos", "em o": "no", "em a": "na", "a o": "ao",
+        "a a": "à", "por o": "pelo", "por a": "pela",
+    },
+}  # fmt: skip
+
+
+def contract(text: str, lang: str) -> str:
+    for loose, joined in _CONTRACTIONS.get(lang, {}).items():
+        text = re.sub(rf"\b{loose}\b", joined, text)
+    return text
+
+
 def strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -379,7 +430,7 @@ class Corpus:
             "pct": str(r.choice((2, 5, 8, 10, 12, 15, 20, 25))),
             "date": self._date(lang),
         }
-        return template.format(**values)
+        return contract(template.format(**values), lang)
 
     def _date(self, lang: str) -> str:
         day, month = self.rng.randint(1, 28), self.rng.choice(VOCAB[lang]["month"])
@@ -406,6 +457,15 @@ class Corpus:
 
     def heading(self, lang: str) -> str:
         return _noun_only(self.rng.choice(VOCAB[lang]["doc"])).capitalize()
+
+    def queries(self, count: int, avoid: set[str] | None = None) -> list[str]:
+        """``count`` distinct queries (none of ``avoid``)."""
+        found: dict[str, None] = {}
+        while len(found) < count:
+            text = self.query()
+            if text not in (avoid or ()):
+                found[text] = None
+        return list(found)
 
     def query(self) -> str:
         lang = self.language()
@@ -554,10 +614,11 @@ def bench_ingest(service: RagService, name: str, documents: list[LoadedDocument]
         TENANT, f"ingest-{name.replace('-', '')}"[:64], embedder=name
     )
     log(f"ingest with {name} (model loaded in {load_s:.1f} s) ...")
-    before = loadavg()
+    before, share = loadavg(), CpuShare()
     report = service.ingest(
         collection, [("synthetic", _loader(documents))], progress_printer(name, len(documents))
     )
+    cpu = share.stop()
     if report.failed:
         raise RuntimeError(f"ingest failed: {report.failed[:3]}")
     log(
@@ -575,6 +636,7 @@ def bench_ingest(service: RagService, name: str, documents: list[LoadedDocument]
         "docs_per_s": round(report.documents / report.seconds, 2),
         "loadavg_before": before,
         "loadavg_after": loadavg(),
+        "cpu": cpu,
     }
 
 
@@ -713,7 +775,9 @@ def bench_search(
         )
         entry["loadavg_before"] = loadavg()
         time_searches(service, collection, warmup)
+        share = CpuShare()
         samples = time_searches(service, collection, queries)
+        entry["cpu_during_timed_searches"] = share.stop()
         entry["latency_ms"] = {}
         for mode in MODES:
             entry["latency_ms"][mode] = s = summarise(samples[mode])
@@ -806,11 +870,15 @@ def report(results: dict[str, Any]) -> None:
     if ingest:
         c = ingest["corpus"]
         print(f"ingest: {c['documents']} documents, {c['chunks']} chunks ({c['languages']})")
-        print(f"{'embedder':>18} {'dim':>4} {'seconds':>8} {'chunks/s':>9} {'docs/s':>8}")
+        print(
+            f"{'embedder':>18} {'dim':>4} {'seconds':>8} {'chunks/s':>9} {'docs/s':>8}"
+            f"  other processes (cores)"
+        )
         for name, r in ingest["embedders"].items():
+            load = f"{r['cpu']['other_processes_cpu_cores']:.2f}"
             print(
                 f"{name:>18} {r['dim']:>4} {r['seconds']:>8.1f} {r['chunks_per_s']:>9.1f} "
-                f"{r['docs_per_s']:>8.2f}"
+                f"{r['docs_per_s']:>8.2f}  {load}"
             )
     print()
     print(
@@ -828,6 +896,11 @@ def report(results: dict[str, Any]) -> None:
                 f"{size:>8} {entry['index_kind']:>6} {entry['first_dense_search_ms'] / 1000:>8.1f}"
                 f" {mode:>8} {s['p50']:>8.2f} {s['p95']:>8.2f} {s['mean']:>8.2f}{note}"
             )
+        cpu = entry["cpu_during_timed_searches"]
+        print(
+            f"{'':>8} during the timed searches: this process {cpu['own_cpu_cores']:.2f} cores,"
+            f" other processes {cpu['other_processes_cpu_cores']:.2f} cores"
+        )
         p = entry["hybrid_parts_ms"]
         print(
             f"{'':>8} hybrid parts p50/p95 ms: "
@@ -906,8 +979,8 @@ def main() -> None:
         results["ingest"] = {"corpus": ingest_info, "embedders": {}}
         corpus = Corpus(SEED + 1)
         documents = search_corpus(corpus, max(sizes))
-        queries = [corpus.query() for _ in range(ARGS.queries)]
-        warmup = [corpus.query() for _ in range(WARMUP_QUERIES)]
+        queries = corpus.queries(ARGS.queries)
+        warmup = corpus.queries(WARMUP_QUERIES, avoid=set(queries))
         results["query_examples"] = queries[:12]
         service = RagService(settings)
         try:

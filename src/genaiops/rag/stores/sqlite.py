@@ -524,7 +524,9 @@ class SQLiteStore:
         rows = self._conn().execute(
             "SELECT c.id, c.document_id, c.idx, c.text, c.page, c.heading, d.source, d.title,"
             " d.locator, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id"
-            f" WHERE c.collection_id = ? AND c.id IN ({','.join('?' * len(ids))})",
+            # "+c.collection_id": keep SQLite from choosing the (collection_id, text_hash)
+            # index, which scans the collection, over primary-key lookups of the ids.
+            f" WHERE +c.collection_id = ? AND c.id IN ({','.join('?' * len(ids))})",
             (collection.id, *ids),
         )
         opened = self.sealer.open
