@@ -44,6 +44,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/gateway_vs_llama_cpp.py
 	$(PY) benchmarks/security_overhead.py
+	$(PY) benchmarks/retrieval_quality.py
+	$(PY) benchmarks/retrieval_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
