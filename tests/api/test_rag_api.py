@@ -310,3 +310,57 @@ def test_remote_embedder_over_another_gateway(
             rag.embed("gateway-use", ["x"])
     finally:
         rag.close()
+
+
+def test_sources_are_fitted_into_a_small_context_window(
+    server: Server, tenant: dict[str, Any]
+) -> None:
+    operator = bearer(tenant["operator"])
+    r = httpx.post(
+        server.url + "/v1/collections", json={"name": "long"}, headers=operator, timeout=30
+    )
+    assert r.status_code == 201
+    paragraph = (
+        "El reembolso de gastos de viaje requiere factura original, aprobación del gerente "
+        "y registro en el sistema dentro de los treinta días siguientes al viaje. "
+    )
+    files = [
+        ("files", (f"viajes-{i}.txt", (f"Norma {i}. " + paragraph * 8).encode(), "text/plain"))
+        for i in range(6)
+    ]
+    r = httpx.post(
+        server.url + "/v1/collections/long/documents", files=files, headers=operator, timeout=120
+    )
+    assert r.json()["added"] == 6
+    # local-gguf has a 512-token context window: not every source fits.
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={
+            "model": "local-gguf",
+            "messages": [{"role": "user", "content": "¿Qué requiere el reembolso de gastos?"}],
+            "max_tokens": 32,
+            "rag": {"collection": "long", "top_k": 6},
+        },
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert 1 <= len(answer["citations"]) < 6
+    assert answer["usage"]["prompt_tokens"] + 32 <= 512
+
+
+def test_collection_changes_are_audited(server: Server, tenant: dict[str, Any]) -> None:
+    records = httpx.get(
+        server.url + "/admin/audit",
+        params={"tenant": tenant["name"], "limit": 1000},
+        headers=server.headers,
+        timeout=30,
+    ).json()["data"]
+    events = {r["event"]: r for r in records if r["detail"].get("collection") == "handbook"}
+    # The actor is the operator's key id, never the key itself.
+    actor = events["collection.created"]["actor"]
+    assert len(actor) == 12 and tenant["operator"].startswith(f"gaiops_{actor}_")
+    ingested = events["documents.ingested"]["detail"]
+    assert ingested["added"] == 3 and ingested["failed"] == 2
+    assert "broken.pdf" in ingested["files"]

@@ -23,12 +23,14 @@ from genaiops.gateway.pipeline import new_request_id
 from genaiops.rag.chunking import count_tokens
 from genaiops.rag.service import RagService
 from genaiops.security.principal import Principal
+from genaiops.security.service import SecurityService
 from genaiops.server.deps import (
     CollectionsManagerDep,
     ContextDep,
     GatewayDep,
     InferenceDep,
     RagDep,
+    SecurityDep,
 )
 from genaiops.server.protocol import (
     AskRequest,
@@ -54,15 +56,23 @@ def _tenant(principal: Principal, tenant: str | None) -> str:
     return principal.scope(tenant) or principal.tenant
 
 
+def _audit(
+    security: SecurityService, event: str, principal: Principal, tenant: str, **detail: Any
+) -> None:
+    security.record_event(event, principal=principal, tenant=tenant, detail=detail)
+
+
 @router.post("/collections", status_code=201)
 def create_collection(
     body: CollectionCreate,
     principal: CollectionsManagerDep,
     rag: RagDep,
+    security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    owner = _tenant(principal, tenant)
     collection = rag.create_collection(
-        _tenant(principal, tenant),
+        owner,
         body.name,
         embedder=body.embedder,
         chunk_tokens=body.chunk_tokens,
@@ -70,6 +80,7 @@ def create_collection(
         language=body.language,
         description=body.description,
     )
+    _audit(security, "collection.created", principal, owner, collection=body.name)
     return collection.public()
 
 
@@ -91,9 +102,12 @@ def delete_collection(
     name: str,
     principal: CollectionsManagerDep,
     rag: RagDep,
+    security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    rag.delete_collection(_tenant(principal, tenant), name)
+    owner = _tenant(principal, tenant)
+    rag.delete_collection(owner, name)
+    _audit(security, "collection.deleted", principal, owner, collection=name)
     return {"id": name, "object": "collection", "deleted": True}
 
 
@@ -102,6 +116,7 @@ def upload_documents(
     name: str,
     principal: CollectionsManagerDep,
     rag: RagDep,
+    security: SecurityDep,
     files: Annotated[list[UploadFile], File(description="One or more files.")],
     text_field: Annotated[str | None, Form(description="CSV/JSONL: the text column.")] = None,
     id_field: Annotated[str | None, Form(description="CSV/JSONL: the row id column.")] = None,
@@ -117,13 +132,25 @@ def upload_documents(
     fields = (
         [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
     )
+    owner = _tenant(principal, tenant)
     report = rag.ingest_bytes(
-        _tenant(principal, tenant),
+        owner,
         name,
         uploads,
         text_field=text_field,
         id_field=id_field,
         metadata_fields=fields,
+    )
+    _audit(
+        security,
+        "documents.ingested",
+        principal,
+        owner,
+        collection=name,
+        files=[f for f, _ in uploads][:100],
+        added=report.added,
+        updated=report.updated,
+        failed=len(report.failed),
     )
     return report.as_dict()
 
@@ -147,9 +174,20 @@ def delete_document(
     document_id: int,
     principal: CollectionsManagerDep,
     rag: RagDep,
+    security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    record = rag.delete_document(_tenant(principal, tenant), name, document_id)
+    owner = _tenant(principal, tenant)
+    record = rag.delete_document(owner, name, document_id)
+    _audit(
+        security,
+        "document.deleted",
+        principal,
+        owner,
+        collection=name,
+        document_id=document_id,
+        source=record.source,
+    )
     return record.public() | {"deleted": True}
 
 
