@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -164,6 +165,50 @@ class RagSettings(BaseModel):
         return specs
 
 
+GuardAction = Literal["block", "redact", "flag", "log"]
+
+
+class GuardPolicy(BaseModel):
+    """How one guard runs at one point of the pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    action: GuardAction = "flag"
+    # Overrides the guard's own default threshold (scores are in [0, 1]).
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    # Guard-specific options, e.g. {"entities": ["CPF", "EMAIL"]} for pii.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_input() -> dict[str, GuardPolicy]:
+    return {
+        "prompt_injection": GuardPolicy(action="block"),
+        "pii": GuardPolicy(action="redact"),
+        "toxicity": GuardPolicy(action="flag"),
+    }
+
+
+class GuardrailsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Guards on the caller's messages, on retrieved chunks, and on the model's answer.
+    input: dict[str, GuardPolicy] = Field(default_factory=_default_input)
+    context: dict[str, GuardPolicy] = Field(
+        default_factory=lambda: {"prompt_injection": GuardPolicy(action="redact")}
+    )
+    output: dict[str, GuardPolicy] = Field(
+        default_factory=lambda: {"pii": GuardPolicy(action="redact")}
+    )
+    # How PII is redacted: numbered placeholders, keyed hashes, or placeholders restored
+    # in the answer for the caller (a per-request vault).
+    pii_mode: Literal["mask", "hash", "reversible"] = "mask"
+    # Key for pii_mode = "hash" (any string); without it hashes use a per-process key.
+    pii_hash_key_env: str = "GENAIOPS_PII_HASH_KEY"
+    # Texts longer than this are checked in their first and last parts only.
+    max_check_chars: int = Field(default=100_000, ge=1000)
+
+
 class SchedulerSettings(BaseModel):
     # Requests waiting for a model beyond the one running; more get 429.
     max_queue: int = Field(default=16, ge=0)
@@ -241,6 +286,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    guardrails: GuardrailsSettings = Field(default_factory=GuardrailsSettings)
     default_model: str = BUNDLED_CHAT_MODEL
     # Which of the bundled models to serve; an entry in ``models`` with the same name
     # replaces the bundled definition.

@@ -152,3 +152,9 @@ class RateLimited(Overloaded):
         super().__init__(message, retry_after=retry_after)
         self.code = code
         self.headers = headers or {}
+
+
+class ContentBlocked(InvalidRequest):
+    """A guardrail policy blocked the request or the answer (OpenAI's ``content_filter``)."""
+
+    code = "content_filter"

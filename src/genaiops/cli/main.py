@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from genaiops import __version__
-from genaiops.cli import audit, inference, keys, models, rag, serve
+from genaiops.cli import audit, guardrails, inference, keys, models, rag, serve
 
 app = typer.Typer(
     name="genaiops",
@@ -27,6 +27,7 @@ app.add_typer(rag.documents_app, name="documents")
 app.command("ingest")(rag.ingest)
 app.command("search")(rag.search)
 app.command("ask")(rag.ask)
+app.add_typer(guardrails.app, name="guardrails")
 
 
 def _version(value: bool) -> None:

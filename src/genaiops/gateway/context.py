@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from genaiops.security.principal import Principal
@@ -31,6 +31,8 @@ class RequestContext:
     # Set when a rate limit or budget refused the request ("rpm", "tpm", "budget").
     rate_limited: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Guardrail findings a policy acted on: {"stage", "guard", "action", "kinds"}; no text.
+    guardrail_events: list[dict[str, Any]] = field(default_factory=list)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

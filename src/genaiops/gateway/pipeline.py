@@ -4,6 +4,8 @@
     pipeline always knows the principal when security is on)
     route     -> model name to a loaded engine and its scheduler (404 if unknown)
     authorize -> the principal's key may use this model (403)
+    guard     -> input guardrails on the caller's text: block (400 content_filter), redact
+                 in place, or flag (gateway/guarding.py)
     retrieve  -> for requests with a ``rag`` option: the tenant's collection is searched and
                  the hits become numbered sources in the prompt (gateway/retrieval.py);
                  with nothing relevant, a "not found" answer without calling the model
@@ -13,12 +15,14 @@
     start    -> wait for the first event, so queue timeouts (504), upstream failures (502)
                 and engine errors still become a proper HTTP status before any byte of a
                 streamed answer is sent
-    stream    -> text deltas, then one Finished event with token counts
+    stream    -> text deltas, then one Finished event with token counts; output guardrails
+                 check the answer a sentence at a time (OutputFilter) and restore the
+                 caller's reversible PII placeholders
     settle    -> when the stream ends: completion tokens charged to rates and budgets
     (record: the server's telemetry middleware turns the RequestContext into metrics, the
     access log line, usage counters and the audit record once the last byte is sent)
 
-Guardrails and caching slot in as further stages here.
+Caching slots in as a further stage here.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from genaiops.engines.base import Finished, GenerationEvent, GenerationRequest, 
 from genaiops.engines.scheduler import Ticket
 from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound, RateLimited
 from genaiops.gateway.context import RequestContext
+from genaiops.gateway.guarding import OutputFilter, guard_input
 from genaiops.gateway.retrieval import retrieve
 
 if TYPE_CHECKING:
@@ -79,6 +84,8 @@ class GenerationStream:
         self._finished = False
         # Sources the answer was grounded on (retrieval stage); returned to the caller.
         self.citations: list[dict[str, Any]] = []
+        # Output guardrails and reversible-PII restoration (guardrails stage).
+        self.output: OutputFilter | None = None
 
     async def start(self) -> None:
         try:
@@ -94,17 +101,29 @@ class GenerationStream:
         try:
             if self._first is not None:
                 first, self._first = self._first, None
-                self._observe(first)
-                yield first
+                for out in self._emit(first):
+                    yield out
             async for event in self._events:
-                self._observe(event)
-                yield event
+                for out in self._emit(event):
+                    yield out
         except GenaiopsError as exc:
             if self._ctx is not None:
                 self._ctx.stream_error = exc.code or exc.kind
             raise
         finally:
             await self.aclose()
+
+    def _emit(self, event: GenerationEvent) -> list[GenerationEvent]:
+        """Observe a model event and pass it through the output guards."""
+        self._observe(event)
+        output = self.output
+        if output is None or not output.active:
+            return [event]
+        if isinstance(event, TextDelta):
+            text = output.feed(event.text)
+            return [TextDelta(text)] if text else []
+        rest = output.flush()
+        return [TextDelta(rest), event] if rest else [event]
 
     def _observe(self, event: GenerationEvent) -> None:
         ctx = self._ctx
@@ -180,12 +199,19 @@ async def run(
         ctx.model = model
     if principal is not None:
         principal.require_model(model)
+    vault: dict[str, str] = {}
+    guardrails = gateway.guardrails
+    if guardrails is not None:
+        vault = await guard_input(guardrails, request, ctx)
+    output = OutputFilter(guardrails, vault, ctx) if guardrails is not None else None
     citations: list[dict[str, Any]] = []
     rag_options = request.extra.pop("rag", None)
     if rag_options is not None:
         if gateway.rag is None:
             raise InvalidRequest("Retrieval is not available in this process.", param="rag")
-        found = await retrieve(gateway.rag, request, handle, principal, rag_options)
+        found = await retrieve(
+            gateway.rag, request, handle, principal, rag_options, guardrails, ctx
+        )
         if found.canned is not None:
             ticket: Any = _CannedTicket(found.canned)
             canned = GenerationStream(request, ticket, model, ctx)
@@ -215,5 +241,6 @@ async def run(
     ticket = handle.scheduler.submit(prepared)
     stream = GenerationStream(request, ticket, model, ctx, settle)
     stream.citations = citations
+    stream.output = output
     await stream.start()
     return stream

@@ -19,7 +19,9 @@ from genaiops.errors import InvalidRequest
 from genaiops.security.principal import SYSTEM_TENANT, Principal
 
 if TYPE_CHECKING:
+    from genaiops.gateway.context import RequestContext
     from genaiops.gateway.service import ModelHandle
+    from genaiops.guardrails.service import GuardrailsService
     from genaiops.rag.service import RagService
 
 # Part of the context window kept free for the answer when max_tokens is not given.
@@ -44,6 +46,20 @@ class Retrieval:
     canned: str | None = None
 
 
+def _screen(guardrails: GuardrailsService, hits: list[Any], ctx: RequestContext | None) -> Any:
+    """Drop retrieved chunks the context policy blocks or redacts: an instruction planted in
+    a document must not reach the prompt."""
+    from genaiops.gateway.guarding import note
+
+    kept = []
+    for hit in hits:
+        outcome = guardrails.check(hit.text, stage="context")
+        note(ctx, outcome, "context")
+        if outcome.action not in ("block", "redact"):
+            kept.append(hit)
+    return kept
+
+
 def parse_options(raw: Any) -> RagOptions:
     try:
         return RagOptions.model_validate(raw)
@@ -61,6 +77,8 @@ async def retrieve(
     handle: ModelHandle,
     principal: Principal | None,
     raw_options: Any,
+    guardrails: GuardrailsService | None = None,
+    ctx: RequestContext | None = None,
 ) -> Retrieval:
     options = parse_options(raw_options)
     if not request.messages:
@@ -87,6 +105,8 @@ async def retrieve(
     from genaiops.rag import grounding
 
     collection, hits = await asyncio.to_thread(search)
+    if guardrails is not None and guardrails.policies("context"):
+        hits = await asyncio.to_thread(_screen, guardrails, hits, ctx)
     language = collection.spec.language or "en"
     if not hits:
         return Retrieval(canned=grounding.not_found_answer(options.collection, question, language))

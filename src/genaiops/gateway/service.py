@@ -23,6 +23,7 @@ from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
 
 if TYPE_CHECKING:
+    from genaiops.guardrails.service import GuardrailsService
     from genaiops.rag.service import RagService
     from genaiops.security.service import SecurityService
 
@@ -44,6 +45,7 @@ class Gateway:
         only: list[str] | None = None,
         security: SecurityService | None = None,
         rag: RagService | None = None,
+        guardrails: GuardrailsService | None = None,
     ):
         """Build engines for the catalog, or for the ``only`` names (the CLI loads one).
 
@@ -52,6 +54,7 @@ class Gateway:
         self.settings = settings
         self.security = security
         self.rag = rag
+        self.guardrails = guardrails
         self._models: dict[str, ModelHandle] = {}
         catalog = settings.catalog()
         if only is not None:

@@ -103,6 +103,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.guardrail_events = Counter(
+            "genaiops_guardrail_events",
+            "Guardrail findings that a policy acted on, by guard and action.",
+            ["guard", "action"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "genaiops_http_requests",
             "HTTP requests by method, route template and status.",

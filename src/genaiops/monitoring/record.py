@@ -38,6 +38,16 @@ class RequestRecorder:
             elif ctx.cancelled and status < 400:
                 status = CLIENT_CLOSED
             self._inference(ctx, status, latency, tenant)
+        for event in ctx.guardrail_events:
+            self.metrics.guardrail_events.labels(event["guard"], event["action"]).inc()
+            if self.security is not None:
+                self.security.record_event(
+                    f"guardrail.{event['action']}",
+                    principal=principal,
+                    request_id=ctx.request_id,
+                    status=status,
+                    detail=event | {"model": ctx.model},
+                )
         if ctx.rate_limited is not None:
             kind = ctx.rate_limited.removesuffix("_exceeded")
             self.metrics.rate_limited.labels(tenant, kind).inc()

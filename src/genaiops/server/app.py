@@ -16,13 +16,22 @@ from genaiops import __version__
 from genaiops.config import Settings, load_settings
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
+from genaiops.guardrails.service import GuardrailsService
 from genaiops.monitoring.metrics import Metrics
 from genaiops.monitoring.record import RequestRecorder
 from genaiops.rag.service import RagService
 from genaiops.security.service import SecurityService, admin_key_path
 from genaiops.server import errors
 from genaiops.server.middleware import Authenticate, BodyLimit, Telemetry
-from genaiops.server.routes import admin, collections, generate, health, metrics, openai
+from genaiops.server.routes import (
+    admin,
+    collections,
+    generate,
+    guardrails,
+    health,
+    metrics,
+    openai,
+)
 
 log = logging.getLogger("genaiops.server")
 
@@ -56,8 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security = SecurityService(settings)
         security.start()
         rag = RagService(settings)
-        gateway = Gateway(settings, security=security, rag=rag)
+        guardrails = GuardrailsService(settings.guardrails)
+        gateway = Gateway(settings, security=security, rag=rag, guardrails=guardrails)
         app.state.rag = rag
+        app.state.guardrails = guardrails
         app.state.settings = settings
         app.state.gateway = gateway
         app.state.security = security
@@ -103,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(generate.router)
     app.include_router(collections.router)
+    app.include_router(guardrails.router)
     app.include_router(admin.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)

@@ -11,6 +11,7 @@ from genaiops.config import Settings
 from genaiops.errors import AuthenticationError
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
+from genaiops.guardrails.service import GuardrailsService
 from genaiops.monitoring.metrics import Metrics
 from genaiops.rag.service import RagService
 from genaiops.security.principal import Permission, Principal
@@ -40,6 +41,11 @@ def get_metrics(request: Request) -> Metrics:
 def get_rag(request: Request) -> RagService:
     rag: RagService = request.app.state.rag
     return rag
+
+
+def get_guardrails(request: Request) -> GuardrailsService:
+    guardrails: GuardrailsService = request.app.state.guardrails
+    return guardrails
 
 
 def get_context(request: Request) -> RequestContext:
@@ -76,3 +82,4 @@ LogsReaderDep = Annotated[Principal, Depends(require(Permission.READ_LOGS))]
 UsageReaderDep = Annotated[Principal, Depends(require(Permission.READ_USAGE))]
 CollectionsManagerDep = Annotated[Principal, Depends(require(Permission.MANAGE_COLLECTIONS))]
 RagDep = Annotated[RagService, Depends(get_rag)]
+GuardrailsDep = Annotated[GuardrailsService, Depends(get_guardrails)]

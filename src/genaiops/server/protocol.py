@@ -282,3 +282,14 @@ class EmbeddingRequest(BaseModel):
         if any(not item for item in items):
             raise ValueError("input texts must not be empty")
         return value
+
+
+# -- guardrails ------------------------------------------------------------------------------
+
+
+class GuardrailsCheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(description="The text to check.")
+    guards: list[str] | None = Field(default=None, max_length=32)
+    stage: Literal["input", "context", "output"] = "input"

@@ -1,0 +1,148 @@
+"""The guardrail stages of the pipeline: input (the caller's messages or prompt) and
+context (retrieved chunks), run by the policy in ``guardrails``.
+
+A block raises ContentBlocked (400, ``content_filter``) with the guards' reasons; a
+redaction rewrites the text in place before anything else sees it; a flag or log lets the
+request through. Every finding a policy acted on is noted on the RequestContext, from
+which the record stage counts it in Prometheus and writes it to the audit log — the guard,
+the action and the kinds found, never the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+from genaiops.engines.base import ChatMessage, GenerationRequest
+from genaiops.errors import ContentBlocked
+
+if TYPE_CHECKING:
+    from genaiops.gateway.context import RequestContext
+    from genaiops.guardrails.service import GuardrailsService, Outcome
+
+# Texts longer than this are checked off the event loop.
+_INLINE_CHARS = 8_000
+
+
+async def _check(guardrails: GuardrailsService, text: str, stage: str) -> Outcome:
+    if len(text) > _INLINE_CHARS:
+        return await asyncio.to_thread(guardrails.check, text, stage=stage)  # type: ignore[arg-type]
+    return guardrails.check(text, stage=stage)  # type: ignore[arg-type]
+
+
+def note(ctx: RequestContext | None, outcome: Outcome, stage: str) -> None:
+    if ctx is None:
+        return
+    for result in outcome.results:
+        action = outcome.actions.get(result.guard)
+        if action is not None:
+            kinds = sorted({span.kind for span in result.spans})
+            ctx.guardrail_events.append(
+                {"stage": stage, "guard": result.guard, "action": action, "kinds": kinds}
+            )
+
+
+async def guard_input(
+    guardrails: GuardrailsService, request: GenerationRequest, ctx: RequestContext | None
+) -> dict[str, str]:
+    """Check the caller's text; returns the vault of reversible PII placeholders."""
+    vault: dict[str, str] = {}
+    blocked: list[str] = []
+    if request.messages is not None:
+        for i, message in enumerate(request.messages):
+            # The deployment's own system prompt is trusted; what callers send is not.
+            if message.role in ("system", "developer") or not message.content:
+                continue
+            outcome = await _check(guardrails, message.content, "input")
+            note(ctx, outcome, "input")
+            if outcome.blocked:
+                blocked.append(outcome.reasons())
+            elif outcome.action == "redact":
+                request.messages[i] = ChatMessage(message.role, outcome.text, message.name)
+                vault.update(outcome.vault)
+    elif request.prompt:
+        outcome = await _check(guardrails, request.prompt, "input")
+        note(ctx, outcome, "input")
+        if outcome.blocked:
+            blocked.append(outcome.reasons())
+        elif outcome.action == "redact":
+            request.prompt = outcome.text
+            vault.update(outcome.vault)
+    if blocked:
+        raise ContentBlocked(
+            "The request was blocked by the guardrails policy: " + "; ".join(blocked),
+            param="messages" if request.messages is not None else "prompt",
+        )
+    return vault
+
+
+_BOUNDARY = re.compile(r"[.!?…](?=\s)|\n")
+# A sentence longer than this is checked and released without waiting for its end.
+_MAX_BUFFER = 400
+
+
+class OutputFilter:
+    """Output guards on a generated answer, streamed or not, a sentence at a time.
+
+    Text is held back only until the next sentence boundary, then checked with the output
+    policy: redactions are applied, a block stops the answer (ContentBlocked), and
+    placeholders of the caller's own reversible PII are put back. A placeholder is never
+    cut in half between two released pieces.
+    """
+
+    def __init__(
+        self,
+        guardrails: GuardrailsService | None,
+        vault: dict[str, str],
+        ctx: RequestContext | None,
+    ):
+        self.guardrails = guardrails
+        self.vault = vault
+        self.ctx = ctx
+        self._buffer = ""
+        self._active = bool(vault) or bool(guardrails and guardrails.policies("output"))
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def feed(self, text: str) -> str:
+        if not self._active:
+            return text
+        self._buffer += text
+        cut = 0
+        for match in _BOUNDARY.finditer(self._buffer):
+            cut = match.end()
+        if cut == 0 and len(self._buffer) > _MAX_BUFFER:
+            cut = len(self._buffer)
+        if cut == 0:
+            return ""
+        # Keep a possibly unfinished placeholder ("<CPF_" ...) for the next piece.
+        opening = self._buffer.rfind("<", 0, cut)
+        if opening != -1 and ">" not in self._buffer[opening:cut] and cut - opening < 32:
+            cut = opening
+        ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return self._release(ready)
+
+    def flush(self) -> str:
+        ready, self._buffer = self._buffer, ""
+        return self._release(ready) if self._active and ready else ready
+
+    def _release(self, text: str) -> str:
+        if not text:
+            return text
+        if self.guardrails is not None and self.guardrails.policies("output"):
+            outcome = self.guardrails.check(text, stage="output")
+            note(self.ctx, outcome, "output")
+            if outcome.blocked:
+                raise ContentBlocked(
+                    "The answer was stopped by the guardrails policy: " + outcome.reasons()
+                )
+            if outcome.action == "redact":
+                text = outcome.text
+        if self.vault:
+            from genaiops.guardrails.service import restore
+
+            text = restore(text, self.vault)
+        return text

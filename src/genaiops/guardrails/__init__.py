@@ -1,0 +1,1 @@
+"""Guardrails: prompt injection, PII, toxicity and output checks, configured by policy."""

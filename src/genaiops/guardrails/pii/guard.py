@@ -1,0 +1,52 @@
+"""The ``pii`` guard: ``PIIDetector`` behind the Guard protocol.
+
+Options (from the policy): ``entities``, a list of ``ENTITY_KINDS`` or None for all, and
+``keywords``, extra words that vouch for identity numbers without a check digit. The guard
+only reports; masking or blocking is the policy's decision (see ``redaction``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from genaiops.errors import ConfigError
+from genaiops.guardrails.base import GuardResult
+from genaiops.guardrails.pii.detectors import PIIDetector
+
+_OPTIONS = frozenset({"entities", "keywords"})
+
+
+class PIIGuard:
+    name = "pii"
+
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        options = dict(options or {})
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ConfigError(f"unknown options for the pii guard: {unknown}", param="options")
+        entities = options.get("entities")
+        keywords = options.get("keywords") or []
+        if entities is not None and not _is_str_list(entities):
+            raise ConfigError("pii guard: 'entities' must be a list of names", param="entities")
+        if not _is_str_list(keywords):
+            raise ConfigError("pii guard: 'keywords' must be a list of words", param="keywords")
+        self.detector = PIIDetector(entities, keywords)
+
+    def check(self, text: str) -> GuardResult:
+        t0 = time.perf_counter()
+        spans = self.detector.detect(text)
+        kinds = list(dict.fromkeys(s.kind for s in spans))
+        return GuardResult(
+            guard=self.name,
+            flagged=bool(spans),
+            score=1.0 if spans else 0.0,
+            spans=spans,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            reason=f"PII: {', '.join(kinds)}" if kinds else None,
+        )
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(x, str) for x in value)

@@ -1,0 +1,195 @@
+"""Phone numbers in text: which runs of digit groups are written like a phone number.
+
+With a country code ("+55 11 98765-4321", "0034 612 345 678") the digits must fit that
+country's numbering plan (``validators.phone_international``). Without one, a number counts
+only in the groupings people use for phones in each country, and only for the plans that
+grouping implies: "(11) 98765-4321" is Brazilian, "612 34 56 78" Spanish, "300 123 4567"
+American, Colombian or Mexican. That keeps out dates, timestamps, ISBNs, CPFs and amounts
+("2024-01-15 10", "978-3-16-148410-0", "987.654.321") that have the right digit count. A
+bare run of digits ("3001234567") counts only after a phone word ("tel", "celular"...), and
+no national number counts after a negative word ("pedido", "factura"...).
+
+The regex takes a whole chain of groups; the chain is then split into windows at spaces
+only, never inside a token joined by "-" or ".", so "CEP 01310-100 (11) 3456-7890" yields
+the phone and "20-12345678-6" (a CUIT) yields none.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from genaiops.guardrails.pii import validators as v
+from genaiops.guardrails.pii.context import Context, KeywordHit
+
+# Digit-first (see detectors._D); a "+" or "(" before the first digit is added back after.
+_PHONE = re.compile(
+    r"[0-9](?<![0-9A-Za-z].)[0-9]*+\)?"
+    r"(?:(?:[ .-]{1,2}|(?<=\))|(?=\())\(?[0-9]++\)?)*+(?![0-9A-Za-z])"
+)
+_GROUP = re.compile(r"[0-9]+")
+_MAX_GROUPS = 6
+
+# Digits per group (no country code) -> the national plans that write numbers that way.
+_SHAPES: dict[tuple[int, ...], tuple[str, ...]] = {
+    (3, 3, 4): ("CO", "US", "MX"),
+    (3, 7): ("CO", "US", "MX"),
+    (2, 4, 4): ("MX", "AR", "BR"),
+    (2, 8): ("MX", "AR", "BR"),
+    (2, 2, 2, 2, 2): ("MX",),
+    (2, 5, 4): ("BR",),
+    (2, 1, 4, 4): ("BR",),
+    (2, 9): ("BR",),
+    (3, 4, 4): ("AR0",),
+    (4, 3, 4): ("AR0",),
+    (4, 7): ("AR0",),
+    (3, 2, 4, 4): ("AR0",),
+    (4, 2, 3, 4): ("AR0",),
+    (3, 3, 3): ("ES", "PE"),
+    (3, 2, 2, 2): ("ES",),
+    (2, 3, 2, 2): ("ES",),
+    (1, 4, 4): ("CL",),
+    (1, 8): ("CL",),
+}
+_OPENINGS = frozenset(shape[:2] for shape in _SHAPES)
+# A bare run of digits after a phone word, by length.
+_BARE: dict[int, tuple[str, ...]] = {
+    9: ("ES", "PE", "CL"),
+    10: ("CO", "US", "MX", "AR"),
+    11: ("BR", "AR0"),
+    13: ("AR0",),
+}
+
+
+class PhoneMatch(NamedTuple):
+    start: int
+    end: int
+    country: str
+    validator: str
+    vouched: bool  # a phone word precedes it
+
+
+class _Chain(NamedTuple):
+    """One regex match: its digit groups, their lengths, and which follow a space."""
+
+    groups: list[tuple[int, int]]
+    lengths: list[int]
+    spaced: list[bool]
+
+
+def find_phones(norm: str, ctx: Context) -> Iterator[PhoneMatch]:
+    for m in _PHONE.finditer(norm):
+        if m.end() - m.start() < 8:
+            continue
+        base = m.start()
+        groups = [(base + g.start(), base + g.end()) for g in _GROUP.finditer(m.group())]
+        if norm[base - 1 : base] == "(":
+            base -= 1
+        if norm[max(0, base - 2) : base] == "+ ":
+            base -= 2
+        elif norm[base - 1 : base] == "+":
+            base -= 1
+        if base and norm[base - 1].isalnum():
+            continue
+        chain = _Chain(
+            groups,
+            [b - a for a, b in groups],
+            [False] + [" " in norm[groups[k - 1][1] : groups[k][0]] for k in range(1, len(groups))],
+        )
+        if norm[base] == "+" or _dialled_abroad(norm, groups):
+            found = _first(norm, ctx, chain, 0, base)
+            if found is None:
+                continue  # the rest of a "+..." chain is that (invalid) number, not another
+            yield found
+            start = _next_group(chain, found.end)
+        else:
+            start = 0
+        yield from _national(norm, ctx, chain, start)
+
+
+def _next_group(chain: _Chain, end: int) -> int:
+    return bisect_left(chain.groups, (end, 0))
+
+
+def _first(norm: str, ctx: Context, chain: _Chain, i: int, intl_start: int) -> PhoneMatch | None:
+    """The longest phone made of groups ``i, i+1...`` (ending at a space or the chain end)."""
+    n = len(chain.groups)
+    for j in range(min(n, i + _MAX_GROUPS), i, -1):
+        if j == n or chain.spaced[j]:
+            found = _window(norm, ctx, chain, i, j, intl_start)
+            if found is not None:
+                return found
+    return None
+
+
+def _national(norm: str, ctx: Context, chain: _Chain, i: int) -> Iterator[PhoneMatch]:
+    # Windows start and end only at spaces: a group joined by "-" or "." belongs to its
+    # neighbour ("20-12345678-6" holds no phone). A window must open like a known shape,
+    # which keeps long runs of short groups ("1 2 3 4 ...") linear.
+    n, lengths = len(chain.groups), chain.lengths
+    while i < n:
+        found = None
+        if (i == 0 or chain.spaced[i]) and (
+            lengths[i] in _BARE or (i + 1 < n and (lengths[i], lengths[i + 1]) in _OPENINGS)
+        ):
+            found = _first(norm, ctx, chain, i, -1)
+        if found is None:
+            i += 1
+        else:
+            yield found
+            i = _next_group(chain, found.end)
+
+
+def _window(
+    norm: str, ctx: Context, chain: _Chain, i: int, j: int, intl_start: int
+) -> PhoneMatch | None:
+    groups = chain.groups
+    end = groups[j - 1][1]
+    if intl_start >= 0:
+        country = v.phone_international(norm[intl_start:end])
+        if country is None:
+            return None
+        hit = ctx.keyword(intl_start)
+        return PhoneMatch(intl_start, end, country, "phone_international", _phone_word(hit))
+    start = groups[i][0]
+    if start > 0 and norm[start - 1] == "(":
+        start -= 1
+    lengths = tuple(chain.lengths[i:j])
+    hit = None
+    if len(lengths) == 1:
+        # A bare run of digits is a phone only after a phone word.
+        plans = _BARE.get(lengths[0], ())
+        if plans:
+            hit = ctx.keyword(start)
+            plans = plans if _phone_word(hit) else ()
+    else:
+        plans = _SHAPES.get(lengths, ())
+        seps = "".join(norm[groups[k][1] : groups[k + 1][0]] for k in range(i, j - 1))
+        if plans and "." in seps and (len(lengths) > 3 or all(n == 3 for n in lengths[1:])):
+            return None  # 612.345.678 is an amount, 71.177.03.71 an (invalid) IP address
+    country = v.phone_national(norm[start:end], plans) if plans else None
+    if country is None:
+        return None
+    hit = hit or ctx.keyword(start)
+    if hit is not None and hit.negative:
+        return None
+    return PhoneMatch(start, end, country, "phone_national", _phone_word(hit))
+
+
+def _dialled_abroad(norm: str, groups: list[tuple[int, int]]) -> bool:
+    """ "0034 612 345 678" or "00 55 11 ...": the international prefix 00, then a space."""
+    a, b = groups[0]
+    first = norm[a:b]
+    return (
+        len(groups) > 1
+        and first.startswith("00")
+        and len(first) <= 5
+        and norm[b : groups[1][0]] == " "
+        and first[2:3] != "0"
+    )
+
+
+def _phone_word(hit: KeywordHit | None) -> bool:
+    return hit is not None and hit.phone
