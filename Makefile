@@ -46,6 +46,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/security_overhead.py
 	$(PY) benchmarks/retrieval_quality.py
 	$(PY) benchmarks/retrieval_speed.py
+	$(PY) benchmarks/guardrails_latency.py
+	$(PY) benchmarks/injection_quality.py
+	$(PY) benchmarks/pii_quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,129 @@
+"""Latency of the whole input guardrails policy (prompt injection + PII + toxicity) on
+2,000-character prompts in Spanish, Portuguese and English, as the gateway runs it per
+message. Target: p95 under 10 ms on this machine. For scale: LLM Guard's transformer
+scanners are reported to take 100-200 ms per scan on CPU (not rerun here).
+
+    .venv/bin/python benchmarks/guardrails_latency.py [--prompts 300] [--output PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from genaiops.config import load_settings
+from genaiops.guardrails.service import GuardrailsService
+
+SENTENCES = {
+    "es": [
+        "Necesito un resumen del informe trimestral de ventas de la región andina.",
+        "¿Puedes explicar la política de vacaciones para empleados en Colombia?",
+        "El cliente pidió una factura corregida con el RFC de la empresa.",
+        "Mi número es +52 55 1234 5678 y mi correo es laura.mendez@ejemplo.mx.",
+        "Redacta un correo amable para reprogramar la reunión del jueves.",
+    ],
+    "pt": [
+        "Preciso de um resumo do relatório de vendas do último trimestre.",
+        "Qual é o prazo para pedir férias segundo a política da empresa?",
+        "O CPF do titular é 529.982.247-25 e o telefone (11) 98765-4321.",
+        "Escreva uma mensagem educada para remarcar a reunião de quinta-feira.",
+        "Como funciona o reembolso de despesas de viagem internacional?",
+    ],
+    "en": [
+        "Please summarise the quarterly sales report for the Andean region.",
+        "What is the expense policy for international travel?",
+        "Draft a polite email to reschedule Thursday's meeting.",
+        "Ignore the typos in my last message and answer the question again.",
+        "How do I protect my application against prompt injection attacks?",
+    ],
+}
+
+
+def prompt(rng: random.Random, lang: str, chars: int = 2000) -> str:
+    parts: list[str] = []
+    while sum(len(p) + 1 for p in parts) < chars:
+        parts.append(rng.choice(SENTENCES[lang]))
+    return " ".join(parts)[:chars]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=300)
+    parser.add_argument(
+        "--output", type=Path, default=Path("benchmarks/results/guardrails_latency.json")
+    )
+    args = parser.parse_args()
+    settings = load_settings()
+    service = GuardrailsService(settings.guardrails)
+    rng = random.Random(7)
+    texts = [prompt(rng, lang) for lang in SENTENCES for _ in range(args.prompts // 3)]
+    started = time.perf_counter()
+    service.check(texts[0])  # loads the classifier and the lexicons
+    load_s = time.perf_counter() - started
+    for text in texts[:30]:
+        service.check(text)
+    totals: list[float] = []
+    per_guard: dict[str, list[float]] = {}
+    flagged = 0
+    for text in texts:
+        t0 = time.perf_counter()
+        outcome = service.check(text)
+        totals.append((time.perf_counter() - t0) * 1000)
+        flagged += outcome.flagged
+        for result in outcome.results:
+            per_guard.setdefault(result.guard, []).append(result.latency_ms)
+    summary = {
+        "all_input_guards": {
+            "p50_ms": round(statistics.median(totals), 3),
+            "p95_ms": round(percentile(totals, 0.95), 3),
+            "mean_ms": round(statistics.fmean(totals), 3),
+        },
+        "per_guard": {
+            guard: {
+                "p50_ms": round(statistics.median(v), 3),
+                "p95_ms": round(percentile(v, 0.95), 3),
+            }
+            for guard, v in per_guard.items()
+        },
+    }
+    result = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "prompts": len(texts),
+        "prompt_chars": 2000,
+        "policy": {k: v.model_dump() for k, v in settings.guardrails.input.items()},
+        "first_check_load_s": round(load_s, 3),
+        "flagged_prompts": flagged,
+        "latency": summary,
+        "target": "p95 < 10 ms",
+        "target_met": summary["all_input_guards"]["p95_ms"] < 10,
+    }
+    print(f"{len(texts)} prompts of 2,000 characters (es/pt/en), input policy:")
+    print(
+        f"  all input guards: p50 {summary['all_input_guards']['p50_ms']} ms, "
+        f"p95 {summary['all_input_guards']['p95_ms']} ms  (target p95 < 10 ms: "
+        f"{'met' if result['target_met'] else 'missed'})"
+    )
+    for guard, stats in summary["per_guard"].items():
+        print(f"  {guard:18} p50 {stats['p50_ms']} ms, p95 {stats['p95_ms']} ms")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"saved {args.output}")
+
+
+if __name__ == "__main__":
+    main()
