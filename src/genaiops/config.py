@@ -200,6 +200,11 @@ class GuardrailsSettings(BaseModel):
     output: dict[str, GuardPolicy] = Field(
         default_factory=lambda: {"pii": GuardPolicy(action="redact")}
     )
+    # Groundedness of retrieval answers (share of sentences supported by the cited chunks);
+    # reported with the citations, and acted on below the threshold (flag or log).
+    groundedness: GuardPolicy = Field(
+        default_factory=lambda: GuardPolicy(action="flag", threshold=0.5)
+    )
     # How PII is redacted: numbered placeholders, keyed hashes, or placeholders restored
     # in the answer for the caller (a per-request vault).
     pii_mode: Literal["mask", "hash", "reversible"] = "mask"

@@ -364,3 +364,32 @@ def test_collection_changes_are_audited(server: Server, tenant: dict[str, Any]) 
     ingested = events["documents.ingested"]["detail"]
     assert ingested["added"] == 3 and ingested["failed"] == 2
     assert "broken.pdf" in ingested["files"]
+
+
+def test_answers_report_groundedness(server: Server, tenant: dict[str, Any]) -> None:
+    r = httpx.post(
+        server.url + "/v1/collections/handbook/ask",
+        json={"question": "¿Cuántos días de vacaciones hay en Colombia?", "max_tokens": 40},
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    )
+    grounded = r.json()["groundedness"]
+    assert 0.0 <= grounded["score"] <= 1.0
+    assert grounded["supported"] <= grounded["sentences"]
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Política de férias no Brasil"}],
+        "max_tokens": 30,
+        "stream": True,
+        "rag": {"collection": "handbook"},
+    }
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        json=body,
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    ) as stream:
+        chunks = [json.loads(x[6:]) for x in stream.iter_lines() if x.startswith("data: {")]
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert "score" in finishing[0]["groundedness"]

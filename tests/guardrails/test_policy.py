@@ -122,3 +122,48 @@ def test_huge_and_binary_inputs() -> None:
     assert outcome.text.endswith("CPF <CPF_1>") or outcome.action == "block"
     binary = bytes(range(256)).decode("latin-1") * 50
     assert guards.check(binary).results
+
+
+def test_banned_terms_and_topics() -> None:
+    guards = service(
+        input={
+            "banned_terms": {
+                "action": "block",
+                "options": {
+                    "terms": ["Proyecto Cóndor", "codename falcon"],
+                    "topics": {"weapons": ["arma", "pistola", "rifle"]},
+                },
+            }
+        }
+    )
+    outcome = guards.check("¿Qué sabes del PROYECTO CONDOR y dónde compro una pistola?")
+    assert outcome.blocked
+    (result,) = outcome.results
+    assert [(s.kind, s.text) for s in result.spans] == [
+        ("banned_term", "PROYECTO CONDOR"),
+        ("topic:weapons", "pistola"),
+    ]
+    assert not guards.check("Las armaduras medievales y los pistoleros del oeste").flagged
+    assert not service(input={"banned_terms": {"action": "block"}}).check("pistola").flagged
+    with pytest.raises(Exception, match="unknown options"):
+        service(input={"banned_terms": {"options": {"words": []}}}).check("x")
+
+
+def test_groundedness() -> None:
+    from genaiops.guardrails.groundedness import groundedness
+
+    sources = [
+        "Cada colaborador tem direito a 30 dias de férias por ano, divididos em até três "
+        "períodos, com pedido feito trinta dias antes."
+    ]
+    grounded = groundedness(
+        "Você tem direito a 30 dias de férias por ano. Pode dividir em três períodos.", sources
+    )
+    assert grounded["score"] == 1.0 and grounded["unsupported"] == []
+    drifted = groundedness(
+        "Você tem direito a 30 dias de férias por ano. Além disso, a empresa oferece "
+        "carro elétrico, academia gratuita e bônus trimestral generoso.",
+        sources,
+    )
+    assert drifted["score"] == 0.5 and drifted["unsupported"][0].startswith("Além disso")
+    assert groundedness("Claro.", sources)["sentences"] == 0

@@ -86,6 +86,10 @@ class GenerationStream:
         self.citations: list[dict[str, Any]] = []
         # Output guardrails and reversible-PII restoration (guardrails stage).
         self.output: OutputFilter | None = None
+        # Cited chunk texts; with them the answer's groundedness is measured at the end.
+        self.sources: list[str] = []
+        self.groundedness: dict[str, Any] | None = None
+        self._answer: list[str] = []
 
     async def start(self) -> None:
         try:
@@ -118,12 +122,38 @@ class GenerationStream:
         self._observe(event)
         output = self.output
         if output is None or not output.active:
-            return [event]
-        if isinstance(event, TextDelta):
+            out = [event]
+        elif isinstance(event, TextDelta):
             text = output.feed(event.text)
-            return [TextDelta(text)] if text else []
-        rest = output.flush()
-        return [TextDelta(rest), event] if rest else [event]
+            out = [TextDelta(text)] if text else []
+        else:
+            rest = output.flush()
+            out = [TextDelta(rest), event] if rest else [event]
+        if self.sources:
+            for item in out:
+                if isinstance(item, TextDelta):
+                    self._answer.append(item.text)
+                elif isinstance(item, Finished):
+                    self._measure_groundedness()
+        return out
+
+    def _measure_groundedness(self) -> None:
+        from genaiops.guardrails.groundedness import groundedness
+
+        self.groundedness = groundedness("".join(self._answer), self.sources)
+        guardrails = self.output.guardrails if self.output is not None else None
+        policy = guardrails.settings.groundedness if guardrails is not None else None
+        if policy is None or not policy.enabled or self._ctx is None:
+            return
+        if self.groundedness["score"] < (policy.threshold or 0.0):
+            self._ctx.guardrail_events.append(
+                {
+                    "stage": "output",
+                    "guard": "groundedness",
+                    "action": policy.action,
+                    "kinds": ["unsupported_sentences"],
+                }
+            )
 
     def _observe(self, event: GenerationEvent) -> None:
         ctx = self._ctx
@@ -205,6 +235,7 @@ async def run(
         vault = await guard_input(guardrails, request, ctx)
     output = OutputFilter(guardrails, vault, ctx) if guardrails is not None else None
     citations: list[dict[str, Any]] = []
+    sources: list[str] = []
     rag_options = request.extra.pop("rag", None)
     if rag_options is not None:
         if gateway.rag is None:
@@ -218,6 +249,7 @@ async def run(
             await canned.start()
             return canned
         citations = found.citations
+        sources = found.sources
     engine = handle.engine
     size = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
     if size > _INLINE_PREPARE_CHARS:
@@ -242,5 +274,6 @@ async def run(
     stream = GenerationStream(request, ticket, model, ctx, settle)
     stream.citations = citations
     stream.output = output
+    stream.sources = sources
     await stream.start()
     return stream

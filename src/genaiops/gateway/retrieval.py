@@ -42,6 +42,8 @@ class RagOptions(BaseModel):
 @dataclass
 class Retrieval:
     citations: list[dict[str, Any]] = field(default_factory=list)
+    # Full text of the cited chunks, for the groundedness check of the answer.
+    sources: list[str] = field(default_factory=list)
     # Set when nothing relevant was found: the answer to give without generating.
     canned: str | None = None
 
@@ -115,4 +117,6 @@ async def retrieve(
     budget = int((context - answer) * _SAFETY)
     grounded = grounding.ground(history, question, hits, budget, language)
     request.messages = grounded.messages
-    return Retrieval(citations=grounded.citations)
+    cited = {c["chunk_id"] for c in grounded.citations}
+    sources = [h.text for h in hits if h.chunk_id in cited]
+    return Retrieval(citations=grounded.citations, sources=sources)

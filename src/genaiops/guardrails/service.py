@@ -32,6 +32,7 @@ _REGISTRY: dict[str, Callable[[dict[str, Any]], Guard] | str] = {
     "pii": "genaiops.guardrails.pii.guard:PIIGuard",
     "prompt_injection": "genaiops.guardrails.injection.guard:InjectionGuard",
     "toxicity": "genaiops.guardrails.toxicity:ToxicityGuard",
+    "banned_terms": "genaiops.guardrails.topics:BannedTermsGuard",
 }
 
 

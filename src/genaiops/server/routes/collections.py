@@ -256,6 +256,7 @@ async def ask(
             "answer": done.text,
             "finish_reason": "length" if done.finish_reason == "length" else "stop",
             "citations": stream.citations,
+            "groundedness": stream.groundedness,
             "usage": _usage(done.prompt_tokens, done.completion_tokens),
         }
     )

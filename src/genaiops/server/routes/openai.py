@@ -154,12 +154,9 @@ async def _events_to_sse(
             if isinstance(event, TextDelta):
                 yield text_chunk(event.text)
             elif isinstance(event, Finished):
-                if stream.citations:
-                    # Retrieval answers carry their sources in the finishing chunk.
-                    finish = payload(None if chat else "", _reason(event.reason))
-                    yield sse(finish | {"citations": stream.citations})
-                else:
-                    yield chunk(None if chat else "", _reason(event.reason))
+                # Retrieval answers carry their sources in the finishing chunk.
+                finish = payload(None if chat else "", _reason(event.reason))
+                yield sse(finish | _retrieval_fields(stream))
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
                     yield sse(head | {"choices": [], "usage": usage})
@@ -170,6 +167,15 @@ async def _events_to_sse(
     finally:
         await stream.aclose()
     yield sse("[DONE]")
+
+
+def _retrieval_fields(stream: GenerationStream) -> dict[str, Any]:
+    if not stream.citations:
+        return {}
+    fields: dict[str, Any] = {"citations": stream.citations}
+    if stream.groundedness is not None:
+        fields["groundedness"] = stream.groundedness
+    return fields
 
 
 def _include_usage(body: SamplingIn) -> bool:
@@ -236,6 +242,8 @@ async def chat_completions(
     }
     if gen_has_rag:
         answer["citations"] = stream.citations
+        if stream.groundedness is not None:
+            answer["groundedness"] = stream.groundedness
     return JSONResponse(answer)
 
 
