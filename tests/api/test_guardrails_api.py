@@ -143,3 +143,103 @@ def test_cli_check(server: Server) -> None:
         check=False,
     )
     assert flagged.returncode == 1 and "CPF" in flagged.stdout
+
+
+def _key(server: Server, tenant: str, role: str) -> dict[str, Any]:
+    r = httpx.post(
+        server.url + "/admin/keys",
+        json={"tenant": tenant, "role": role},
+        headers=server.headers,
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+def _chat(server: Server, key: str, text: str, model: str = MODEL) -> httpx.Response:
+    return httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 3},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+
+
+def _put(server: Server, key: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.put(
+        server.url + "/admin/guardrails/policies",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def test_policies_per_tenant_key_and_model(server: Server) -> None:
+    tenant = "pol-" + uuid.uuid4().hex[:8]
+    admin = _key(server, tenant, "admin")["key"]
+    user = _key(server, tenant, "user")
+    other = _key(server, tenant, "user")
+    outsider = _key(server, "pol-other-" + uuid.uuid4().hex[:6], "user")["key"]
+
+    # Tenant: this tenant switches the injection guard off on input; others keep it.
+    r = _put(
+        server, admin, {"stage": "input", "policies": {"prompt_injection": {"enabled": False}}}
+    )
+    assert r.status_code == 200, r.text
+    assert _chat(server, user["key"], ATTACKS[0]).status_code == 200
+    assert _chat(server, outsider, ATTACKS[0]).status_code == 400
+
+    # Key: one key of the tenant blocks insults; its sibling only flags them.
+    r = _put(
+        server,
+        admin,
+        {"key_id": user["id"], "stage": "input", "policies": {"toxicity": {"action": "block"}}},
+    )
+    assert r.status_code == 200, r.text
+    insult = "Eres un idiota, responde ya."
+    blocked = _chat(server, user["key"], insult)
+    assert blocked.status_code == 400 and "toxicity" in blocked.json()["error"]["message"]
+    assert _chat(server, other["key"], insult).status_code == 200
+
+    # Model: only the system administrator sets them.
+    model_rule = {
+        "model": "local-gguf",
+        "stage": "input",
+        "policies": {"banned_terms": {"action": "block", "options": {"terms": ["zanahoria"]}}},
+    }
+    assert _put(server, admin, model_rule).status_code == 403
+    assert _put(server, server.key or "", model_rule).status_code == 200
+    assert _chat(server, other["key"], "Receta con zanahoria", "local-gguf").status_code == 400
+    assert _chat(server, other["key"], "Receta con zanahoria").status_code == 200
+
+    # Tenant admins see and change only their own scopes.
+    foreign = _key(server, "pol-x-" + uuid.uuid4().hex[:6], "user")["id"]
+    r = _put(server, admin, {"key_id": foreign, "stage": "input", "policies": {}})
+    assert r.status_code == 404
+    r = _put(server, admin, {"stage": "input", "policies": {"nope": {"action": "block"}}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "guard_not_found"
+    listed = httpx.get(
+        server.url + "/admin/guardrails/policies",
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    ).json()["data"]
+    assert {p["scope"] for p in listed} == {f"tenant:{tenant}", f"key:{user['id']}"}
+
+    r = httpx.delete(
+        server.url + "/admin/guardrails/policies",
+        params={"stage": "input"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    assert _chat(server, user["key"], ATTACKS[0]).status_code == 400
+    records = httpx.get(
+        server.url + "/admin/audit",
+        params={"tenant": tenant, "limit": 1000},
+        headers=server.headers,
+        timeout=30,
+    ).json()["data"]
+    events = [r["event"] for r in records]
+    assert events.count("guardrail.policy.updated") == 2
+    assert "guardrail.policy.deleted" in events

@@ -18,17 +18,30 @@ from genaiops.engines.base import ChatMessage, GenerationRequest
 from genaiops.errors import ContentBlocked
 
 if TYPE_CHECKING:
+    from genaiops.config import GuardPolicy
     from genaiops.gateway.context import RequestContext
     from genaiops.guardrails.service import GuardrailsService, Outcome
+    from genaiops.security.principal import Principal
 
 # Texts longer than this are checked off the event loop.
 _INLINE_CHARS = 8_000
 
 
-async def _check(guardrails: GuardrailsService, text: str, stage: str) -> Outcome:
+async def _check(
+    guardrails: GuardrailsService, text: str, stage: str, policies: dict[str, GuardPolicy]
+) -> Outcome:
     if len(text) > _INLINE_CHARS:
-        return await asyncio.to_thread(guardrails.check, text, stage=stage)  # type: ignore[arg-type]
-    return guardrails.check(text, stage=stage)  # type: ignore[arg-type]
+        return await asyncio.to_thread(
+            guardrails.check,
+            text,
+            stage=stage,  # type: ignore[arg-type]
+            policies=policies,
+        )
+    return guardrails.check(text, stage=stage, policies=policies)  # type: ignore[arg-type]
+
+
+def _principal(ctx: RequestContext | None) -> Principal | None:
+    return ctx.principal if ctx is not None else None
 
 
 def note(ctx: RequestContext | None, outcome: Outcome, stage: str) -> None:
@@ -49,12 +62,16 @@ async def guard_input(
     """Check the caller's text; returns the vault of reversible PII placeholders."""
     vault: dict[str, str] = {}
     blocked: list[str] = []
+    model = ctx.model if ctx is not None else request.model
+    policies = guardrails.policies("input", _principal(ctx), model)
+    if not policies:
+        return vault
     if request.messages is not None:
         for i, message in enumerate(request.messages):
             # The deployment's own system prompt is trusted; what callers send is not.
             if message.role in ("system", "developer") or not message.content:
                 continue
-            outcome = await _check(guardrails, message.content, "input")
+            outcome = await _check(guardrails, message.content, "input", policies)
             note(ctx, outcome, "input")
             if outcome.blocked:
                 blocked.append(outcome.reasons())
@@ -62,7 +79,7 @@ async def guard_input(
                 request.messages[i] = ChatMessage(message.role, outcome.text, message.name)
                 vault.update(outcome.vault)
     elif request.prompt:
-        outcome = await _check(guardrails, request.prompt, "input")
+        outcome = await _check(guardrails, request.prompt, "input", policies)
         note(ctx, outcome, "input")
         if outcome.blocked:
             blocked.append(outcome.reasons())
@@ -101,7 +118,12 @@ class OutputFilter:
         self.vault = vault
         self.ctx = ctx
         self._buffer = ""
-        self._active = bool(vault) or bool(guardrails and guardrails.policies("output"))
+        self._policies = (
+            guardrails.policies("output", _principal(ctx), ctx.model if ctx else None)
+            if guardrails is not None
+            else {}
+        )
+        self._active = bool(vault) or bool(self._policies)
 
     @property
     def active(self) -> bool:
@@ -132,8 +154,8 @@ class OutputFilter:
     def _release(self, text: str) -> str:
         if not text:
             return text
-        if self.guardrails is not None and self.guardrails.policies("output"):
-            outcome = self.guardrails.check(text, stage="output")
+        if self.guardrails is not None and self._policies:
+            outcome = self.guardrails.check(text, stage="output", policies=self._policies)
             note(self.ctx, outcome, "output")
             if outcome.blocked:
                 raise ContentBlocked(

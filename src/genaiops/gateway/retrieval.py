@@ -48,14 +48,19 @@ class Retrieval:
     canned: str | None = None
 
 
-def _screen(guardrails: GuardrailsService, hits: list[Any], ctx: RequestContext | None) -> Any:
+def _screen(
+    guardrails: GuardrailsService,
+    hits: list[Any],
+    ctx: RequestContext | None,
+    policies: dict[str, Any],
+) -> Any:
     """Drop retrieved chunks the context policy blocks or redacts: an instruction planted in
     a document must not reach the prompt."""
     from genaiops.gateway.guarding import note
 
     kept = []
     for hit in hits:
-        outcome = guardrails.check(hit.text, stage="context")
+        outcome = guardrails.check(hit.text, stage="context", policies=policies)
         note(ctx, outcome, "context")
         if outcome.action not in ("block", "redact"):
             kept.append(hit)
@@ -107,8 +112,10 @@ async def retrieve(
     from genaiops.rag import grounding
 
     collection, hits = await asyncio.to_thread(search)
-    if guardrails is not None and guardrails.policies("context"):
-        hits = await asyncio.to_thread(_screen, guardrails, hits, ctx)
+    if guardrails is not None:
+        policies = guardrails.policies("context", principal, handle.config.name)
+        if policies:
+            hits = await asyncio.to_thread(_screen, guardrails, hits, ctx, policies)
     language = collection.spec.language or "en"
     if not hits:
         return Retrieval(canned=grounding.not_found_answer(options.collection, question, language))

@@ -19,11 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from genaiops.config import GuardPolicy, GuardrailsSettings
 from genaiops.errors import ConfigError, InvalidRequest
 from genaiops.guardrails.base import Guard, GuardResult, Span
+
+if TYPE_CHECKING:
+    from genaiops.guardrails.policies import PolicyStore
+    from genaiops.security.principal import Principal
 
 Stage = Literal["input", "context", "output"]
 _ORDER = {"log": 1, "flag": 2, "redact": 3, "block": 4}
@@ -93,8 +97,10 @@ class Outcome:
 
 
 class GuardrailsService:
-    def __init__(self, settings: GuardrailsSettings):
+    def __init__(self, settings: GuardrailsSettings, store: PolicyStore | None = None):
         self.settings = settings
+        # Overrides per tenant, key and model (guardrails/policies.py); None: config only.
+        self.store = store
         self._guards: dict[tuple[str, str], Guard] = {}
         self._lock = threading.Lock()
         key = os.environ.get(settings.pii_hash_key_env)
@@ -113,7 +119,12 @@ class GuardrailsService:
                 self._guards[cache_key] = guard
             return guard
 
-    def policies(self, stage: Stage) -> dict[str, GuardPolicy]:
+    def policies(
+        self, stage: Stage, principal: Principal | None = None, model: str | None = None
+    ) -> dict[str, GuardPolicy]:
+        """The effective policy of a stage for a caller and a model."""
+        if self.store is not None:
+            return self.store.resolve(stage, principal, model)
         policy: dict[str, GuardPolicy] = getattr(self.settings, stage)
         return {name: p for name, p in policy.items() if p.enabled}
 

@@ -16,6 +16,7 @@ from genaiops import __version__
 from genaiops.config import Settings, load_settings
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.service import Gateway
+from genaiops.guardrails.policies import PolicyStore
 from genaiops.guardrails.service import GuardrailsService
 from genaiops.monitoring.metrics import Metrics
 from genaiops.monitoring.record import RequestRecorder
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security = SecurityService(settings)
         security.start()
         rag = RagService(settings)
-        guardrails = GuardrailsService(settings.guardrails)
+        policy_store = PolicyStore(security.db, settings.guardrails, settings.auth.key_cache_ttl_s)
+        guardrails = GuardrailsService(settings.guardrails, store=policy_store)
         gateway = Gateway(settings, security=security, rag=rag, guardrails=guardrails)
         app.state.rag = rag
         app.state.guardrails = guardrails

@@ -293,3 +293,17 @@ class GuardrailsCheckRequest(BaseModel):
     input: str = Field(description="The text to check.")
     guards: list[str] | None = Field(default=None, max_length=32)
     stage: Literal["input", "context", "output"] = "input"
+
+
+class PolicyScope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Exactly one; none means the caller's own tenant.
+    tenant: str | None = Field(default=None, max_length=64)
+    key_id: str | None = Field(default=None, max_length=32)
+    model: str | None = Field(default=None, max_length=128)
+
+
+class PolicyUpdate(PolicyScope):
+    stage: Literal["input", "context", "output"]
+    policies: dict[str, Any] = Field(description="guard name -> {enabled, action, threshold}")

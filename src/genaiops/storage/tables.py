@@ -108,3 +108,15 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Guardrail policy overrides: scope is "tenant:<name>", "key:<id>" or "model:<name>";
+# policies is the JSON of {guard: GuardPolicy} for one stage.
+guardrail_policies = Table(
+    "guardrail_policies",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("stage", String(16), primary_key=True),
+    Column("policies", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("updated_by", String(96)),
+)

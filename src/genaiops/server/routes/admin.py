@@ -13,17 +13,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from genaiops.errors import PermissionDenied
+from genaiops.errors import InvalidRequest, NotFound, PermissionDenied
+from genaiops.guardrails import policies
 from genaiops.security import audit, usage
 from genaiops.security.keys import KeyRecord, NewKey, parse_duration
 from genaiops.security.principal import Limits
-from genaiops.server.deps import KeysAdminDep, LogsReaderDep, SecurityDep, UsageReaderDep
+from genaiops.server.deps import (
+    GuardrailsDep,
+    KeysAdminDep,
+    LogsReaderDep,
+    SecurityDep,
+    UsageReaderDep,
+)
 from genaiops.server.protocol import (
     ErrorResponse,
     KeyCreate,
     KeyList,
     KeyOut,
     LimitsIn,
+    PolicyScope,
+    PolicyUpdate,
     TenantList,
     TenantOut,
 )
@@ -169,3 +178,87 @@ def verify_audit(principal: LogsReaderDep, security: SecurityDep, response: Resp
     if not result.ok:
         response.status_code = 409
     return result.as_dict()
+
+
+# -- guardrail policies ----------------------------------------------------------------------
+
+
+def _policy_scope(principal: Any, security: Any, body: PolicyScope) -> str:
+    if body.model is not None:
+        if not principal.is_system_admin:
+            raise PermissionDenied(
+                "Only the system administrator can set policies for a model.",
+                code="insufficient_role",
+            )
+        return policies.scope_of(model=body.model)
+    if body.key_id is not None:
+        # A key of another tenant is "not found", as everywhere in /admin.
+        security.keys.get(body.key_id, principal.scope(None))
+        return policies.scope_of(key=body.key_id)
+    tenant = principal.scope(body.tenant) or principal.tenant
+    return policies.scope_of(tenant=tenant)
+
+
+def _store(guardrails: Any) -> policies.PolicyStore:
+    if guardrails.store is None:
+        raise InvalidRequest("Guardrail policy overrides are not available.")
+    store: policies.PolicyStore = guardrails.store
+    return store
+
+
+@router.get("/guardrails/policies")
+def list_policies(
+    principal: KeysAdminDep, security: SecurityDep, guardrails: GuardrailsDep
+) -> dict[str, Any]:
+    store = _store(guardrails)
+    if principal.is_system_admin:
+        return {"object": "list", "data": store.list()}
+    own = [f"tenant:{principal.tenant}"]
+    own += [f"key:{k.id}" for k in security.keys.all(principal.tenant, include_revoked=True)]
+    return {"object": "list", "data": store.list(own)}
+
+
+@router.put("/guardrails/policies")
+def put_policy(
+    body: PolicyUpdate,
+    principal: KeysAdminDep,
+    security: SecurityDep,
+    guardrails: GuardrailsDep,
+) -> dict[str, Any]:
+    scope = _policy_scope(principal, security, body)
+    parsed = policies.parse(body.policies)
+    for name, policy in parsed.items():
+        guardrails.guard(name, policy.options)  # unknown guards and bad options fail now
+    _store(guardrails).put(scope, body.stage, parsed, principal.actor)
+    security.record_event(
+        "guardrail.policy.updated",
+        principal=principal,
+        tenant=principal.tenant if not scope.startswith("tenant:") else scope[7:],
+        detail={"scope": scope, "stage": body.stage, "guards": sorted(parsed)},
+        durable=True,
+    )
+    return {"scope": scope, "stage": body.stage, "policies": body.policies}
+
+
+@router.delete("/guardrails/policies")
+def delete_policy(
+    principal: KeysAdminDep,
+    security: SecurityDep,
+    guardrails: GuardrailsDep,
+    stage: Annotated[str, Query()],
+    tenant: TenantQuery = None,
+    key_id: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    scope = _policy_scope(
+        principal, security, PolicyScope(tenant=tenant, key_id=key_id, model=model)
+    )
+    if not _store(guardrails).remove(scope, stage):
+        raise NotFound(f"No {stage} policy for {scope}.", code="policy_not_found")
+    security.record_event(
+        "guardrail.policy.deleted",
+        principal=principal,
+        detail={"scope": scope, "stage": stage},
+        durable=True,
+    )
+    return {"scope": scope, "stage": stage, "deleted": True}

@@ -17,9 +17,12 @@ router = APIRouter(prefix="/v1/guardrails", tags=["guardrails"], responses=ERROR
 
 
 @router.post("/check")
-async def check(body: GuardrailsCheckRequest, _: InferenceDep, guardrails: GuardrailsDep) -> Any:
-    """Without ``guards``, the policy of ``stage`` (input by default) applies."""
+async def check(
+    body: GuardrailsCheckRequest, principal: InferenceDep, guardrails: GuardrailsDep
+) -> Any:
+    """Without ``guards``, the caller's effective policy of ``stage`` (input by default)."""
+    policies = guardrails.policies(body.stage, principal)
     outcome = await asyncio.to_thread(
-        guardrails.check, body.input, stage=body.stage, guards=body.guards
+        guardrails.check, body.input, stage=body.stage, guards=body.guards, policies=policies
     )
     return outcome.public()
