@@ -158,3 +158,10 @@ class ContentBlocked(InvalidRequest):
     """A guardrail policy blocked the request or the answer (OpenAI's ``content_filter``)."""
 
     code = "content_filter"
+
+
+class StructuredOutputError(GenaiopsError):
+    """The model's answer did not validate against the requested JSON schema, twice."""
+
+    kind = "upstream"
+    code = "invalid_structured_output"

@@ -243,3 +243,48 @@ def test_policies_per_tenant_key_and_model(server: Server) -> None:
     events = [r["event"] for r in records]
     assert events.count("guardrail.policy.updated") == 2
     assert "guardrail.policy.deleted" in events
+
+
+def test_structured_output_is_validated_with_one_retry(server: Server) -> None:
+    """llama.cpp's grammar cannot express "minimum": the model may produce a valid-looking
+    object that breaks the schema; it is generated again, then refused."""
+    request_id = "schema-" + uuid.uuid4().hex
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 1000}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Reply with the number 5 as JSON."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+        "temperature": 0,
+        "max_tokens": 20,
+    }
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json=body,
+        headers=server.headers | {"x-request-id": request_id},
+        timeout=120,
+    )
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_structured_output"
+    assert "n: " in error["message"] and "1000" in error["message"]
+    records = httpx.get(
+        server.url + "/admin/audit",
+        params={"event": "guardrail.retry", "limit": 10000},
+        headers=server.headers,
+        timeout=30,
+    ).json()["data"]
+    assert [x["detail"]["guard"] for x in records if x["request_id"] == request_id] == [
+        "json_schema"
+    ]
+    # A schema the answer satisfies passes untouched.
+    body["response_format"]["json_schema"]["schema"] = schema | {  # type: ignore[index]
+        "properties": {"n": {"type": "integer"}}
+    }
+    r = httpx.post(server.url + "/v1/chat/completions", json=body, headers=server.headers)
+    assert r.status_code == 200
+    assert isinstance(json.loads(r.json()["choices"][0]["message"]["content"])["n"], int)

@@ -30,6 +30,7 @@ from genaiops.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    StructuredOutputError,
     UpstreamError,
     UpstreamHTTPError,
 )
@@ -46,6 +47,7 @@ _STATUS: list[tuple[type[GenaiopsError], int, str]] = [
     (Overloaded, 429, "rate_limit_error"),
     (ModelNotReady, 503, "server_error"),
     (UpstreamError, 502, "upstream_error"),
+    (StructuredOutputError, 502, "server_error"),
     (GenerationTimeout, 504, "timeout_error"),
     (ConfigError, 500, "server_error"),
 ]

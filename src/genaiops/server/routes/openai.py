@@ -18,6 +18,7 @@ from genaiops.engines.base import (
     TextDelta,
 )
 from genaiops.errors import GenaiopsError, InvalidRequest
+from genaiops.gateway import structured
 from genaiops.gateway.pipeline import GenerationStream, new_request_id
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.errors import error_payload, status_for
@@ -218,11 +219,13 @@ async def chat_completions(
 ) -> Response:
     gen = chat_request(body)
     gen_has_rag = "rag" in gen.extra
-    stream = await gateway.generate(gen, ctx)
     if gen.stream:
+        stream = await gateway.generate(gen, ctx)
         return SSEResponse(_events_to_sse(stream, True, _include_usage(body)))
     try:
-        done = await until_disconnect(request, stream.collect())
+        stream, done = await structured.complete(
+            gateway, gen, ctx, lambda work: until_disconnect(request, work)
+        )
     except ClientDisconnected:
         return Response(status_code=499)
     answer: dict[str, Any] = {

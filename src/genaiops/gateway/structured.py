@@ -1,0 +1,82 @@
+"""Structured outputs: a non-streamed answer requested with ``response_format``
+``json_object`` or ``json_schema`` is parsed and validated against the schema; an invalid
+answer is generated once more (with the next seed), and a second failure is an error
+(502, ``invalid_structured_output``) rather than invalid JSON handed to the caller.
+
+Local models rarely get here, since their decoding is constrained by a grammar built from
+the schema, but that grammar cannot express every keyword (numeric ranges, string
+formats, ``uniqueItems``...); remote upstreams may ignore the schema altogether.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from genaiops.engines.base import GenerationRequest, ResponseFormat
+from genaiops.errors import StructuredOutputError
+from genaiops.gateway.pipeline import Completion, GenerationStream, new_request_id
+
+if TYPE_CHECKING:
+    from genaiops.gateway.context import RequestContext
+    from genaiops.gateway.service import Gateway
+
+Wait = Callable[[Awaitable[Completion]], Awaitable[Completion]]
+
+
+def problem(text: str, fmt: ResponseFormat) -> str | None:
+    """Why ``text`` does not satisfy ``fmt``; None when it does."""
+    try:
+        value: Any = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    if fmt.type == "json_object":
+        return None if isinstance(value, dict) else "not a JSON object"
+    if not fmt.schema:
+        return None
+    import jsonschema
+
+    try:
+        jsonschema.validate(value, fmt.schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "the answer"
+        return f"{where}: {exc.message}"
+    except jsonschema.SchemaError as exc:
+        return f"the schema itself is invalid: {exc.message}"
+    return None
+
+
+async def complete(
+    gateway: Gateway, request: GenerationRequest, ctx: RequestContext | None, wait: Wait
+) -> tuple[GenerationStream, Completion]:
+    stream = await gateway.generate(request, ctx)
+    done = await wait(stream.collect())
+    fmt = request.params.response_format
+    if fmt.type == "text":
+        return stream, done
+    first = problem(done.text, fmt)
+    if first is None:
+        return stream, done
+    if ctx is not None:
+        ctx.guardrail_events.append(
+            {"stage": "output", "guard": "json_schema", "action": "retry", "kinds": ["invalid"]}
+        )
+    seed = request.params.seed
+    retry = replace(
+        request,
+        request_id=new_request_id("retry"),
+        params=replace(request.params, seed=None if seed is None else seed + 1),
+        extra=dict(request.extra),
+    )
+    stream = await gateway.generate(retry, ctx)
+    done = await wait(stream.collect())
+    second = problem(done.text, fmt)
+    if second is not None:
+        raise StructuredOutputError(
+            "The model's answer did not match the requested response_format after one "
+            f"retry: {second}",
+            param="response_format",
+        )
+    return stream, done
