@@ -222,14 +222,14 @@ def test_audit_verify_detects_tampering(
 
 
 def test_recomputed_hash_is_caught_at_the_next_link(tmp_path: Path) -> None:
-    from genaiops.security.audit import _FIELDS, record_hash
+    from genaiops.security.audit import FIELDS, record_hash
 
     populate(tmp_path, inferences=6)
     with sqlite3.connect(tmp_path / "genaiops.db") as conn:
         conn.row_factory = sqlite3.Row
         row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 4").fetchone())
         row["completion_tokens"] = 0
-        forged = record_hash(row["prev_hash"], {k: row[k] for k in _FIELDS})
+        forged = record_hash(row["prev_hash"], {k: row[k] for k in FIELDS})
         conn.execute(
             "UPDATE audit_log SET completion_tokens = 0, hash = ? WHERE seq = 4", (forged,)
         )

@@ -39,24 +39,6 @@ def verify(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-_FIELDS = [
-    "seq",
-    "ts_us",
-    "event",
-    "tenant",
-    "actor",
-    "request_id",
-    "model",
-    "status",
-    "latency_us",
-    "prompt_tokens",
-    "completion_tokens",
-    "detail",
-    "prev_hash",
-    "hash",
-]
-
-
 @app.command("export")
 def export(
     since: SinceOption = None,
@@ -84,7 +66,7 @@ def export(
         out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
         try:
             count = 0
-            writer = csv.DictWriter(out, fieldnames=_FIELDS) if fmt == "csv" else None
+            writer = csv.DictWriter(out, fieldnames=audit.EXPORT_FIELDS) if fmt == "csv" else None
             if writer is not None:
                 writer.writeheader()
             for record in records:

@@ -123,20 +123,17 @@ def ingest(
             raise InvalidRequest("--collection is required", param="collection")
         if not paths and not sql_url:
             raise InvalidRequest("give files or folders to ingest, or --sql-url")
-        # Fail on a bad collection or path before drawing the progress bar.
+        # Fail on a bad collection or path before drawing the progress bar; the folders
+        # are walked here once and the service gets the files.
         rag.collection(tenant, collection)
         from genaiops.rag.loaders import iter_files
 
-        for path in paths or []:
-            iter_files(path, include=include, exclude=exclude)
+        files = [f for p in paths or [] for f in iter_files(p, include=include, exclude=exclude)]
         console = Console(stderr=True)
         started = time.perf_counter()
         counts = {"chunks": 0}
         with _progress_bar(console) as bar:
-            task = bar.add_task("ingest", total=None, rate="")
-
-            def on_files(total: int) -> None:
-                bar.update(task, total=total)
+            task = bar.add_task("ingest", total=len(files) if paths else None, rate="")
 
             def progress(event: str, info: dict[str, Any]) -> None:
                 counts["chunks"] += int(info.get("chunks", 0))
@@ -155,14 +152,11 @@ def ingest(
                     rag.ingest_paths(
                         tenant,
                         collection,
-                        paths,
-                        include=include,
-                        exclude=exclude,
+                        files,
                         text_field=text_field,
                         id_field=id_field,
                         metadata_fields=metadata_field,
                         progress=progress,
-                        on_files=on_files,
                     )
                 )
             if sql_url:

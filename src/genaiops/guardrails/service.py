@@ -4,26 +4,27 @@ Each guard reports (flagged, score, spans); the policy of the stage (input, cont
 output) maps every flagged guard to an action, and the strongest action wins:
 ``block`` > ``redact`` > ``flag`` > ``log``. ``redact`` replaces the flagged spans —
 PII with numbered placeholders (``<CPF_1>``), keyed hashes, or reversible placeholders
-kept in a per-request vault; other guards' spans with ``<KIND>`` — and the request goes on
+kept in a per-request vault (guardrails/pii/redaction.py does the numbering, hashing and
+restoring for every guard's spans) — and the request goes on
 with the redacted text. Guards are built once, lazily, by name from a registry that
 plugins extend (entry-point group ``genaiops.guards``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 from genaiops.config import GuardPolicy, GuardrailsSettings
 from genaiops.errors import ConfigError, InvalidRequest
-from genaiops.guardrails.base import Guard, GuardResult, Span
+from genaiops.guardrails.base import Guard, GuardResult
+from genaiops.guardrails.pii import redaction
 
 if TYPE_CHECKING:
     from genaiops.guardrails.policies import PolicyStore
@@ -178,53 +179,24 @@ class GuardrailsService:
     def _redact(
         self, text: str, results: list[GuardResult], actions: dict[str, str]
     ) -> tuple[str, dict[str, str]]:
-        spans: list[Span] = []
-        for result in results:
-            if actions.get(result.guard) == "redact":
-                spans.extend(result.spans)
-        spans.sort(key=lambda s: (s.start, -(s.end - s.start)))
-        kept: list[Span] = []
-        for span in spans:
-            if kept and span.start < kept[-1].end:
-                continue  # overlapping: the earlier, longer span already covers it
-            kept.append(span)
-        vault: dict[str, str] = {}
-        numbers: dict[str, int] = {}
-        seen: dict[tuple[str, str], str] = {}
-        parts: list[str] = []
-        cursor = 0
-        for span in kept:
-            parts.append(text[cursor : span.start])
-            parts.append(self._placeholder(span, vault, numbers, seen))
-            cursor = span.end
-        parts.append(text[cursor:])
-        return "".join(parts), vault
-
-    def _placeholder(
-        self,
-        span: Span,
-        vault: dict[str, str],
-        numbers: dict[str, int],
-        seen: dict[tuple[str, str], str],
-    ) -> str:
-        kind = span.kind.upper()
-        mode = self.settings.pii_mode
-        if mode == "hash":
-            digest = hashlib.blake2b(span.text.encode(), key=self._hash_key[:64], digest_size=5)
-            return f"<{kind}:{digest.hexdigest()}>"
-        known = seen.get((kind, span.text))
-        if known is not None:
-            return known
-        numbers[kind] = numbers.get(kind, 0) + 1
-        placeholder = f"<{kind}_{numbers[kind]}>"
-        seen[(kind, span.text)] = placeholder
-        if mode == "reversible":
-            vault[placeholder] = span.text
-        return placeholder
+        # Earlier, then longer spans first: where spans overlap, the first one wins.
+        spans = sorted(
+            (
+                replace(span, kind=span.kind.upper())
+                for result in results
+                if actions.get(result.guard) == "redact"
+                for span in result.spans
+            ),
+            key=lambda s: (s.start, -(s.end - s.start)),
+        )
+        if self.settings.pii_mode == "hash":
+            return redaction.hash_spans(text, spans, self._hash_key), {}
+        vault = redaction.Vault()
+        masked = vault.mask_spans(text, spans)
+        # Only the reversible mode keeps the originals, to restore them in the answer.
+        return masked, vault.placeholders if self.settings.pii_mode == "reversible" else {}
 
 
 def restore(text: str, vault: dict[str, str]) -> str:
     """Put reversible placeholders back (unknown ones stay as they are)."""
-    for placeholder, original in sorted(vault.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(placeholder, original)
-    return text
+    return redaction.restore(text, vault)

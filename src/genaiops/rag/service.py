@@ -248,7 +248,6 @@ class RagService:
         id_field: str | None = None,
         metadata_fields: list[str] | None = None,
         progress: Progress | None = None,
-        on_files: Callable[[int], None] | None = None,
     ) -> IngestReport:
         from genaiops.rag import loaders
 
@@ -256,8 +255,6 @@ class RagService:
         files: list[Path] = []
         for root in paths:
             files.extend(loaders.iter_files(Path(root), include=include, exclude=exclude))
-        if on_files is not None:
-            on_files(len(files))
         options = {
             "text_field": text_field,
             "id_field": id_field,

@@ -26,7 +26,7 @@ from genaiops.storage.db import GENESIS_HASH, Database
 from genaiops.storage.tables import audit_head, audit_log
 
 _SECRET_RE = re.compile(r"gaiops_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}")
-_FIELDS = (
+FIELDS = (
     "seq",
     "ts_us",
     "event",
@@ -40,6 +40,8 @@ _FIELDS = (
     "completion_tokens",
     "detail",
 )
+# What an exported record holds: its fields, then the chain links.
+EXPORT_FIELDS = (*FIELDS, "prev_hash", "hash")
 
 
 @dataclass
@@ -65,7 +67,7 @@ def canonical_detail(detail: dict[str, Any]) -> str:
 
 
 def record_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    body = json.dumps([fields[name] for name in _FIELDS], separators=(",", ":"), ensure_ascii=False)
+    body = json.dumps([fields[name] for name in FIELDS], separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
@@ -116,7 +118,7 @@ def verify(db: Database, batch: int = 5000) -> Verification:
             if not rows:
                 break
             for row in rows:
-                fields = {name: getattr(row, name) for name in _FIELDS}
+                fields = {name: getattr(row, name) for name in FIELDS}
                 if row.seq != expected_seq:
                     reason = (
                         f"record {expected_seq} is missing (next record is {row.seq})"
@@ -171,11 +173,7 @@ def query(
         stmt = stmt.limit(limit)
     with db.connect() as conn:
         for row in conn.execute(stmt):
-            record = {name: getattr(row, name) for name in _FIELDS}
-            record["detail"] = json.loads(row.detail)
-            record["prev_hash"] = row.prev_hash
-            record["hash"] = row.hash
-            yield record
+            yield _record(row)
 
 
 def latest(db: Database, event: str) -> dict[str, Any] | None:
@@ -188,9 +186,12 @@ def latest(db: Database, event: str) -> dict[str, Any] | None:
     )
     with db.connect() as conn:
         row = conn.execute(stmt).first()
-    if row is None:
-        return None
-    record = {name: getattr(row, name) for name in _FIELDS}
+    return _record(row) if row is not None else None
+
+
+def _record(row: Any) -> dict[str, Any]:
+    """A stored row as a dict, with ``detail`` parsed."""
+    record = {name: getattr(row, name) for name in EXPORT_FIELDS}
     record["detail"] = json.loads(row.detail)
     return record
 

@@ -281,9 +281,9 @@ class KeyStore:
         with self.db.connect() as conn:
             return [KeyRecord.from_row(r) for r in conn.execute(query)]
 
-    def count(self) -> int:
+    def has_keys(self) -> bool:
         with self.db.connect() as conn:
-            return len(conn.execute(select(api_keys.c.id).limit(1)).all())
+            return conn.execute(select(api_keys.c.id).limit(1)).first() is not None
 
     def revoke(self, key_id: str, tenant: str | None = None) -> KeyRecord:
         record = self.get(key_id, tenant)

@@ -368,7 +368,7 @@ class SecurityService:
         Returns the secret (to be shown once) and writes it to <data_dir>/admin_key with
         owner-only permissions; returns None when keys already exist.
         """
-        if not self.enabled or self.keys.count() > 0:
+        if not self.enabled or self.keys.has_keys():
             return None
         system = Principal(tenant=SYSTEM_TENANT, role="admin", actor="bootstrap", via="disabled")
         new = self.create_key(system, tenant=SYSTEM_TENANT, role="admin", name="bootstrap admin")

@@ -112,7 +112,8 @@ def redact(
     raise ConfigError(f"unknown PII action {action!r}; use 'mask' or 'hash'", param="action")
 
 
-def _restore(text: str, originals: Mapping[str, str]) -> str:
+def restore(text: str, originals: Mapping[str, str]) -> str:
+    """Put known placeholders back; unknown ones stay as they are."""
     if "<" not in text or not originals:
         return text
     return PLACEHOLDER.sub(lambda m: originals.get(m.group(), m.group()), text)
@@ -134,7 +135,7 @@ class Vault:
         return _replace(text, spans, lambda s: self._numbering.placeholder(s, reserved))
 
     def restore(self, text: str) -> str:
-        return _restore(text, self._numbering.originals)
+        return restore(text, self._numbering.originals)
 
     def restorer(self) -> StreamingRestorer:
         return StreamingRestorer(self._numbering.originals)
@@ -166,7 +167,7 @@ class StreamingRestorer:
         cut = buf.rfind("<")
         if cut != -1 and self._is_partial(buf[cut:]):
             buf, self._pending = buf[:cut], buf[cut:]
-        return _restore(buf, self._originals)
+        return restore(buf, self._originals)
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
