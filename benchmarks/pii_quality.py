@@ -10,10 +10,13 @@ filler sentences full of adversarial numbers (dates, timestamps, prices, ISBNs, 
 version numbers) that carry no label: anything found in them is a false positive.
 
 Scoring is strict: a detection is a true positive only with the exact offsets and kind of
-the label. A second, kind-agnostic score counts exact spans of any PII kind, which is what
-masking needs; the gap between the two is kind confusion (chiefly DNI_AR and DNI_PE, which
-share the keyword "DNI" and the 8-digit shape: without a country named nearby, a dotted or
-7-digit DNI is read as Argentine and a bare 8-digit one as Peruvian).
+the label, with one exception: eight bare digits after "DNI" in a text that names no
+country fit an Argentine and a Peruvian DNI alike, and the detector reports them as kind
+``DNI`` (either country) unless ``dni_country`` is configured. For those texts (flagged
+``ambiguous`` here from the text alone: the value's shape and the absence of any country
+word) ``DNI`` counts as the right kind; their number is reported per entity, and
+``strict_recall`` is the recall without this exception. A second, kind-agnostic score
+counts exact spans of any PII kind, which is what masking needs.
 
 Target: precision and recall >= 0.95 for every entity; latency reported, not asserted.
 
@@ -29,6 +32,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -37,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from genaiops.guardrails.pii import samples
-from genaiops.guardrails.pii.detectors import ENTITY_KINDS
+from genaiops.guardrails.pii.detectors import AMBIGUOUS_DNI, ENTITY_KINDS
 from genaiops.guardrails.pii.guard import PIIGuard
 
 RESULTS = Path(__file__).parent / "results" / "pii_quality.json"
@@ -124,6 +128,24 @@ class Labelled:
     gold: list[tuple[int, int, str]]
     kind: str
     positive: bool
+    ambiguous: bool = False
+
+
+# Words that place a DNI in a country (the benchmark's own list, independent of the
+# detector's): a text with none of them around eight bare digits leaves the country open.
+_COUNTRY_WORDS = re.compile(
+    r"(?i)argentin|buenos aires|renaper|anses|cuil|per[uú]|peruan|lima\b|reniec|sunat"
+)
+
+
+def _ambiguous_dni(kind: str, value: str, text: str) -> bool:
+    return (
+        kind in ("DNI_AR", "DNI_PE")
+        and value.isdigit()
+        and len(value) == 8
+        and not value.startswith("0")  # an Argentine DNI never starts with 0
+        and _COUNTRY_WORDS.search(text) is None
+    )
 
 
 def _compose(rng: random.Random, lang: str, frame: str, label: str, value: str) -> tuple[str, int]:
@@ -155,19 +177,28 @@ def build(kind: str, n: int, rng: random.Random) -> list[Labelled]:
                 frame = rng.choice([f for f, kw in FRAMES[lang] if not kw] + NEGATIVE_FRAMES[lang])
         text, start = _compose(rng, lang, frame, label, value)
         gold = [(start, start + len(value), kind)] if positive else []
-        out.append(Labelled(text, gold, kind, positive))
+        ambiguous = positive and _ambiguous_dni(kind, value, text)
+        out.append(Labelled(text, gold, kind, positive, ambiguous))
     return out
 
 
 def score(data: list[Labelled], guard: PIIGuard) -> dict[str, Any]:
+    kinds = (*ENTITY_KINDS, AMBIGUOUS_DNI)
     per: dict[str, dict[str, int]] = {
-        k: {"tp": 0, "fp": 0, "fn": 0, "found_as_other_kind": 0} for k in ENTITY_KINDS
+        k: {"tp": 0, "fp": 0, "fn": 0, "found_as_other_kind": 0, "ambiguous": 0, "as_dni": 0}
+        for k in kinds
     }
     agnostic = {"tp": 0, "fp": 0, "fn": 0}
-    errors: dict[str, list[dict[str, Any]]] = {k: [] for k in ENTITY_KINDS}
+    errors: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for item in data:
         found = {(s.start, s.end, s.kind) for s in guard.check(item.text).spans}
         gold = set(item.gold)
+        if item.ambiguous:
+            (start, end, kind), = item.gold
+            per[kind]["ambiguous"] += 1
+            if (start, end, AMBIGUOUS_DNI) in found:
+                per[kind]["as_dni"] += 1
+                found = (found - {(start, end, AMBIGUOUS_DNI)}) | {(start, end, kind)}
         for start, end, kind in found - gold:
             per[kind]["fp"] += 1
             errors[kind].append({"fp": item.text[start:end], "text": item.text})
@@ -253,9 +284,11 @@ def main(args: argparse.Namespace) -> None:
         rows[kind] = c | {
             "precision": p,
             "recall": r,
+            "strict_recall": _ratio(c["tp"] - c["as_dni"], c["tp"] + c["fn"]),
             "recall_any_kind": any_kind,
             "meets_target": p >= TARGET and r >= TARGET,
         }
+    dni_fp = scored["per_kind"][AMBIGUOUS_DNI]["fp"]
     a = scored["kind_agnostic"]
     agnostic = a | {
         "precision": _ratio(a["tp"], a["tp"] + a["fp"]),
@@ -274,6 +307,7 @@ def main(args: argparse.Namespace) -> None:
         },
         "target": f"precision and recall >= {TARGET} per entity",
         "per_entity": rows,
+        "dni_either_country_false_positives": dni_fp,
         "kind_agnostic": agnostic,
         "latency": lat,
         "error_examples": {k: v[:5] for k, v in scored["errors"].items() if v},
@@ -287,14 +321,18 @@ def main(args: argparse.Namespace) -> None:
 def report(results: dict[str, Any]) -> None:
     print(
         f"{'entity':<12} {'TP':>5} {'FP':>4} {'FN':>4} {'precision':>10} {'recall':>8}"
-        f" {'recall(any kind)':>17}  target >= {TARGET}"
+        f" {'strict':>7} {'recall(any kind)':>17}  target >= {TARGET}"
     )
     for kind, r in results["per_entity"].items():
         ok = "ok" if r["meets_target"] else "MISSED"
         print(
             f"{kind:<12} {r['tp']:>5} {r['fp']:>4} {r['fn']:>4} "
-            f"{r['precision']:>10.4f} {r['recall']:>8.4f} {r['recall_any_kind']:>17.4f}  {ok}"
+            f"{r['precision']:>10.4f} {r['recall']:>8.4f} {r['strict_recall']:>7.4f}"
+            f" {r['recall_any_kind']:>17.4f}  {ok}"
         )
+    ambiguous = {k: r["ambiguous"] for k, r in results["per_entity"].items() if r["ambiguous"]}
+    print(f"texts that leave a DNI's country open (kind DNI accepted): {ambiguous}")
+    print(f"DNI (either country) false positives: {results['dni_either_country_false_positives']}")
     a = results["kind_agnostic"]
     print(
         f"{'any kind':<12} {a['tp']:>5} {a['fp']:>4} {a['fn']:>4} "

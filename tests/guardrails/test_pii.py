@@ -231,6 +231,28 @@ def test_identifiers_without_check_digit_need_a_keyword_just_before() -> None:
     assert found("DNI 30.123.456 y 28.765.432") == [("DNI_AR", "30.123.456")]
 
 
+def test_dni_country_comes_from_the_text_the_shape_or_the_configuration() -> None:
+    # Named country, dots (Argentina) and a leading zero (only Peru) decide.
+    assert found("DNI argentino 30123456") == [("DNI_AR", "30123456")]
+    assert found("Soy de Lima, mi DNI es 45678912") == [("DNI_PE", "45678912")]
+    assert found("Meu DNI é 30.123.456") == [("DNI_AR", "30.123.456")]
+    assert found("My DNI is 04567891") == [("DNI_PE", "04567891")]
+    # Eight bare digits and no country: either one, not a guess.
+    assert found("Mi DNI es 30123456") == [("DNI", "30123456")]
+    configured = PIIDetector(dni_country="AR").detect("Mi DNI es 30123456")
+    assert [(s.kind, s.text) for s in configured] == [("DNI_AR", "30123456")]
+    assert [s.kind for s in PIIGuard({"dni_country": "PE"}).check("DNI 30123456").spans] == [
+        "DNI_PE"
+    ]
+    # Asking for one country's DNI includes the undecided ones; other kinds exclude them.
+    assert [s.kind for s in PIIDetector(["DNI_AR"]).detect("DNI 30123456")] == ["DNI"]
+    assert PIIDetector(["CPF"]).detect("DNI 30123456") == []
+    text = "Mi DNI es 30123456"
+    assert mask(text, PIIDetector().detect(text)) == "Mi DNI es <DNI_1>"
+    with pytest.raises(ConfigError):
+        PIIGuard({"dni_country": "BR"})
+
+
 def test_extra_keywords_vouch_for_numbers() -> None:
     assert PIIGuard().check("RG 12.345.678").spans == []
     spans = PIIGuard({"keywords": ["RG"]}).check("RG 12.345.678").spans

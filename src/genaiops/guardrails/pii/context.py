@@ -186,12 +186,17 @@ class Context:
 
 
 def identity_kind(
-    hit: KeywordHit, number: str, check: str | None, hint: Callable[[], str | None]
+    hit: KeywordHit,
+    number: str,
+    check: str | None,
+    hint: Callable[[], str | None],
+    dni_country: str | None = None,
 ) -> str | None:
     """Which identifier a keyword-vouched number is (before its validator has a say).
 
     ``number`` is the digits as written (dots allowed), ``check`` a check character after a
-    hyphen, and ``hint`` asks for the country named nearby (only a DNI needs it).
+    hyphen, ``hint`` asks for the country named nearby (only a DNI needs it) and
+    ``dni_country`` ("AR" or "PE") is the deployment's answer when the text gives none.
     """
     if hit.group == "NIT":
         return "NIT" if check is None and "." not in number else None
@@ -199,15 +204,17 @@ def identity_kind(
         return "DNI_PE" if hit.group in ("DNI", "ID") else None
     if hit.group == "CC":
         return "CEDULA_CO"
-    return _dni_kind(hit.group, number, hint())
+    return _dni_kind(hit.group, number, hint(), dni_country)
 
 
-def _dni_kind(group: str, number: str, hint: str | None) -> str:
+def _dni_kind(group: str, number: str, hint: str | None, dni_country: str | None) -> str:
     """Which country's identity number a "DNI" or "documento" keyword introduces.
 
     A country named nearby decides; otherwise the shape does: Argentines write their DNI
-    with dots (7-8 digits), Peruvians as 8 bare digits, and 6, 9 or 10 digits after a
-    generic "documento" can only be a Colombian cédula.
+    with dots (7-8 digits) and never with a leading zero, and 6, 9 or 10 digits after a generic "documento" can only be
+    a Colombian cédula. Eight bare digits fit an Argentine and a Peruvian DNI alike: the
+    configured ``dni_country`` decides, and without one the number is reported as a
+    ``DNI`` of either country rather than guessed.
     """
     digits = number.replace(".", "")
     if hint is not None and (group == "ID" or hint != "CO"):
@@ -216,4 +223,8 @@ def _dni_kind(group: str, number: str, hint: str | None) -> str:
         return "CEDULA_CO"
     if "." in number or len(digits) == 7:
         return "DNI_AR"
-    return "DNI_PE"
+    if digits.startswith("0"):
+        return "DNI_PE"  # Argentine numbers never start with a zero
+    if dni_country is not None:
+        return {"AR": "DNI_AR", "PE": "DNI_PE"}[dni_country]
+    return "DNI"

@@ -33,6 +33,11 @@ ENTITY_KINDS: tuple[str, ...] = (
     "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "CPF", "CNPJ", "CURP", "RFC",
     "RUT", "DNI_AR", "CUIT", "CEDULA_CO", "NIT", "DNI_PE", "RUC",
 )  # fmt: skip
+# Eight bare digits after "DNI" with no country to tell an Argentine number from a Peruvian
+# one are reported as "DNI" (see ``context.identity_kind``); asking for either country's
+# DNI includes it.
+AMBIGUOUS_DNI = "DNI"
+DNI_COUNTRIES = ("AR", "PE")
 
 
 def _ranges(table: dict[int, int]) -> list[tuple[int, int]]:
@@ -140,6 +145,7 @@ _VALIDATORS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "NIT": ("nit", v.nit),
     "DNI_AR": ("dni_ar", v.dni_ar),
     "DNI_PE": ("dni_pe", v.dni_pe),
+    "DNI": ("dni", v.dni),
     "CEDULA_CO": ("cedula_co", v.cedula_co),
 }
 
@@ -165,25 +171,38 @@ class PIIDetector:
     """Finds the PII entities of ``entities`` (all of ``ENTITY_KINDS`` by default).
 
     ``keywords`` are extra words that vouch for an identifier without a check digit
-    ("RG", "n.º de socio"...). Every family is searched whatever ``entities`` says, so that a
+    ("RG", "n.º de socio"...); ``dni_country`` ("AR" or "PE") names the country of a DNI
+    the text does not place (default: report it as ``DNI``). Every family is searched whatever ``entities`` says, so that a
     CNPJ is not reported as a phone when only phones are asked for.
     """
 
-    def __init__(self, entities: Iterable[str] | None = None, keywords: Iterable[str] = ()):
+    def __init__(
+        self,
+        entities: Iterable[str] | None = None,
+        keywords: Iterable[str] = (),
+        dni_country: str | None = None,
+    ):
         kinds = ENTITY_KINDS if entities is None else tuple(entities)
-        unknown = sorted(set(kinds) - set(ENTITY_KINDS))
+        unknown = sorted(set(kinds) - {*ENTITY_KINDS, AMBIGUOUS_DNI})
         if unknown:
             raise ConfigError(
                 f"unknown PII entities {unknown}; known: {', '.join(ENTITY_KINDS)}",
                 param="entities",
             )
+        if dni_country is not None and dni_country not in DNI_COUNTRIES:
+            raise ConfigError(
+                f"dni_country must be one of {', '.join(DNI_COUNTRIES)}", param="dni_country"
+            )
+        if {"DNI_AR", "DNI_PE"} & set(kinds):
+            kinds = (*kinds, AMBIGUOUS_DNI)
         self.entities = frozenset(kinds)
+        self.dni_country = dni_country
         self._extra_keywords = tuple(k for k in keywords if k.strip())
 
     def detect(self, text: str) -> list[Span]:
         norm = normalise(text)
         ctx = Context(norm, self._extra_keywords)
-        cands = list(_Scan(norm, ctx).candidates())
+        cands = list(_Scan(norm, ctx, self.dni_country).candidates())
         chosen = resolve(_apply_keywords(cands, ctx))
         return [
             Span(
@@ -254,9 +273,10 @@ def resolve(cands: list[Candidate]) -> list[Candidate]:
 class _Scan:
     """One detection pass over a normalised text."""
 
-    def __init__(self, norm: str, context: Context):
+    def __init__(self, norm: str, context: Context, dni_country: str | None = None):
         self.norm = norm
         self.ctx = context
+        self.dni_country = dni_country
 
     def candidates(self) -> Iterator[Candidate]:
         yield from self._checksum_rules()
@@ -369,7 +389,8 @@ class _Scan:
             chk = m.group("chk")
             number = m.group()[: len(m.group()) - len(chk)] if chk else m.group()
             check = chk[-1] if chk else None
-            kind = identity_kind(hit, number, check, partial(self.ctx.country_hint, m.start()))
+            hint = partial(self.ctx.country_hint, m.start())
+            kind = identity_kind(hit, number, check, hint, self.dni_country)
             if kind is None:
                 continue
             name, is_valid = _VALIDATORS[kind]

@@ -1,7 +1,9 @@
 """The ``pii`` guard: ``PIIDetector`` behind the Guard protocol.
 
 Options (from the policy): ``entities``, a list of ``ENTITY_KINDS`` or None for all, and
-``keywords``, extra words that vouch for identity numbers without a check digit. The guard
+``keywords``, extra words that vouch for identity numbers without a check digit, and
+``dni_country`` ("AR" or "PE"), the country of a DNI the text does not place (without it
+such a number is reported as ``DNI``). The guard
 only reports; masking or blocking is the policy's decision (see ``redaction``).
 """
 
@@ -15,7 +17,7 @@ from genaiops.errors import ConfigError
 from genaiops.guardrails.base import GuardResult
 from genaiops.guardrails.pii.detectors import PIIDetector
 
-_OPTIONS = frozenset({"entities", "keywords"})
+_OPTIONS = frozenset({"entities", "keywords", "dni_country"})
 
 
 class PIIGuard:
@@ -32,7 +34,10 @@ class PIIGuard:
             raise ConfigError("pii guard: 'entities' must be a list of names", param="entities")
         if not _is_str_list(keywords):
             raise ConfigError("pii guard: 'keywords' must be a list of words", param="keywords")
-        self.detector = PIIDetector(entities, keywords)
+        dni_country = options.get("dni_country")
+        if dni_country is not None and not isinstance(dni_country, str):
+            raise ConfigError("pii guard: 'dni_country' must be AR or PE", param="dni_country")
+        self.detector = PIIDetector(entities, keywords, dni_country)
 
     def check(self, text: str) -> GuardResult:
         t0 = time.perf_counter()

@@ -229,6 +229,11 @@ def dni_pe(value: str) -> bool:
     return code[8] in ("65432110987"[c], "KJIHGFEDCBA"[c])
 
 
+def dni(value: str) -> bool:
+    """Eight bare digits that are both an Argentine and a Peruvian DNI."""
+    return dni_ar(value) and dni_pe(value) and len(compact(value)) == 8
+
+
 def ruc(value: str) -> bool:
     d = digits_of(value)
     if len(d) != 11 or d[:2] not in {"10", "15", "17", "20"}:
