@@ -194,7 +194,7 @@ def score(data: list[Labelled], guard: PIIGuard) -> dict[str, Any]:
         found = {(s.start, s.end, s.kind) for s in guard.check(item.text).spans}
         gold = set(item.gold)
         if item.ambiguous:
-            (start, end, kind), = item.gold
+            ((start, end, kind),) = item.gold
             per[kind]["ambiguous"] += 1
             if (start, end, AMBIGUOUS_DNI) in found:
                 per[kind]["as_dni"] += 1

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import METRICS_TOKEN, Server, genaiops_cli
+from tests.conftest import METRICS_TOKEN, Server, genaiops_cli, start_server, stop_server
 
 MODEL = "smollm2-135m-instruct"
 CPF = "529.982.247-25"
@@ -288,3 +289,76 @@ def test_structured_output_is_validated_with_one_retry(server: Server) -> None:
     r = httpx.post(server.url + "/v1/chat/completions", json=body, headers=server.headers)
     assert r.status_code == 200
     assert isinstance(json.loads(r.json()["choices"][0]["message"]["content"])["n"], int)
+
+
+@pytest.fixture(scope="module")
+def reversible(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose input PII is replaced by placeholders the caller gets back."""
+    tmp = tmp_path_factory.mktemp("reversible")
+    server = start_server(tmp, "reversible", '[guardrails]\npii_mode = "reversible"\n')
+    yield server
+    stop_server(server)
+
+
+EMAIL = "ana.souza@empresa.com.br"
+ECHO = "Repeat exactly what I write, nothing else: My email is {}"
+
+
+def _echo(server: Server, value: str, stream: bool = False) -> tuple[str, int]:
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
+    messages: Any = [{"role": "user", "content": ECHO.format(value)}]
+    options: dict[str, Any] = {"model": MODEL, "temperature": 0, "max_tokens": 40}
+    if not stream:
+        r = client.chat.completions.create(messages=messages, **options)
+        assert r.usage is not None
+        return r.choices[0].message.content or "", r.usage.prompt_tokens
+    chunks = client.chat.completions.create(
+        messages=messages, stream=True, stream_options={"include_usage": True}, **options
+    )
+    text, prompt_tokens = "", -1
+    for chunk in chunks:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        if chunk.usage is not None:
+            prompt_tokens = chunk.usage.prompt_tokens
+    return text, prompt_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reversible_pii_round_trip_with_the_real_model(reversible: Server, stream: bool) -> None:
+    # The caller who sent the e-mail gets it back in the answer...
+    answer, prompt_tokens = _echo(reversible, EMAIL, stream)
+    assert EMAIL in answer and "<EMAIL_" not in answer
+    # ...while the model saw exactly what a caller typing the placeholder sends: the same
+    # prompt, token for token, and that caller's answer keeps the placeholder (it is not
+    # theirs to restore).
+    typed, typed_tokens = _echo(reversible, "<EMAIL_1>", stream)
+    assert typed_tokens == prompt_tokens
+    assert "<EMAIL_1>" in typed and EMAIL not in typed
+    assert answer == typed.replace("<EMAIL_1>", EMAIL)
+
+
+def test_reversible_restores_completions_and_never_leaks_to_the_audit(reversible: Server) -> None:
+    r = httpx.post(
+        reversible.url + "/v1/completions",
+        json={
+            "model": "gemma3-270m",
+            "prompt": f"Contact: {EMAIL}\nContact: {EMAIL}\nContact:",
+            "temperature": 0,
+            "max_tokens": 8,
+        },
+        headers=reversible.headers,
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"].startswith(" " + EMAIL)
+    records = [
+        json.loads(line)
+        for line in genaiops_cli(
+            "audit", "export", "--format", "jsonl", data_dir=reversible.data_dir
+        ).stdout.splitlines()
+    ]
+    redactions = [x for x in records if x["event"] == "guardrail.redact"]
+    assert redactions and all(x["detail"]["kinds"] == ["EMAIL"] for x in redactions)
+    assert not any("ana.souza" in json.dumps(x) for x in records)
+    assert "ana.souza" not in reversible.log.read_text()

@@ -211,10 +211,10 @@ def _dni_kind(group: str, number: str, hint: str | None, dni_country: str | None
     """Which country's identity number a "DNI" or "documento" keyword introduces.
 
     A country named nearby decides; otherwise the shape does: Argentines write their DNI
-    with dots (7-8 digits) and never with a leading zero, and 6, 9 or 10 digits after a generic "documento" can only be
-    a Colombian cédula. Eight bare digits fit an Argentine and a Peruvian DNI alike: the
-    configured ``dni_country`` decides, and without one the number is reported as a
-    ``DNI`` of either country rather than guessed.
+    with dots (7-8 digits) and never with a leading zero, and 6, 9 or 10 digits after a
+    generic "documento" can only be a Colombian cédula. Eight bare digits fit an Argentine
+    and a Peruvian DNI alike: the configured ``dni_country`` decides, and without one the
+    number is reported as a ``DNI`` of either country rather than guessed.
     """
     digits = number.replace(".", "")
     if hint is not None and (group == "ID" or hint != "CO"):

@@ -172,8 +172,9 @@ class PIIDetector:
 
     ``keywords`` are extra words that vouch for an identifier without a check digit
     ("RG", "n.º de socio"...); ``dni_country`` ("AR" or "PE") names the country of a DNI
-    the text does not place (default: report it as ``DNI``). Every family is searched whatever ``entities`` says, so that a
-    CNPJ is not reported as a phone when only phones are asked for.
+    the text does not place (default: report it as ``DNI``). Every family is searched
+    whatever ``entities`` says, so that a CNPJ is not reported as a phone when only phones
+    are asked for.
     """
 
     def __init__(
