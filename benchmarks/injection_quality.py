@@ -1,12 +1,20 @@
 """Prompt-injection guard quality and latency on the held-out test split.
 
 The dataset (src/genaiops/guardrails/injection/data/prompts.jsonl) is written for this
-project: English, Spanish and Portuguese prompts, half attacks (instruction override,
+project: English, Spanish and Portuguese prompts, about half attacks (instruction override,
 personas and jailbreaks, system-prompt extraction, fake role tags, role reassignment,
 policy bypass, encoded payloads, obfuscations, injections hidden in documents) and half
-benign, many of them hard look-alikes. The test split is fixed (about 25%, stratified by
-language and label, variants and translations of one prompt on the same side) and is
-never used to build rules, pick C or choose the threshold.
+benign, many of them hard look-alikes. Every prompt exists in the three languages and its
+translations share a group, which never straddles the split.
+
+The test split is the second one the project has had. The first (a quarter of the first
+891 prompts) was looked at while the rules were being written, so it was folded into the
+training data; the current test split is half of a later batch of 780 prompts (by group,
+stratified by category) that no rule, option or threshold was chosen on. Its attacks and
+benign prompts were written independently of the rules and of the first batch. Training
+prompts added afterwards were checked against it for near-duplicates (see
+``near_duplicates`` in the results: test prompts whose character 5-grams overlap a
+training prompt's by more than half).
 
 Reported on the test split, with the shipped model and the default threshold:
 precision, recall and F1 overall and per language; false-positive rate on benign prompts
@@ -36,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from genaiops.guardrails.injection import InjectionGuard
+from genaiops.guardrails.injection import InjectionGuard, semantic
 from genaiops.guardrails.injection.classifier import (
     Example,
     binary_metrics,
@@ -134,6 +142,47 @@ def latency_prompts(examples: list[Example]) -> tuple[str, str]:
     return text, attacked
 
 
+def near_duplicates(test: list[Example], train: list[Example], limit: float = 0.5) -> int:
+    """Test prompts whose character 5-grams overlap some training prompt's by more than
+    ``limit`` (Jaccard): a leak check between the splits."""
+
+    def grams(text: str) -> set[str]:
+        t = " ".join(text.lower().split())
+        return {t[i : i + 5] for i in range(max(1, len(t) - 4))}
+
+    train_grams = [grams(e.text) for e in train]
+    count = 0
+    for e in test:
+        g = grams(e.text)
+        if any(len(g & h) / len(g | h) > limit for h in train_grams if h):
+            count += 1
+    return count
+
+
+def ablation(test: list[Example]) -> dict[str, Any]:
+    """The same test split with parts of the guard switched off."""
+    out = {}
+    for name, options in (
+        ("rules_only", {"classifier": False}),
+        ("rules_and_ngrams", {"semantic": False}),
+    ):
+        g = InjectionGuard(options)
+        flags = [g.check(e.text).flagged for e in test]
+        out[name] = binary_metrics(flags, [e.label for e in test])
+    return out
+
+
+def embedding_latency(text: str, runs: int) -> dict[str, float]:
+    """What the semantic half adds when a window is borderline (worst case per window)."""
+    semantic.embed([text])
+    samples = []
+    for _ in range(max(20, runs // 10)):
+        started = time.perf_counter()
+        semantic.embed([text])
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"chars": len(text), "p50_ms": round(statistics.median(samples), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=500)
@@ -145,12 +194,14 @@ def main() -> None:
     guard = InjectionGuard()
     model = load()
     q = quality(guard, test)
+    train = [e for e in examples if e.split == "train"]
 
     benign_text, attacked_text = latency_prompts(examples)
     lat = {
         "benign_2000": latency(guard, benign_text, args.runs),
         "injected_2000": latency(guard, attacked_text, args.runs),
         "injected_2000_flagged": guard.check(attacked_text).flagged,
+        "embedding_2000_when_borderline": embedding_latency(benign_text, args.runs),
     }
 
     overall = q["overall"]
@@ -177,6 +228,8 @@ def main() -> None:
             "path": str(default_dataset_path()),
             "total": len(examples),
             "test": len(test),
+            "train": len(train),
+            "near_duplicates": near_duplicates(test, train),
             "test_by_lang_label": {
                 f"{k[0]}/{'attack' if k[1] else 'benign'}": v
                 for k, v in sorted(Counter((e.lang, e.label) for e in test).items())
@@ -188,8 +241,10 @@ def main() -> None:
             "C": model.metrics.get("C"),
             "cv_classifier_only": model.metrics.get("cv_classifier_only"),
             "cv_combined": model.metrics.get("cv_combined"),
+            "semantic": model.metrics.get("semantic"),
         },
         "quality": q,
+        "ablation": ablation(test),
         "latency": lat,
         "language_gap": {
             "recall": round(max(recalls) - min(recalls), 4),
@@ -200,6 +255,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
+    near = result["dataset"]["near_duplicates"]
     print(f"test split: {len(test)} prompts ({overall['positives']} attacks)")
     print(f"{'':8} {'precision':>9} {'recall':>7} {'f1':>6} {'fpr':>6}")
     rows = [("overall", overall), *q["by_lang"].items()]
@@ -208,8 +264,13 @@ def main() -> None:
     print(f"FPR on hard look-alikes: {q['fpr']['benign_hard']:.3f}")
     for c, r in q["recall_by_category"].items():
         print(f"  recall {c:24} {r:.3f}")
+    for name, m in result["ablation"].items():
+        print(f"ablation {name:18} recall {m['recall']:.3f} fpr {m['fpr']:.3f}")
+    print(f"near-duplicates of training prompts in the test split: {near}")
     b = lat["benign_2000"]
     print(f"latency 2,000 chars: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms")
+    e = lat["embedding_2000_when_borderline"]
+    print(f"  + embedding of a borderline 2,000-char window: {e['p50_ms']:.1f} ms")
     for name, ok in targets.items():
         print(f"target {name:28} {'met' if ok else 'NOT met'}")
     print(f"wrote {args.output}")

@@ -46,9 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from genaiops.guardrails.injection import semantic
 from genaiops.guardrails.injection.normalize import Normalized, normalize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the semantic (embedding) half; version 1 files still load
 CHAR_NGRAMS = (2, 5)
 WORD_NGRAMS = (1, 2)
 N_CHAR = 2**18
@@ -115,6 +116,11 @@ class InjectionModel:
     n_word: int = N_WORD
     binary: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The semantic half (``semantic.py``): coefficients over the 512-d embedding, and the
+    # n-gram share of the mixed probability (1.0: n-grams only).
+    emb_coef: np.ndarray | None = None
+    emb_intercept: float = 0.0
+    ngram_weight: float = 1.0
     _vectorizers: tuple[Any, Any] | None = field(default=None, repr=False)
 
     def vectorizers(self) -> tuple[Any, Any]:
@@ -136,10 +142,27 @@ class InjectionModel:
             z = z + word.transform(scan_texts) @ self.coef[self.n_char :] + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))), dtype=np.float64)
 
-    def probability(self, norm: Normalized, max_chars: int = MAX_CHARS) -> float:
-        """Probability that the text is an injection (max over windows of its scan text)."""
-        text = norm.scan_text()[:max_chars]
-        return float(self.probabilities(windows(text)).max())
+    def probability(
+        self, norm: Normalized, max_chars: int = MAX_CHARS, use_semantic: bool = True
+    ) -> float:
+        """Probability that the text is an injection (max over windows of its scan text).
+
+        With the semantic half, a window's probability mixes the n-gram and the embedding
+        probabilities; the embedding is computed only for windows where it can change the
+        decision (see ``semantic.needs_embedding``), the others keep the n-gram one.
+        """
+        texts = windows(norm.scan_text()[:max_chars])
+        p = self.probabilities(texts)
+        if self.emb_coef is None or not use_semantic or self.ngram_weight >= 1.0:
+            return float(p.max())
+        w = self.ngram_weight
+        need = semantic.needs_embedding(p, w, self.cut)
+        if need.any():
+            x = semantic.embed([t for t, n in zip(texts, need, strict=True) if n])
+            p_emb = semantic.sigmoid(x @ self.emb_coef + self.emb_intercept)
+            p = p.copy()
+            p[need] = w * p[need] + (1.0 - w) * p_emb
+        return float(p.max())
 
     def calibrate(self, p: float) -> float:
         """Map a probability onto the guard scale: ``cut`` -> 0.5, monotone, 0 -> 0, 1 -> 1."""
@@ -163,6 +186,13 @@ class InjectionModel:
                 n_char=np.int64(self.n_char),
                 n_word=np.int64(self.n_word),
                 metrics=np.array(json.dumps(self.metrics, sort_keys=True)),
+                emb_coef=(
+                    np.zeros(0, dtype=np.float16)
+                    if self.emb_coef is None
+                    else self.emb_coef.astype(np.float16)
+                ),
+                emb_intercept=np.float32(self.emb_intercept),
+                ngram_weight=np.float32(self.ngram_weight),
             )
 
 
@@ -203,8 +233,9 @@ def _make_vectorizers(
 def _load_file(path: Path) -> InjectionModel:
     with np.load(path, allow_pickle=False) as z:
         version = int(z["version"])
-        if version != FORMAT_VERSION:
+        if version not in (1, FORMAT_VERSION):
             raise ValueError(f"{path}: model format {version}, expected {FORMAT_VERSION}")
+        emb = z["emb_coef"].astype(np.float32) if version >= 2 else np.zeros(0)
         char_ngrams = tuple(int(v) for v in z["char_ngrams"])
         word_ngrams = tuple(int(v) for v in z["word_ngrams"])
         return InjectionModel(
@@ -217,6 +248,9 @@ def _load_file(path: Path) -> InjectionModel:
             n_word=int(z["n_word"]),
             binary=bool(z["binary"]),
             metrics=json.loads(str(z["metrics"])),
+            emb_coef=emb if emb.size else None,
+            emb_intercept=float(z["emb_intercept"]) if version >= 2 else 0.0,
+            ngram_weight=float(z["ngram_weight"]) if version >= 2 else 1.0,
         )
 
 
@@ -348,11 +382,38 @@ def _average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(average_precision_score(labels, scores))
 
 
+def _semantic_half(
+    train_set: Sequence[Example], scan: Sequence[str], y: np.ndarray, oof: np.ndarray, seed: int
+) -> tuple[float, float, np.ndarray, dict[str, float]]:
+    """Choose the embedding model's C and the n-gram weight by the average precision of the
+    out-of-fold mixed probability; returns (C, weight, mixed out-of-fold, report).
+
+    Each prompt is embedded as its first window (training prompts fit in one)."""
+    x = semantic.embed([t[:WINDOW] for t in scan])
+    groups = [e.group for e in train_set]
+    best: tuple[float, float, float, np.ndarray] | None = None
+    report: dict[str, float] = {}
+    for c in semantic.C_GRID:
+        p_emb = semantic.cv_probabilities(x, y, groups, c, seed, CV_FOLDS)
+        for w in semantic.WEIGHT_GRID:
+            mix = w * oof + (1 - w) * p_emb
+            ap = _average_precision(mix, y)
+            report[f"C={c:g},w={w:g}"] = round(ap, 4)
+            if best is None or ap > best[0] + 1e-9:
+                best = (ap, c, w, mix)
+    assert best is not None
+    return best[1], best[2], best[3], report
+
+
 def train(
-    dataset_path: Path | None = None, output: Path | None = None, seed: int = 0
+    dataset_path: Path | None = None,
+    output: Path | None = None,
+    seed: int = 0,
+    use_semantic: bool = True,
 ) -> dict[str, Any]:
-    """Train on the train split, choose C and the cut by grouped CV on it, save the
-    model (default: the shipped ``data/model.npz``) and return metrics on the test split."""
+    """Train on the train split, choose C, the n-gram weight and the cut by grouped CV on
+    it, save the model (default: the shipped ``data/model.npz``) and return metrics on the
+    test split."""
     examples = load_dataset(dataset_path)
     train_set = [e for e in examples if e.split == "train"]
     test_set = [e for e in examples if e.split == "test"]
@@ -376,6 +437,10 @@ def train(
             best = (ap, c, oof)
     assert best is not None
     _, c, oof = best
+    semantic_report: dict[str, float] = {}
+    c_emb, weight = 0.0, 1.0
+    if use_semantic:
+        c_emb, weight, oof, semantic_report = _semantic_half(train_set, scan, y, oof, seed)
     rule_scores = np.array([score(match(normalize(e.text))) for e in train_set])
     cut = choose_cut(oof, rule_scores, y)
     base.cut = cut
@@ -388,6 +453,12 @@ def train(
     coef, intercept = _fit(x, y, c, seed)
     model = InjectionModel(coef.astype(np.float16).astype(np.float32), intercept, cut)
     model._vectorizers = base.vectorizers()
+    if use_semantic:
+        emb_coef, model.emb_intercept = semantic.fit(
+            semantic.embed([t[:WINDOW] for t in scan]), y, c_emb, seed
+        )
+        model.emb_coef = emb_coef.astype(np.float16).astype(np.float32)
+        model.ngram_weight = weight
     metrics: dict[str, Any] = {
         "seed": seed,
         "C": c,
@@ -396,6 +467,9 @@ def train(
         "n_train": len(train_set),
         "n_test": len(test_set),
         "cv_average_precision": cv_report,
+        "semantic": {"C": c_emb, "ngram_weight": weight, "cv_average_precision": semantic_report}
+        if use_semantic
+        else None,
         "cv_classifier_only": binary_metrics(classifier_only, y.tolist()),
         "cv_combined": binary_metrics(combined, y.tolist()),
         "test": evaluate(model, test_set) if test_set else None,

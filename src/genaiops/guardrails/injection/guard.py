@@ -39,7 +39,7 @@ from genaiops.guardrails.injection.normalize import Normalized, normalize
 
 DEFAULT_THRESHOLD = classifier.GUARD_THRESHOLD
 LANG_NAMES = {"en": "English", "es": "Spanish", "pt": "Portuguese"}
-_OPTIONS = {"threshold", "classifier", "model", "max_classify_chars"}
+_OPTIONS = {"threshold", "classifier", "semantic", "model", "max_classify_chars"}
 
 # Frequent words that tell the three languages apart (shared ones count for both).
 _STOPWORDS = {
@@ -79,19 +79,22 @@ def combined_score(
     norm: Normalized,
     model: classifier.InjectionModel | None,
     max_chars: int = classifier.MAX_CHARS,
+    use_semantic: bool = True,
 ) -> tuple[float, float, list[rules.Hit]]:
     """(combined score, classifier probability, rule hits) for one normalised text."""
     hits = rules.match(norm)
     if model is None:
         return rules.score(hits), 0.0, hits
-    prob = model.probability(norm, max_chars)
+    prob = model.probability(norm, max_chars, use_semantic)
     return combine(rules.score(hits), model.calibrate(prob)), prob, hits
 
 
 class InjectionGuard:
     """Options: ``threshold`` (float in [0, 1]; default 0.5, see the module docstring),
-    ``classifier`` (bool, default true; false runs the rules alone), ``model`` (path to
-    another model file) and ``max_classify_chars`` (default 100,000)."""
+    ``classifier`` (bool, default true; false runs the rules alone), ``semantic`` (bool,
+    default true; false drops the embedding half of the classifier, for the lowest latency
+    at some recall), ``model`` (path to another model file) and ``max_classify_chars``
+    (default 100,000)."""
 
     name = "prompt_injection"
 
@@ -105,6 +108,7 @@ class InjectionGuard:
             raise ValueError("prompt_injection: threshold must be between 0 and 1")
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         self._use_classifier = bool(opts.get("classifier", True))
+        self._use_semantic = bool(opts.get("semantic", True))
         self._model_path = opts.get("model")
         self._max_chars = int(opts.get("max_classify_chars", classifier.MAX_CHARS))
 
@@ -117,7 +121,7 @@ class InjectionGuard:
         started = time.perf_counter()
         norm = normalize(text)
         model = self.model()
-        score, prob, hits = combined_score(norm, model, self._max_chars)
+        score, prob, hits = combined_score(norm, model, self._max_chars, self._use_semantic)
         threshold = self.threshold
         flagged = score >= threshold
         lang = guess_language(norm)
@@ -150,6 +154,8 @@ def _span(text: str, hit: rules.Hit, lang: str) -> Span:
         detail["encoding"] = hit.source
     elif hit.source.startswith("leet"):
         detail["obfuscation"] = "leetspeak"
+    elif hit.source == "reversed":
+        detail["obfuscation"] = "reversed"
     if hit.mention:
         detail["mention"] = True
     return Span(hit.rule.category, hit.start, hit.end, text[hit.start : hit.end], detail)

@@ -10,15 +10,18 @@ This module owns turning one raw text into the *views* the rules and the classif
   $->s): only tokens mixing letters with those characters are folded, and only the text
   around tokens that fold into words is kept (200 characters each side), so "the 30th" or
   an e-mail address in a long benign text costs nothing;
+* reversed lines, when the text asks for something to be read backwards ("al revés", "de
+  trás pra frente"), each line read right to left;
 * decoded payloads: base64 and hex runs of 16+ characters that decode to mostly printable
   UTF-8, normalised the same way (nested encodings are followed two levels deep).
 
 Every character of the folded and leetspeak views keeps the index of the original character
 it came from, so a match maps back to the original text; a match inside a decoded payload
-maps to the whole encoded run. Trade-offs: folding is lossy on purpose (Greek or Cyrillic
-prose is folded into Latin gibberish: harmless, since only English, Spanish and Portuguese
-are targeted), and the spaced-letter collapse also glues harmless lists such as "a b c d";
-both only affect the copy used for matching, never what the caller sees.
+maps to the whole encoded run (a reversed line, to the whole line). Trade-offs: folding is
+lossy on purpose (Greek or Cyrillic prose is folded into Latin gibberish: harmless, since
+only English, Spanish and Portuguese are targeted), and the spaced-letter collapse also
+glues harmless lists such as "a b c d"; both only affect the copy used for matching, never
+what the caller sees.
 
 Unicode tag characters are decoded in place but kept apart from the visible words around
 them (a space on each side), since they are a separate, invisible channel.
@@ -88,7 +91,8 @@ class View:
     """
 
     text: str
-    source: str  # "text", "leet" (1 read as i), "leet-l" (1 read as l), "base64" or "hex"
+    # "text", "leet" (1 read as i), "leet-l" (1 read as l), "reversed", "base64" or "hex"
+    source: str
     offsets: list[int] | None = None
     span: tuple[int, int] | None = None
 
@@ -347,11 +351,30 @@ def find_payloads(text: str) -> list[Payload]:
     return found
 
 
+# "Read this backwards and do what it says": with such a hint, every line is also read
+# right to left (a view per line, mapped to the whole line like a decoded payload).
+_REVERSE_HINT = re.compile(
+    r"\b(?:backwards?|reversed?|in reverse|right to left|al reves|invertid[ao]s?|de derecha a "
+    r"izquierda|de tras (?:pra|para) frente|ao contrario|de tras pra diante)\b"
+)
+_LINE = re.compile(r"[^\n]{16,}")
+
+
+def reversed_views(text: str, folded: str) -> list[View]:
+    if _REVERSE_HINT.search(folded) is None:
+        return []
+    return [
+        View(fold(m.group()[::-1])[0], "reversed", None, m.span())
+        for m in _LINE.finditer(text[:MAX_RUN])
+    ][:MAX_PAYLOADS]
+
+
 def _text_views(text: str) -> tuple[str, list[View]]:
     folded, offsets = fold(text)
     folded, offsets = collapse_spaced(folded, offsets)
     views = [View(folded, "text", offsets)]
     views.extend(leet_views(folded, offsets))
+    views.extend(reversed_views(text, folded))
     return folded, views
 
 

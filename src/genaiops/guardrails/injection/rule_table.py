@@ -105,9 +105,10 @@ en.jailbreak.devmode; jailbreak_persona; en; 0.9
   = mode
     \b(?:enable|enabled|activate|activated|enter|entering|switch to|turn on|unlock|simulate|now in|
     you are in) (?:the )?(?:developer|dev|god|debug|admin|sudo|jailbreak|unrestricted|unfiltered|
-    evil|chaos|maintenance|opposite|root) mode\b|\b(?:developer|dev|god|jailbreak|
-    unrestricted) mode (?:is )?(?:enabled|activated|on|unlocked)\b|\b(?:ai|assistant|model|chatbot|
-    you are|you re) in (?:god|developer|dev|jailbreak|unrestricted|unfiltered|dan|evil) mode\b
+    evil|chaos|maintenance|opposite|root) mode\b<NOT_DEVICE>|\b(?:developer|dev|god|jailbreak|
+    unrestricted) mode (?:is )?(?:enabled|activated|on|unlocked)\b<NOT_DEVICE>|\b(?:ai|assistant|
+    model|chatbot|you are|you re) in (?:god|developer|dev|jailbreak|unrestricted|unfiltered|dan|
+    evil) mode\b
 en.jailbreak.persona; jailbreak_persona; en; 0.9
   = act|pretend|roleplay|role-play|role play|imagine|simulate|play|behave
     \b(?:act|acting|behave|respond) (?:as|like) (?:an? |the )?(?:\w+ ){0,4}?<EN_UNRESTRICTED>|
@@ -125,7 +126,7 @@ es.jailbreak.devmode; jailbreak_persona; es; 0.9
     \b(?:activa|activar|habilita|habilitar|entra en|entra al|pasa al|pasa a|cambia a|enciende|
     estas en|ahora en) (?:el )?modo (?:desarrollador|developer|dios|depuracion|administrador|
     sin restricciones|sin filtros|sin censura|jailbreak|libre|sudo|opuesto|caos|mantenimiento|
-    root)\b|\bmodo (?:desarrollador|dios|sin restricciones|sin filtros|
+    root)\b<NOT_DEVICE>|\bmodo (?:desarrollador|dios|sin restricciones|sin filtros|
     jailbreak) (?:esta )?(?:activado|habilitado|encendido)|\b(?:ia|asistente|modelo|chatbot|
     estas) en modo (?:dios|desarrollador|sin restricciones|sin filtros|jailbreak|dan)\b
 es.jailbreak.persona; jailbreak_persona; es; 0.9
@@ -142,7 +143,8 @@ pt.jailbreak.devmode; jailbreak_persona; pt; 0.9
   = modo
     \b(?:ative|ativar|ativa|habilite|habilitar|entre no|entre em|mude para|passe para|ligue|
     voce esta no|agora no) (?:o )?modo (?:desenvolvedor|developer|deus|depuracao|administrador|
-    sem restricoes|sem filtros|sem censura|jailbreak|livre|sudo|oposto|caos|manutencao|root)\b|
+    sem restricoes|sem filtros|sem censura|jailbreak|livre|sudo|oposto|caos|manutencao|
+    root)\b<NOT_DEVICE>|
     \bmodo (?:desenvolvedor|deus|sem restricoes|sem filtros|jailbreak) (?:esta )?(?:ativado|
     habilitado|ligado)|\b(?:ia|assistente|modelo|chatbot|esta) em modo (?:deus|desenvolvedor|
     sem restricoes|sem filtros|jailbreak|dan)\b
@@ -228,7 +230,7 @@ any.tag.markdown; role_tag; any; 0.8
     admin)\s*:?\s*\n?.{0,80}?\b(?:you|ignore|from now|override|eres|ignora|voce|ignore|must|debes|
     deve)\b|```\s*(?:system|sistema|instructions?)\s*\n
 any.tag.turn; role_tag; any; 0.7
-  = system:|sistema:|assistant:|asistente:
+  = system:|sistema:|assistant:|asistente:|assistente:
     (?:^|\n)\s*(?:system|sistema|system prompt|admin)\s*:\s*.{0,60}?\b(?:you are now|ignore|
     override|new instructions|ahora eres|ignora|nuevas instrucciones|agora voce e|novas instrucoes|
     disregard|olvida|esqueca)|(?:^|\n)\s*(?:user|usuario)\s*:.{0,200}\n\s*(?:assistant|asistente|
@@ -244,8 +246,10 @@ en.reassign.you_are_now; role_reassignment; en; 0.85
     \byou are no longer an? (?:\w+ ){0,2}?(?:ai|assistant|chatbot|language model|bot|helpful)\b
 en.reassign.new_instructions; role_reassignment; en; 0.75
   = instruction|task|goal|order|directive|prompt|objective|purpose|mission|job|role
-    \b(?:new|updated|revised|real|actual|true) (?:system )?(?:instructions?|orders|directives?|
-    prompt)\s*:|\byour (?:new|real|actual|true) (?:instructions|task|goal|objective|purpose|mission|
+    (?<!\bmy\W)(?<!\bour\W)(?<!\bhis\W)(?<!\bher\W)(?<!\btheir\W)(?<!\ws\W)(?<!'s\W)\b(?:new|
+    updated|revised|
+    real|actual|true) (?:system )?(?:instructions?|orders|directives?|prompt)\s*:|\byour (?:new|
+    real|actual|true) (?:instructions|task|goal|objective|purpose|mission|
     orders|job|role) (?:is|are|will be)\b|\byour (?:purpose|role|task|goal) has (?:changed|
     been changed|been updated)\b|\bhere (?:are|is) your new (?:instructions|task|orders)\b
 es.reassign.ahora_eres; role_reassignment; es; 0.85
@@ -397,6 +401,134 @@ pt.indirect.any_ai; indirect_injection; pt; 0.8
     agente)(?: de ia)? (?:que (?:processa|le|resume|analisa)|processando|lendo|resumindo) (?:esta|
     este|estes|estas)\b.{0,80}?\b(?:aceite|ignore|envie|encaminhe|compartilhe|diga|responda|revele|
     apague|aprove)\b
+# --- a pasted document that turns to the model ("Assistant: do not translate...")
+any.indirect.addressed; indirect_injection; any; 0.8
+  = assistant|asistente|assistente|ai|ia|model|modelo|llm|bot|gpt|system|sistema|admin
+    (?:(?:^|\n|[>"*\]\-(]) ?(?:(?:quick |important )?(?:note|message|instructions?|directive)
+     (?:to|for) (?:any |all |the |every )?|(?:(?:nota|mensaje|mensagem|instrucciones|instrucoes|
+    aviso|recado) )?(?:para|pra) (?:el |la |o |a |cualquier |qualquer |toda |todo )?)?(?:ai|
+    assistant|asistente|assistente|ia|language model|modelo de lenguaje|modelo de linguagem|llm|
+    chatbot|gpt)(?: \w+){0,2}?(?: (?:reading|processing|summari[sz]ing|that reads|que (?:lee|lees|
+    le|les|resume|resumes|resuma|procesa|procesas|processa|analiza|analisa)|lendo|leyendo|
+    resumiendo|resumindo) (?:this|these|esto|esta|este|isto|isso|esse|essa)(?: \w+)?)? ?[,:]
+     ?(?:\w+ ){0,4}?(?:ignore|ignora|disregard|do not|don t|no (?:traduzcas|resumas|menciones|
+    digas)|nao (?:traduza|resuma|mencione|diga)|instead|en su lugar|em vez disso|abandon|
+    abandona|abandone|forget|olvida|esqueca|stop|deja de|pare de|new (?:task|instructions?)|
+    nueva tarea|nova tarefa|tell|dile|diga|add|anade|agrega|adicione|acrescente|always|siempre|
+    sempre|recommend|recomienda|recomende|output|before answering|antes de responder|in your
+    (?:reply|answer|summary)|en tu (?:respuesta|resumen)|na (?:sua )?(?:resposta|
+    resumo))|\[(?:system|sistema|admin|developer|desarrollador|desenvolvedor)\] ?(?:new |nueva |
+    nova )?(?:directive|directiva|diretiva|instructions?|instrucciones|instrucoes|order|orden|
+    ordem|task|tarea|tarefa))
+any.indirect.hidden_html; indirect_injection; any; 0.8
+  = display|hidden|<!--|visibility|font-size
+    (?:display ?none|visibility ?hidden|font-size ?0|<!--|hidden>)[^<]{0,40}?(?:ai|ia|assistant|
+    asistente|assistente|language model|modelo de lenguaje|modelo de linguagem|llm|model|
+    modelo)\b.{0,120}?\b(?:ignore|ignora|disregard|forget|olvida|esqueca|instead|en su lugar|
+    em vez|tell|dile|diga|say|di|reply|responde|responda|recommend|recomienda|recomende)
+# --- what the model was told, before the conversation
+en.extract.told_not; prompt_extraction; en; 0.85; asks
+  = told|instructed|asked|programmed|configured|first|last|context|actual|real|own|exact|shot
+  = example
+    \bwhat (?:were|have) you (?:been )?(?:told|instructed|asked|programmed|configured) (?:not to|
+    never to) (?:say|tell|reveal|share|mention|disclose|discuss|talk about)\b|\b(?:first|very first|
+    last) (?:line|word|sentence|paragraph)s? of (?:the |your )?(?:text|instructions|prompt|
+    message|context)s? (?:you (?:received|got|were given)|before (?:my|our|this))|\b(?:your|the)
+     (?:context window|context) (?:before|preceding|above) (?:my|our|this)|\buse your (?:actual|
+    real|own|exact) (?:system prompt|instructions|prompt)\b|\b(?:few ?shot|example)
+     (?:examples|conversations|dialogues) (?:you were given|they gave you|in your (?:prompt|
+    instructions))
+es.extract.told_not; prompt_extraction; es; 0.85; asks
+  = dijeron|indicaron|ordenaron|programaron|configuraron|linea|palabra|contexto|prompt|ejemplos
+    \bque te (?:dijeron|indicaron|ordenaron|pidieron|programaron|configuraron) (?:que )?no
+     (?:contaras|dijeras|revelaras|compartieras|mencionaras|contar|decir|revelar)\b|\b(?:primera|
+    ultima) (?:linea|palabra|frase) (?:del|de tu|de las) (?:texto|instrucciones|prompt|
+    mensaje)s? (?:que recibiste|que te dieron|antes de (?:mi|nuestro))|\b(?:tu|la) ventana de
+     contexto (?:anterior|previa|antes) (?:a|de) (?:mi|nuestro)|\btu (?:prompt de sistema|prompt
+     oculto|prompt|instrucciones) (?:de verdad|real|reales|autentic[oa]s?)\b|\bejemplos (?:de
+     conversacion )?que te dieron antes\b|\btu prompt (?:oculto|secreto)\b
+pt.extract.told_not; prompt_extraction; pt; 0.85; asks
+  = disseram|mandaram|instruiram|programaram|configuraram|linha|palavra|contexto|prompt|exemplos
+    \bque (?:te |lhe )?(?:disseram|mandaram|instruiram|pediram|programaram|
+    configuraram) (?:para )?nao (?:contar|dizer|revelar|compartilhar|mencionar)\b|\b(?:primeira|
+    ultima) (?:linha|palavra|frase) (?:do|das|de suas|das suas) (?:texto|instrucoes|prompt|
+    mensagem)s? (?:que (?:voce )?recebeu|que te deram|antes da (?:minha|nossa))|\b(?:sua|da sua|
+    a) janela de contexto (?:anterior|antes) (?:a|da) (?:minha|nossa)|\b(?:seu|o seu) (?:prompt de
+     sistema|prompt oculto|prompt) de verdade\b|\bexemplos (?:de conversa )?que te deram antes\b|
+    \b(?:seu|o) prompt (?:oculto|secreto)\b
+# --- framings that switch the rules off for one answer
+en.bypass.framing; policy_bypass; en; 0.75; asks
+  = filter|polic|rules|warning|disclaimer|lecture|censor|safety
+    \bwith (?:your |the )?(?:content |safety )?(?:filters?|moderation|guardrails) (?:disabled|off|
+    turned off|removed|switched off)\b|\bas if (?:no|there (?:were|was) no) (?:content |safety |
+    usage )?(?:polic(?:y|ies)|rules|filters|guidelines) (?:had ever been written|existed|
+    applied)\b|\b(?:the )?(?:usual |normal )?(?:rules|policies|guidelines) (?:don ?t|do not)
+     matter\b|\bno (?:warnings|disclaimers|lectures|moralizing),? (?:no [^,.]{1,40},? )?(?:just|
+    only) (?:the )?(?:steps|answer|recipe|instructions)\b|\bsafety training is (?:just|only) a
+     suggestion\b|\b(?:respond|answer|reply|talk) (?:\w+ ){0,2}?uncensored\b
+es.bypass.framing; policy_bypass; es; 0.75; asks
+  = filtro|politica|reglas|normas|advertencia|charla|censura|seguridad
+    \bcon (?:el |tu |los |tus )?(?:filtros?|moderacion) (?:de (?:contenido|
+    seguridad) )?(?:desactivad|apagad|quitad)|\bcomo si (?:no (?:existiera|hubiera|hubiesen?)|
+    nunca (?:hubieran|hubiesen)
+     escrito) (?:ninguna |ningun )?(?:politica|reglas|normas|filtros)|\blas (?:reglas|normas|
+    politicas)(?: habituales| de siempre| normales)? no importan\b|\bsin (?:advertencias|avisos|
+    sermones|charlas)\b.{0,60}?\bsolo (?:los pasos|la respuesta|la receta)\b|\bentrenamiento de
+     seguridad es (?:solo )?una sugerencia\b|\b(?:contesta|responde|respondeme|habla)
+     (?:\w+ ){0,2}?sin censura\b
+pt.bypass.framing; policy_bypass; pt; 0.75; asks
+  = filtro|politica|regras|normas|aviso|sermao|censura|seguranca
+    \bcom (?:o |os |seu |seus )?(?:filtros?|moderacao) (?:de (?:conteudo|seguranca) )?(?:desativad|
+    desligad|removid)|\bcomo se (?:nao (?:existisse|houvesse)|nunca (?:tivessem|houvessem)
+     escrito) (?:nenhuma |nenhum )?(?:politica|regras|normas|filtros)|\bas (?:regras|normas|
+    politicas)(?: de sempre| habituais| normais)? nao importam\b|\bsem (?:avisos?|sermao|
+    sermoes)\b.{0,60}?\bso o (?:passo a passo|resposta|receita)\b|\btreinamento de seguranca e
+     (?:so )?uma sugestao\b|\b(?:responda|responde|me responda|fala) (?:\w+ ){0,2}?sem censura\b
+# --- personas defined by having no rules, and the "late grandmother" exploit
+en.jailbreak.no_rules_ai; jailbreak_persona; en; 0.75; asks
+  = ai|assistant|model|bot|character|grandm|granny
+    \b(?:ai|assistant|model|chatbot|bot|villain|character)s? (?:\w+ ){0,2}?(?:with no|without
+     any|who has no|that has no|free of) (?:\w+ )?(?:safety training|restrictions|rules|filters|
+    limits|ethics)\b.{0,120}?\b(?:answer|respond|explain|write|tell|describe|monologue)|
+    \bstay in character (?:no matter|whatever|regardless|even if)|\b(?:act|pretend|play|
+    roleplay) (?:as|to be) (?:my )?(?:late |deceased |dead )?(?:grandmother|grandma|granny)\b|
+    \b(?:late|deceased|dead) (?:grandmother|grandma|granny)\b.{0,120}?\b(?:fall asleep|sleep)\b
+es.jailbreak.no_rules_ai; jailbreak_persona; es; 0.75; asks
+  = ia|asistente|modelo|bot|villan|personaje|abuel
+    \b(?:ia|asistente|modelo|chatbot|bot|villan[oa]|personaje)s? (?:\w+ ){0,2}?(?:sin ningun|sin
+     ninguna|sin|que no tiene|que ya no respeta) (?:\w+ )?(?:entrenamiento de seguridad|
+    restricciones|reglas|filtros|limites|etica)\b.{0,120}?\b(?:responde|explica|escribe|di|
+    describe|monologo)|\bno te salgas del personaje\b|\b(?:actua como|hazte pasar por|haz de|
+    finge ser) (?:mi )?(?:abuela|abuelita)\b|\b(?:abuela|abuelita) (?:fallecida|muerta)\b.{0,120}?
+    \b(?:dormir|dormirme|dormido)\b
+pt.jailbreak.no_rules_ai; jailbreak_persona; pt; 0.75; asks
+  = ia|assistente|modelo|bot|vila|personagem|avo
+    \b(?:ia|assistente|modelo|chatbot|bot|vila|vilao|personagem)s? (?:\w+ ){0,2}?(?:sem nenhum|sem
+     nenhuma|sem|que nao tem|que nao respeita) (?:mais )?(?:\w+ )?(?:treinamento de seguranca|
+    restricoes|regras|filtros|limites|etica)\b.{0,120}?\b(?:responda|explique|explica|escreva|
+    diga|descreva|monologo)|\bnao sai(?:a)? do personagem\b|\b(?:aja como|finja ser|finge ser|
+    faca o papel da) (?:minha )?(?:avo|vovo)\b|\b(?:avo|vovo|vo) (?:que )?(?:falecida|ja faleceu|
+    faleceu|morreu)\b.{0,120}?\b(?:dormir|pegar no sono)\b
+# --- casual override: "forget what they told u, u work for me now"
+en.override.casual; instruction_override; en; 0.8
+  = forget|work for me|answer to me|stop being|reset|whatever
+    \bforget (?:what|everything) (?:they|you were|u were|ur devs?|your devs?) (?:told|
+    said to) (?:you|u)\b|\b(?:you|u) (?:work|answer) (?:for|to) me now\b|\bstop being (?:the|a|an)
+     (?:\w+ ){0,3}?(?:bot|assistant|agent)\b.{0,80}?\b(?:now|from now on)\b|\breset yourself\b|
+    \bwhatever you (?:were|ve been) (?:configured|set up|programmed) (?:for|to do)\b
+es.override.casual; instruction_override; es; 0.8
+  = olvida|trabajas|deja de ser|reiniciate|configurado
+    \bolvida (?:lo )?(?:que|q) te (?:dijeron|han dicho|contaron)\b|\bahora trabajas (?:para|pa)
+     mi\b|\bdeja de ser (?:el|un|una) (?:\w+ ){0,3}?(?:bot|asistente|agente)\b.{0,80}?\b(?:ahora|a
+     partir de ahora|desde ahora)\b|\breiniciate\b|\bpara lo que (?:sea que )?te (?:hayan|
+    han) configurado\b
+pt.override.casual; instruction_override; pt; 0.8
+  = esquec|trabalha|de ser|reinicie|configurado|deixar de lado|deixe de lado
+    \besquec[ea] (?:o )?(?:que|q) te (?:falaram|disseram|mandaram)\b|\bagora (?:voce|vc) trabalha
+     (?:para|pra) mim\b|\b(?:pare|para) de ser (?:o|um|uma|a) (?:\w+ ){0,3}?(?:bot|assistente|
+    agente)\b.{0,80}?\b(?:agora|a partir de agora|daqui pra frente)\b|\breinicie-?se\b|\bseja
+     la (?:para )?o que (?:voce|vc) foi configurad[oa]\b|\bdeix(?:ar|e|asse) de lado as
+     (?:orientacoes|instrucoes|regras) que (?:voce )?recebeu\b
 # --- data exfiltration from documents
 any.exfil.send; data_exfiltration; any; 0.75
   = http|@|![

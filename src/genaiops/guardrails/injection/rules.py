@@ -83,6 +83,14 @@ _VOCAB = {
         r"limite|filtros|filtro|censura|etica|moral|normas|norma)|livre de (?:toda |"
         r"qualquer )?(?:restricao|restricoes|regra|regras|censura)|malvad[oa]|sem escrupulos)"
     ),
+    # "developer mode on my Android phone" is a device setting, not a jailbreak.
+    "NOT_DEVICE": (
+        r"(?!(?: (?:on|in|for|of|en|no|na|do|da|del|de))? (?:my |your |the |a |an |mi |tu |el |"
+        r"la |meu |seu |o |um |una? )?(?:android|ios|iphone|ipad|chrome|firefox|edge|windows|"
+        r"macos|mac|samsung|galaxy|pixel|xiaomi|motorola|huawei|linux|phone|device|tablet|browser|celular|"
+        r"telefono|movil|dispositivo|navegador|aparelho|smartphone|router|tv|xbox|playstation|"
+        r"app|vs ?code|visual studio)\b)"
+    ),
 }
 
 
