@@ -24,7 +24,18 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-NAMED_TEMPLATES = {"chatml": CHATML}
+# Gemma's turn layout, for the Gemma 3 base (its GGUF carries no template) once it is
+# fine-tuned on conversations. Gemma has no system role: system text opens the first turn.
+GEMMA = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+    "{% else %}{% set role = 'user' %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+NAMED_TEMPLATES = {"chatml": CHATML, "gemma": GEMMA}
 
 
 def _raise(message: str) -> None:

@@ -1,0 +1,1 @@
+"""Fine-tuning: datasets, LoRA training on the serving weights, adapter export to GGUF, jobs."""

@@ -1,0 +1,144 @@
+"""Base models for fine-tuning: the GGUF files serving uses, as transformers checkpoints.
+
+This module owns finding a base model in the catalog, reading what serving knows about it
+from its GGUF header (architecture, chat template, BOS handling), and building the
+transformers checkpoint training starts from. transformers reads the GGUF directly and
+dequantizes it; that takes 15-45 s, so the result is saved once as safetensors under
+``<data_dir>/training/bases/<name>-<digest>/`` (written to a temporary folder and renamed,
+so an interrupted conversion never leaves a half checkpoint) and reused by every job. The
+digest covers the GGUF file's size and modification time: a replaced file is converted
+again.
+
+Fine-tuning the quantized weights' dequantized values is deliberate: the adapter is
+learnt against exactly the weights it will be applied to in llama.cpp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genaiops.config import ModelConfig, Settings
+from genaiops.engines import bundled
+from genaiops.errors import InvalidRequest, ModelNotFound
+
+# Bases without a chat template in their GGUF are given one for chat data, and the served
+# fine-tuned model uses the same one.
+DEFAULT_TEMPLATES = {"gemma3": "gemma"}
+SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    name: str
+    config: ModelConfig
+    gguf_path: Path
+    architecture: str
+    chat_template: str | None  # a template source or a named one ("chatml", "gemma")
+    add_bos: bool
+    context_length: int
+
+    @property
+    def digest(self) -> str:
+        st = self.gguf_path.stat()
+        key = f"{self.gguf_path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _field(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    return None if field is None else field.contents()
+
+
+def resolve(settings: Settings, name: str) -> BaseModel:
+    """The catalog's local GGUF model ``name``, described from its GGUF header."""
+    import gguf
+
+    configs = {c.name: c for c in settings.catalog()}
+    config = configs.get(name)
+    if config is None:
+        raise ModelNotFound(name, sorted(configs))
+    if config.engine != "llama_cpp":
+        raise InvalidRequest(
+            f"model {name!r} is served by {config.engine}; fine-tuning needs a local GGUF model",
+            param="model",
+        )
+    path = bundled.resolve_path(config.bundled, config.path, settings.models_dir())
+    reader = gguf.GGUFReader(str(path))
+    arch = str(_field(reader, "general.architecture"))
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise InvalidRequest(
+            f"model {name!r} is a {arch} model; fine-tuning supports "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}",
+            param="model",
+        )
+    template = config.chat_template
+    if template is None:
+        template = _field(reader, "tokenizer.chat_template") or DEFAULT_TEMPLATES.get(arch)
+    elif template == "none":
+        template = DEFAULT_TEMPLATES.get(arch)
+    add_bos = _field(reader, "tokenizer.ggml.add_bos_token")
+    context = _field(reader, f"{arch}.context_length") or config.context_length
+    return BaseModel(
+        name=name,
+        config=config,
+        gguf_path=path,
+        architecture=arch,
+        chat_template=template,
+        add_bos=True if add_bos is None else bool(add_bos),
+        context_length=min(int(context), config.context_length),
+    )
+
+
+def checkpoint_dir(settings: Settings, base: BaseModel) -> Path:
+    return settings.data_dir / "training" / "bases" / f"{base.name}-{base.digest}"
+
+
+def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
+    """The transformers checkpoint of ``base``, converted from its GGUF on first use."""
+    target = checkpoint_dir(settings, base)
+    if (target / "config.json").exists() and (target / ".complete").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        folder, file = str(base.gguf_path.parent), base.gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+        # The weights are already plain float tensors; this drops the "quantized" marker
+        # that would otherwise refuse to save them.
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ".complete").write_text(base.gguf_path.name + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(checkpoint: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(checkpoint))
+
+
+def load_model(checkpoint: Path, dtype: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    return AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch_dtype)
