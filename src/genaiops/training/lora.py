@@ -173,7 +173,9 @@ def token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     return loss, int((target != IGNORE).sum().item()) if torch.is_tensor(target) else 0
 
 
-def evaluate(model: Any, examples: Sequence[Example], pad_id: int, batch_size: int) -> dict[str, float]:
+def evaluate(
+    model: Any, examples: Sequence[Example], pad_id: int, batch_size: int
+) -> dict[str, float]:
     import torch
 
     if not examples:
