@@ -189,6 +189,28 @@ def _default_input() -> dict[str, GuardPolicy]:
     }
 
 
+class FinetuneSettings(BaseModel):
+    """Fine-tuning jobs, experiment tracking and the model registry."""
+
+    # MLflow tracking and registry store; empty: SQLite at <data_dir>/mlflow/mlflow.db. Any
+    # MLflow URI scales out (an MLflow server on PostgreSQL: "http://mlflow:5000").
+    tracking_uri: str = ""
+    # Where run artifacts (the adapters) go; empty: <data_dir>/mlflow/artifacts.
+    artifact_root: str = ""
+    experiment: str = "genaiops-finetune"
+    # Mask PII in training files with the guardrails PII detector before training.
+    redact_pii: bool = True
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # How often the job runner looks for queued jobs and cancellations.
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    # Run queued jobs in this server process's runner (one at a time per data directory).
+    run_jobs: bool = True
+    # How long a resolved "name@alias" is trusted before the registry is asked again.
+    alias_ttl_s: float = Field(default=2.0, ge=0)
+    # Fine-tuned versions kept loaded at once (least recently used ones are unloaded).
+    max_loaded_adapters: int = Field(default=4, ge=1)
+
+
 class GuardrailsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -238,6 +260,8 @@ class ModelConfig(BaseModel):
     chat_template: str | None = None
     n_threads: int | None = Field(default=None, ge=1)
     n_batch: int = Field(default=512, ge=1)
+    # A GGUF LoRA adapter applied on top of the weights (fine-tuned registry versions).
+    lora_path: Path | None = None
     # Remote OpenAI-compatible upstreams (vLLM, TGI, Ollama, OpenAI, another genaiops).
     base_url: str | None = None
     api_key_env: str | None = None
@@ -292,6 +316,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
     guardrails: GuardrailsSettings = Field(default_factory=GuardrailsSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     default_model: str = BUNDLED_CHAT_MODEL
     # Which of the bundled models to serve; an entry in ``models`` with the same name
     # replaces the bundled definition.
@@ -340,6 +365,12 @@ class Settings(BaseSettings):
 
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    def mlflow_uri(self) -> str:
+        return self.finetune.tracking_uri or f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}"
+
+    def artifact_root(self) -> str:
+        return self.finetune.artifact_root or str(self.data_dir / "mlflow" / "artifacts")
 
 
 def _config_path(config_file: Path | str | None) -> Path | None:

@@ -202,6 +202,7 @@ class LlamaCppEngine:
             n_threads=threads,
             n_threads_batch=threads,
             verbose=False,
+            lora_path=str(self.config.lora_path) if self.config.lora_path else None,
         )
         metadata: dict[str, str] = self._llm.metadata or {}
         configured = self.config.chat_template

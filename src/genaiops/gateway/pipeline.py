@@ -216,19 +216,23 @@ class _CannedTicket:
 async def run(
     gateway: Gateway, request: GenerationRequest, ctx: RequestContext | None = None
 ) -> GenerationStream:
+    principal = ctx.principal if ctx is not None else None
     try:
-        handle = gateway.resolve(request.model)
+        handle = await gateway.acquire(
+            request.model, principal.tenant if principal is not None else None
+        )
     except ModelNotFound:
         if ctx is not None:
             # Not the requested name: metrics labels must not be chosen by callers.
             ctx.model = "unknown"
         raise
     model = handle.config.name
-    principal = ctx.principal if ctx is not None else None
     if ctx is not None:
         ctx.model = model
-    if principal is not None:
-        principal.require_model(model)
+    # A key limited to "support-bot" may use any of its versions and aliases.
+    family = model.split(":")[0] if handle.config.lora_path else None
+    if principal is not None and not (family and principal.allows_model(family)):
+        principal.require_model(request.model or model)
     vault: dict[str, str] = {}
     guardrails = gateway.guardrails
     if guardrails is not None:

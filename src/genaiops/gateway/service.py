@@ -4,6 +4,11 @@ Built once by the server's lifespan (or the CLI) from Settings. Models load in t
 background so the process answers /healthz at once and /readyz once they are usable; a
 model that fails to load is reported, not fatal, so one bad catalog entry does not take
 the others down.
+
+Fine-tuned models are not in the catalog: ``name@alias`` and ``name:version`` go through
+the model registry (``adapters.AdapterModels``), which loads a version on first use and
+re-reads aliases every few seconds, so moving an alias needs no restart and requests
+already running on the previous version finish on it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from genaiops.engines.base import Engine, GenerationRequest, ModelInfo, create_e
 from genaiops.engines.scheduler import Scheduler
 from genaiops.errors import ModelNotFound, ModelNotReady
 from genaiops.gateway import pipeline
+from genaiops.gateway.adapters import AdapterModels
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
 
@@ -56,6 +62,7 @@ class Gateway:
         self.rag = rag
         self.guardrails = guardrails
         self._models: dict[str, ModelHandle] = {}
+        self.adapters = AdapterModels(settings, self._handle)
         catalog = settings.catalog()
         if only is not None:
             known = [c.name for c in catalog]
@@ -64,18 +71,21 @@ class Gateway:
                     raise ModelNotFound(name, known)
             catalog = [c for c in catalog if c.name in only]
         for config in catalog:
-            engine = create_engine(config, settings)
-            scheduler = Scheduler(
-                engine,
-                max_queue=(
-                    config.max_queue
-                    if config.max_queue is not None
-                    else settings.scheduler.max_queue
-                ),
-                timeout_s=config.timeout_s or settings.scheduler.timeout_s,
-                retry_after_s=settings.scheduler.retry_after_s,
-            )
-            self._models[config.name] = ModelHandle(config, engine, scheduler)
+            self._models[config.name] = self._handle(config)
+
+    def _handle(self, config: ModelConfig) -> ModelHandle:
+        engine = create_engine(config, self.settings)
+        scheduler = Scheduler(
+            engine,
+            max_queue=(
+                config.max_queue
+                if config.max_queue is not None
+                else self.settings.scheduler.max_queue
+            ),
+            timeout_s=config.timeout_s or self.settings.scheduler.timeout_s,
+            retry_after_s=self.settings.scheduler.retry_after_s,
+        )
+        return ModelHandle(config, engine, scheduler)
 
     async def start(self) -> None:
         """Start schedulers and begin loading every model; returns without waiting."""
@@ -104,6 +114,7 @@ class Gateway:
             raise ModelNotReady(f"models failed to load: {states}")
 
     async def close(self) -> None:
+        await self.adapters.close()
         for handle in self._models.values():
             if handle.load_task is not None and not handle.load_task.done():
                 handle.load_task.cancel()
@@ -127,9 +138,20 @@ class Gateway:
             raise ModelNotFound(key, self.names())
         return handle
 
+    async def acquire(self, name: str | None, tenant: str | None = None) -> ModelHandle:
+        """The catalog model ``name``, or the registry version it references (loaded on
+        first use) for ``tenant``."""
+        key = name or self.settings.default_model
+        handle = self._models.get(key)
+        if handle is not None:
+            return handle
+        if self.adapters.handles(key):
+            return await self.adapters.acquire(key, tenant or "system", self._models)
+        raise ModelNotFound(key, self.names())
+
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, handle in self._models.items():
+        for name, handle in [*self._models.items(), *self.adapters.loaded()]:
             stats = handle.scheduler.stats
             out[name] = {
                 "state": handle.engine.state,

@@ -120,3 +120,56 @@ guardrail_policies = Table(
     Column("updated_us", BigInteger, nullable=False),
     Column("updated_by", String(96)),
 )
+
+# Files uploaded for fine-tuning (OpenAI's /v1/files); the bytes live under
+# <data_dir>/files/<id>.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(64), nullable=False, index=True),
+    Column("filename", String(255), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# Fine-tuning jobs. ``status`` follows OpenAI's (validating_files, queued, running,
+# succeeded, failed, cancelled); ``config`` and ``result`` are JSON.
+fine_tuning_jobs = Table(
+    "fine_tuning_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(64), nullable=False, index=True),
+    Column("created_by", String(96)),
+    Column("base_model", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("training_file", String(1024), nullable=False),
+    Column("validation_file", String(1024)),
+    Column("config", Text, nullable=False),
+    Column("status", String(24), nullable=False, index=True),
+    Column("error", Text),
+    Column("fine_tuned_model", String(160)),
+    Column("trained_tokens", BigInteger),
+    Column("result", Text),
+    Column("dataset_sha256", String(64)),
+    Column("run_id", String(64)),
+    Column("cancel_requested", Integer, nullable=False, default=0),
+    Column("worker", String(96)),
+    Column("heartbeat_us", BigInteger),
+    Column("created_us", BigInteger, nullable=False),
+    Column("started_us", BigInteger),
+    Column("finished_us", BigInteger),
+)
+
+fine_tuning_events = Table(
+    "fine_tuning_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", Text),
+)

@@ -38,9 +38,9 @@ async def generate(
     request: Request,
     gateway: GatewayDep,
     ctx: ContextDep,
-    _: InferenceDep,
+    principal: InferenceDep,
 ) -> GenerateResponse | Response:
-    handle = gateway.resolve(body.model)
+    handle = await gateway.acquire(body.model, principal.tenant)
     gen = to_generation(body, handle.engine.info().supports_chat, handle.config.name)
     stream = await gateway.generate(gen, ctx)
     try:

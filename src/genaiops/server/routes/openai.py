@@ -193,8 +193,9 @@ async def list_models(gateway: GatewayDep, principal: InferenceDep) -> ModelList
 
 @router.get("/models/{model:path}", response_model=ModelCard, responses=ERRORS)
 async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) -> ModelCard:
-    handle = gateway.resolve(model)
-    principal.require_model(handle.config.name)
+    handle = await gateway.acquire(model, principal.tenant)
+    if not handle.config.lora_path:
+        principal.require_model(handle.config.name)
     return _card(handle.engine.info())
 
 

@@ -1,0 +1,158 @@
+"""Serving fine-tuned versions from the model registry.
+
+This module owns turning ``support-bot@champion`` or ``support-bot:3`` into a loaded model:
+
+* Resolution asks the registry (in a thread: MLflow is blocking) and keeps the answer for
+  ``finetune.alias_ttl_s`` seconds, so moving an alias reaches every replica within that
+  time without a restart.
+* A version is served as its base model's catalog entry plus its GGUF LoRA adapter
+  (``lora_path``) and, for a base without a chat template that was trained on
+  conversations, the template it was trained with. Each loaded version is one llama.cpp
+  instance; the base weights are memory-mapped, so the file's pages are shared and a
+  version costs its KV cache and compute buffers.
+* Loading is shared: concurrent first requests for a version wait for one load. At most
+  ``finetune.max_loaded_adapters`` versions stay loaded; the least recently used idle one
+  is unloaded first, never one with requests running or queued, so requests that started
+  on a version finish on it even after its alias has moved.
+* The adapter is checked against its base before loading (``training.export.check``):
+  a corrupt or mismatched file is a clear error, never a crash inside llama.cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from genaiops.config import ModelConfig, Settings
+from genaiops.errors import InvalidRequest, ModelNotFound, ModelNotReady, NotFound
+
+if TYPE_CHECKING:
+    from genaiops.gateway.service import ModelHandle
+    from genaiops.registry.service import Registry, Version
+
+
+class AdapterModels:
+    def __init__(self, settings: Settings, build: Callable[[ModelConfig], ModelHandle]):
+        self.settings = settings
+        self._build = build
+        self._registry: Registry | None = None
+        self._aliases: dict[tuple[str, str], tuple[float, Version]] = {}
+        self._loaded: OrderedDict[str, ModelHandle] = OrderedDict()
+        self._loading: dict[str, asyncio.Task[ModelHandle]] = {}
+
+    @staticmethod
+    def handles(model: str) -> bool:
+        from genaiops.registry.service import is_reference
+
+        return is_reference(model)
+
+    def loaded(self) -> list[tuple[str, ModelHandle]]:
+        return [(h.config.name, h) for h in self._loaded.values()]
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            try:
+                from genaiops.registry.service import Registry
+            except ImportError as exc:  # pragma: no cover - the finetune extra is missing
+                raise InvalidRequest(f"the model registry is not installed: {exc}") from exc
+            self._registry = Registry(self.settings)
+        return self._registry
+
+    async def resolve(self, reference: str, tenant: str) -> Version:
+        key = (tenant, reference)
+        cached = self._aliases.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            version = await asyncio.to_thread(self.registry.resolve, tenant, reference)
+        except NotFound as exc:
+            raise ModelNotFound(reference, []) from exc
+        ttl = self.settings.finetune.alias_ttl_s
+        self._aliases[key] = (time.monotonic() + ttl, version)
+        return version
+
+    async def acquire(
+        self, reference: str, tenant: str, catalog: Mapping[str, ModelHandle]
+    ) -> ModelHandle:
+        version = await self.resolve(reference, tenant)
+        key = f"{version.tenant}.{version.name}:{version.version}"
+        handle = self._loaded.get(key)
+        if handle is not None:
+            self._loaded.move_to_end(key)
+            return handle
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._load(key, version, catalog))
+            self._loading[key] = task
+            task.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _load(
+        self, key: str, version: Version, catalog: Mapping[str, ModelHandle]
+    ) -> ModelHandle:
+        from genaiops.engines import bundled
+        from genaiops.training.export import check
+
+        base = catalog.get(version.base_model)
+        if base is None:
+            raise ModelNotReady(
+                f"{version.model_id} is fine-tuned from {version.base_model!r}, which this "
+                "server does not serve"
+            )
+        adapter = await asyncio.to_thread(self.registry.local_adapter, version)
+        base_path = bundled.resolve_path(
+            base.config.bundled, base.config.path, self.settings.models_dir()
+        )
+        await asyncio.to_thread(check, adapter, base_path)
+        template = version.tags.get("chat_template") or base.config.chat_template
+        config = base.config.model_copy(
+            update={
+                "name": version.model_id,
+                "lora_path": adapter,
+                "chat_template": template,
+                "description": f"{version.name} v{version.version}, fine-tuned from "
+                f"{version.base_model}",
+            }
+        )
+        handle = self._build(config)
+        handle.scheduler.start()
+        try:
+            await handle.engine.start()
+        except Exception as exc:
+            await handle.scheduler.close()
+            raise ModelNotReady(f"{version.model_id} failed to load: {exc}") from exc
+        self._loaded[key] = handle
+        await self._evict()
+        return handle
+
+    async def _evict(self) -> None:
+        limit = self.settings.finetune.max_loaded_adapters
+        for key in list(self._loaded):
+            if len(self._loaded) <= limit:
+                return
+            handle = self._loaded[key]
+            stats = handle.scheduler.stats
+            if stats.running or stats.queued:
+                continue
+            del self._loaded[key]
+            await handle.scheduler.close()
+            await handle.engine.close()
+
+    async def close(self) -> None:
+        for task in list(self._loading.values()):
+            task.cancel()
+        for handle in self._loaded.values():
+            await handle.scheduler.close()
+            await handle.engine.close()
+        self._loaded.clear()
+
+    def forget(self) -> None:
+        """Drop cached alias resolutions (after an alias change in this process)."""
+        self._aliases.clear()
+
+    def describe(self) -> dict[str, Any]:
+        return {h.config.name: h.engine.state for h in self._loaded.values()}

@@ -1,0 +1,287 @@
+"""The model registry: fine-tuned versions, their lineage and aliases, with MLflow's model
+registry underneath.
+
+This module owns naming, registration and resolution:
+
+* Names belong to a tenant. ``support-bot`` of tenant ``acme`` is the MLflow registered
+  model ``acme.support-bot`` (tagged with the tenant and the short name), so two tenants
+  may both have a ``support-bot`` and never see each other's. Models of the ``system``
+  tenant are the installation's, usable by every tenant.
+* ``register`` checks the adapter against its base (``training.export.check``), uploads it
+  as an artifact of the job's run and only then creates the version, so a failure at any
+  point leaves no version behind, and a version, once it exists, is complete.
+* ``resolve("support-bot@champion")`` or ``resolve("support-bot:3")`` is what serving
+  calls; it returns the version and a local path to its GGUF adapter (artifacts on a
+  remote store are downloaded once into the data directory).
+
+MLflow calls are blocking; the server runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from genaiops.config import Settings
+from genaiops.errors import InvalidRequest, NotFound
+from genaiops.security.principal import SYSTEM_TENANT
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+REF = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9_-]{0,62})(?:@(?P<alias>[a-z][a-z0-9_-]{0,62})|:(?P<version>[0-9]{1,9}))$"
+)
+
+
+def is_reference(model: str) -> bool:
+    """True for "name@alias" and "name:version", the forms that go through the registry."""
+    return REF.match(model) is not None
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InvalidRequest(
+            f"invalid model name {name!r}: lowercase letters, digits, '-' and '_', "
+            "at most 63 characters",
+            param="name",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Version:
+    tenant: str
+    name: str
+    version: int
+    base_model: str
+    adapter_uri: str
+    run_id: str | None
+    aliases: tuple[str, ...]
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: int = 0
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def public(self) -> dict[str, Any]:
+        metrics = {k.removeprefix("metric."): _number(v) for k, v in self.tags.items()
+                   if k.startswith("metric.")}  # fmt: skip
+        lineage = {k: v for k, v in self.tags.items() if not k.startswith("metric.")}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "model": self.model_id,
+            "tenant": self.tenant,
+            "base_model": self.base_model,
+            "aliases": list(self.aliases),
+            "run_id": self.run_id,
+            "adapter_uri": self.adapter_uri,
+            "created_at": self.created_at,
+            "lineage": lineage,
+            "metrics": metrics,
+        }
+
+
+def _number(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+class Registry:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from genaiops.training.tracking import client
+
+            self._client = client(self.settings.mlflow_uri())
+        return self._client
+
+    @staticmethod
+    def qualified(tenant: str, name: str) -> str:
+        return f"{tenant}.{name}"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def register(
+        self,
+        tenant: str,
+        name: str,
+        adapter_uri: str,
+        run_id: str | None,
+        base_model: str,
+        tags: dict[str, str],
+        description: str = "",
+    ) -> Version:
+        from mlflow.exceptions import MlflowException
+
+        check_name(name)
+        full = self.qualified(tenant, name)
+        try:
+            self.client.create_registered_model(
+                full, tags={"tenant": tenant, "name": name}, description=description
+            )
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+        mv = self.client.create_model_version(
+            full,
+            source=adapter_uri,
+            run_id=run_id,
+            tags={"base_model": base_model, **tags},
+            description=description,
+        )
+        return self._version(tenant, name, mv)
+
+    def set_alias(self, tenant: str, name: str, alias: str, version: int) -> Version:
+        if not ALIAS.match(alias) or alias == "latest":
+            raise InvalidRequest(f"invalid alias {alias!r}", param="alias")
+        self.get(tenant, name, version)  # 404 for an unknown version
+        self.client.set_registered_model_alias(self.qualified(tenant, name), alias, str(version))
+        return self.get(tenant, name, version)
+
+    def delete_alias(self, tenant: str, name: str, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        self.show(tenant, name)
+        try:
+            self.client.delete_registered_model_alias(self.qualified(tenant, name), alias)
+        except MlflowException as exc:
+            raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias") from exc
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_models(self, tenant: str | None) -> list[dict[str, Any]]:
+        """Registered models of ``tenant`` (None: every tenant), newest version first."""
+        query = f"tags.tenant = '{tenant}'" if tenant is not None else ""
+        out = []
+        for rm in self.client.search_registered_models(filter_string=query or None):
+            tags = dict(rm.tags or {})
+            if "tenant" not in tags:
+                continue
+            latest = max((int(v.version) for v in rm.latest_versions or []), default=0)
+            out.append(
+                {
+                    "name": tags.get("name", rm.name),
+                    "tenant": tags["tenant"],
+                    "latest_version": latest or None,
+                    "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
+                    "description": rm.description or "",
+                }
+            )
+        return sorted(out, key=lambda m: (m["tenant"], m["name"]))
+
+    def show(self, tenant: str, name: str) -> dict[str, Any]:
+        full = self.qualified(tenant, check_name(name))
+        rm = self._registered(full, name)
+        versions = self.client.search_model_versions(f"name = '{full}'")
+        return {
+            "name": name,
+            "tenant": tenant,
+            "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
+            "description": rm.description or "",
+            "versions": sorted(
+                (self._version(tenant, name, mv).public() for mv in versions),
+                key=lambda v: -int(v["version"]),
+            ),
+        }
+
+    def get(self, tenant: str, name: str, version: int) -> Version:
+        from mlflow.exceptions import MlflowException
+
+        full = self.qualified(tenant, check_name(name))
+        self._registered(full, name)
+        try:
+            mv = self.client.get_model_version(full, str(version))
+        except MlflowException as exc:
+            raise NotFound(f"model {name!r} has no version {version}", param="model") from exc
+        return self._version(tenant, name, mv)
+
+    def resolve(self, tenant: str, reference: str) -> Version:
+        """The version "name@alias" or "name:version" names, in the caller's tenant or else
+        among the installation's (system) models."""
+        m = REF.match(reference)
+        if m is None:
+            raise InvalidRequest(f"not a registry reference: {reference!r}", param="model")
+        last: NotFound | None = None
+        for owner in dict.fromkeys((tenant, SYSTEM_TENANT)):
+            try:
+                return self._resolve_in(owner, m["name"], m["alias"], m["version"])
+            except NotFound as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def _resolve_in(
+        self, tenant: str, name: str, alias: str | None, version: str | None
+    ) -> Version:
+        from mlflow.exceptions import MlflowException
+
+        full = self.qualified(tenant, name)
+        if version is not None:
+            return self.get(tenant, name, int(version))
+        self._registered(full, name)
+        try:
+            mv = self.client.get_model_version_by_alias(full, alias)
+        except MlflowException as exc:
+            raise NotFound(f"model {name!r} has no alias {alias!r}", param="model") from exc
+        return self._version(tenant, name, mv)
+
+    def local_adapter(self, version: Version) -> Path:
+        """A local path to the version's GGUF adapter (downloaded once if remote)."""
+        parsed = urlparse(version.adapter_uri)
+        if parsed.scheme in ("", "file"):
+            return Path(unquote(parsed.path) if parsed.scheme else version.adapter_uri)
+        cache = (
+            self.settings.data_dir
+            / "registry"
+            / version.tenant
+            / version.name
+            / str(version.version)
+        )
+        target = cache / Path(parsed.path).name
+        if not target.exists():
+            import mlflow.artifacts
+
+            tmp = cache.with_name(cache.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            got = mlflow.artifacts.download_artifacts(version.adapter_uri, dst_path=str(tmp))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(cache, ignore_errors=True)
+            tmp.rename(cache)
+            target = cache / Path(got).name
+        return target
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _registered(self, full: str, name: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(full)
+        except MlflowException as exc:
+            raise NotFound(f"no registered model {name!r}", param="model") from exc
+
+    def _version(self, tenant: str, name: str, mv: Any) -> Version:
+        tags = dict(mv.tags or {})
+        return Version(
+            tenant=tenant,
+            name=name,
+            version=int(mv.version),
+            base_model=tags.get("base_model", ""),
+            adapter_uri=str(mv.source),
+            run_id=mv.run_id,
+            aliases=tuple(sorted(mv.aliases or ())),
+            tags=tags,
+            created_at=int(mv.creation_timestamp or 0) // 1000,
+        )

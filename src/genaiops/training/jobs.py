@@ -1,0 +1,339 @@
+"""Fine-tuning jobs and their events in the metadata database.
+
+This module owns the job rows: creating them, the status machine, events (what
+``GET /v1/fine_tuning/jobs/{id}/events`` and the CLI show), cancellation requests, and how a
+runner claims the next queued job. Claiming is one conditional UPDATE (``queued`` ->
+``running`` only if still queued), so two runners (two replicas, or the server and a CLI)
+never take the same job; one training at a time per data directory is enforced by the
+runner's lock, not here.
+
+A job whose runner died (killed process, power loss) stays ``running`` with a stale
+heartbeat; ``requeue_stale`` puts it back in the queue and the next run resumes from its
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+
+from genaiops.storage.db import Database
+from genaiops.storage.tables import fine_tuning_events, fine_tuning_jobs
+
+STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+STALE_AFTER_S = 120.0
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+@dataclass
+class Job:
+    id: str
+    tenant: str
+    base_model: str
+    name: str
+    training_file: str
+    validation_file: str | None
+    config: dict[str, Any]
+    status: str
+    created_us: int
+    created_by: str | None = None
+    error: dict[str, Any] | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    dataset_sha256: str | None = None
+    run_id: str | None = None
+    cancel_requested: bool = False
+    worker: str | None = None
+    heartbeat_us: int | None = None
+    started_us: int | None = None
+    finished_us: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            tenant=m["tenant"],
+            base_model=m["base_model"],
+            name=m["name"],
+            training_file=m["training_file"],
+            validation_file=m["validation_file"],
+            config=json.loads(m["config"]),
+            status=m["status"],
+            created_us=m["created_us"],
+            created_by=m["created_by"],
+            error=json.loads(m["error"]) if m["error"] else None,
+            fine_tuned_model=m["fine_tuned_model"],
+            trained_tokens=m["trained_tokens"],
+            result=json.loads(m["result"]) if m["result"] else {},
+            dataset_sha256=m["dataset_sha256"],
+            run_id=m["run_id"],
+            cancel_requested=bool(m["cancel_requested"]),
+            worker=m["worker"],
+            heartbeat_us=m["heartbeat_us"],
+            started_us=m["started_us"],
+            finished_us=m["finished_us"],
+        )
+
+    def public(self) -> dict[str, Any]:
+        """OpenAI's fine-tuning job object, plus genaiops' lineage and metrics."""
+        cfg = self.config
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job",
+            "created_at": self.created_us // 1_000_000,
+            "finished_at": self.finished_us // 1_000_000 if self.finished_us else None,
+            "model": self.base_model,
+            "fine_tuned_model": self.fine_tuned_model,
+            "organization_id": self.tenant,
+            "status": self.status,
+            "training_file": self.training_file,
+            "validation_file": self.validation_file,
+            "hyperparameters": {
+                "n_epochs": cfg.get("epochs"),
+                "batch_size": cfg.get("batch_size"),
+                "learning_rate_multiplier": None,
+                "learning_rate": cfg.get("learning_rate"),
+                "lora_r": cfg.get("r"),
+                "lora_alpha": cfg.get("alpha"),
+                "lora_dropout": cfg.get("dropout"),
+                "gradient_accumulation_steps": cfg.get("grad_accum"),
+                "max_length": cfg.get("max_length"),
+                "target_modules": cfg.get("target_modules"),
+                "dtype": cfg.get("dtype"),
+            },
+            "seed": cfg.get("seed"),
+            "suffix": self.name,
+            "trained_tokens": self.trained_tokens,
+            "error": self.error,
+            "result_files": [],
+            "metrics": self.result.get("metrics"),
+            "dataset_sha256": self.dataset_sha256,
+            "mlflow_run_id": self.run_id,
+        }
+
+
+class JobStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(
+        self,
+        tenant: str,
+        base_model: str,
+        name: str,
+        training_file: str,
+        validation_file: str | None,
+        config: dict[str, Any],
+        created_by: str | None = None,
+        dataset_sha256: str | None = None,
+        reserved_by: str | None = None,
+    ) -> Job:
+        """A queued job; ``reserved_by`` keeps other runners from claiming it (the CLI runs
+        its own job in the foreground)."""
+        job_id = "ftjob-" + secrets.token_hex(12)
+        with self.db.begin() as conn:
+            conn.execute(
+                insert(fine_tuning_jobs).values(
+                    id=job_id,
+                    tenant=tenant,
+                    created_by=created_by,
+                    base_model=base_model,
+                    name=name,
+                    training_file=training_file,
+                    validation_file=validation_file,
+                    config=json.dumps(config, sort_keys=True),
+                    status="queued",
+                    dataset_sha256=dataset_sha256,
+                    cancel_requested=0,
+                    worker=reserved_by,
+                    created_us=now_us(),
+                )
+            )
+        self.event(job_id, "info", f"job created: {name} from {base_model}")
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        query = select(fine_tuning_jobs).where(fine_tuning_jobs.c.id == job_id)
+        if tenant is not None:
+            query = query.where(fine_tuning_jobs.c.tenant == tenant)
+        with self.db.connect() as conn:
+            row = conn.execute(query).first()
+        return Job.from_row(row) if row is not None else None
+
+    def list_jobs(
+        self, tenant: str | None = None, limit: int = 20, after: str | None = None
+    ) -> list[Job]:
+        query = select(fine_tuning_jobs).order_by(
+            fine_tuning_jobs.c.created_us.desc(), fine_tuning_jobs.c.id.desc()
+        )
+        if tenant is not None:
+            query = query.where(fine_tuning_jobs.c.tenant == tenant)
+        if after is not None:
+            anchor = self.get(after, tenant)
+            if anchor is not None:
+                query = query.where(fine_tuning_jobs.c.created_us < anchor.created_us)
+        with self.db.connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [Job.from_row(r) for r in rows]
+
+    def update(self, job_id: str, **values: Any) -> None:
+        for key in ("config", "result", "error"):
+            if key in values and values[key] is not None and not isinstance(values[key], str):
+                values[key] = json.dumps(values[key], sort_keys=True)
+        with self.db.begin() as conn:
+            conn.execute(
+                update(fine_tuning_jobs).where(fine_tuning_jobs.c.id == job_id).values(**values)
+            )
+
+    def finish(self, job_id: str, status: str, **values: Any) -> None:
+        assert status in FINISHED
+        self.update(job_id, status=status, finished_us=now_us(), worker=None, **values)
+
+    def event(
+        self, job_id: str, level: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        with self.db.begin() as conn:
+            conn.execute(
+                insert(fine_tuning_events).values(
+                    job_id=job_id,
+                    ts_us=now_us(),
+                    level=level,
+                    message=message,
+                    data=json.dumps(data, sort_keys=True) if data is not None else None,
+                )
+            )
+
+    def events(
+        self, job_id: str, limit: int = 20, after: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first, as OpenAI lists them; ``after`` is an event id to page from."""
+        query = (
+            select(fine_tuning_events)
+            .where(fine_tuning_events.c.job_id == job_id)
+            .order_by(fine_tuning_events.c.id.desc())
+        )
+        if after is not None:
+            query = query.where(fine_tuning_events.c.id < after)
+        with self.db.connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [
+            {
+                "id": f"ftevent-{r.id}",
+                "object": "fine_tuning.job.event",
+                "created_at": r.ts_us // 1_000_000,
+                "level": r.level,
+                "message": r.message,
+                "data": json.loads(r.data) if r.data else None,
+                "type": "metrics" if r.data else "message",
+            }
+            for r in rows
+        ]
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        """Ask for a job to stop; a queued job is cancelled at once, a running one at its
+        next step (its runner sees the flag)."""
+        with self.db.begin() as conn:
+            conn.execute(
+                update(fine_tuning_jobs)
+                .where(fine_tuning_jobs.c.id == job_id, fine_tuning_jobs.c.status == "queued")
+                .values(status="cancelled", finished_us=now_us(), cancel_requested=1)
+            )
+            conn.execute(
+                update(fine_tuning_jobs)
+                .where(fine_tuning_jobs.c.id == job_id, fine_tuning_jobs.c.status == "running")
+                .values(cancel_requested=1)
+            )
+        self.event(job_id, "info", "cancellation requested")
+        return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self.db.connect() as conn:
+            value = conn.execute(
+                select(fine_tuning_jobs.c.cancel_requested).where(fine_tuning_jobs.c.id == job_id)
+            ).scalar()
+        return bool(value)
+
+    def claim(self, worker: str, job_id: str | None = None) -> Job | None:
+        """Take the oldest unreserved queued job (or ``job_id``, reserved or not) for
+        ``worker``; None if there is none."""
+        for candidate in self._queued(job_id):
+            with self.db.begin() as conn:
+                taken = conn.execute(
+                    update(fine_tuning_jobs)
+                    .where(
+                        and_(
+                            fine_tuning_jobs.c.id == candidate,
+                            fine_tuning_jobs.c.status == "queued",
+                        )
+                    )
+                    .values(
+                        status="running",
+                        worker=worker,
+                        heartbeat_us=now_us(),
+                        started_us=now_us(),
+                    )
+                ).rowcount
+            if taken:
+                return self.get(candidate)
+        return None
+
+    def _queued(self, job_id: str | None) -> Iterator[str]:
+        query = (
+            select(fine_tuning_jobs.c.id)
+            .where(fine_tuning_jobs.c.status == "queued")
+            .order_by(fine_tuning_jobs.c.created_us)
+        )
+        if job_id is not None:
+            query = query.where(fine_tuning_jobs.c.id == job_id)
+        else:
+            query = query.where(fine_tuning_jobs.c.worker.is_(None))
+        with self.db.connect() as conn:
+            ids = [r[0] for r in conn.execute(query.limit(10)).all()]
+        yield from ids
+
+    def heartbeat(self, job_id: str) -> None:
+        self.update(job_id, heartbeat_us=now_us())
+
+    def requeue_stale(self, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+        """Put back in the queue the running jobs whose runner stopped beating."""
+        cutoff = now_us() - int(stale_after_s * 1_000_000)
+        with self.db.connect() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    select(fine_tuning_jobs.c.id).where(
+                        fine_tuning_jobs.c.status == "running",
+                        fine_tuning_jobs.c.heartbeat_us < cutoff,
+                    )
+                ).all()
+            ]
+        for job_id in ids:
+            self.requeue(job_id, "the runner stopped; the job resumes from its last checkpoint")
+        return ids
+
+    def requeue(self, job_id: str, reason: str) -> None:
+        with self.db.begin() as conn:
+            conn.execute(
+                update(fine_tuning_jobs)
+                .where(fine_tuning_jobs.c.id == job_id, fine_tuning_jobs.c.status == "running")
+                .values(status="queued", worker=None)
+            )
+        self.event(job_id, "warn", reason)
+
+    def delete_events(self, job_id: str) -> None:
+        with self.db.begin() as conn:
+            conn.execute(delete(fine_tuning_events).where(fine_tuning_events.c.job_id == job_id))

@@ -1,0 +1,294 @@
+"""Running one fine-tuning job from its row to a registered model version.
+
+This module owns the sequence (base checkpoint, datasets, training, export, check, tracking,
+registration) and the guarantees around it:
+
+* One training per data directory at a time: ``training_slot`` is an exclusive file lock,
+  so two jobs (two CLI runs, a CLI run and the server) queue instead of sharing two cores.
+* Everything a job writes lives in ``<data_dir>/training/jobs/<id>/``; its checkpoint lets
+  a killed run resume, and nothing is registered before the adapter file is complete and
+  has passed ``export.check`` against its base, so a crash or a full disk leaves no
+  half-registered version.
+* Progress goes to the job's events (every step, with loss, tokens/s and ETA), its
+  heartbeat, the MLflow run (per-step training loss; validation loss and perplexity before
+  and after) and optional hooks (the CLI's progress bar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from genaiops.config import Settings
+from genaiops.errors import GenaiopsError
+from genaiops.registry.service import Registry
+from genaiops.storage.db import Database
+from genaiops.training import base as bases
+from genaiops.training import data as datasets
+from genaiops.training import export, lora
+from genaiops.training.jobs import Job, JobStore
+from genaiops.training.tracking import Tracker
+
+HEARTBEAT_S = 10.0
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    return settings.data_dir / "training" / "jobs" / job_id
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextlib.contextmanager
+def training_slot(settings: Settings, wait: bool = True) -> Iterator[bool]:
+    """Hold the data directory's training lock; yields False at once if ``wait`` is false
+    and another process holds it."""
+    path = settings.data_dir / "training" / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def redactor(settings: Settings) -> Callable[[str], tuple[str, int]] | None:
+    if not settings.finetune.redact_pii:
+        return None
+    from genaiops.guardrails.pii.detectors import default_detector
+    from genaiops.guardrails.pii.redaction import mask
+
+    detector = default_detector()
+
+    def redact(text: str) -> tuple[str, int]:
+        spans = detector.detect(text)
+        return (mask(text, spans), len(spans)) if spans else (text, 0)
+
+    return redact
+
+
+def renderer_for(settings: Settings, base: bases.BaseModel) -> tuple[datasets.Renderer, Path]:
+    checkpoint = bases.prepare_checkpoint(settings, base)
+    tokenizer = bases.load_tokenizer(checkpoint)
+    return datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos), checkpoint
+
+
+def load_data(
+    settings: Settings, base: bases.BaseModel, renderer: datasets.Renderer, job: Job,
+    cfg: lora.TrainConfig,
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:  # fmt: skip
+    max_length = min(cfg.max_length, base.context_length)
+    redact = redactor(settings)
+    train = datasets.load(Path(job.training_file), renderer, max_length, redact)
+    valid = None
+    if job.validation_file:
+        valid = datasets.load(Path(job.validation_file), renderer, max_length, redact)
+    return train, valid
+
+
+class _Heartbeat:
+    """Beats for the job while a long phase (conversion, export) has no steps."""
+
+    def __init__(self, store: JobStore, job_id: str):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(store, job_id), daemon=True)
+
+    def _run(self, store: JobStore, job_id: str) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                store.heartbeat(job_id)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+
+
+def run(settings: Settings, db: Database, job: Job, progress: lora.Hooks | None = None) -> Job:
+    """Run a claimed job to its end (succeeded, failed or cancelled) and return it."""
+    store = JobStore(db)
+    tracker = Tracker(settings)
+    outer = progress or lora.Hooks()
+    with _Heartbeat(store, job.id):
+        try:
+            _run(settings, store, tracker, job, outer)
+        except lora.Cancelled as exc:
+            store.event(job.id, "info", str(exc))
+            store.finish(job.id, "cancelled")
+        except (GenaiopsError, ValueError, OSError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            store.event(job.id, "error", f"failed: {message}")
+            store.finish(job.id, "failed", error={"code": _code(exc), "message": message})
+        except Exception as exc:  # a bug or a library failure: the job fails, the runner lives
+            store.event(job.id, "error", f"failed: {type(exc).__name__}: {exc}")
+            store.finish(
+                job.id, "failed", error={"code": "internal_error", "message": str(exc)[:2000]}
+            )
+    final = store.get(job.id)
+    assert final is not None
+    if final.run_id:
+        with contextlib.suppress(Exception):
+            tracker.end(final.run_id, final.status)
+    return final
+
+
+def _code(exc: BaseException) -> str:
+    return str(getattr(exc, "code", None) or "invalid_request")
+
+
+def _run(
+    settings: Settings, store: JobStore, tracker: Tracker, job: Job, outer: lora.Hooks
+) -> None:
+    cfg = lora.TrainConfig(**{k: v for k, v in job.config.items() if k != "target_modules"},
+                           target_modules=tuple(job.config.get("target_modules")
+                                                or lora.ALL_PROJECTIONS))  # fmt: skip
+    base = bases.resolve(settings, job.base_model)
+    work = job_dir(settings, job.id)
+    work.mkdir(parents=True, exist_ok=True)
+    store.event(job.id, "info", f"preparing base model {base.name}")
+    renderer, checkpoint = renderer_for(settings, base)
+    train, valid = load_data(settings, base, renderer, job, cfg)
+    store.update(job.id, dataset_sha256=train.sha256)
+    if train.redacted or (valid and valid.redacted):
+        redacted = train.redacted + (valid.redacted if valid else 0)
+        store.event(job.id, "info", f"redacted {redacted} PII value(s) before training")
+    store.event(job.id, "info", f"training file: {train.format}", train.stats)
+
+    run_id = job.run_id
+    if run_id is None:
+        run_id = tracker.start(
+            job.id,
+            {"genaiops.job_id": job.id, "genaiops.tenant": job.tenant,
+             "genaiops.base_model": base.name, "genaiops.name": job.name},
+        )  # fmt: skip
+        store.update(job.id, run_id=run_id)
+        tracker.params(
+            run_id,
+            {**cfg.public(), "base_model": base.name, "base_gguf": base.gguf_path.name,
+             "dataset_sha256": train.sha256, "dataset_format": train.format,
+             "train_examples": len(train.examples), "train_tokens": train.tokens,
+             "validation_sha256": valid.sha256 if valid else "",
+             "validation_examples": len(valid.examples) if valid else 0,
+             "pii_redacted": train.redacted},
+        )  # fmt: skip
+
+    def on_step(p: lora.Progress) -> None:
+        data = {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(p).items()}
+        store.event(job.id, "info", f"step {p.step}/{p.total_steps}: loss {p.loss:.4f}", data)
+        store.heartbeat(job.id)
+        tracker.metrics(run_id, {"train_loss": p.loss, "tokens_per_s": p.tokens_per_s}, p.step)
+        outer.on_step(p)
+
+    def on_event(message: str) -> None:
+        store.event(job.id, "info", message)
+        outer.on_event(message)
+
+    hooks = lora.Hooks(
+        on_step=on_step,
+        on_event=on_event,
+        should_cancel=lambda: store.cancel_requested(job.id) or outer.should_cancel(),
+    )
+    pad = renderer.tokenizer.pad_token_id
+    pad = renderer.tokenizer.eos_token_id if pad is None else pad
+    model, result = lora.train(
+        lambda: bases.load_model(checkpoint, cfg.dtype),
+        train.examples,
+        valid.examples if valid else [],
+        cfg,
+        work,
+        int(pad),
+        hooks,
+    )
+    _finish(settings, store, tracker, job, base, cfg, model, result, train, run_id, work)
+
+
+def _finish(
+    settings: Settings, store: JobStore, tracker: Tracker, job: Job, base: bases.BaseModel,
+    cfg: lora.TrainConfig, model: Any, result: lora.TrainResult, train: datasets.Dataset,
+    run_id: str, work: Path,
+) -> None:  # fmt: skip
+    from peft import get_peft_model_state_dict
+
+    which = "validation" if job.validation_file else "train"
+    metrics = {
+        f"{which}_loss_before": result.eval_before.get("loss"),
+        f"{which}_perplexity_before": result.eval_before.get("perplexity"),
+        f"{which}_loss_after": result.eval_after.get("loss"),
+        f"{which}_perplexity_after": result.eval_after.get("perplexity"),
+        "final_train_loss": result.losses[-1] if result.losses else None,
+        "train_tokens_per_s": result.tokens_per_s,
+        "train_seconds": result.seconds,
+        "steps": result.steps,
+    }
+    clean = {k: float(v) for k, v in metrics.items() if v is not None}
+    tracker.metrics(run_id, clean, result.steps)
+
+    config = model.base_model.model.config
+    adapter = work / "adapter.gguf"
+    t0 = time.monotonic()
+    info = export.export(
+        get_peft_model_state_dict(model),
+        adapter,
+        base.architecture,
+        cfg.alpha,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+    )
+    export.check(adapter, base.gguf_path)
+    store.event(
+        job.id, "info",
+        f"exported a GGUF LoRA adapter ({info.size_bytes / 1e6:.1f} MB, rank {info.rank}, "
+        f"{info.tensors} weights) in {time.monotonic() - t0:.1f} s",
+    )  # fmt: skip
+    (work / "genaiops-adapter.json").write_text(
+        json.dumps({"base_model": base.name, "architecture": base.architecture,
+                    "chat_template": base.chat_template, "config": cfg.public()}, indent=2)
+    )  # fmt: skip
+    uri = tracker.artifact(run_id, adapter, "adapter")
+    tracker.artifact(run_id, work / "genaiops-adapter.json", "adapter")
+    if store.cancel_requested(job.id):
+        raise lora.Cancelled("cancelled before registration")
+    tags = {
+        "dataset_sha256": train.sha256,
+        "dataset_format": train.format,
+        "job_id": job.id,
+        "run_id": run_id,
+        "base_gguf": base.gguf_path.name,
+        # A named template the base lacks (Gemma's) is served only if it was trained on.
+        "chat_template": base.chat_template
+        if train.format == "chat" and base.chat_template in ("chatml", "gemma")
+        else "",
+        **{f"metric.{k}": f"{v:.6g}" for k, v in clean.items()},
+    }
+    version = Registry(settings).register(
+        job.tenant, job.name, uri, run_id, base.name, tags,
+        description=f"fine-tuned from {base.name} by job {job.id}",
+    )  # fmt: skip
+    store.event(job.id, "info", f"registered {job.name} version {version.version}")
+    store.finish(
+        job.id,
+        "succeeded",
+        fine_tuned_model=version.model_id,
+        trained_tokens=result.trained_tokens,
+        result={"metrics": metrics, "adapter": {**asdict(info), "uri": uri}},
+    )
+    shutil.rmtree(work / "checkpoint", ignore_errors=True)

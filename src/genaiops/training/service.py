@@ -1,0 +1,265 @@
+"""Fine-tuning as a service: uploaded files, job creation with validation up front, and the
+background runner that trains queued jobs one at a time in a worker process.
+
+* Files (``/v1/files``, purpose ``fine-tune``) belong to a tenant; their bytes live under
+  ``<data_dir>/files/`` and are written to a temporary name first.
+* ``create_job`` validates the training and validation files with the base model's own
+  tokenizer before queueing (every problem with its line number, in one 400), so a job that
+  is queued can be trained. The base checkpoint is converted then too (once per base).
+* ``JobRunner`` is a thread in the server: it requeues jobs whose runner died, takes the
+  next queued job when the data directory's training slot is free, and trains it in a
+  child process (``python -m genaiops.training.worker``), so training never holds the
+  server's GIL, a crash in native code cannot take the server down, and a cancelled job
+  that does not stop in time is terminated. The child resumes from the job's checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import delete, insert, select
+
+from genaiops.config import Settings
+from genaiops.errors import InvalidRequest, NotFound, PayloadTooLarge
+from genaiops.registry.service import check_name
+from genaiops.storage.db import Database
+from genaiops.storage.tables import files
+from genaiops.training import base as bases
+from genaiops.training import lora, runner
+from genaiops.training.jobs import Job, JobStore, now_us
+
+log = logging.getLogger("genaiops.training")
+CANCEL_GRACE_S = 60.0
+
+
+class FineTuning:
+    def __init__(self, settings: Settings, db: Database):
+        self.settings = settings
+        self.db = db
+        self.jobs = JobStore(db)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def files_dir(self) -> Path:
+        return self.settings.data_dir / "files"
+
+    def save_file(
+        self, tenant: str, filename: str, purpose: str, source: BinaryIO
+    ) -> dict[str, Any]:
+        if purpose != "fine-tune":
+            raise InvalidRequest("purpose must be 'fine-tune'", param="purpose")
+        file_id = "file-" + secrets.token_hex(12)
+        folder = self.files_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        limit = self.settings.finetune.max_upload_bytes
+        digest, size = hashlib.sha256(), 0
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while block := source.read(1 << 20):
+                    size += len(block)
+                    if size > limit:
+                        raise PayloadTooLarge(f"the file is larger than {limit} bytes")
+                    digest.update(block)
+                    out.write(block)
+            os.replace(tmp_name, folder / file_id)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        row = {"id": file_id, "tenant": tenant, "filename": Path(filename).name[:255] or "upload",
+               "purpose": purpose, "bytes": size, "sha256": digest.hexdigest(),
+               "created_us": now_us()}  # fmt: skip
+        with self.db.begin() as conn:
+            conn.execute(insert(files).values(**row))
+        return _file_public(row)
+
+    def get_file(self, tenant: str | None, file_id: str) -> dict[str, Any]:
+        query = select(files).where(files.c.id == file_id)
+        if tenant is not None:
+            query = query.where(files.c.tenant == tenant)
+        with self.db.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no file {file_id!r}", param="file_id", code="file_not_found")
+        return _file_public(dict(row._mapping))
+
+    def list_files(self, tenant: str | None) -> list[dict[str, Any]]:
+        query = select(files).order_by(files.c.created_us.desc())
+        if tenant is not None:
+            query = query.where(files.c.tenant == tenant)
+        with self.db.connect() as conn:
+            return [_file_public(dict(r._mapping)) for r in conn.execute(query).all()]
+
+    def delete_file(self, tenant: str | None, file_id: str) -> None:
+        self.get_file(tenant, file_id)
+        with self.db.begin() as conn:
+            conn.execute(delete(files).where(files.c.id == file_id))
+        with contextlib.suppress(FileNotFoundError):
+            (self.files_dir() / file_id).unlink()
+
+    def file_path(self, tenant: str | None, reference: str) -> Path:
+        """The path of an uploaded file id, for the API's ``training_file``."""
+        self.get_file(tenant, reference)
+        return self.files_dir() / reference
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        tenant: str,
+        base_model: str,
+        name: str,
+        training_file: Path,
+        validation_file: Path | None,
+        config: lora.TrainConfig,
+        created_by: str | None = None,
+        reserved_by: str | None = None,
+    ) -> Job:
+        """Validate everything that can be checked before training, then queue the job."""
+        check_name(name)
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="hyperparameters") from exc
+        base = bases.resolve(self.settings, base_model)
+        rendered, _ = runner.renderer_for(self.settings, base)
+        job_probe = Job("", tenant, base_model, name, str(training_file),
+                        str(validation_file) if validation_file else None, {}, "", 0)  # fmt: skip
+        train, _valid = runner.load_data(self.settings, base, rendered, job_probe, config)
+        return self.jobs.create(
+            tenant,
+            base.name,
+            name,
+            str(training_file),
+            str(validation_file) if validation_file else None,
+            config.public(),
+            created_by=created_by,
+            dataset_sha256=train.sha256,
+            reserved_by=reserved_by,
+        )
+
+    def get_job(self, tenant: str | None, job_id: str) -> Job:
+        job = self.jobs.get(job_id, tenant)
+        if job is None:
+            raise NotFound(f"no fine-tuning job {job_id!r}", param="fine_tuning_job_id")
+        return job
+
+    def cancel(self, tenant: str | None, job_id: str) -> Job:
+        job = self.get_job(tenant, job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            raise InvalidRequest(f"the job is already {job.status}", param="fine_tuning_job_id")
+        cancelled = self.jobs.request_cancel(job_id)
+        assert cancelled is not None
+        return cancelled
+
+
+def _file_public(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "file",
+        "bytes": row["bytes"],
+        "created_at": row["created_us"] // 1_000_000,
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "sha256": row["sha256"],
+    }
+
+
+class JobRunner:
+    """Trains queued jobs, one at a time, in child processes (see the module docstring)."""
+
+    def __init__(self, settings: Settings, db: Database, settings_file: Path | None = None):
+        self.settings = settings
+        self.store = JobStore(db)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._settings_file = settings_file
+        self.current: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="genaiops-finetune", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        proc = self.current
+        if proc is not None and proc.poll() is None:
+            # The job stays "running" with a stale heartbeat and is resumed on the next start.
+            proc.terminate()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        interval = self.settings.finetune.poll_interval_s
+        while not self._stop.wait(interval):
+            try:
+                self.store.requeue_stale()
+                self._step()
+            except Exception:
+                log.exception("fine-tuning runner")
+
+    def _step(self) -> None:
+        with runner.training_slot(self.settings, wait=False) as free:
+            if not free:
+                return
+            job = self.store.claim(runner.worker_name())
+            if job is None:
+                return
+            self._train(job)
+
+    def _train(self, job: Job) -> None:
+        settings_json = self._settings_json()
+        cmd = [
+            sys.executable,
+            "-m",
+            "genaiops.training.worker",
+            job.id,
+            "--settings",
+            settings_json,
+        ]
+        log_path = runner.job_dir(self.settings, job.id) / "worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            self.current = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            cancel_seen: float | None = None
+            while self.current.poll() is None:
+                if self._stop.wait(self.settings.finetune.poll_interval_s):
+                    return
+                if cancel_seen is None and self.store.cancel_requested(job.id):
+                    cancel_seen = now_us() / 1e6
+                if cancel_seen is not None and now_us() / 1e6 - cancel_seen > CANCEL_GRACE_S:
+                    self.current.terminate()
+        code = self.current.returncode
+        self.current = None
+        final = self.store.get(job.id)
+        if final is not None and final.status == "running":
+            if self.store.cancel_requested(job.id):
+                self.store.finish(job.id, "cancelled")
+            else:
+                self.store.event(job.id, "error", f"the worker exited with code {code}")
+                self.store.finish(
+                    job.id, "failed",
+                    error={"code": "worker_died", "message": f"exit code {code}; see worker.log"},
+                )  # fmt: skip
+
+    def _settings_json(self) -> str:
+        if self._settings_file is None:
+            folder = self.settings.data_dir / "training"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "worker-settings.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(self.settings.model_dump_json())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            self._settings_file = path
+        return str(self._settings_file)
