@@ -3,6 +3,7 @@ hands them to routes through typed dependencies."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -27,12 +28,14 @@ from genaiops.server.middleware import Authenticate, BodyLimit, Telemetry
 from genaiops.server.routes import (
     admin,
     collections,
+    finetuning,
     generate,
     guardrails,
     health,
     metrics,
     openai,
 )
+from genaiops.training.service import FineTuning, JobRunner
 
 log = logging.getLogger("genaiops.server")
 
@@ -69,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy_store = PolicyStore(security.db, settings.guardrails, settings.auth.key_cache_ttl_s)
         guardrails = GuardrailsService(settings.guardrails, store=policy_store)
         gateway = Gateway(settings, security=security, rag=rag, guardrails=guardrails)
+        finetuning = FineTuning(settings, security.db)
+        runner = JobRunner(settings, security.db) if settings.finetune.run_jobs else None
+        app.state.finetuning = finetuning
         app.state.rag = rag
         app.state.guardrails = guardrails
         app.state.settings = settings
@@ -79,9 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _announce_security(settings, security)
         security.record_start(gateway.names(), {"version": __version__, "auth": security.enabled})
         await gateway.start()
+        if runner is not None:
+            runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                await asyncio.to_thread(runner.stop)
             await gateway.close()
             rag.close()
             security.record_event("server.stopped")
@@ -107,7 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Document uploads may be larger than API bodies, up to the per-file limit (plus
         # the multipart framing).
         upload_bytes=max(
-            settings.rag.max_upload_bytes + 1024 * 1024, settings.server.max_body_bytes
+            settings.rag.max_upload_bytes + 1024 * 1024,
+            settings.finetune.max_upload_bytes + 1024 * 1024,
+            settings.server.max_body_bytes,
         ),
     )
     app.add_middleware(Authenticate)
@@ -118,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(collections.router)
     app.include_router(guardrails.router)
     app.include_router(admin.router)
+    app.include_router(finetuning.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
 

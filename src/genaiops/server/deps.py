@@ -16,6 +16,7 @@ from genaiops.monitoring.metrics import Metrics
 from genaiops.rag.service import RagService
 from genaiops.security.principal import Permission, Principal
 from genaiops.security.service import SecurityService
+from genaiops.training.service import FineTuning
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -46,6 +47,11 @@ def get_rag(request: Request) -> RagService:
 def get_guardrails(request: Request) -> GuardrailsService:
     guardrails: GuardrailsService = request.app.state.guardrails
     return guardrails
+
+
+def get_finetuning(request: Request) -> FineTuning:
+    service: FineTuning = request.app.state.finetuning
+    return service
 
 
 def get_context(request: Request) -> RequestContext:
@@ -83,3 +89,5 @@ UsageReaderDep = Annotated[Principal, Depends(require(Permission.READ_USAGE))]
 CollectionsManagerDep = Annotated[Principal, Depends(require(Permission.MANAGE_COLLECTIONS))]
 RagDep = Annotated[RagService, Depends(get_rag)]
 GuardrailsDep = Annotated[GuardrailsService, Depends(get_guardrails)]
+FineTuningDep = Annotated[FineTuning, Depends(get_finetuning)]
+ModelsManagerDep = Annotated[Principal, Depends(require(Permission.MANAGE_MODELS))]

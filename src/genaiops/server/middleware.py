@@ -120,7 +120,7 @@ def _client(scope: Scope) -> str | None:
     return f"{client[0]}" if client else None
 
 
-_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents")
+_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents|/v1/files")
 
 
 class BodyLimit:

@@ -307,3 +307,42 @@ class PolicyScope(BaseModel):
 class PolicyUpdate(PolicyScope):
     stage: Literal["input", "context", "output"]
     policies: dict[str, Any] = Field(description="guard name -> {enabled, action, threshold}")
+
+
+class Hyperparameters(BaseModel):
+    """OpenAI's names where they exist (n_epochs, batch_size), LoRA's for the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: int | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
+    learning_rate: float | None = None
+    learning_rate_multiplier: float | Literal["auto"] | None = None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    lora_dropout: float | None = None
+    gradient_accumulation_steps: int | None = None
+    max_length: int | None = None
+    target_modules: list[str] | None = None
+    dtype: Literal["bf16", "fp32"] | None = None
+    checkpoint_every: int | None = None
+
+
+class FineTuningJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="The base model: a local GGUF model of the catalog.")
+    training_file: str = Field(description="A file id from POST /v1/files (purpose fine-tune).")
+    validation_file: str | None = None
+    suffix: str | None = Field(
+        default=None, description="The registered model's name (default: '<model>-ft')."
+    )
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    seed: int | None = None
+    metadata: dict[str, str] | None = None
+
+
+class AliasSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)

@@ -1,0 +1,255 @@
+"""/v1/files, /v1/fine_tuning/jobs (OpenAI-shaped) and /admin/registry.
+
+Fine-tuning and the registry need the ``manage_models`` permission (operators and
+administrators). Files, jobs and registered models belong to the caller's tenant; another
+tenant's are "not found". Handlers are plain functions: job creation tokenises the whole
+dataset and may convert a base model first, so it runs in FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from genaiops.errors import InvalidRequest
+from genaiops.registry.service import Registry
+from genaiops.security.principal import Principal
+from genaiops.server.deps import (
+    FineTuningDep,
+    GatewayDep,
+    ModelsManagerDep,
+    SecurityDep,
+    SettingsDep,
+)
+from genaiops.server.protocol import AliasSet, ErrorResponse, FineTuningJobCreate, Hyperparameters
+from genaiops.training.lora import TrainConfig
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413)
+}
+router = APIRouter(tags=["fine-tuning"], responses=ERRORS)
+
+TenantQuery = Annotated[
+    str | None, Query(max_length=64, description="System administrator only: a tenant to act on.")
+]
+
+
+def _tenant(principal: Principal, tenant: str | None) -> str:
+    return principal.scope(tenant) or principal.tenant
+
+
+def _audit(security: Any, event: str, principal: Principal, tenant: str, **detail: Any) -> None:
+    security.record_event(event, principal=principal, tenant=tenant, detail=detail)
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+@router.post("/v1/files")
+def upload_file(
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    file: Annotated[UploadFile, File(description="A JSONL or text training file.")],
+    purpose: Annotated[str, Form()] = "fine-tune",
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    return service.save_file(
+        _tenant(principal, tenant), file.filename or "upload", purpose, file.file
+    )
+
+
+@router.get("/v1/files")
+def list_files(
+    principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    return {"object": "list", "data": service.list_files(principal.scope(tenant))}
+
+
+@router.get("/v1/files/{file_id}")
+def get_file(
+    file_id: str, principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    return service.get_file(principal.scope(tenant), file_id)
+
+
+@router.delete("/v1/files/{file_id}")
+def delete_file(
+    file_id: str, principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    service.delete_file(principal.scope(tenant), file_id)
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def train_config(h: Hyperparameters, seed: int | None) -> TrainConfig:
+    cfg = TrainConfig()
+    pairs = {
+        "epochs": None if h.n_epochs == "auto" else h.n_epochs,
+        "batch_size": None if h.batch_size == "auto" else h.batch_size,
+        "learning_rate": h.learning_rate,
+        "r": h.lora_r,
+        "alpha": h.lora_alpha,
+        "dropout": h.lora_dropout,
+        "grad_accum": h.gradient_accumulation_steps,
+        "max_length": h.max_length,
+        "dtype": h.dtype,
+        "checkpoint_every": h.checkpoint_every,
+        "seed": seed,
+    }
+    for key, value in pairs.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    if isinstance(h.learning_rate_multiplier, float):
+        cfg.learning_rate *= h.learning_rate_multiplier
+    if h.target_modules is not None:
+        cfg.target_modules = tuple(h.target_modules)
+    return cfg
+
+
+@router.post("/v1/fine_tuning/jobs")
+def create_job(
+    body: FineTuningJobCreate,
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    security: SecurityDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    owner = _tenant(principal, tenant)
+    training = service.file_path(owner, body.training_file)
+    validation = service.file_path(owner, body.validation_file) if body.validation_file else None
+    name = body.suffix or f"{body.model}-ft".lower().replace(".", "-")
+    job = service.create_job(
+        owner,
+        body.model,
+        name,
+        training,
+        validation,
+        train_config(body.hyperparameters, body.seed),
+        created_by=principal.actor,
+    )
+    _audit(security, "finetune.created", principal, owner, job=job.id, base=job.base_model,
+           name=job.name, dataset_sha256=job.dataset_sha256)  # fmt: skip
+    out = job.public()
+    out["training_file"], out["validation_file"] = body.training_file, body.validation_file
+    return out
+
+
+def _public_job(job: Any) -> dict[str, Any]:
+    out: dict[str, Any] = job.public()
+    for key in ("training_file", "validation_file"):
+        if out[key]:
+            out[key] = Path(out[key]).name
+    return out
+
+
+@router.get("/v1/fine_tuning/jobs")
+def list_jobs(
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    jobs = service.jobs.list_jobs(principal.scope(tenant), limit + 1, after)
+    return {
+        "object": "list",
+        "data": [_public_job(j) for j in jobs[:limit]],
+        "has_more": len(jobs) > limit,
+    }
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}")
+def get_job(
+    job_id: str, principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    return _public_job(service.get_job(principal.scope(tenant), job_id))
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+def cancel_job(
+    job_id: str,
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    security: SecurityDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    job = service.cancel(principal.scope(tenant), job_id)
+    _audit(security, "finetune.cancelled", principal, job.tenant, job=job.id)
+    return _public_job(job)
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}/events")
+def job_events(
+    job_id: str,
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    after: str | None = None,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    service.get_job(principal.scope(tenant), job_id)
+    cursor = None
+    if after is not None:
+        try:
+            cursor = int(after.removeprefix("ftevent-"))
+        except ValueError as exc:
+            raise InvalidRequest("after must be an event id", param="after") from exc
+    events = service.jobs.events(job_id, limit + 1, cursor)
+    return {"object": "list", "data": events[:limit], "has_more": len(events) > limit}
+
+
+# -- registry ------------------------------------------------------------------------------
+
+
+@router.get("/admin/registry", tags=["admin"])
+def list_registered(
+    principal: ModelsManagerDep, settings: SettingsDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    return {"object": "list", "data": Registry(settings).list_models(principal.scope(tenant))}
+
+
+@router.get("/admin/registry/{name}", tags=["admin"])
+def show_registered(
+    name: str, principal: ModelsManagerDep, settings: SettingsDep, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    return Registry(settings).show(_tenant(principal, tenant), name)
+
+
+@router.put("/admin/registry/{name}/aliases/{alias}", tags=["admin"])
+def set_alias(
+    name: str,
+    alias: str,
+    body: AliasSet,
+    principal: ModelsManagerDep,
+    settings: SettingsDep,
+    security: SecurityDep,
+    gateway: GatewayDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    owner = _tenant(principal, tenant)
+    version = Registry(settings).set_alias(owner, name, alias, body.version)
+    gateway.adapters.forget()
+    _audit(security, "model.alias_set", principal, owner, name=name, alias=alias,
+           version=body.version)  # fmt: skip
+    return version.public()
+
+
+@router.delete("/admin/registry/{name}/aliases/{alias}", tags=["admin"])
+def delete_alias(
+    name: str,
+    alias: str,
+    principal: ModelsManagerDep,
+    settings: SettingsDep,
+    security: SecurityDep,
+    gateway: GatewayDep,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    owner = _tenant(principal, tenant)
+    Registry(settings).delete_alias(owner, name, alias)
+    gateway.adapters.forget()
+    _audit(security, "model.alias_deleted", principal, owner, name=name, alias=alias)
+    return {"name": name, "alias": alias, "deleted": True}
