@@ -1,11 +1,12 @@
-"""genaiops command line: serving, security and operations, retrieval."""
+"""genaiops command line: serving, security and operations, retrieval, guardrails,
+fine-tuning and the model registry."""
 
 from __future__ import annotations
 
 import typer
 
 from genaiops import __version__
-from genaiops.cli import audit, guardrails, inference, keys, models, rag, serve
+from genaiops.cli import audit, finetune, guardrails, inference, keys, models, rag, serve
 
 app = typer.Typer(
     name="genaiops",
@@ -28,6 +29,9 @@ app.command("ingest")(rag.ingest)
 app.command("search")(rag.search)
 app.command("ask")(rag.ask)
 app.add_typer(guardrails.app, name="guardrails")
+app.command("finetune")(finetune.finetune)
+app.add_typer(finetune.jobs_app, name="jobs")
+app.add_typer(finetune.registry_app, name="registry")
 
 
 def _version(value: bool) -> None:
