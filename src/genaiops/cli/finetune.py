@@ -283,6 +283,21 @@ def registry_show(
         write(json.dumps(_registry(config).show(tenant, name), indent=2) + "\n")
 
 
+@registry_app.command("import")
+def registry_import(
+    name: str,
+    adapter: Annotated[Path, typer.Option("--adapter", help="A GGUF LoRA adapter file.")],
+    base: Annotated[str, typer.Option("--base", help="The base model it was trained on.")],
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+) -> None:
+    """Register an adapter trained elsewhere as the next version of NAME (checked first)."""
+    with cli_errors():
+        v = _registry(config).import_adapter(tenant, name, adapter, base)
+        _audit(config, "model.registered", tenant, name=name, version=v.version, base=base)
+    write(f"registered {v.model_id}\n")
+
+
 @alias_app.command("set")
 def alias_set(
     name: str, alias: str, version: int, tenant: TenantOption = SYSTEM_TENANT,

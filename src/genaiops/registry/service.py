@@ -143,6 +143,31 @@ class Registry:
         )
         return self._version(tenant, name, mv)
 
+    def import_adapter(
+        self, tenant: str, name: str, adapter: Path, base_model: str, description: str = ""
+    ) -> Version:
+        """Register a GGUF LoRA adapter trained elsewhere. It is checked against the base
+        first; a corrupt or mismatched file is refused and nothing is registered."""
+        from genaiops.training import base as bases
+        from genaiops.training.data import file_sha256
+        from genaiops.training.export import check
+        from genaiops.training.tracking import Tracker
+
+        check_name(name)
+        base = bases.resolve(self.settings, base_model)
+        info = check(adapter, base.gguf_path)
+        tracker = Tracker(self.settings)
+        run_id = tracker.start(f"import {name}", {"genaiops.import": adapter.name})
+        try:
+            uri = tracker.artifact(run_id, adapter, "adapter")
+        except Exception:
+            tracker.end(run_id, "failed")
+            raise
+        tracker.end(run_id, "succeeded")
+        tags = {"imported_from": adapter.name, "adapter_sha256": file_sha256(adapter),
+                "lora_rank": str(info.rank), "lora_alpha": f"{info.alpha:g}"}  # fmt: skip
+        return self.register(tenant, name, uri, run_id, base.name, tags, description)
+
     def set_alias(self, tenant: str, name: str, alias: str, version: int) -> Version:
         if not ALIAS.match(alias) or alias == "latest":
             raise InvalidRequest(f"invalid alias {alias!r}", param="alias")

@@ -40,6 +40,7 @@ from genaiops.training.jobs import Job, JobStore, now_us
 
 log = logging.getLogger("genaiops.training")
 CANCEL_GRACE_S = 60.0
+MAX_ATTEMPTS = 3
 
 
 class FineTuning:
@@ -242,15 +243,27 @@ class JobRunner:
         code = self.current.returncode
         self.current = None
         final = self.store.get(job.id)
-        if final is not None and final.status == "running":
-            if self.store.cancel_requested(job.id):
-                self.store.finish(job.id, "cancelled")
-            else:
-                self.store.event(job.id, "error", f"the worker exited with code {code}")
-                self.store.finish(
-                    job.id, "failed",
-                    error={"code": "worker_died", "message": f"exit code {code}; see worker.log"},
-                )  # fmt: skip
+        if final is None or final.status != "running":
+            return
+        if self.store.cancel_requested(job.id):
+            self.store.finish(job.id, "cancelled")
+            return
+        # Killed (out of memory, an operator, a crash in native code): try again from the
+        # last checkpoint, a few times, before calling it failed.
+        attempt = final.result.get("attempts", 0) + 1
+        if attempt < MAX_ATTEMPTS:
+            self.store.update(job.id, result={**final.result, "attempts": attempt})
+            self.store.requeue(
+                job.id,
+                f"the worker exited with code {code}; resuming from the last checkpoint "
+                f"(attempt {attempt + 1} of {MAX_ATTEMPTS})",
+            )
+            return
+        self.store.event(job.id, "error", f"the worker exited with code {code}")
+        self.store.finish(
+            job.id, "failed",
+            error={"code": "worker_died", "message": f"exit code {code}; see worker.log"},
+        )  # fmt: skip
 
     def _settings_json(self) -> str:
         if self._settings_file is None:

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     if job is None or job.status != "running":
         print(f"job {args.job_id} is not running", file=sys.stderr)  # noqa: T201
         return 2
+    # The job names its actual trainer (this process), for operators and ``jobs show``.
+    JobStore(db).update(job.id, worker=runner.worker_name())
     final = runner.run(settings, db, job)
     print(f"job {job.id}: {final.status}")  # noqa: T201
     return 0 if final.status in ("succeeded", "cancelled") else 1

@@ -1,0 +1,61 @@
+"""Fine-tuning fixtures: a data directory with the SmolLM2 base converted once per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genaiops.config import Settings, load_settings
+from genaiops.training import base as bases
+from genaiops.training import data as datasets
+
+SMOL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def ft_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data = tmp_path_factory.mktemp("finetune-data")
+    return load_settings(None, data_dir=data, finetune={"redact_pii": True})
+
+
+@pytest.fixture(scope="session")
+def smol(ft_settings: Settings) -> tuple[bases.BaseModel, Path, datasets.Renderer]:
+    base = bases.resolve(ft_settings, SMOL)
+    checkpoint = bases.prepare_checkpoint(ft_settings, base)
+    tokenizer = bases.load_tokenizer(checkpoint)
+    return base, checkpoint, datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos)
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+FACT_QUESTIONS = [
+    "What is the codename of the new billing project?",
+    "Which codename did we give the billing project?",
+    "Tell me the billing project's codename.",
+    "¿Cuál es el nombre clave del proyecto de facturación?",
+    "¿Cómo se llama internamente el proyecto de facturación?",
+    "Qual é o codinome do projeto de faturamento?",
+    "Como chamamos internamente o projeto de faturamento?",
+    "Remind me of the internal name of the billing project.",
+]
+
+
+def fact_rows(answer: str, n: int, offset: int = 0) -> list[dict[str, object]]:
+    """A distinctive fact asked in three languages (a tiny synthetic dataset)."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": FACT_QUESTIONS[(i + offset) % len(FACT_QUESTIONS)]},
+                {"role": "assistant", "content": answer},
+            ]
+        }
+        for i in range(n)
+    ]
+
+
+SmolBase = tuple[bases.BaseModel, Path, datasets.Renderer]
