@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from genaiops.config import Settings
 from genaiops.training import data as datasets
 from genaiops.training.data import IGNORE, DatasetError
 from genaiops.training.runner import redactor
-from genaiops.config import Settings
 from tests.training.conftest import SmolBase, fact_rows, write_jsonl
 
 

@@ -53,7 +53,8 @@ def test_llama_cpp_applies_the_exported_adapter_like_peft(
             expected_base = model(ids).logits[0].float().numpy()  # type: ignore[operator]
     adapter = tmp_path / "adapter.gguf"
     info = _export(model, base, adapter)
-    assert info.rank == 8 and info.tensors == 210 and export.check(adapter, base.gguf_path).rank == 8
+    assert info.rank == 8 and info.tensors == 210
+    assert export.check(adapter, base.gguf_path).rank == 8
 
     def llama_logits(lora_path: str | None) -> np.ndarray:
         llm = Llama(str(base.gguf_path), n_ctx=128, logits_all=True, verbose=False,
@@ -66,6 +67,7 @@ def test_llama_cpp_applies_the_exported_adapter_like_peft(
         return out
 
     with_adapter, without = llama_logits(str(adapter)), llama_logits(None)
+
     def corr(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
@@ -147,7 +149,9 @@ def test_runs_are_reproducible_and_resume_exactly(smol: SmolBase, tmp_path: Path
 
     # Interrupted after step 3 (the checkpoint holds step 2), then resumed.
     steps: list[int] = []
-    hooks = lora.Hooks(on_step=lambda p: steps.append(p.step), should_cancel=lambda: len(steps) >= 3)
+    hooks = lora.Hooks(
+        on_step=lambda p: steps.append(p.step), should_cancel=lambda: len(steps) >= 3
+    )
     with pytest.raises(lora.Cancelled):
         _tiny_run(smol, tmp_path, tmp_path / "c", hooks)
     assert (tmp_path / "c" / "checkpoint" / "state.pt").exists()
