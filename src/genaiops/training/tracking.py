@@ -26,6 +26,10 @@ def _quiet_mlflow() -> None:
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    # MLflow's SQL store uses a SQLAlchemy loader option that 2.1 deprecates; not ours to fix.
+    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
 
 
 @lru_cache(maxsize=8)
