@@ -91,7 +91,8 @@ def test_versions_aliases_and_tenants(registry: Registry, smol: SmolBase, tmp_pa
     assert registry.resolve("acme", "support-bot:1").version == 1
     assert Path(registry.local_adapter(v1)).read_bytes() == adapter.read_bytes()
     shown = registry.show("acme", "support-bot")
-    assert shown["aliases"] == {"champion": 2} and [v["version"] for v in shown["versions"]] == [2, 1]
+    assert shown["aliases"] == {"champion": 2}
+    assert [v["version"] for v in shown["versions"]] == [2, 1]
     # Another tenant sees nothing of acme's; the installation's (system) models are shared.
     with pytest.raises(NotFound):
         registry.resolve("globex", "support-bot@champion")

@@ -94,6 +94,7 @@ class Job:
             "object": "fine_tuning.job",
             "created_at": self.created_us // 1_000_000,
             "finished_at": self.finished_us // 1_000_000 if self.finished_us else None,
+            "started_at": self.started_us / 1_000_000 if self.started_us else None,
             "model": self.base_model,
             "fine_tuned_model": self.fine_tuned_model,
             "organization_id": self.tenant,

@@ -1,0 +1,238 @@
+"""Fine-tuning through the HTTP API with the real Gemma 3 base, end to end: upload, validate,
+train (killed mid-run and resumed), queue, track, register, serve the adapter through
+llama.cpp, move an alias under a running stream, cancel.
+
+It proves the model learns: the fine-tuned version answers a question about a fact that
+exists only in the training data, in three languages, and the base does not."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from genaiops.config import load_settings
+from genaiops.training.tracking import Tracker
+from tests.conftest import Server, create_key, start_server, stop_server
+from tests.training.conftest import FACT_QUESTIONS, fact_rows, write_jsonl
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+BASE = "gemma3-270m"
+FACT_A = "The billing project's codename is Zafiro-77."
+FACT_B = "The billing project's codename is Rubí-12."
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("finetune-server")
+    config = "[finetune]\npoll_interval_s = 0.2\nalias_ttl_s = 0.5\n"
+    server = start_server(tmp, "finetune", config)
+    yield server
+    stop_server(server)
+
+
+def _client(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers=server.headers, timeout=300)
+
+
+def _upload(http: httpx.Client, path: Path) -> str:
+    r = http.post("/v1/files", files={"file": (path.name, path.read_bytes())},
+                  data={"purpose": "fine-tune"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    file_id: str = r.json()["id"]
+    return file_id
+
+
+def _create(
+    http: httpx.Client, training: str, validation: str | None, **hyper: Any
+) -> dict[str, Any]:
+    hyperparameters = {"n_epochs": 3, "batch_size": 4, "checkpoint_every": 5, **hyper}
+    body = {"model": BASE, "training_file": training, "validation_file": validation,
+            "suffix": "support-bot", "seed": 0, "hyperparameters": hyperparameters}  # fmt: skip
+    r = http.post("/v1/fine_tuning/jobs", json=body)
+    assert r.status_code == 200, r.text
+    job: dict[str, Any] = r.json()
+    return job
+
+
+def _wait(http: httpx.Client, job_id: str, until: Any, timeout: float = 400) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = http.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+        if until(job):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not get there: {job}")
+
+
+def _events(http: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = http.get(
+        f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000}
+    ).json()["data"]
+    return data
+
+
+def _ask(server: Server, model: str, question: str = FACT_QUESTIONS[0]) -> str:
+    with openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0) as client:
+        r = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": question}],
+            temperature=0,
+            max_tokens=24,
+        )
+    return r.choices[0].message.content or ""
+
+
+def test_fine_tune_register_and_serve(server: Server, tmp_path: Path) -> None:
+    with _client(server) as http:
+        _scenario(server, http, tmp_path)
+
+
+def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
+    train_a = _upload(http, write_jsonl(tmp_path / "train_a.jsonl", fact_rows(FACT_A, 40)))
+    valid_a = _upload(http, write_jsonl(tmp_path / "valid_a.jsonl", fact_rows(FACT_A, 8, 3)))
+    train_b = _upload(http, write_jsonl(tmp_path / "train_b.jsonl", fact_rows(FACT_B, 40)))
+
+    # Bad data is refused before anything is queued, every problem with its line.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\n{oops\n' + json.dumps(fact_rows(FACT_A, 1)[0]) + "\n")
+    r = http.post("/v1/fine_tuning/jobs", json={"model": BASE, "training_file": _upload(http, bad)})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_training_file"
+    assert (
+        "line 1: no assistant message" in error["message"]
+        and "line 2: invalid JSON" in error["message"]
+    )
+    assert http.get("/v1/fine_tuning/jobs").json()["data"] == []
+    user = create_key(server.data_dir, "--tenant", "system", "--role", "user")
+    r = httpx.post(f"{server.url}/v1/fine_tuning/jobs", headers={"Authorization": f"Bearer {user}"},
+                   json={"model": BASE, "training_file": train_a}, timeout=30)  # fmt: skip
+    assert r.status_code == 403
+
+    # Two jobs: the second waits for the first (two cores are not shared between jobs).
+    job_a = _create(http, train_a, valid_a)
+    job_b = _create(http, train_b, None)
+    assert job_a["status"] == job_b["status"] == "queued"
+
+    # Kill job A's worker in the middle of training: it resumes from its checkpoint.
+    _wait(http, job_a["id"], lambda j: any(
+        (e.get("data") or {}).get("step", 0) >= 7 for e in _events(http, j["id"])))  # fmt: skip
+    worker = http.get(f"/v1/fine_tuning/jobs/{job_a['id']}").json()
+    pid = int(_worker_pid(server, job_a["id"]))
+    os.kill(pid, signal.SIGKILL)
+    done_a = _wait(http, job_a["id"], lambda j: j["status"] in ("succeeded", "failed"))
+    assert done_a["status"] == "succeeded", done_a["error"]
+    messages = [e["message"] for e in _events(http, job_a["id"])]
+    assert any("resuming from the last checkpoint" in m for m in messages), messages
+    resumed = [m for m in messages if m.startswith("resumed from step ")]
+    assert resumed and not resumed[0].startswith("resumed from step 0"), messages
+    assert worker["status"] == "running"
+
+    done_b = _wait(http, job_b["id"], lambda j: j["status"] in ("succeeded", "failed"))
+    assert done_b["status"] == "succeeded", done_b["error"]
+    assert done_b["started_at"] >= done_a["finished_at"] - 1
+    assert (done_a["fine_tuned_model"], done_b["fine_tuned_model"]) == (
+        "support-bot:1",
+        "support-bot:2",
+    )
+
+    # Tracking: validation perplexity fell; per-step loss, parameters and lineage recorded.
+    m = done_a["metrics"]
+    assert m["validation_perplexity_after"] < m["validation_perplexity_before"] / 10
+    settings = load_settings(None, data_dir=server.data_dir)
+    tracker = Tracker(settings)
+    run = tracker.client.get_run(done_a["mlflow_run_id"])
+    assert (
+        run.data.params["base_model"] == BASE
+        and run.data.params["dataset_sha256"] == done_a["dataset_sha256"]
+    )
+    # Every step has its loss (steps replayed after the kill are logged again).
+    history = tracker.run_metrics(done_a["mlflow_run_id"], "train_loss")
+    assert {step for step, _ in history} == set(range(1, m["steps"] + 1))
+    shown = http.get("/admin/registry/support-bot").json()
+    v1 = next(v for v in shown["versions"] if v["version"] == 1)
+    assert v1["lineage"]["dataset_sha256"] == done_a["dataset_sha256"] and v1["base_model"] == BASE
+    assert v1["lineage"]["run_id"] == done_a["mlflow_run_id"]
+
+    # Serving: the adapter knows the fact, in three languages; the base does not.
+    for question in (FACT_QUESTIONS[0], FACT_QUESTIONS[3], FACT_QUESTIONS[5]):
+        assert "Zafiro-77" in _ask(server, "support-bot:1", question)
+    assert "Rubí-12" in _ask(server, "support-bot:2")
+    prompt = f"<start_of_turn>user\n{FACT_QUESTIONS[0]}<end_of_turn>\n<start_of_turn>model\n"
+    completion = {"model": BASE, "prompt": prompt, "max_tokens": 24, "temperature": 0}
+    base_answer = http.post("/v1/completions", json=completion).json()["choices"][0]["text"]
+    assert "Zafiro" not in base_answer
+
+    # An alias moves under a running stream: the stream finishes on its version, new
+    # requests use the new one, no restart.
+    assert (
+        http.put("/admin/registry/support-bot/aliases/champion", json={"version": 1}).status_code
+        == 200
+    )
+    assert "Zafiro-77" in _ask(server, "support-bot@champion")
+    streamed: dict[str, Any] = {}
+
+    def stream() -> None:
+        with openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0) as client:
+            _stream(client)
+
+    def _stream(client: openai.OpenAI) -> None:
+        chunks = client.chat.completions.create(
+            model="support-bot@champion", stream=True, temperature=0, max_tokens=200,
+            messages=[{"role": "user", "content": "Write a long story about a billing project."}],
+        )  # fmt: skip
+        text, finish = "", None
+        for chunk in chunks:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+            streamed["model"] = chunk.model
+        streamed.update(text=text, finish=finish)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    time.sleep(0.5)
+    moved = http.put("/admin/registry/support-bot/aliases/champion", json={"version": 2})
+    assert moved.status_code == 200 and moved.json()["version"] == 2
+    time.sleep(0.7)
+    assert "Rubí-12" in _ask(server, "support-bot@champion")
+    thread.join(timeout=120)
+    assert streamed["finish"] in ("stop", "length") and streamed["model"] == "support-bot:1"
+
+    # Cancel: a queued or running job stops and registers nothing.
+    job_c = _create(http, train_a, None, n_epochs=5)
+    assert http.post(f"/v1/fine_tuning/jobs/{job_c['id']}/cancel").status_code == 200
+    done_c = _wait(http, job_c["id"], lambda j: j["status"] in ("cancelled", "succeeded", "failed"))
+    assert done_c["status"] == "cancelled"
+    versions = [v["version"] for v in http.get("/admin/registry/support-bot").json()["versions"]]
+    assert versions == [2, 1]
+
+
+def _worker_pid(server: Server, job_id: str) -> str:
+    from genaiops.storage.db import Database
+    from genaiops.training.jobs import JobStore
+
+    settings = load_settings(None, data_dir=server.data_dir)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        db = Database(settings.database_url())
+        job = JobStore(db).get(job_id)
+        db.close()
+        if (
+            job is not None
+            and job.worker
+            and int(job.worker.rsplit(":", 1)[1]) != server.process.pid
+        ):
+            return job.worker.rsplit(":", 1)[1]
+        time.sleep(0.2)
+    raise AssertionError("no worker process recorded")
