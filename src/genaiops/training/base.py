@@ -15,7 +15,10 @@ learnt against exactly the weights it will be applied to in llama.cpp.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +29,8 @@ from typing import Any
 from genaiops.config import ModelConfig, Settings
 from genaiops.engines import bundled
 from genaiops.errors import InvalidRequest, ModelNotFound
+
+log = logging.getLogger("genaiops.training")
 
 # Bases without a chat template in their GGUF are given one for chat data, and the served
 # fine-tuned model uses the same one.
@@ -48,6 +53,15 @@ class BaseModel:
         st = self.gguf_path.stat()
         key = f"{self.gguf_path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
         return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def quiet_transformers() -> None:
+    """transformers' own progress bars and notices would interleave with ours (the CLI's
+    rich bar, job events); the phases they cover are reported by the callers."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _field(reader: Any, key: str) -> Any:
@@ -107,12 +121,18 @@ def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
+    log.info("converting %s to a transformers checkpoint (once)", base.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         folder, file = str(base.gguf_path.parent), base.gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+        # The GGUF reader draws its own tqdm bar on stderr, outside transformers' switch.
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=file, dtype=torch.float32
+            )
         # The weights are already plain float tensors; this drops the "quantized" marker
         # that would otherwise refuse to save them.
         quantizer = getattr(model, "hf_quantizer", None)
@@ -133,6 +153,7 @@ def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
 def load_tokenizer(checkpoint: Path) -> Any:
     from transformers import AutoTokenizer
 
+    quiet_transformers()
     return AutoTokenizer.from_pretrained(str(checkpoint))
 
 
@@ -140,5 +161,6 @@ def load_model(checkpoint: Path, dtype: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     return AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch_dtype)

@@ -1,0 +1,58 @@
+"""genaiops finetune / jobs / registry against a real data directory and the SmolLM2 base."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import genaiops_cli
+from tests.training.conftest import fact_rows, write_jsonl
+
+pytestmark = pytest.mark.slow
+BASE = "smollm2-135m-instruct"
+
+
+def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\n{"prompt": "b", "completion": ""}\n')
+    failed = genaiops_cli("finetune", "--base", BASE, "--data", str(bad), "--name", "bot",
+                          data_dir=data, check=False)  # fmt: skip
+    assert failed.returncode == 2
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 1: missing 'completion'" in lines[0]
+    assert "line 2: empty completion" in lines[0]
+    unknown = genaiops_cli("finetune", "--base", "nope", "--data", str(bad), "--name", "bot",
+                           data_dir=data, check=False)  # fmt: skip
+    assert unknown.returncode == 2 and "does not exist" in unknown.stderr
+
+    train = write_jsonl(tmp_path / "train.jsonl", fact_rows("Zafiro-77.", 8))
+    done = genaiops_cli("finetune", "--base", BASE, "--data", str(train), "--name", "bot",
+                        "--epochs", "1", "--r", "4", "--json", data_dir=data)  # fmt: skip
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["fine_tuned_model"] == "bot:1"
+    assert job["hyperparameters"]["lora_r"] == 4 and job["trained_tokens"] > 0
+
+    listed = json.loads(genaiops_cli("registry", "list", "--json", data_dir=data).stdout)
+    assert [(m["name"], m["latest_version"]) for m in listed] == [("bot", 1)]
+    assert (
+        "bot@champion -> version 1"
+        in genaiops_cli("registry", "alias", "set", "bot", "champion", "1", data_dir=data).stdout
+    )
+    shown = json.loads(genaiops_cli("registry", "show", "bot", data_dir=data).stdout)
+    assert shown["aliases"] == {"champion": 1}
+    assert shown["versions"][0]["lineage"]["dataset_sha256"] == job["dataset_sha256"]
+    events = genaiops_cli("jobs", "events", job["id"], data_dir=data).stdout
+    assert "registered bot version 1" in events
+
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\0" * 64)
+    refused = genaiops_cli("registry", "import", "bot", "--adapter", str(corrupt), "--base", BASE,
+                           data_dir=data, check=False)  # fmt: skip
+    assert refused.returncode == 2 and "not a readable GGUF" in refused.stderr
+    again = json.loads(genaiops_cli("registry", "list", "--json", data_dir=data).stdout)
+    assert again[0]["latest_version"] == 1
+    audit = genaiops_cli("audit", "export", "--event", "model.alias_set", data_dir=data).stdout
+    assert '"alias": "champion"' in audit
