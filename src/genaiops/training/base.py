@@ -60,8 +60,8 @@ def quiet_transformers() -> None:
     rich bar, job events); the phases they cover are reported by the callers."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _field(reader: Any, key: str) -> Any:
