@@ -116,12 +116,13 @@ def finetune(
     epochs: Annotated[int, typer.Option("--epochs")] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
     grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
-    learning_rate: Annotated[float, typer.Option("--lr")] = 2e-4,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
     r: Annotated[int, typer.Option("--r", help="LoRA rank.")] = 16,
     alpha: Annotated[int, typer.Option("--alpha", help="LoRA alpha.")] = 32,
     dropout: Annotated[float, typer.Option("--dropout")] = 0.05,
     target_modules: Annotated[
-        str | None, typer.Option("--target-modules", help="Comma-separated, e.g. q_proj,v_proj.")
+        str | None,
+        typer.Option("--target-modules", help="Comma-separated (default q_proj,v_proj; 'all')."),
     ] = None,
     max_length: Annotated[int, typer.Option("--max-length")] = 256,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -133,17 +134,19 @@ def finetune(
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune a LoRA adapter on a base model and register it as NAME version N."""
-    from genaiops.training.lora import ALL_PROJECTIONS, TrainConfig
+    from genaiops.training.lora import ALL_PROJECTIONS, DEFAULT_TARGETS, TrainConfig
     from genaiops.training.runner import worker_name
     from genaiops.training.service import FineTuning
 
     with cli_errors(), _database(config) as (settings, db):
         modules = tuple(m.strip() for m in target_modules.split(",")) if target_modules else None
+        if modules == ("all",):
+            modules = ALL_PROJECTIONS
         cfg = TrainConfig(r=r, alpha=alpha, dropout=dropout, learning_rate=learning_rate,
                           epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
                           max_length=max_length, seed=seed, dtype=dtype,
                           checkpoint_every=checkpoint_every,
-                          target_modules=modules or ALL_PROJECTIONS)  # fmt: skip
+                          target_modules=modules or DEFAULT_TARGETS)  # fmt: skip
         service = FineTuning(settings, db)
         job = service.create_job(
             tenant, base, name, data.resolve(), eval_file.resolve() if eval_file else None, cfg,

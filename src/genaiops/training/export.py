@@ -84,6 +84,7 @@ def export(
     pairs = _pairs(state)
     if not pairs:
         raise AdapterError("the adapter holds no LoRA weights")
+    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
     writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)

@@ -159,7 +159,7 @@ def _run(
 ) -> None:
     cfg = lora.TrainConfig(**{k: v for k, v in job.config.items() if k != "target_modules"},
                            target_modules=tuple(job.config.get("target_modules")
-                                                or lora.ALL_PROJECTIONS))  # fmt: skip
+                                                or lora.DEFAULT_TARGETS))  # fmt: skip
     base = bases.resolve(settings, job.base_model)
     work = job_dir(settings, job.id)
     work.mkdir(parents=True, exist_ok=True)

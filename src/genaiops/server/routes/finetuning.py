@@ -24,6 +24,7 @@ from genaiops.server.deps import (
     SettingsDep,
 )
 from genaiops.server.protocol import AliasSet, ErrorResponse, FineTuningJobCreate, Hyperparameters
+from genaiops.training import lora
 from genaiops.training.lora import TrainConfig
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -106,7 +107,8 @@ def train_config(h: Hyperparameters, seed: int | None) -> TrainConfig:
     if isinstance(h.learning_rate_multiplier, float):
         cfg.learning_rate *= h.learning_rate_multiplier
     if h.target_modules is not None:
-        cfg.target_modules = tuple(h.target_modules)
+        all_modules = h.target_modules == ["all"]
+        cfg.target_modules = lora.ALL_PROJECTIONS if all_modules else tuple(h.target_modules)
     return cfg
 
 
