@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/guardrails_latency.py
 	$(PY) benchmarks/injection_quality.py
 	$(PY) benchmarks/pii_quality.py
+	$(PY) benchmarks/finetune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

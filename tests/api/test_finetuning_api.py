@@ -25,7 +25,7 @@ from genaiops.training.tracking import Tracker
 from tests.conftest import Server, create_key, start_server, stop_server
 from tests.training.conftest import FACT_QUESTIONS, fact_rows, write_jsonl
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1200)]
 BASE = "gemma3-270m"
 FACT_A = "The billing project's codename is Zafiro-77."
 FACT_B = "The billing project's codename is Rubí-12."

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import genaiops_cli
 from tests.training.conftest import fact_rows, write_jsonl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 BASE = "smollm2-135m-instruct"
 
 

@@ -21,7 +21,8 @@ def _peft_model(checkpoint: Path, std: float) -> object:
     import torch
 
     torch.manual_seed(0)
-    model = lora._lora_model(bases.load_model(checkpoint, "fp32"), lora.TrainConfig(r=8, alpha=16))
+    cfg = lora.TrainConfig(r=8, alpha=16, target_modules=lora.ALL_PROJECTIONS)
+    model = lora._lora_model(bases.load_model(checkpoint, "fp32"), cfg)
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=std)

@@ -55,7 +55,16 @@ async def _session(
     system: str | None,
     as_json: bool,
 ) -> None:
-    gateway = Gateway(settings, only=[model])
+    load = model
+    if Gateway.is_registry_reference(model):
+        # A fine-tuned version: load its base; the version itself loads on first use.
+        from genaiops.registry.service import Registry
+        from genaiops.security.principal import SYSTEM_TENANT
+
+        load = (
+            await asyncio.to_thread(Registry(settings).resolve, SYSTEM_TENANT, model)
+        ).base_model
+    gateway = Gateway(settings, only=[load])
     await gateway.start()
     try:
         await gateway.wait_ready()

@@ -138,6 +138,10 @@ class Gateway:
             raise ModelNotFound(key, self.names())
         return handle
 
+    @staticmethod
+    def is_registry_reference(name: str) -> bool:
+        return AdapterModels.handles(name)
+
     async def acquire(self, name: str | None, tenant: str | None = None) -> ModelHandle:
         """The catalog model ``name``, or the registry version it references (loaded on
         first use) for ``tenant``."""
@@ -146,7 +150,10 @@ class Gateway:
         if handle is not None:
             return handle
         if self.adapters.handles(key):
-            return await self.adapters.acquire(key, tenant or "system", self._models)
+            try:
+                return await self.adapters.acquire(key, tenant or "system", self._models)
+            except ModelNotFound:
+                raise ModelNotFound(key, self.names()) from None
         raise ModelNotFound(key, self.names())
 
     def status(self) -> dict[str, Any]:

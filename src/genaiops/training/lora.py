@@ -40,8 +40,8 @@ from genaiops.training.data import IGNORE, Example
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # The query and value projections by default: llama.cpp applies an adapter as extra small
 # matrix products per adapted weight and token, and on these small models the count of
-# operations, not their size, is the cost (measured in benchmarks/finetune.py: 7 % of
-# SmolLM2's generation speed with q/v, 32 % with all seven projections).
+# operations, not their size, is the cost (benchmarks/finetune.py: 5 % of SmolLM2's
+# generation speed with q/v, 26 % with all seven projections).
 DEFAULT_TARGETS = ("q_proj", "v_proj")
 
 
