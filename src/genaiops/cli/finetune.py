@@ -130,6 +130,9 @@ def finetune(
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 20,
     tenant: Annotated[str, typer.Option("--tenant")] = SYSTEM_TENANT,
     detach: Annotated[bool, typer.Option("--detach", help="Queue for the server.")] = False,
+    merged: Annotated[
+        bool, typer.Option("--merged", help="Serve a merged checkpoint with transformers.")
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -151,6 +154,7 @@ def finetune(
         job = service.create_job(
             tenant, base, name, data.resolve(), eval_file.resolve() if eval_file else None, cfg,
             created_by="cli", reserved_by=None if detach else f"cli:{worker_name()}",
+            merged=merged,
         )  # fmt: skip
         if detach:
             _emit(job.public(), as_json, _JOB_COLUMNS, "queued")

@@ -159,6 +159,7 @@ _REGISTRY: dict[str, EngineFactory] = {}
 _BUILTIN = {
     "llama_cpp": "genaiops.engines.llama_cpp:LlamaCppEngine",
     "remote": "genaiops.engines.remote:RemoteEngine",
+    "transformers": "genaiops.engines.transformers_engine:TransformersEngine",
 }
 
 

@@ -103,21 +103,28 @@ class AdapterModels:
                 f"{version.model_id} is fine-tuned from {version.base_model!r}, which this "
                 "server does not serve"
             )
-        adapter = await asyncio.to_thread(self.registry.local_adapter, version)
-        base_path = bundled.resolve_path(
-            base.config.bundled, base.config.path, self.settings.models_dir()
-        )
-        await asyncio.to_thread(check, adapter, base_path)
         template = version.tags.get("chat_template") or base.config.chat_template
-        config = base.config.model_copy(
-            update={
-                "name": version.model_id,
-                "lora_path": adapter,
-                "chat_template": template,
-                "description": f"{version.name} v{version.version}, fine-tuned from "
-                f"{version.base_model}",
-            }
-        )
+        description = f"{version.name} v{version.version}, fine-tuned from {version.base_model}"
+        if version.tags.get("engine") == "transformers":
+            # The adapter merged into a transformers checkpoint (``merged`` jobs).
+            merged = await asyncio.to_thread(
+                self.registry.local_artifact, version, version.tags["merged_uri"]
+            )
+            config = ModelConfig(
+                name=version.model_id, engine="transformers", path=merged,
+                context_length=base.config.context_length, chat_template=template,
+                description=description + " (merged, transformers)",
+            )  # fmt: skip
+        else:
+            adapter = await asyncio.to_thread(self.registry.local_adapter, version)
+            base_path = bundled.resolve_path(
+                base.config.bundled, base.config.path, self.settings.models_dir()
+            )
+            await asyncio.to_thread(check, adapter, base_path)
+            config = base.config.model_copy(
+                update={"name": version.model_id, "lora_path": adapter,
+                        "chat_template": template, "description": description}
+            )  # fmt: skip
         handle = self._build(config)
         handle.scheduler.start()
         try:

@@ -230,7 +230,7 @@ async def run(
     if ctx is not None:
         ctx.model = model
     # A key limited to "support-bot" may use any of its versions and aliases.
-    family = model.split(":")[0] if handle.config.lora_path else None
+    family = model.split(":")[0] if gateway.is_registry_reference(model) else None
     if principal is not None and not (family and principal.allows_model(family)):
         principal.require_model(request.model or model)
     vault: dict[str, str] = {}

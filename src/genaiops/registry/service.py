@@ -264,28 +264,26 @@ class Registry:
 
     def local_adapter(self, version: Version) -> Path:
         """A local path to the version's GGUF adapter (downloaded once if remote)."""
-        parsed = urlparse(version.adapter_uri)
+        return self.local_artifact(version, version.adapter_uri)
+
+    def local_artifact(self, version: Version, uri: str) -> Path:
+        """A local path to one of the version's artifacts (a file or a folder), downloaded
+        once into the data directory when the artifact store is remote."""
+        parsed = urlparse(uri)
         if parsed.scheme in ("", "file"):
-            return Path(unquote(parsed.path) if parsed.scheme else version.adapter_uri)
-        cache = (
-            self.settings.data_dir
-            / "registry"
-            / version.tenant
-            / version.name
-            / str(version.version)
-        )
-        target = cache / Path(parsed.path).name
-        if not target.exists():
+            return Path(unquote(parsed.path) if parsed.scheme else uri)
+        cache = (self.settings.data_dir / "registry" / version.tenant / version.name
+                 / str(version.version) / Path(parsed.path).name)  # fmt: skip
+        if not cache.exists():
             import mlflow.artifacts
 
             tmp = cache.with_name(cache.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            got = mlflow.artifacts.download_artifacts(version.adapter_uri, dst_path=str(tmp))
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(cache, ignore_errors=True)
-            tmp.rename(cache)
-            target = cache / Path(got).name
-        return target
+            tmp.mkdir(parents=True)
+            got = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp)))
+            got.rename(cache)
+            shutil.rmtree(tmp, ignore_errors=True)
+        return cache
 
     # -- helpers ---------------------------------------------------------------------------
 

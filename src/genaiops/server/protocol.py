@@ -340,6 +340,11 @@ class FineTuningJobCreate(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     seed: int | None = None
     metadata: dict[str, str] | None = None
+    merged: bool = Field(
+        default=False,
+        description="Also merge the adapter into a transformers checkpoint and serve the "
+        "version with the transformers engine instead of llama.cpp.",
+    )
 
 
 class AliasSet(BaseModel):

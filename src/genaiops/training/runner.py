@@ -154,12 +154,18 @@ def _code(exc: BaseException) -> str:
     return str(getattr(exc, "code", None) or "invalid_request")
 
 
+def train_config(stored: dict[str, Any]) -> lora.TrainConfig:
+    """The training settings of a job row (other keys, such as ``merged``, are the job's)."""
+    fields = set(lora.TrainConfig.__dataclass_fields__) - {"target_modules"}
+    targets = tuple(stored.get("target_modules") or lora.DEFAULT_TARGETS)
+    return lora.TrainConfig(**{k: v for k, v in stored.items() if k in fields},
+                            target_modules=targets)  # fmt: skip
+
+
 def _run(
     settings: Settings, store: JobStore, tracker: Tracker, job: Job, outer: lora.Hooks
 ) -> None:
-    cfg = lora.TrainConfig(**{k: v for k, v in job.config.items() if k != "target_modules"},
-                           target_modules=tuple(job.config.get("target_modules")
-                                                or lora.DEFAULT_TARGETS))  # fmt: skip
+    cfg = train_config(job.config)
     base = bases.resolve(settings, job.base_model)
     work = job_dir(settings, job.id)
     work.mkdir(parents=True, exist_ok=True)
@@ -217,13 +223,14 @@ def _run(
         int(pad),
         hooks,
     )
-    _finish(settings, store, tracker, job, base, cfg, model, result, train, run_id, work)
+    _finish(settings, store, tracker, job, base, cfg, model, result, train, run_id, work,
+            renderer.tokenizer)  # fmt: skip
 
 
 def _finish(
     settings: Settings, store: JobStore, tracker: Tracker, job: Job, base: bases.BaseModel,
     cfg: lora.TrainConfig, model: Any, result: lora.TrainResult, train: datasets.Dataset,
-    run_id: str, work: Path,
+    run_id: str, work: Path, tokenizer: Any,
 ) -> None:  # fmt: skip
     from peft import get_peft_model_state_dict
 
@@ -265,6 +272,9 @@ def _finish(
     )  # fmt: skip
     uri = tracker.artifact(run_id, adapter, "adapter")
     tracker.artifact(run_id, work / "genaiops-adapter.json", "adapter")
+    extra_tags: dict[str, str] = {}
+    if job.config.get("merged"):
+        extra_tags = _merged(store, tracker, job, model, tokenizer, run_id, work)
     if store.cancel_requested(job.id):
         raise lora.Cancelled("cancelled before registration")
     tags = {
@@ -278,6 +288,7 @@ def _finish(
         if train.format == "chat" and base.chat_template in ("chatml", "gemma")
         else "",
         **{f"metric.{k}": f"{v:.6g}" for k, v in clean.items()},
+        **extra_tags,
     }
     version = Registry(settings).register(
         job.tenant, job.name, uri, run_id, base.name, tags,
@@ -292,3 +303,20 @@ def _finish(
         result={"metrics": metrics, "adapter": {**asdict(info), "uri": uri}},
     )
     shutil.rmtree(work / "checkpoint", ignore_errors=True)
+
+
+def _merged(
+    store: JobStore, tracker: Tracker, job: Job, model: Any, tokenizer: Any, run_id: str,
+    work: Path,
+) -> dict[str, str]:  # fmt: skip
+    """Merge the adapter into the base weights and keep the result as a transformers
+    checkpoint, served by the transformers engine instead of llama.cpp."""
+    folder = work / "merged"
+    shutil.rmtree(folder, ignore_errors=True)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    uri = tracker.artifact_dir(run_id, folder, "merged")
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    store.event(job.id, "info", f"saved the merged checkpoint ({size / 1e6:.0f} MB)")
+    return {"engine": "transformers", "merged_uri": uri}

@@ -125,6 +125,7 @@ class FineTuning:
         config: lora.TrainConfig,
         created_by: str | None = None,
         reserved_by: str | None = None,
+        merged: bool = False,
     ) -> Job:
         """Validate everything that can be checked before training, then queue the job."""
         check_name(name)
@@ -143,7 +144,7 @@ class FineTuning:
             name,
             str(training_file),
             str(validation_file) if validation_file else None,
-            config.public(),
+            {**config.public(), "merged": merged},
             created_by=created_by,
             dataset_sha256=train.sha256,
             reserved_by=reserved_by,

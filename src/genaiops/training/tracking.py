@@ -85,6 +85,12 @@ class Tracker:
         run = self.client.get_run(run_id)
         return f"{run.info.artifact_uri}/{folder}/{path.name}"
 
+    def artifact_dir(self, run_id: str, folder: Path, name: str) -> str:
+        """Upload a folder and return its artifact URI."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path=name)
+        run = self.client.get_run(run_id)
+        return f"{run.info.artifact_uri}/{name}"
+
     def end(self, run_id: str, status: str) -> None:
         mlflow_status = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
         self.client.set_terminated(run_id, status=mlflow_status.get(status, "FAILED"))

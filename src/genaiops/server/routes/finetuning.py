@@ -132,6 +132,7 @@ def create_job(
         validation,
         train_config(body.hyperparameters, body.seed),
         created_by=principal.actor,
+        merged=body.merged,
     )
     _audit(security, "finetune.created", principal, owner, job=job.id, base=job.base_model,
            name=job.name, dataset_sha256=job.dataset_sha256)  # fmt: skip

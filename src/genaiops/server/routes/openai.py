@@ -194,7 +194,7 @@ async def list_models(gateway: GatewayDep, principal: InferenceDep) -> ModelList
 @router.get("/models/{model:path}", response_model=ModelCard, responses=ERRORS)
 async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) -> ModelCard:
     handle = await gateway.acquire(model, principal.tenant)
-    if not handle.config.lora_path:
+    if not gateway.is_registry_reference(handle.config.name):
         principal.require_model(handle.config.name)
     return _card(handle.engine.info())
 
