@@ -188,6 +188,8 @@ class Registry:
 
     def list_models(self, tenant: str | None) -> list[dict[str, Any]]:
         """Registered models of ``tenant`` (None: every tenant), newest version first."""
+        if tenant is not None and not NAME.match(tenant):
+            raise InvalidRequest(f"invalid tenant {tenant!r}", param="tenant")
         query = f"tags.tenant = '{tenant}'" if tenant is not None else ""
         out = []
         for rm in self.client.search_registered_models(filter_string=query or None):
