@@ -236,3 +236,45 @@ def _worker_pid(server: Server, job_id: str) -> str:
             return job.worker.rsplit(":", 1)[1]
         time.sleep(0.2)
     raise AssertionError("no worker process recorded")
+
+
+def _tiny_adapter(path: Path, arch: str = "llama", width: int = 576) -> bytes:
+    """A valid GGUF LoRA adapter for SmolLM2 (rank 8 on one projection, all zeros)."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+    w.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 16.0)
+    w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((8, width), dtype=np.float32))
+    w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((width, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path.read_bytes()
+
+
+def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
+    base = "smollm2-135m-instruct"
+    with _client(server) as http:
+
+        def upload(content: bytes, name: str = "imported") -> httpx.Response:
+            return http.post(f"/admin/registry/{name}/versions", data={"base_model": base},
+                             files={"adapter": ("a.gguf", content)})  # fmt: skip
+
+        refused = upload(b"GGUF" + b"\0" * 100)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_adapter"
+        wrong = upload(_tiny_adapter(tmp_path / "wide.gguf", width=640))
+        assert (
+            wrong.status_code == 400 and "does not fit the base" in wrong.json()["error"]["message"]
+        )
+        assert http.get("/admin/registry/imported").status_code == 404
+        ok = upload(_tiny_adapter(tmp_path / "ok.gguf"))
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["model"] == "imported:1" and ok.json()["base_model"] == base
+        # A zero adapter leaves the model unchanged: same greedy answer as the base.
+        assert _ask(server, "imported:1") == _ask(server, base)
+        records = http.get("/admin/audit", params={"event": "model.registered"}).json()["data"]
+        assert any(r["detail"].get("name") == "imported" for r in records)

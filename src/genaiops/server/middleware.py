@@ -120,7 +120,9 @@ def _client(scope: Scope) -> str | None:
     return f"{client[0]}" if client else None
 
 
-_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents|/v1/files")
+_UPLOAD_PATH = re.compile(
+    r"/v1/collections/[^/]+/documents|/v1/files|/admin/registry/[^/]+/versions"
+)
 
 
 class BodyLimit:

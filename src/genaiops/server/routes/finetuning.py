@@ -8,6 +8,8 @@ dataset and may convert a base model first, so it runs in FastAPI's thread pool.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -220,6 +222,31 @@ def show_registered(
     name: str, principal: ModelsManagerDep, settings: SettingsDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
     return Registry(settings).show(_tenant(principal, tenant), name)
+
+
+@router.post("/admin/registry/{name}/versions", tags=["admin"])
+def import_version(
+    name: str,
+    principal: ModelsManagerDep,
+    settings: SettingsDep,
+    security: SecurityDep,
+    adapter: Annotated[UploadFile, File(description="A GGUF LoRA adapter.")],
+    base_model: Annotated[str, Form(description="The catalog model it was trained on.")],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    """Register an adapter trained elsewhere as the next version of NAME; a corrupt or
+    mismatched file is refused (400 invalid_adapter) and nothing is registered."""
+    owner = _tenant(principal, tenant)
+    folder = settings.data_dir / "registry" / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        path = Path(tmp) / (Path(adapter.filename or "").name or "adapter.gguf")
+        with path.open("wb") as out:
+            shutil.copyfileobj(adapter.file, out)
+        version = Registry(settings).import_adapter(owner, name, path, base_model)
+    _audit(security, "model.registered", principal, owner, name=name, version=version.version,
+           base=base_model)  # fmt: skip
+    return version.public()
 
 
 @router.put("/admin/registry/{name}/aliases/{alias}", tags=["admin"])
