@@ -1,40 +1,33 @@
 """llama.cpp engine: GGUF models in-process through llama-cpp-python.
 
-Each loaded model owns one OS thread for its whole life. llama-cpp-python's build uses
-OpenMP, and decode speed drops by about two thirds when calls arrive from changing threads,
-so the event loop never touches the model: it sends jobs through a queue and receives
-events back with ``call_soon_threadsafe``. Tokenisation (read-only on the vocabulary) is
+Each loaded model owns one OS thread for its whole life (``threaded.ThreadedEngine``:
+llama-cpp-python's OpenMP build loses two thirds of its decode speed when calls arrive from
+changing threads). Tokenisation (read-only on the vocabulary) is
 done on the caller's thread in ``prepare`` so that a prompt that can never fit is refused
 before it waits in line. Cancellation is a flag the decode loop checks after every token.
 """
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import json
 import os
-import queue
 import random
 import threading
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from genaiops.engines import bundled, chat_template
 from genaiops.engines.base import (
-    CancelToken,
     Finished,
-    GenerationEvent,
     GenerationRequest,
     ModelInfo,
     PreparedRequest,
     TextDelta,
 )
 from genaiops.engines.text import StopMatcher
+from genaiops.engines.threaded import Job, ThreadedEngine
 from genaiops.errors import (
     ContextLengthExceeded,
-    GenaiopsError,
     InvalidRequest,
     ModelNotReady,
 )
@@ -87,38 +80,18 @@ def _keep_stdio() -> None:
 _UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "logit_bias")
 
 
-@dataclass
-class _Job:
-    prepared: PreparedRequest
-    cancel: CancelToken
-    emit: Callable[[GenerationEvent | BaseException | None], None]
-
-
-class LlamaCppEngine:
-    max_concurrency = 1
-
+class LlamaCppEngine(ThreadedEngine):
     def __init__(self, config: ModelConfig, settings: Settings):
-        self.name = config.name
+        super().__init__(config.name)
         self.config = config
         self._models_dir = settings.models_dir()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._llm: Any = None
-        self._state = "loading"
         self._template: str | None = None
         self._bos = ""
         self._eos = ""
         self._add_bos = True
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        return self._state == "ready"
-
-    @property
-    def state(self) -> str:
-        return self._state
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -137,57 +110,6 @@ class LlamaCppEngine:
             return True
         # Before loading the GGUF we cannot know; the bundled entries say so explicitly.
         return self._template is not None if self.ready else True
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        loaded: asyncio.Future[None] = loop.create_future()
-
-        def report(exc: BaseException | None) -> None:
-            if loaded.done():
-                return
-            if exc is None:
-                loaded.set_result(None)
-            else:
-                loaded.set_exception(exc)
-
-        self._thread = threading.Thread(
-            target=self._thread_main,
-            args=(lambda exc: loop.call_soon_threadsafe(report, exc),),
-            name=f"genaiops-model-{self.name}",
-            daemon=True,
-        )
-        self._thread.start()
-        try:
-            await loaded
-        except Exception as exc:
-            self._state = f"failed: {exc}"
-            raise
-
-    async def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._jobs.put(None)
-            await asyncio.to_thread(self._thread.join, 30)
-        self._state = "closed"
-
-    def _thread_main(self, report: Callable[[BaseException | None], None]) -> None:
-        try:
-            self._load()
-        except BaseException as exc:  # reported to start(); the thread then exits
-            report(exc)
-            return
-        self._state = "ready"
-        report(None)
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                break
-            try:
-                self._run(job)
-            except BaseException as exc:
-                job.emit(exc)
-            finally:
-                job.emit(None)
-        self._llm = None
 
     def _load(self) -> None:
         from llama_cpp import Llama
@@ -216,6 +138,9 @@ class LlamaCppEngine:
         self._bos = vocab_piece(self._llm.token_bos())
         self._eos = vocab_piece(self._llm.token_eos())
         self._add_bos = metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+
+    def _unload(self) -> None:
+        self._llm = None
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -282,37 +207,7 @@ class LlamaCppEngine:
 
     # -- generation ------------------------------------------------------------------------
 
-    async def generate(
-        self, prepared: PreparedRequest, cancel: CancelToken
-    ) -> AsyncIterator[GenerationEvent]:
-        if not self.ready:
-            raise ModelNotReady(f"model '{self.name}' is {self._state}")
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
-
-        def emit(item: GenerationEvent | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, item)
-            except RuntimeError:  # loop closed during shutdown: nobody is listening
-                cancel.cancel()
-
-        self._jobs.put(_Job(prepared, cancel, emit))
-        try:
-            while True:
-                item = await events.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    if isinstance(item, GenaiopsError):
-                        raise item
-                    raise RuntimeError(f"model '{self.name}' failed: {item}") from item
-                yield item
-        finally:
-            # Whether we finished, failed or were closed early, the thread stops at the
-            # next token.
-            cancel.cancel()
-
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: Job) -> None:
         prepared, cancel, emit = job.prepared, job.cancel, job.emit
         if cancel.cancelled:
             return

@@ -2,12 +2,13 @@
 merged with its LoRA adapter) for architectures llama.cpp cannot run, or when a GGUF
 adapter is not wanted.
 
-Like the llama.cpp engine it owns one OS thread for its whole life and takes work from a
-queue; the decode loop is its own (a forward pass per token with the KV cache), so it can
-stop at a stop string, at the end-of-turn token or on cancellation between two tokens,
-and count tokens exactly. Sampling follows the OpenAI parameters: greedy at temperature 0,
-otherwise temperature and nucleus (top-p) sampling with an optional seed. Structured
-outputs (grammar-constrained JSON) are llama.cpp's and are refused here.
+Like the llama.cpp engine it owns one OS thread for its whole life
+(``threaded.ThreadedEngine``); the decode loop is its own (a forward pass per token with
+the KV cache), so it can stop at a stop string, at the end-of-turn token or on
+cancellation between two tokens, and count tokens exactly. Sampling follows the OpenAI
+parameters: greedy at temperature 0, otherwise temperature and nucleus (top-p) sampling
+with an optional seed. Structured outputs (grammar-constrained JSON) are llama.cpp's and
+are refused here.
 
 Throughput is well below llama.cpp's on CPU (no quantized kernels); on a GPU machine the
 same engine uses it when torch finds one (``device = "auto"``).
@@ -15,26 +16,20 @@ same engine uses it when torch finds one (``device = "auto"``).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import queue
-import threading
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from genaiops.engines import chat_template
 from genaiops.engines.base import (
-    CancelToken,
     Finished,
-    GenerationEvent,
     GenerationRequest,
     ModelInfo,
     PreparedRequest,
     TextDelta,
 )
 from genaiops.engines.text import StopMatcher
-from genaiops.errors import ContextLengthExceeded, GenaiopsError, InvalidRequest, ModelNotReady
+from genaiops.engines.threaded import Job, ThreadedEngine
+from genaiops.errors import ContextLengthExceeded, InvalidRequest, ModelNotReady
 
 if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
@@ -42,37 +37,17 @@ if TYPE_CHECKING:
 _UNSUPPORTED = ("tools", "logprobs", "logit_bias")
 
 
-@dataclass
-class _Job:
-    prepared: PreparedRequest
-    cancel: CancelToken
-    emit: Callable[[GenerationEvent | BaseException | None], None]
-
-
-class TransformersEngine:
-    max_concurrency = 1
-
+class TransformersEngine(ThreadedEngine):
     def __init__(self, config: ModelConfig, settings: Settings):
         if config.path is None:
             raise InvalidRequest(f"model {config.name!r}: the transformers engine needs 'path'")
-        self.name = config.name
+        super().__init__(config.name)
         self.config = config
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._state = "loading"
         self._model: Any = None
         self._tokenizer: Any = None
         self._template: str | None = None
         self._stop_ids: set[int] = set()
         self._cache_arg = "past_key_values"
-
-    @property
-    def ready(self) -> bool:
-        return self._state == "ready"
-
-    @property
-    def state(self) -> str:
-        return self._state
 
     @property
     def supports_chat(self) -> bool:
@@ -83,50 +58,6 @@ class TransformersEngine:
     def info(self) -> ModelInfo:
         return ModelInfo(self.name, "transformers", self.config.description,
                          self.config.context_length, self.supports_chat)  # fmt: skip
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        loaded: asyncio.Future[None] = loop.create_future()
-
-        def report(exc: BaseException | None) -> None:
-            if not loaded.done():
-                loaded.set_result(None) if exc is None else loaded.set_exception(exc)
-
-        self._thread = threading.Thread(
-            target=self._thread_main,
-            args=(lambda exc: loop.call_soon_threadsafe(report, exc),),
-            name=f"genaiops-model-{self.name}",
-            daemon=True,
-        )
-        self._thread.start()
-        try:
-            await loaded
-        except Exception as exc:
-            self._state = f"failed: {exc}"
-            raise
-
-    async def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._jobs.put(None)
-            await asyncio.to_thread(self._thread.join, 30)
-        self._state = "closed"
-
-    def _thread_main(self, report: Callable[[BaseException | None], None]) -> None:
-        try:
-            self._load()
-        except BaseException as exc:
-            report(exc)
-            return
-        self._state = "ready"
-        report(None)
-        while (job := self._jobs.get()) is not None:
-            try:
-                self._run(job)
-            except BaseException as exc:
-                job.emit(exc)
-            finally:
-                job.emit(None)
-        self._model = None
 
     def _load(self) -> None:
         import torch
@@ -151,6 +82,9 @@ class TransformersEngine:
             token_id = self._tokenizer.convert_tokens_to_ids(marker)
             if isinstance(token_id, int) and token_id != self._tokenizer.unk_token_id:
                 self._stop_ids.add(token_id)
+
+    def _unload(self) -> None:
+        self._model = None
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         if not self.ready:
@@ -187,32 +121,7 @@ class TransformersEngine:
             )
         return PreparedRequest(request, len(ids), max_tokens or ctx - len(ids), {"ids": ids})
 
-    async def generate(
-        self, prepared: PreparedRequest, cancel: CancelToken
-    ) -> AsyncIterator[GenerationEvent]:
-        if not self.ready:
-            raise ModelNotReady(f"model '{self.name}' is {self._state}")
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
-
-        def emit(item: GenerationEvent | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, item)
-            except RuntimeError:
-                cancel.cancel()
-
-        self._jobs.put(_Job(prepared, cancel, emit))
-        try:
-            while (item := await events.get()) is not None:
-                if isinstance(item, BaseException):
-                    if isinstance(item, GenaiopsError):
-                        raise item
-                    raise RuntimeError(f"model '{self.name}' failed: {item}") from item
-                yield item
-        finally:
-            cancel.cancel()
-
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: Job) -> None:
         import torch
 
         prepared, cancel, emit = job.prepared, job.cancel, job.emit

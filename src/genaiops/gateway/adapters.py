@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from genaiops.config import ModelConfig, Settings
 from genaiops.errors import InvalidRequest, ModelNotFound, ModelNotReady, NotFound
@@ -160,6 +160,3 @@ class AdapterModels:
     def forget(self) -> None:
         """Drop cached alias resolutions (after an alias change in this process)."""
         self._aliases.clear()
-
-    def describe(self) -> dict[str, Any]:
-        return {h.config.name: h.engine.state for h in self._loaded.values()}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from genaiops.config import Settings
 from genaiops.errors import AuthenticationError
@@ -91,3 +91,21 @@ RagDep = Annotated[RagService, Depends(get_rag)]
 GuardrailsDep = Annotated[GuardrailsService, Depends(get_guardrails)]
 FineTuningDep = Annotated[FineTuning, Depends(get_finetuning)]
 ModelsManagerDep = Annotated[Principal, Depends(require(Permission.MANAGE_MODELS))]
+
+
+# Routes that act on tenant data take an optional ``tenant`` query parameter: only the
+# system administrator may name another tenant (``Principal.scope``).
+TenantQuery = Annotated[
+    str | None, Query(max_length=64, description="System administrator only: a tenant to act on.")
+]
+
+
+def owner_tenant(principal: Principal, tenant: str | None) -> str:
+    """The tenant a write applies to: the caller's, or the one a system admin named."""
+    return principal.scope(tenant) or principal.tenant
+
+
+def audit(
+    security: SecurityService, event: str, principal: Principal, tenant: str, **detail: Any
+) -> None:
+    security.record_event(event, principal=principal, tenant=tenant, detail=detail)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, insert, select, update
 
 from genaiops.storage.db import Database
 from genaiops.storage.tables import fine_tuning_events, fine_tuning_jobs
@@ -334,7 +334,3 @@ class JobStore:
                 .values(status="queued", worker=None)
             )
         self.event(job_id, "warn", reason)
-
-    def delete_events(self, job_id: str) -> None:
-        with self.db.begin() as conn:
-            conn.execute(delete(fine_tuning_events).where(fine_tuning_events.c.job_id == job_id))

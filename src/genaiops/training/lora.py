@@ -135,7 +135,6 @@ class TrainResult:
     eval_before: dict[str, float]
     eval_after: dict[str, float]
     resumed_from_step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:

@@ -199,7 +199,6 @@ def _run(
     def on_step(p: lora.Progress) -> None:
         data = {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(p).items()}
         store.event(job.id, "info", f"step {p.step}/{p.total_steps}: loss {p.loss:.4f}", data)
-        store.heartbeat(job.id)
         tracker.metrics(run_id, {"train_loss": p.loss, "tokens_per_s": p.tokens_per_s}, p.step)
         outer.on_step(p)
 

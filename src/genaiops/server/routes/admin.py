@@ -23,6 +23,7 @@ from genaiops.server.deps import (
     KeysAdminDep,
     LogsReaderDep,
     SecurityDep,
+    TenantQuery,
     UsageReaderDep,
 )
 from genaiops.server.protocol import (
@@ -41,10 +42,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404)
 }
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
-
-TenantQuery = Annotated[
-    str | None, Query(max_length=64, description="System administrator only: a tenant to act on.")
-]
 
 
 def _key_out(record: KeyRecord, secret: str | None = None) -> KeyOut:

@@ -22,8 +22,6 @@ from genaiops.errors import InvalidRequest
 from genaiops.gateway.pipeline import new_request_id
 from genaiops.rag.chunking import count_tokens
 from genaiops.rag.service import RagService
-from genaiops.security.principal import Principal
-from genaiops.security.service import SecurityService
 from genaiops.server.deps import (
     CollectionsManagerDep,
     ContextDep,
@@ -31,6 +29,9 @@ from genaiops.server.deps import (
     InferenceDep,
     RagDep,
     SecurityDep,
+    TenantQuery,
+    audit,
+    owner_tenant,
 )
 from genaiops.server.protocol import (
     AskRequest,
@@ -47,20 +48,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERRORS)
 
-TenantQuery = Annotated[
-    str | None, Query(max_length=64, description="System administrator only: the tenant.")
-]
-
-
-def _tenant(principal: Principal, tenant: str | None) -> str:
-    return principal.scope(tenant) or principal.tenant
-
-
-def _audit(
-    security: SecurityService, event: str, principal: Principal, tenant: str, **detail: Any
-) -> None:
-    security.record_event(event, principal=principal, tenant=tenant, detail=detail)
-
 
 @router.post("/collections", status_code=201)
 def create_collection(
@@ -70,7 +57,7 @@ def create_collection(
     security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     collection = rag.create_collection(
         owner,
         body.name,
@@ -80,7 +67,7 @@ def create_collection(
         language=body.language,
         description=body.description,
     )
-    _audit(security, "collection.created", principal, owner, collection=body.name)
+    audit(security, "collection.created", principal, owner, collection=body.name)
     return collection.public()
 
 
@@ -94,7 +81,7 @@ def list_collections(principal: InferenceDep, rag: RagDep, tenant: TenantQuery =
 def get_collection(
     name: str, principal: InferenceDep, rag: RagDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
-    return rag.collection(_tenant(principal, tenant), name).public()
+    return rag.collection(owner_tenant(principal, tenant), name).public()
 
 
 @router.delete("/collections/{name}")
@@ -105,9 +92,9 @@ def delete_collection(
     security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     rag.delete_collection(owner, name)
-    _audit(security, "collection.deleted", principal, owner, collection=name)
+    audit(security, "collection.deleted", principal, owner, collection=name)
     return {"id": name, "object": "collection", "deleted": True}
 
 
@@ -132,7 +119,7 @@ def upload_documents(
     fields = (
         [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
     )
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     report = rag.ingest_bytes(
         owner,
         name,
@@ -141,7 +128,7 @@ def upload_documents(
         id_field=id_field,
         metadata_fields=fields,
     )
-    _audit(
+    audit(
         security,
         "documents.ingested",
         principal,
@@ -164,7 +151,7 @@ def list_documents(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    records = rag.documents(_tenant(principal, tenant), name, offset, limit)
+    records = rag.documents(owner_tenant(principal, tenant), name, offset, limit)
     return {"object": "list", "data": [r.public() for r in records]}
 
 
@@ -177,9 +164,9 @@ def delete_document(
     security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     record = rag.delete_document(owner, name, document_id)
-    _audit(
+    audit(
         security,
         "document.deleted",
         principal,
@@ -200,7 +187,7 @@ def search(
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     hits = rag.search(
-        _tenant(principal, tenant),
+        owner_tenant(principal, tenant),
         name,
         body.query,
         top_k=body.top_k,

@@ -17,13 +17,15 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from genaiops.errors import InvalidRequest
 from genaiops.registry.service import Registry
-from genaiops.security.principal import Principal
 from genaiops.server.deps import (
     FineTuningDep,
     GatewayDep,
     ModelsManagerDep,
     SecurityDep,
     SettingsDep,
+    TenantQuery,
+    audit,
+    owner_tenant,
 )
 from genaiops.server.protocol import AliasSet, ErrorResponse, FineTuningJobCreate, Hyperparameters
 from genaiops.training import lora
@@ -33,18 +35,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413)
 }
 router = APIRouter(tags=["fine-tuning"], responses=ERRORS)
-
-TenantQuery = Annotated[
-    str | None, Query(max_length=64, description="System administrator only: a tenant to act on.")
-]
-
-
-def _tenant(principal: Principal, tenant: str | None) -> str:
-    return principal.scope(tenant) or principal.tenant
-
-
-def _audit(security: Any, event: str, principal: Principal, tenant: str, **detail: Any) -> None:
-    security.record_event(event, principal=principal, tenant=tenant, detail=detail)
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -59,7 +49,7 @@ def upload_file(
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     return service.save_file(
-        _tenant(principal, tenant), file.filename or "upload", purpose, file.file
+        owner_tenant(principal, tenant), file.filename or "upload", purpose, file.file
     )
 
 
@@ -122,7 +112,7 @@ def create_job(
     security: SecurityDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     training = service.file_path(owner, body.training_file)
     validation = service.file_path(owner, body.validation_file) if body.validation_file else None
     name = body.suffix or f"{body.model}-ft".lower().replace(".", "-")
@@ -136,7 +126,7 @@ def create_job(
         created_by=principal.actor,
         merged=body.merged,
     )
-    _audit(security, "finetune.created", principal, owner, job=job.id, base=job.base_model,
+    audit(security, "finetune.created", principal, owner, job=job.id, base=job.base_model,
            name=job.name, dataset_sha256=job.dataset_sha256)  # fmt: skip
     out = job.public()
     out["training_file"], out["validation_file"] = body.training_file, body.validation_file
@@ -183,7 +173,7 @@ def cancel_job(
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     job = service.cancel(principal.scope(tenant), job_id)
-    _audit(security, "finetune.cancelled", principal, job.tenant, job=job.id)
+    audit(security, "finetune.cancelled", principal, job.tenant, job=job.id)
     return _public_job(job)
 
 
@@ -221,7 +211,7 @@ def list_registered(
 def show_registered(
     name: str, principal: ModelsManagerDep, settings: SettingsDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
-    return Registry(settings).show(_tenant(principal, tenant), name)
+    return Registry(settings).show(owner_tenant(principal, tenant), name)
 
 
 @router.post("/admin/registry/{name}/versions", tags=["admin"])
@@ -236,7 +226,7 @@ def import_version(
 ) -> dict[str, Any]:
     """Register an adapter trained elsewhere as the next version of NAME; a corrupt or
     mismatched file is refused (400 invalid_adapter) and nothing is registered."""
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     folder = settings.data_dir / "registry" / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -244,7 +234,7 @@ def import_version(
         with path.open("wb") as out:
             shutil.copyfileobj(adapter.file, out)
         version = Registry(settings).import_adapter(owner, name, path, base_model)
-    _audit(security, "model.registered", principal, owner, name=name, version=version.version,
+    audit(security, "model.registered", principal, owner, name=name, version=version.version,
            base=base_model)  # fmt: skip
     return version.public()
 
@@ -260,10 +250,10 @@ def set_alias(
     gateway: GatewayDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     version = Registry(settings).set_alias(owner, name, alias, body.version)
     gateway.adapters.forget()
-    _audit(security, "model.alias_set", principal, owner, name=name, alias=alias,
+    audit(security, "model.alias_set", principal, owner, name=name, alias=alias,
            version=body.version)  # fmt: skip
     return version.public()
 
@@ -278,8 +268,8 @@ def delete_alias(
     gateway: GatewayDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    owner = _tenant(principal, tenant)
+    owner = owner_tenant(principal, tenant)
     Registry(settings).delete_alias(owner, name, alias)
     gateway.adapters.forget()
-    _audit(security, "model.alias_deleted", principal, owner, name=name, alias=alias)
+    audit(security, "model.alias_deleted", principal, owner, name=name, alias=alias)
     return {"name": name, "alias": alias, "deleted": True}
