@@ -4,6 +4,7 @@ running the bundled models."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import httpx
@@ -118,6 +119,13 @@ def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> N
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[attr-defined]
     assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens  # type: ignore[attr-defined]
     assert len({c.id for c in chunks}) == 1
+    # The default output policy (PII redaction) holds text only to the end of each word,
+    # not of each sentence: the answer arrives in many pieces, each ending a word.
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices]
+    pieces = [p for p in pieces if p]
+    sentences = len(re.findall(r"[.!?](\s|$)|\n", text)) + 1
+    assert len(pieces) > 2 * sentences
+    assert all(p[-1].isspace() or p[-1] in ".,;:!?" for p in pieces[:-1])
 
 
 def test_completions_plain_and_streamed(client: openai.OpenAI) -> None:

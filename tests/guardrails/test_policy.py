@@ -3,6 +3,8 @@ reversible vault, and output guards on a streamed answer."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from genaiops.config import GuardPolicy, GuardrailsSettings
@@ -92,12 +94,84 @@ def test_streamed_answer_is_redacted_and_restored_at_any_split(size: int) -> Non
     assert all(e["stage"] == "output" for e in ctx.guardrail_events)
 
 
-def test_output_filter_releases_text_a_sentence_at_a_time() -> None:
+# Values that span several words, or need a keyword a few words earlier, streamed the way
+# a model streams them (a leading space on most tokens).
+SPREAD = [
+    ("IBAN", "La cuenta es ES91 2100 0418 4502 0005 1332 en el banco.", "2100 0418"),
+    ("CREDIT_CARD", "Paga con la tarjeta 4111 1111 1111 1111 hoy mismo.", "1111 1111"),
+    ("PHONE", "Ligue para +55 11 91234-5678 amanhã cedo.", "91234-5678"),
+    ("CEDULA_CO", "El cliente tiene la cédula 1.020.304.050 de Bogotá.", "1.020.304.050"),
+    ("EMAIL", "Escribe a maria.silva@empresa.com.br para confirmar.", "silva@empresa"),
+    ("IP_ADDRESS", "El servidor fe80::1ff:fe23:4567:890a no responde.", "fe23:4567"),
+    ("RFC", "Su RFC es GODE 561231 GR8 según el SAT.", "561231"),
+]
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"\s*\S+", text)
+
+
+@pytest.mark.parametrize(("kind", "answer", "secret"), SPREAD, ids=[k for k, _, _ in SPREAD])
+def test_word_level_release_never_leaks_a_value(kind: str, answer: str, secret: str) -> None:
     guards = service()
+    whole = guards.check(answer, stage="output")
+    assert whole.action == "redact" and secret not in whole.text  # the reference
+    for pieces in (tokens(answer), list(answer)):
+        out = stream(OutputFilter(guards, {}, None), pieces)
+        assert secret not in out
+        assert f"<{kind}_1>" in out
+
+
+def test_pii_output_policy_releases_text_a_word_at_a_time() -> None:
+    guards = service()  # the default output policy: PII, redacted
+    out = OutputFilter(guards, {}, None)
+    # A word goes out as soon as the next one starts: no value can span it.
+    assert out.feed("Primera") == ""
+    assert out.feed(" frase") == "Primera "
+    assert out.feed(" completa.") == "frase "
+    # A run of digits waits for the word that closes it, then goes out redacted.
+    assert out.feed(" El") == "completa."
+    assert out.feed(" número") == " El "
+    assert out.feed(f" {CPF[:7]}") == "número "
+    assert out.feed(CPF[7:]) == ""
+    assert out.feed(" y") == ""
+    assert out.feed(" nada") == "<CPF_1> y "
+    assert out.flush() == "nada"
+
+
+def test_sentence_guards_release_text_a_sentence_at_a_time() -> None:
+    guards = service(output={"toxicity": GuardPolicy(action="block")})
     out = OutputFilter(guards, {}, None)
     assert out.feed("Primera frase") == ""
     assert out.feed(" completa. Segunda") == "Primera frase completa."
     assert out.flush() == " Segunda"
+
+
+def test_checks_are_skipped_for_text_that_cannot_hold_pii() -> None:
+    guards = service()
+    calls: list[str] = []
+    real = guards.check
+
+    def counting(text: str, **kwargs: object) -> object:
+        calls.append(text)
+        return real(text, **kwargs)  # type: ignore[arg-type]
+
+    guards.check = counting  # type: ignore[method-assign]
+    streamed = stream(OutputFilter(guards, {}, None), tokens(f"Hola a todos, el CPF es {CPF} ok."))
+    assert streamed == "Hola a todos, el CPF es <CPF_1> ok."
+    assert calls == [f"{CPF} ok."]  # one check, on the only piece with digits
+
+
+def test_context_keeps_offsets_in_the_checked_text() -> None:
+    guards = service()
+    outcome = guards.check("1.020.304.050 de Bogotá", stage="output", context="la cédula ")
+    assert outcome.text == "<CEDULA_CO_1> de Bogotá"
+    (pii,) = outcome.results
+    assert [(s.start, s.end, s.text) for s in pii.spans] == [(0, 13, "1.020.304.050")]
+    # Without the keyword the same digits are not an identity number.
+    assert not guards.check("1.020.304.050 de Bogotá", stage="output").flagged
+    # A value wholly inside the context is not reported again.
+    assert not guards.check(" y más", stage="output", context=f"CPF {CPF}").flagged
 
 
 def test_output_block_stops_the_answer() -> None:

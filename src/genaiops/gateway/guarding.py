@@ -97,15 +97,39 @@ async def guard_input(
 _BOUNDARY = re.compile(r"[.!?…](?=\s)|\n")
 # A sentence longer than this is checked and released without waiting for its end.
 _MAX_BUFFER = 400
+# A finished word: its characters and the whitespace after it.
+_WORD = re.compile(r"(\S+)\s+")
+_EDGE_PUNCTUATION = ".,;!?¡¿\"'()[]{}«»“”‘’*_—–…"
+# Released text the word-level guards may still read for context ("CPF", "cédula" a few
+# words before a number), so that checking piece by piece finds what a whole check would.
+_LOOKBEHIND = 96
+
+
+def _plain_word(word: str) -> bool:
+    """A word that can be no part of any PII value: letters only, and not a short block of
+    capitals (IBAN groups, the initials of an RFC written with spaces)."""
+    core = word.strip(_EDGE_PUNCTUATION)
+    return core.isalpha() and not (len(core) <= 4 and core.isupper())
 
 
 class OutputFilter:
-    """Output guards on a generated answer, streamed or not, a sentence at a time.
+    """Output guards on a generated answer, streamed or not, as it is produced.
 
-    Text is held back only until the next sentence boundary, then checked with the output
-    policy: redactions are applied, a block stops the answer (ContentBlocked), and
+    Text is held back only as long as the guards need to judge it, then checked with the
+    output policy: redactions are applied, a block stops the answer (ContentBlocked), and
     placeholders of the caller's own reversible PII are put back. A placeholder is never
     cut in half between two released pieces.
+
+    How long text is held depends on the guards. Guards that judge a whole sentence
+    (toxicity, banned terms) get text a sentence at a time. When every active guard finds
+    values inside words (``streaming_unit = "word"`` on the guard: PII), text is released
+    a word at a time: everything up to the last finished plain word (see ``_plain_word``)
+    is safe, since no value can span it, and only a trailing run of digits, codes or
+    addresses waits for the word that closes it. Those guards read the last
+    ``_LOOKBEHIND`` released characters as context, and a piece every guard rules out at a
+    glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not checked at all. A
+    streamed answer therefore starts as soon as its first word is finished, not its first
+    sentence.
     """
 
     def __init__(
@@ -118,12 +142,20 @@ class OutputFilter:
         self.vault = vault
         self.ctx = ctx
         self._buffer = ""
+        self._released = ""
         self._policies = (
             guardrails.policies("output", _principal(ctx), ctx.model if ctx else None)
             if guardrails is not None
             else {}
         )
         self._active = bool(vault) or bool(self._policies)
+        guards = (
+            [guardrails.guard(name, p.options) for name, p in self._policies.items()]
+            if guardrails is not None
+            else []
+        )
+        self._by_word = all(getattr(g, "streaming_unit", "sentence") == "word" for g in guards)
+        self._quick = [getattr(g, "may_flag", None) for g in guards] if self._by_word else []
 
     @property
     def active(self) -> bool:
@@ -136,6 +168,10 @@ class OutputFilter:
         cut = 0
         for match in _BOUNDARY.finditer(self._buffer):
             cut = match.end()
+        if self._by_word:
+            for match in _WORD.finditer(self._buffer, cut):
+                if _plain_word(match.group(1)):
+                    cut = match.end()
         if cut == 0 and len(self._buffer) > _MAX_BUFFER:
             cut = len(self._buffer)
         if cut == 0:
@@ -154,8 +190,11 @@ class OutputFilter:
     def _release(self, text: str) -> str:
         if not text:
             return text
-        if self.guardrails is not None and self._policies:
-            outcome = self.guardrails.check(text, stage="output", policies=self._policies)
+        if self.guardrails is not None and self._policies and self._needs_check(text):
+            context = self._released[-_LOOKBEHIND:] if self._by_word else ""
+            outcome = self.guardrails.check(
+                text, stage="output", policies=self._policies, context=context
+            )
             note(self.ctx, outcome, "output")
             if outcome.blocked:
                 raise ContentBlocked(
@@ -163,8 +202,13 @@ class OutputFilter:
                 )
             if outcome.action == "redact":
                 text = outcome.text
+        if self._by_word:
+            self._released = (self._released + text)[-_LOOKBEHIND:]
         if self.vault:
             from genaiops.guardrails.service import restore
 
             text = restore(text, self.vault)
         return text
+
+    def _needs_check(self, text: str) -> bool:
+        return not self._by_word or any(may is None or may(text) for may in self._quick)

@@ -55,6 +55,14 @@ class GuardResult:
 
 
 class Guard(Protocol):
+    """Optional extras a guard may define (read with ``getattr``):
+
+    ``streaming_unit = "word"`` when everything it finds lies inside words (PII values),
+    so a streamed answer can be checked a word at a time rather than a sentence at a time;
+    ``may_flag(text) -> bool``, a cheap test that is False when ``check`` could not flag
+    ``text``, so the check can be skipped.
+    """
+
     name: str
 
     def check(self, text: str) -> GuardResult: ...

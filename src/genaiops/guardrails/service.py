@@ -136,8 +136,15 @@ class GuardrailsService:
         stage: Stage = "input",
         guards: list[str] | None = None,
         policies: dict[str, GuardPolicy] | None = None,
+        context: str = "",
     ) -> Outcome:
-        """Run ``guards`` (default: the stage's policy) over ``text``."""
+        """Run ``guards`` (default: the stage's policy) over ``text``.
+
+        ``context`` is text just before ``text`` that was checked already (the released
+        part of a streamed answer): guards read it, so a keyword there still vouches for
+        a number here, but spans are reported in ``text`` only (cut where one starts in
+        the context) and only ``text`` is returned and redacted.
+        """
         chosen = policies if policies is not None else self.policies(stage)
         if guards is not None:
             chosen = {name: chosen.get(name) or GuardPolicy(action="flag") for name in guards}
@@ -147,7 +154,7 @@ class GuardrailsService:
         for name, policy in chosen.items():
             guard = self.guard(name, policy.options)
             started = time.perf_counter()
-            result = guard.check(sample)
+            result = _run(guard, sample, context)
             result.latency_ms = (time.perf_counter() - started) * 1000
             if policy.threshold is not None:
                 result.flagged = result.score >= policy.threshold and result.score > 0
@@ -160,7 +167,7 @@ class GuardrailsService:
             if sample is not text:
                 # Offsets must index the whole text: rerun the redacting guards on it.
                 results = [
-                    self.guard(r.guard, chosen[r.guard].options).check(text)
+                    _run(self.guard(r.guard, chosen[r.guard].options), text, context)
                     if actions.get(r.guard) == "redact"
                     else r
                     for r in results
@@ -195,6 +202,26 @@ class GuardrailsService:
         masked = vault.mask_spans(text, spans)
         # Only the reversible mode keeps the originals, to restore them in the answer.
         return masked, vault.placeholders if self.settings.pii_mode == "reversible" else {}
+
+
+def _run(guard: Guard, text: str, context: str) -> GuardResult:
+    """``guard`` on ``text`` read after ``context``, with offsets into ``text`` alone."""
+    if not context:
+        return guard.check(text)
+    result = guard.check(context + text)
+    if not result.spans:
+        return result
+    offset = len(context)
+    spans = [
+        replace(
+            s, start=max(s.start - offset, 0), end=s.end - offset, text=s.text[-(s.end - offset) :]
+        )
+        for s in result.spans
+        if s.end > offset
+    ]
+    if not spans:
+        return replace(result, flagged=False, score=0.0, spans=[], reason=None)
+    return replace(result, spans=spans)
 
 
 def restore(text: str, vault: dict[str, str]) -> str:

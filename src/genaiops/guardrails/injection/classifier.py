@@ -254,6 +254,10 @@ def _load_file(path: Path) -> InjectionModel:
         )
 
 
+# Bumped whenever this process saves a model, so holders of a loaded one reload it.
+generation = 0
+
+
 @lru_cache(maxsize=4)
 def _load_cached(path: str) -> InjectionModel:
     return _load_file(Path(path))
@@ -477,6 +481,8 @@ def train(
     model.metrics = metrics
     path = output or default_model_path()
     model.save(path)
+    global generation
+    generation += 1
     _load_cached.cache_clear()
     return {**metrics, "output": str(path), "size_bytes": path.stat().st_size}
 

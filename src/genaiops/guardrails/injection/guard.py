@@ -111,11 +111,17 @@ class InjectionGuard:
         self._use_semantic = bool(opts.get("semantic", True))
         self._model_path = opts.get("model")
         self._max_chars = int(opts.get("max_classify_chars", classifier.MAX_CHARS))
+        self._model: tuple[int, classifier.InjectionModel] | None = None
 
     def model(self) -> classifier.InjectionModel | None:
         if not self._use_classifier:
             return None
-        return classifier.load(Path(self._model_path) if self._model_path else None)
+        # Kept between checks (resolving the file's path costs file-system calls), until
+        # this process trains a new model.
+        if self._model is None or self._model[0] != classifier.generation:
+            path = Path(self._model_path) if self._model_path else None
+            self._model = (classifier.generation, classifier.load(path))
+        return self._model[1]
 
     def check(self, text: str) -> GuardResult:
         started = time.perf_counter()

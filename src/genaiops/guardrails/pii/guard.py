@@ -9,6 +9,7 @@ only reports; masking or blocking is the policy's decision (see ``redaction``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +19,15 @@ from genaiops.guardrails.base import GuardResult
 from genaiops.guardrails.pii.detectors import PIIDetector
 
 _OPTIONS = frozenset({"entities", "keywords", "dni_country"})
+# Every entity has a digit, an "@" (e-mail) or a ":" (IPv6) in it, in ASCII or in one of
+# the look-alikes the detector folds (full-width forms, other digit scripts).
+_MAY_HOLD_PII = re.compile(r"[\d@:＠：]")
 
 
 class PIIGuard:
     name = "pii"
+    # Values live inside words, so streamed answers are checked a word at a time.
+    streaming_unit = "word"
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         options = dict(options or {})
@@ -38,6 +44,10 @@ class PIIGuard:
         if dni_country is not None and not isinstance(dni_country, str):
             raise ConfigError("pii guard: 'dni_country' must be AR or PE", param="dni_country")
         self.detector = PIIDetector(entities, keywords, dni_country)
+
+    def may_flag(self, text: str) -> bool:
+        """False when ``text`` cannot hold any PII value (checking it would be wasted)."""
+        return _MAY_HOLD_PII.search(text) is not None
 
     def check(self, text: str) -> GuardResult:
         t0 = time.perf_counter()
