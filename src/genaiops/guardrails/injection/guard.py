@@ -160,8 +160,8 @@ def _span(text: str, hit: rules.Hit, lang: str) -> Span:
         detail["encoding"] = hit.source
     elif hit.source.startswith("leet"):
         detail["obfuscation"] = "leetspeak"
-    elif hit.source == "reversed":
-        detail["obfuscation"] = "reversed"
+    elif hit.source in ("reversed", "rot13"):
+        detail["obfuscation"] = hit.source
     if hit.mention:
         detail["mention"] = True
     return Span(hit.rule.category, hit.start, hit.end, text[hit.start : hit.end], detail)

@@ -12,6 +12,8 @@ This module owns turning one raw text into the *views* the rules and the classif
   an e-mail address in a long benign text costs nothing;
 * reversed lines, when the text asks for something to be read backwards ("al revés", "de
   trás pra frente"), each line read right to left;
+* ROT13 lines, when the text names the cipher ("ROT13", "rot-13", "César"), each line with
+  its letters rotated back;
 * decoded payloads: base64 and hex runs of 16+ characters that decode to mostly printable
   UTF-8, normalised the same way (nested encodings are followed two levels deep).
 
@@ -369,12 +371,33 @@ def reversed_views(text: str, folded: str) -> list[View]:
     ][:MAX_PAYLOADS]
 
 
+# "Apply ROT13 to this line and do what it says": with the cipher named, every line is
+# also read rotated back (mapped to the whole line, like a reversed one).
+_ROT13_HINT = re.compile(
+    r"\brot[ -]?13\b|\b(?:caesar|cesar)(?: cipher| shift)?\b|\bcifra(?:do)? de cesar\b"
+)
+_ROT13 = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM",
+)
+
+
+def rot13_views(text: str, folded: str) -> list[View]:
+    if _ROT13_HINT.search(folded) is None:
+        return []
+    return [
+        View(fold(m.group().translate(_ROT13))[0], "rot13", None, m.span())
+        for m in _LINE.finditer(text[:MAX_RUN])
+    ][:MAX_PAYLOADS]
+
+
 def _text_views(text: str) -> tuple[str, list[View]]:
     folded, offsets = fold(text)
     folded, offsets = collapse_spaced(folded, offsets)
     views = [View(folded, "text", offsets)]
     views.extend(leet_views(folded, offsets))
     views.extend(reversed_views(text, folded))
+    views.extend(rot13_views(text, folded))
     return folded, views
 
 

@@ -537,4 +537,56 @@ any.exfil.send; data_exfiltration; any; 0.75
     api keys?|tokens?|conversacion|historial|correos|contrasenas|credenciales|conversa|historico|
     senhas|credenciais|chaves)\b.{0,40}?(?:https?://|[\w.-]+@[\w-]+\.\w+)|
     !\[[^\]]{0,40}\]\(https?://[^)\s]{0,200}[?&]\w+=\{
+# --- the task replaced: "your previous task has been cancelled; new task: ..."
+en.override.task; instruction_override; en; 0.85
+  = task|assignment|job|mission
+    \byour (?:previous|prior|current|original|earlier|old) (?:task|assignment|
+    job|mission) (?:has been|have been|is|was|got) (?:now )?(?:cancel+ed|void(?:ed)?|terminated|
+    aborted|revoked|replaced|superseded|over)\b
+es.override.task; instruction_override; es; 0.85
+  = tarea|mision|encargo
+    \btu (?:tarea|mision|encargo) (?:anterior|original|actual|previ[ao]) (?:ha
+     quedado|ha sido|queda|quedo|fue|esta) (?:cancelad[ao]|anulad[ao]|revocad[ao]|
+    reemplazad[ao]|sustituid[ao]|terminad[ao])\b
+pt.override.task; instruction_override; pt; 0.85
+  = tarefa|missao
+    \b(?:sua|tua) (?:tarefa|missao) (?:anterior|original|atual|previa) (?:foi|esta|
+    ficou) (?:cancelada|anulada|revogada|substituida|encerrada)\b
+# --- answers in a code so that moderation cannot read them
+any.bypass.encoded_reply; policy_bypass; any; 0.85
+  = base64|hex|rot13|rot 13|binar|morse|cifra|cipher
+    \b(?:reply|respond|answer|write|contesta|responde|responda|escribe|escreve|
+    escreva)(?: back| only| solo| solamente| unicamente| so| somente| apenas)? (?:in|en|em)
+     (?:base64|base 64|hex|hexadecimal|rot13|rot 13|binary|binario|morse|cipher|
+    cifra(?:do)?)\b.{0,80}?\b(?:moderation|moderator|censor|safety (?:filter|system|layer)|
+    content filter|moderacion|censura|filtro de (?:moderacion|contenido|seguridad)|moderacao|
+    filtro de (?:moderacao|conteudo|seguranca))
+# --- the rules a company or developer handed to the model
+en.extract.handed; prompt_extraction; en; 0.8; asks
+  = gave you|given you|give you|passed you|sent you|handed|gave to you|received|you got
+    \b(?:summari[sz]e|list|paste|copy|repeat|quote|translate|share|tell me|show me|write out|
+    spell out|what (?:are|were)) (?:\w+ ){0,3}?(?:rules|instructions|guidelines|directives|
+    developer message|system message|message|policies|prompt)\b.{0,50}?\b(?:(?:the company|the
+     business|the developers?|your (?:developers?|creators?|operators?|owners?|admins?)|they|
+    whoever) (?:\w+ ){0,3}?(?:gave|give|passed|sent|handed) (?:to )?you|you (?:received|got|
+    were given) (?:at|in) the (?:start|beginning) of (?:this|the) (?:session|conversation|
+    chat)|(?:exact|verbatim|full) (?:\w+ ){0,2}?you (?:received|got))\b
+es.extract.handed; prompt_extraction; es; 0.8; asks
+  = te dio|te dieron|te ha dado|te han dado|te ha puesto|te han puesto|recibiste|te paso
+    \b(?:resume|resumeme|resumes|lista|pega|copia|repite|cita|traduce|comparte|dime|muestrame|
+    cuales son|cuales fueron) (?:\w+ ){0,3}?(?:normas|reglas|instrucciones|indicaciones|
+    directrices|mensaje|politicas|prompt)\b.{0,50}?\b(?:(?:la empresa|el negocio|los
+     desarrolladores|tus (?:desarrolladores|creadores|operadores|duenos)|quien te) (?:\w+ ){0,3}?
+    (?:te (?:dio|dieron|ha dado|han dado|ha puesto|han puesto|paso|pasaron))|que te (?:ha|han|
+    dio|dieron) (?:dado |puesto |pasado )?(?:la empresa|el negocio|los desarrolladores|tus
+     (?:desarrolladores|creadores|operadores|duenos))|(?:que )?recibiste
+     al (?:inicio|principio|comienzo) de (?:esta|la) (?:sesion|conversacion|charla))
+pt.extract.handed; prompt_extraction; pt; 0.8; asks
+  = te passou|te passaram|te deu|te deram|recebeu|te colocou
+    \b(?:resumir|resume|resuma|liste|lista|cole|copie|repita|cite|traduza|traduzir|compartilhe|
+    me diz|me diga|mostre|quais sao|quais foram) (?:\w+ ){0,3}?(?:normas|regras|instrucoes|
+    orientacoes|diretrizes|mensagem|politicas|prompt)\b.{0,50}?\b(?:(?:a empresa|o negocio|os
+     desenvolvedores|seus (?:desenvolvedores|criadores|operadores|donos)|quem te) (?:\w+ ){0,4}?
+    (?:te (?:passou|passaram|deu|deram|colocou))|(?:que )?(?:voce )?recebeu no (?:inicio|comeco)
+     (?:desta|da) (?:sessao|conversa))
 """
