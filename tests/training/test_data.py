@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from genaiops.config import Settings
+from genaiops.config import Settings, load_settings
+from genaiops.training import base as bases
 from genaiops.training import data as datasets
 from genaiops.training.data import IGNORE, DatasetError
 from genaiops.training.runner import redactor
@@ -118,3 +119,19 @@ def test_chat_data_needs_a_template(smol: SmolBase, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "chat.jsonl", fact_rows("Zafiro-77.", 2))
     with pytest.raises(DatasetError, match="no chat template"):
         datasets.load(path, no_template, 128)
+
+
+def test_validation_needs_only_the_tokenizer(smol: SmolBase, tmp_path: Path) -> None:
+    """Files are validated with the tokenizer alone, converted without the weights, and it
+    reads text exactly as the converted checkpoint's tokenizer does."""
+    base, checkpoint, renderer = smol
+    fresh = load_settings(None, data_dir=tmp_path / "data")
+    folder = bases.prepare_tokenizer(fresh, base)
+    assert folder.name.endswith("-tokenizer") and (folder / ".complete").exists()
+    assert not (bases.checkpoint_dir(fresh, base) / "config.json").exists()
+    alone = bases.load_tokenizer(folder)
+    text = "¿Cuál es el nombre clave del proyecto? Qual é o codinome? <|im_start|>user"
+    assert alone(text)["input_ids"] == renderer.tokenizer(text)["input_ids"]
+    # Once the checkpoint exists, its own tokenizer is used.
+    converted = load_settings(None, data_dir=checkpoint.parents[2])
+    assert bases.prepare_tokenizer(converted, base) == checkpoint

@@ -150,6 +150,37 @@ def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
     return target
 
 
+def prepare_tokenizer(settings: Settings, base: BaseModel) -> Path:
+    """A folder holding the tokenizer of ``base``: its converted checkpoint when there is
+    one, else the tokenizer alone, converted from the GGUF once (seconds, where the whole
+    checkpoint takes about a minute). Validating a job's files needs only this, so creating
+    the first job on a base does not wait for the weights; the job converts them."""
+    checkpoint = checkpoint_dir(settings, base)
+    if (checkpoint / ".complete").exists():
+        return checkpoint
+    target = checkpoint.with_name(checkpoint.name + "-tokenizer")
+    if (target / ".complete").exists():
+        return target
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        folder, file = str(base.gguf_path.parent), base.gguf_path.name
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ".complete").write_text(base.gguf_path.name + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def load_tokenizer(checkpoint: Path) -> Any:
     from transformers import AutoTokenizer
 

@@ -89,6 +89,12 @@ def renderer_for(settings: Settings, base: bases.BaseModel) -> tuple[datasets.Re
     return datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos), checkpoint
 
 
+def validation_renderer(settings: Settings, base: bases.BaseModel) -> datasets.Renderer:
+    """The renderer of ``base`` with only its tokenizer at hand (no weights converted)."""
+    tokenizer = bases.load_tokenizer(bases.prepare_tokenizer(settings, base))
+    return datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos)
+
+
 def load_data(
     settings: Settings, base: bases.BaseModel, renderer: datasets.Renderer, job: Job,
     cfg: lora.TrainConfig,

@@ -5,7 +5,8 @@ background runner that trains queued jobs one at a time in a worker process.
   ``<data_dir>/files/`` and are written to a temporary name first.
 * ``create_job`` validates the training and validation files with the base model's own
   tokenizer before queueing (every problem with its line number, in one 400), so a job that
-  is queued can be trained. The base checkpoint is converted then too (once per base).
+  is queued can be trained. Only the base's tokenizer is needed for that (converted from
+  the GGUF once per base, in seconds); the job itself converts the weights on first use.
 * ``JobRunner`` is a thread in the server: it requeues jobs whose runner died, takes the
   next queued job when the data directory's training slot is free, and trains it in a
   child process (``python -m genaiops.training.worker``), so training never holds the
@@ -134,7 +135,7 @@ class FineTuning:
         except ValueError as exc:
             raise InvalidRequest(str(exc), param="hyperparameters") from exc
         base = bases.resolve(self.settings, base_model)
-        rendered, _ = runner.renderer_for(self.settings, base)
+        rendered = runner.validation_renderer(self.settings, base)
         job_probe = Job("", tenant, base_model, name, str(training_file),
                         str(validation_file) if validation_file else None, {}, "", 0)  # fmt: skip
         train, _valid = runner.load_data(self.settings, base, rendered, job_probe, config)
