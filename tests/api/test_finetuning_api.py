@@ -156,9 +156,13 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
         run.data.params["base_model"] == BASE
         and run.data.params["dataset_sha256"] == done_a["dataset_sha256"]
     )
-    # Every step has its loss (steps replayed after the kill are logged again).
+    # Every step has its loss, once: steps replayed after the kill are not logged again.
     history = tracker.run_metrics(done_a["mlflow_run_id"], "train_loss")
-    assert {step for step, _ in history} == set(range(1, m["steps"] + 1))
+    assert sorted(step for step, _ in history) == list(range(1, m["steps"] + 1))
+    step_events = [
+        e["data"]["step"] for e in _events(http, job_a["id"]) if "step" in (e.get("data") or {})
+    ]
+    assert sorted(step_events) == list(range(1, m["steps"] + 1))
     shown = http.get("/admin/registry/support-bot").json()
     v1 = next(v for v in shown["versions"] if v["version"] == 1)
     assert v1["lineage"]["dataset_sha256"] == done_a["dataset_sha256"] and v1["base_model"] == BASE

@@ -56,6 +56,16 @@ def test_cancel_requeue_and_tenant_scoping(store: JobStore) -> None:
     assert any("resumes from its last checkpoint" in m for m in messages)
 
 
+def test_last_reported_step(store: JobStore) -> None:
+    job, other = _job(store), _job(store)
+    assert store.last_step(job) == 0
+    for step in (1, 2, 3):
+        store.event(job, "info", f"step {step}/9: loss 1.0", {"step": step, "loss": 1.0})
+    store.event(job, "info", "resuming from the last checkpoint")
+    store.event(other, "info", "step 7/9: loss 1.0", {"step": 7, "loss": 1.0})
+    assert store.last_step(job) == 3 and store.last_step(other) == 7
+
+
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
     return Registry(load_settings(None, data_dir=tmp_path / "data"))

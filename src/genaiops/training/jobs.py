@@ -218,6 +218,19 @@ class JobStore:
                 )
             )
 
+    def last_step(self, job_id: str) -> int:
+        """The last training step the job reported in its events (0 before any)."""
+        query = (
+            select(fine_tuning_events.c.data)
+            .where(fine_tuning_events.c.job_id == job_id)
+            .where(fine_tuning_events.c.message.like("step %"))
+            .order_by(fine_tuning_events.c.id.desc())
+            .limit(1)
+        )
+        with self.db.connect() as conn:
+            data = conn.execute(query).scalar()
+        return int(json.loads(data).get("step", 0)) if data else 0
+
     def events(
         self, job_id: str, limit: int = 20, after: int | None = None
     ) -> list[dict[str, Any]]:

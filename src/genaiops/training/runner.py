@@ -202,10 +202,20 @@ def _run(
              "pii_redacted": train.redacted},
         )  # fmt: skip
 
+    # A resumed job replays the steps after its last checkpoint; those were reported before
+    # it stopped (with the same values: resumption is exact), so they are not reported
+    # again. The event log and MLflow are written one after the other, so each keeps its
+    # own mark (a kill between the two writes leaves them one step apart).
+    evented = store.last_step(job.id)
+    logged = max((step for step, _ in tracker.run_metrics(run_id, "train_loss")), default=0)
+
     def on_step(p: lora.Progress) -> None:
-        data = {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(p).items()}
-        store.event(job.id, "info", f"step {p.step}/{p.total_steps}: loss {p.loss:.4f}", data)
-        tracker.metrics(run_id, {"train_loss": p.loss, "tokens_per_s": p.tokens_per_s}, p.step)
+        if p.step > evented:
+            data = {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(p).items()}
+            store.event(job.id, "info", f"step {p.step}/{p.total_steps}: loss {p.loss:.4f}", data)
+        if p.step > logged:
+            metrics = {"train_loss": p.loss, "tokens_per_s": p.tokens_per_s}
+            tracker.metrics(run_id, metrics, p.step)
         outer.on_step(p)
 
     def on_event(message: str) -> None:
