@@ -282,3 +282,31 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
         assert _ask(server, "imported:1") == _ask(server, base)
         records = http.get("/admin/audit", params={"event": "model.registered"}).json()["data"]
         assert any(r["detail"].get("name") == "imported" for r in records)
+
+        # /v1/models lists registered versions by alias and latest version: the
+        # installation's to everyone, a tenant's own to that tenant only.
+        owned = http.post(
+            "/admin/registry/private-bot/versions",
+            params={"tenant": "globex"},
+            data={"base_model": base},
+            files={"adapter": ("a.gguf", _tiny_adapter(tmp_path / "own.gguf"))},
+        )
+        assert owned.status_code == 200, owned.text
+        alias = http.put("/admin/registry/imported/aliases/prod", json={"version": 1})
+        assert alias.status_code == 200
+        globex = http.post("/admin/keys", json={"tenant": "globex", "role": "user"}).json()["key"]
+        initech = http.post("/admin/keys", json={"tenant": "initech", "role": "user"}).json()
+        for key, expected, hidden in (
+            (globex, {"imported:1", "imported@prod", "private-bot:1"}, set()),
+            (initech["key"], {"imported:1", "imported@prod"}, {"private-bot:1"}),
+        ):
+            with openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0) as client:
+                ids = {m.id for m in client.models.list().data}
+            assert expected <= ids and not hidden & ids, ids
+            assert base in ids
+        # Listed names are callable.
+        with openai.OpenAI(base_url=server.base_url, api_key=globex, max_retries=0) as client:
+            reply = client.chat.completions.create(
+                model="private-bot:1", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+        assert reply.model == "private-bot:1"

@@ -16,15 +16,19 @@ This module owns turning ``support-bot@champion`` or ``support-bot:3`` into a lo
   on a version finish on it even after its alias has moved.
 * The adapter is checked against its base before loading (``training.export.check``):
   a corrupt or mismatched file is a clear error, never a crash inside llama.cpp.
+* ``listing`` names what a tenant can call (each alias and the latest version of its own
+  and the installation's registered models) for ``/v1/models``, cached like resolutions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from genaiops.config import ModelConfig, Settings
 from genaiops.errors import InvalidRequest, ModelNotFound, ModelNotReady, NotFound
@@ -32,6 +36,8 @@ from genaiops.errors import InvalidRequest, ModelNotFound, ModelNotReady, NotFou
 if TYPE_CHECKING:
     from genaiops.gateway.service import ModelHandle
     from genaiops.registry.service import Registry, Version
+
+log = logging.getLogger("genaiops.gateway")
 
 
 class AdapterModels:
@@ -42,6 +48,7 @@ class AdapterModels:
         self._aliases: dict[tuple[str, str], tuple[float, Version]] = {}
         self._loaded: OrderedDict[str, ModelHandle] = OrderedDict()
         self._loading: dict[str, asyncio.Task[ModelHandle]] = {}
+        self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     @staticmethod
     def handles(model: str) -> bool:
@@ -74,6 +81,41 @@ class AdapterModels:
         ttl = self.settings.finetune.alias_ttl_s
         self._aliases[key] = (time.monotonic() + ttl, version)
         return version
+
+    async def listing(self, tenant: str) -> list[dict[str, Any]]:
+        """``{"id", "owned_by", "name", "version"}`` for every alias and the latest version
+        of the registered models ``tenant`` can call (a tenant's own name shadows the
+        installation's). Empty when nothing was ever registered or the registry is down:
+        listing models must not fail because of it."""
+        cached = self._listings.get(tenant)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        uri = self.settings.mlflow_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            return []  # no store yet: nothing registered (and none created just to look)
+        from genaiops.security.principal import SYSTEM_TENANT
+
+        owners = list(dict.fromkeys((tenant, SYSTEM_TENANT)))
+        try:
+            models = await asyncio.to_thread(
+                lambda: [m for owner in owners for m in self.registry.list_models(owner)]
+            )
+        except Exception as exc:  # a registry outage must not break /v1/models
+            log.warning("listing registered models failed: %s", exc)
+            return []
+        out: dict[str, dict[str, Any]] = {}
+        for m in models:
+            refs = [(f"{m['name']}@{alias}", v) for alias, v in sorted(m["aliases"].items())]
+            if m["latest_version"]:
+                refs.append((f"{m['name']}:{m['latest_version']}", m["latest_version"]))
+            for ref, version in refs:
+                out.setdefault(
+                    ref, {"id": ref, "owned_by": m["tenant"], "name": m["name"], "version": version}
+                )
+        listing = list(out.values())
+        ttl = self.settings.finetune.alias_ttl_s
+        self._listings[tenant] = (time.monotonic() + ttl, listing)
+        return listing
 
     async def acquire(
         self, reference: str, tenant: str, catalog: Mapping[str, ModelHandle]
@@ -160,3 +202,4 @@ class AdapterModels:
     def forget(self) -> None:
         """Drop cached alias resolutions (after an alias change in this process)."""
         self._aliases.clear()
+        self._listings.clear()
