@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,34 +114,14 @@ def checkpoint_dir(settings: Settings, base: BaseModel) -> Path:
     return settings.data_dir / "training" / "bases" / f"{base.name}-{base.digest}"
 
 
-def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
-    """The transformers checkpoint of ``base``, converted from its GGUF on first use."""
-    target = checkpoint_dir(settings, base)
-    if (target / "config.json").exists() and (target / ".complete").exists():
-        return target
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    quiet_transformers()
-    log.info("converting %s to a transformers checkpoint (once)", base.name)
+def _build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
+    """``target`` written by ``build(folder)`` into a temporary folder beside it, marked
+    complete and renamed into place, so a crash never leaves a half-written one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        folder, file = str(base.gguf_path.parent), base.gguf_path.name
-        # The GGUF reader draws its own tqdm bar on stderr, outside transformers' switch.
-        with contextlib.redirect_stderr(io.StringIO()):
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=file, dtype=torch.float32
-            )
-        # The weights are already plain float tensors; this drops the "quantized" marker
-        # that would otherwise refuse to save them.
-        quantizer = getattr(model, "hf_quantizer", None)
-        if quantizer is not None:
-            quantizer.remove_quantization_config(model)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / ".complete").write_text(base.gguf_path.name + "\n")
+        build(tmp)
+        (tmp / ".complete").write_text(stamp + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -148,6 +129,43 @@ def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _gguf_tokenizer(base: BaseModel) -> Any:
+    from transformers import AutoTokenizer
+
+    folder, file = str(base.gguf_path.parent), base.gguf_path.name
+    # The GGUF reader draws its own tqdm bar on stderr, outside transformers' switch.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return AutoTokenizer.from_pretrained(folder, gguf_file=file)
+
+
+def prepare_checkpoint(settings: Settings, base: BaseModel) -> Path:
+    """The transformers checkpoint of ``base``, converted from its GGUF on first use."""
+    target = checkpoint_dir(settings, base)
+    if (target / "config.json").exists() and (target / ".complete").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
+    log.info("converting %s to a transformers checkpoint (once)", base.name)
+
+    def build(folder: Path) -> None:
+        tokenizer = _gguf_tokenizer(base)
+        with contextlib.redirect_stderr(io.StringIO()):
+            model = AutoModelForCausalLM.from_pretrained(
+                str(base.gguf_path.parent), gguf_file=base.gguf_path.name, dtype=torch.float32
+            )
+        # The weights are already plain float tensors; this drops the "quantized" marker
+        # that would otherwise refuse to save them.
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            quantizer.remove_quantization_config(model)
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    return _build_once(target, build, base.gguf_path.name)
 
 
 def prepare_tokenizer(settings: Settings, base: BaseModel) -> Path:
@@ -161,24 +179,10 @@ def prepare_tokenizer(settings: Settings, base: BaseModel) -> Path:
     target = checkpoint.with_name(checkpoint.name + "-tokenizer")
     if (target / ".complete").exists():
         return target
-    from transformers import AutoTokenizer
-
     quiet_transformers()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        folder, file = str(base.gguf_path.parent), base.gguf_path.name
-        with contextlib.redirect_stderr(io.StringIO()):
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-        tokenizer.save_pretrained(tmp)
-        (tmp / ".complete").write_text(base.gguf_path.name + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _build_once(
+        target, lambda folder: _gguf_tokenizer(base).save_pretrained(folder), base.gguf_path.name
+    )
 
 
 def load_tokenizer(checkpoint: Path) -> Any:

@@ -20,7 +20,6 @@ from genaiops.engines.base import (
 from genaiops.errors import GenaiopsError, InvalidRequest
 from genaiops.gateway import structured
 from genaiops.gateway.pipeline import GenerationStream, new_request_id
-from genaiops.security.principal import SYSTEM_TENANT
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.errors import error_payload, status_for
 from genaiops.server.protocol import (
@@ -189,7 +188,7 @@ async def list_models(gateway: GatewayDep, principal: InferenceDep) -> ModelList
     """The models this caller's credentials may use: the catalog, then the fine-tuned
     versions of the registry by alias and latest version (``support-bot@champion``)."""
     cards = [_card(info) for info in gateway.models() if principal.allows_model(info.name)]
-    for entry in await gateway.adapters.listing(principal.tenant or SYSTEM_TENANT):
+    for entry in await gateway.adapters.listing(principal.tenant):
         if principal.allows_model(entry["name"]):
             cards.append(
                 ModelCard(
