@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from genaiops.errors import UpstreamError
+from genaiops.config import load_settings
+from genaiops.errors import RateLimited, UpstreamError
 from genaiops.security.limits.base import Bucket, Budget
 from genaiops.security.limits.redis import RedisLimiter
+from genaiops.security.principal import Limits, Principal
+from genaiops.security.service import SecurityService
 from tests.unit.test_limits_memory import CHECKS, Check, run_check
 
 pytestmark = pytest.mark.integration
@@ -110,3 +115,54 @@ def test_password_is_not_in_the_error() -> None:
     message = asyncio.run(scenario())
     assert "s3cret" not in message
     assert "127.0.0.1" in message
+
+
+def test_budget_lost_by_redis_is_reseeded_from_the_usage_table(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A Redis that loses a budget's counter mid-period (restart without persistence,
+    eviction) must not hand out a fresh budget: the next admission re-seeds it."""
+    prefix = unique_prefix()
+    settings = load_settings(
+        data_dir=tmp_path,
+        limits={"backend": "redis", "redis_url": redis_url, "redis_prefix": prefix},
+    )
+    service = SecurityService(settings)
+    service.start()
+    system = Principal(tenant="system", role="admin", actor="test", via="cli")
+    new = service.create_key(
+        system, tenant="acme", role="user", limits=Limits(budget_tokens=100, budget_period="day")
+    )
+
+    async def scenario() -> None:
+        try:
+            await lose_and_reseed()
+        finally:
+            await service.close()
+
+    async def lose_and_reseed() -> None:
+        principal = await service.authenticate(f"Bearer {new.secret}")
+        admission = await service.admit(principal, 60)
+        await service.settle(admission, 60, 30)
+        service.record_inference(
+            principal,
+            model="m",
+            status=200,
+            request_id="r",
+            latency_s=0.1,
+            prompt_tokens=60,
+            completion_tokens=30,
+        )
+        service.recorder.flush()
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            lost = await client.delete(*[k async for k in client.scan_iter(f"{prefix}:budget:*")])
+        finally:
+            await client.aclose()
+        assert lost == 1
+        with pytest.raises(RateLimited) as info:
+            await service.admit(principal, 20)
+        assert info.value.code == "budget_exceeded"
+        await service.admit(principal, 10)  # 90 spent + 10 fits exactly
+
+    asyncio.run(scenario())

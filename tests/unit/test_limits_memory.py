@@ -112,6 +112,39 @@ async def check_budget_resets_after_its_period(limiter: RateLimiter) -> None:
     assert (await limiter.acquire([], [ended])).allowed
 
 
+async def check_settle_gives_back_a_negative_cost(limiter: RateLimiter) -> None:
+    tpm = Bucket("key:refund", capacity=100, rate=100 / 60, cost=30, unit="tokens")
+    day = Budget("tenant:refund:day", limit=100, cost=30, ttl_s=3600)
+    assert (await limiter.acquire([tpm], [day])).allowed
+    await limiter.settle([replace(tpm, cost=-30)], [replace(day, cost=-30)])
+    peek = [replace(tpm, cost=0)], [replace(day, cost=0)]
+    assert (await limiter.acquire(*peek)).remaining == {
+        "key:refund": approx(100),
+        "tenant:refund:day": 100,
+    }
+    # A refund never fills a bucket past its capacity nor a budget below zero.
+    await limiter.settle([replace(tpm, cost=-50)], [replace(day, cost=-50)])
+    assert (await limiter.acquire(*peek)).remaining == {
+        "key:refund": approx(100),
+        "tenant:refund:day": 100,
+    }
+    assert (await limiter.acquire([replace(tpm, cost=100)], [replace(day, cost=100)])).allowed
+
+
+async def check_seeded_budget_without_a_counter_asks_to_be_seeded(limiter: RateLimiter) -> None:
+    rpm = Bucket("key:seed", capacity=5, rate=5 / 60, cost=1, unit="requests")
+    day = Budget("tenant:seed:day", limit=100, cost=10, ttl_s=3600, seeded=True)
+    first = await limiter.acquire([rpm], [day])
+    assert not first.allowed and first.unseeded == ("tenant:seed:day",)
+    # Nothing was charged, and settling does not start the counter at zero either.
+    await limiter.settle([], [replace(day, cost=7)])
+    assert (await limiter.acquire([rpm], [day])).unseeded == ("tenant:seed:day",)
+    await limiter.seed_budget("tenant:seed:day", 60, 3600)
+    decision = await limiter.acquire([rpm], [day])
+    assert decision.allowed and not decision.unseeded
+    assert decision.remaining == {"key:seed": 4, "tenant:seed:day": 30}
+
+
 CHECKS: list[Check] = [
     check_bucket_admits_capacity_then_refuses,
     check_refusal_charges_nothing,
@@ -120,6 +153,8 @@ CHECKS: list[Check] = [
     check_budget_refuses_over_limit,
     check_seed_budget_keeps_existing_counter,
     check_budget_resets_after_its_period,
+    check_settle_gives_back_a_negative_cost,
+    check_seeded_budget_without_a_counter_asks_to_be_seeded,
 ]
 
 

@@ -8,8 +8,9 @@ RequestContext in ``scope["state"]``, and the response headers the pipeline aske
 context to the record stage (metrics, access log, usage, audit).
 
 Authenticate resolves credentials into a Principal before routing, for every path but the
-public ones (probes, docs, /metrics with its own token), so an unauthenticated caller
-learns nothing, not even which routes exist, and never gets a request body parsed.
+public ones (probes, the API description at /docs and /openapi.json, /metrics with its
+own token), so an unauthenticated caller learns nothing about the installation's data (no
+model, tenant or collection name) and never gets a request body parsed.
 
 BodyLimit refuses bodies above ``server.max_body_bytes`` with 413: at once when
 Content-Length says so, or as soon as a chunked body crosses the limit, so an oversized

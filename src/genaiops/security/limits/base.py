@@ -6,7 +6,8 @@ costs nothing. Token buckets hold up to ``capacity`` units and refill at ``rate`
 second (capacity = the per-minute limit, rate = limit / 60), so short bursts pass and the
 long-run rate is the limit. Completion tokens are only known afterwards: ``settle`` charges
 them, and a bucket may go below zero, which delays the next request instead of letting a
-long answer overrun the limit. Budgets are plain counters that reset at the end of their
+long answer overrun the limit; a negative cost gives back what an estimate overcharged.
+Budgets are plain counters that reset at the end of their
 period (a UTC day or month).
 """
 
@@ -34,6 +35,10 @@ class Budget:
     limit: int
     cost: int
     ttl_s: int  # seconds until the period ends
+    # A budget whose counter must be seeded from the usage table before it is charged: the
+    # limiter reports a missing counter (first use in this process or period, or a Redis
+    # that lost its keys) in ``Decision.unseeded`` instead of starting it at zero.
+    seeded: bool = False
 
 
 @dataclass
@@ -45,6 +50,9 @@ class Decision:
     refused_by: str | None = None
     # Units left in each bucket and budget after this request, by key.
     remaining: dict[str, float] = field(default_factory=dict)
+    # Budgets (``seeded=True``) that have no counter: nothing was charged; seed them with
+    # ``seed_budget`` and ask again.
+    unseeded: tuple[str, ...] = ()
 
 
 class RateLimiter(Protocol):
@@ -53,7 +61,10 @@ class RateLimiter(Protocol):
         ...
 
     async def settle(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> None:
-        """Charge further costs (completion tokens) without refusing."""
+        """Charge further costs (completion tokens) without refusing; a negative cost gives
+        units back, never past a bucket's capacity or below a budget's zero. A ``seeded``
+        budget without a counter is left alone (the next acquire seeds it from the usage
+        table, which records this request too)."""
         ...
 
     async def seed_budget(self, key: str, used: int, ttl_s: int) -> None:

@@ -32,8 +32,15 @@ class MemoryLimiter:
             return 0
         return state[0]
 
+    def _missing(self, budget: Budget, now: float) -> bool:
+        state = self._budgets.get(budget.key)
+        return budget.seeded and (state is None or state[1] <= now)
+
     async def acquire(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> Decision:
         now = time.monotonic()
+        unseeded = tuple(b.key for b in budgets if self._missing(b, now))
+        if unseeded:
+            return Decision(False, unseeded=unseeded)
         levels = [self._level(b, now) for b in buckets]
         used = [self._used(b, now) for b in budgets]
         for bucket, level in zip(buckets, levels, strict=True):
@@ -59,9 +66,13 @@ class MemoryLimiter:
     async def settle(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> None:
         now = time.monotonic()
         for bucket in buckets:
-            self._buckets[bucket.key] = (self._level(bucket, now) - bucket.cost, now)
+            level = min(bucket.capacity, self._level(bucket, now) - bucket.cost)
+            self._buckets[bucket.key] = (level, now)
         for budget in budgets:
-            self._budgets[budget.key] = (self._used(budget, now) + budget.cost, now + budget.ttl_s)
+            if self._missing(budget, now):
+                continue
+            used = max(0, self._used(budget, now) + budget.cost)
+            self._budgets[budget.key] = (used, now + budget.ttl_s)
 
     async def seed_budget(self, key: str, used: int, ttl_s: int) -> None:
         now = time.monotonic()

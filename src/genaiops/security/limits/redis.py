@@ -40,8 +40,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 # KEYS: the buckets, then the budgets. ARGV[1]: the number of buckets, then capacity, rate,
-# cost for each bucket, then limit, cost, ttl_s for each budget. Numbers go back to the
-# client as strings because Redis truncates Lua numbers in replies to integers.
+# cost for each bucket, then limit, cost, ttl_s, seeded (1 or 0) for each budget. Numbers
+# go back to the client as strings because Redis truncates Lua numbers in replies to
+# integers.
 _COMMON = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -52,8 +53,12 @@ local function bucket(i)
   return tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
 end
 local function budget(j)
-  local a = 1 + 3*nb + 3*(j-1)
-  return tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+  local a = 1 + 3*nb + 4*(j-1)
+  return tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]), ARGV[a+4] == '1'
+end
+local function missing(j)
+  local _, _, _, seeded = budget(j)
+  return seeded and redis.call('EXISTS', KEYS[nb+j]) == 0
 end
 local function level(i)
   local cap, rate = bucket(i)
@@ -86,6 +91,11 @@ end
 _ACQUIRE = (
     _COMMON
     + """
+local absent = {2}
+for j = 1, nbud do
+  if missing(j) then absent[#absent+1] = nb + j - 1 end
+end
+if #absent > 1 then return absent end
 local levels, spent = {}, {}
 for i = 1, nb do levels[i] = level(i) end
 for j = 1, nbud do spent[j] = used(j) end
@@ -120,12 +130,12 @@ _SETTLE = (
     _COMMON
     + """
 for i = 1, nb do
-  local _, _, cost = bucket(i)
-  store_level(i, level(i) - cost)
+  local cap, _, cost = bucket(i)
+  store_level(i, math.min(cap, level(i) - cost))
 end
 for j = 1, nbud do
   local _, cost = budget(j)
-  store_used(j, used(j) + cost)
+  if not missing(j) then store_used(j, math.max(0, used(j) + cost)) end
 end
 return 1
 """
@@ -176,7 +186,7 @@ class RedisLimiter:
         for b in buckets:
             args += [float(b.capacity), float(b.rate), float(b.cost)]
         for g in budgets:
-            args += [int(g.limit), int(g.cost), int(g.ttl_s)]
+            args += [int(g.limit), int(g.cost), int(g.ttl_s), int(g.seeded)]
         try:
             return await script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
@@ -192,6 +202,8 @@ class RedisLimiter:
             # Budgets count whole units, as MemoryLimiter reports them.
             return int(float(raw)) if index >= len(buckets) else float(raw)
 
+        if int(reply[0]) == 2:
+            return Decision(False, unseeded=tuple(names[int(i)] for i in reply[1:]))
         if int(reply[0]) == 0:
             i = int(reply[2])
             return Decision(False, float(reply[1]), names[i], {names[i]: value(i, reply[3])})

@@ -1,5 +1,10 @@
-"""GET /metrics: Prometheus exposition, optionally behind its own bearer token (so a
-scraper needs no API key and an API key cannot read metrics)."""
+"""GET /metrics: Prometheus exposition.
+
+The series carry tenant names and each tenant's traffic, so they are never public while
+authentication is on: with ``metrics.token`` set, the scraper presents that token (it
+needs no API key, and no API key can read metrics); without one, only the installation's
+system administrator may read them. With ``auth.enabled = false`` they are open like
+everything else."""
 
 from __future__ import annotations
 
@@ -8,19 +13,29 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from genaiops.errors import AuthenticationError
+from genaiops.errors import AuthenticationError, PermissionDenied
 from genaiops.monitoring.metrics import CONTENT_TYPE
-from genaiops.server.deps import MetricsDep, SettingsDep
+from genaiops.server.deps import MetricsDep, SecurityDep, SettingsDep
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request, metrics: MetricsDep, settings: SettingsDep) -> Response:
+async def metrics(
+    request: Request, metrics: MetricsDep, settings: SettingsDep, security: SecurityDep
+) -> Response:
     token = settings.metrics.token
+    presented = request.headers.get("authorization", "")[:1024]
     if token is not None:
-        presented = request.headers.get("authorization", "")[:1024]
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("A valid metrics token is required.", code="invalid_token")
+    elif security.enabled:
+        principal = await security.authenticate(presented or None)
+        if not principal.is_system_admin:
+            raise PermissionDenied(
+                "Metrics cover every tenant: they need the system administrator's key, or "
+                "the scraper's metrics.token.",
+                code="insufficient_role",
+            )
     return Response(metrics.exposition(), media_type=CONTENT_TYPE)
