@@ -61,8 +61,10 @@ class JWTSettings(BaseModel):
     # One of the two: a PEM public key, or a JWKS document saved from the provider.
     public_key_file: Path | None = None
     jwks_file: Path | None = None
-    issuer: str | None = None
-    audience: str | None = None
+    # Both required: without them a token the provider issued for any other application
+    # (same signing keys, another audience) would be accepted here.
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
     # Asymmetric algorithms only: a shared-secret or unsigned token is never accepted.
     algorithms: list[JWTAlgorithm] = Field(
         default_factory=lambda: list[JWTAlgorithm](["RS256", "ES256"]), min_length=1
@@ -72,6 +74,9 @@ class JWTSettings(BaseModel):
     # Role for tokens without a role claim; None refuses such tokens.
     default_role: Role | None = "user"
     leeway_s: float = Field(default=30.0, ge=0)
+    # Tokens naming the reserved "system" tenant would administer the whole installation;
+    # refused unless the identity provider is trusted with that.
+    allow_system_tenant: bool = False
 
     @model_validator(mode="after")
     def _one_key_source(self) -> JWTSettings:
@@ -232,7 +237,8 @@ class GuardrailsSettings(BaseModel):
     pii_mode: Literal["mask", "hash", "reversible"] = "mask"
     # Key for pii_mode = "hash" (any string); without it hashes use a per-process key.
     pii_hash_key_env: str = "GENAIOPS_PII_HASH_KEY"
-    # Texts longer than this are checked in their first and last parts only.
+    # Texts longer than this are checked in their first and last parts only, by every guard
+    # but the ones that find values to redact (pii), which always read the whole text.
     max_check_chars: int = Field(default=100_000, ge=1000)
 
 

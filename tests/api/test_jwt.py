@@ -141,6 +141,10 @@ def _hs256_with_public_key(keys: JWTKeys) -> str:
             "invalid_jwt",
         ),
         ("bad tenant claim", lambda k: rs256(k, tenant="../../etc"), "invalid_jwt"),
+        # Validly signed, but naming the installation's own administrators' tenant.
+        ("system tenant", lambda k: rs256(k, tenant="system", role="admin"), "invalid_jwt"),
+        ("no issuer", lambda k: rs256(k, iss=None), "invalid_jwt"),
+        ("no audience", lambda k: rs256(k, aud=None), "invalid_jwt"),
         ("missing tenant", lambda k: rs256(k, tenant=None), "invalid_jwt"),
         ("unknown role", lambda k: rs256(k, role="superuser"), "invalid_jwt"),
         ("garbage", lambda k: "a.b.c", "invalid_jwt"),

@@ -272,69 +272,6 @@ def test_system_admin_sees_every_tenant(server: Server, two_tenants: dict[str, A
 # -- limits -----------------------------------------------------------------------------------
 
 
-def test_requests_per_minute_per_key(server: Server) -> None:
-    key = new_key(server, rpm=2)["key"]
-    first = complete(server, key)
-    assert first.status_code == 200
-    assert first.headers["x-ratelimit-limit-requests"] == "2"
-    assert first.headers["x-ratelimit-remaining-requests"] == "1"
-    assert complete(server, key).status_code == 200
-    refused = complete(server, key)
-    error_of(refused, 429, "requests_exceeded")
-    assert refused.json()["error"]["type"] == "rate_limit_error"
-    assert 1 <= int(refused.headers["retry-after"]) <= 30
-    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
-    assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
-
-
-def test_tenant_limit_is_shared_by_its_keys(server: Server) -> None:
-    tenant = "shared" + uuid.uuid4().hex[:6]
-    r = admin(server, "PUT", f"/admin/tenants/{tenant}", json={"rpm": 3})
-    assert r.status_code == 200 and r.json()["rpm"] == 3
-    k1 = new_key(server, tenant=tenant)["key"]
-    k2 = new_key(server, tenant=tenant)["key"]
-    statuses = [complete(server, k).status_code for k in (k1, k2, k1, k2)]
-    assert statuses == [200, 200, 200, 429]
-
-
-def test_tokens_per_minute(server: Server) -> None:
-    key = new_key(server, tpm=40)["key"]
-    too_big = complete(server, key, prompt="word " * 60)
-    error_of(too_big, 429, "tokens_exceeded")
-    ok = complete(server, key, prompt="Hi", max_tokens=36, ignore_eos=True)
-    assert ok.status_code == 200
-    assert ok.json()["usage"]["completion_tokens"] == 36
-    # Prompt and completion tokens were both charged: a few tokens are left at most.
-    error_of(complete(server, key, prompt=LONGER_PROMPT), 429, "tokens_exceeded")
-
-
-def test_token_budget(server: Server) -> None:
-    key = new_key(server, budget_tokens=50, budget_period="day")["key"]
-    ok = complete(server, key, prompt="Hi", max_tokens=45, ignore_eos=True)
-    assert ok.status_code == 200
-    refused = complete(server, key, prompt=LONGER_PROMPT)
-    error = error_of(refused, 429, "budget_exceeded")
-    assert "budget" in error["message"]
-    # Retry-After points at the end of the budget period (the next UTC day).
-    assert int(refused.headers["retry-after"]) <= 86400
-
-
-def test_streamed_completion_tokens_are_charged(server: Server) -> None:
-    key = new_key(server, tpm=60)["key"]
-    body = {"model": MODEL, "prompt": "Hi", "max_tokens": 55, "ignore_eos": True, "stream": True}
-    with httpx.stream(
-        "POST", server.url + "/v1/completions", json=body, headers=bearer(key), timeout=60
-    ) as r:
-        assert r.status_code == 200
-        assert r.headers["x-ratelimit-limit-tokens"] == "60"
-        for _ in r.iter_lines():
-            pass
-    error_of(complete(server, key, prompt=LONGER_PROMPT), 429, "tokens_exceeded")
-
-
-# -- usage, audit, request ids, logs, metrics -------------------------------------------------
-
-
 def test_usage_accounting_matches_responses(server: Server) -> None:
     created = new_key(server)
     totals = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -517,3 +454,40 @@ def test_revocation_by_another_process_applies_within_the_cache_ttl(server: Serv
     genaiops_cli("keys", "revoke", created["id"], data_dir=server.data_dir, config=server.config)
     time.sleep(0.8)  # the test server's auth.key_cache_ttl_s is 0.5
     error_of(complete(server, created["key"]), 401, "revoked_api_key")
+
+
+# -- admission order and non-generation endpoints ---------------------------------------------
+
+
+def test_policy_changes_are_audited_under_the_scope_tenant(server: Server) -> None:
+    tenant = "polaudit" + uuid.uuid4().hex[:6]
+    tenant_admin = new_key(server, tenant=tenant, role="admin")
+    user = new_key(server, tenant=tenant, role="user")
+    rule = {"stage": "input", "policies": {"toxicity": {"action": "block"}}}
+    path = "/admin/guardrails/policies"
+    # The system administrator changes a key's and the tenant's policies, then removes them.
+    assert admin(server, "PUT", path, json=rule | {"key_id": user["id"]}).status_code == 200
+    assert admin(server, "PUT", path, json=rule | {"tenant": tenant}).status_code == 200
+    r = admin(server, "DELETE", path, params={"stage": "input", "key_id": user["id"]})
+    assert r.status_code == 200, r.text
+    r = admin(server, "DELETE", path, params={"stage": "input", "tenant": tenant})
+    assert r.status_code == 200, r.text
+    records = admin(
+        server, "GET", "/admin/audit", headers=bearer(tenant_admin["key"]), params={"limit": 1000}
+    ).json()["data"]
+    changes = [
+        (r["event"], r["detail"]["scope"])
+        for r in records
+        if r["event"].startswith("guardrail.policy.")
+    ]
+    assert changes == [
+        ("guardrail.policy.updated", f"key:{user['id']}"),
+        ("guardrail.policy.updated", f"tenant:{tenant}"),
+        ("guardrail.policy.deleted", f"key:{user['id']}"),
+        ("guardrail.policy.deleted", f"tenant:{tenant}"),
+    ]
+    # None of them landed under the system tenant.
+    system = admin(
+        server, "GET", "/admin/audit", params={"tenant": "system", "limit": 10000}
+    ).json()["data"]
+    assert not [r for r in system if r["detail"].get("scope", "").endswith(user["id"])]

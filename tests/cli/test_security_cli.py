@@ -235,3 +235,45 @@ def test_recomputed_hash_is_caught_at_the_next_link(tmp_path: Path) -> None:
         )
     code, _, err = cli(tmp_path, "audit", "verify", check=False)
     assert code == 1 and "record 5 does not link" in err
+
+
+def forge_newest(data: Path) -> int:
+    """Edit the newest record and recompute its hash, as an attacker with the file would."""
+    from genaiops.security.audit import FIELDS, record_hash
+
+    with sqlite3.connect(data / "genaiops.db") as conn:
+        conn.row_factory = sqlite3.Row
+        row = dict(conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone())
+        row["status"] = 204
+        forged = record_hash(row["prev_hash"], {k: row[k] for k in FIELDS})
+        conn.execute(
+            "UPDATE audit_log SET status = 204, hash = ? WHERE seq = ?", (forged, row["seq"])
+        )
+    return int(row["seq"])
+
+
+def test_recomputed_hash_of_the_newest_record_is_named(tmp_path: Path) -> None:
+    populate(tmp_path, inferences=6)
+    newest = forge_newest(tmp_path)
+    assert newest == 7
+    code, _, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1 and "record 7 was modified" in err, err
+    assert "missing" not in err
+    code, out, _ = cli(tmp_path, "audit", "verify", "--json", check=False)
+    assert code == 1 and json.loads(out)["first_bad_seq"] == 7
+
+
+def test_deleted_head_row_is_reported_and_appends_continue(tmp_path: Path) -> None:
+    populate(tmp_path, inferences=6)
+    tamper(tmp_path, "DELETE FROM audit_head")
+    # The next process re-seeds the head from the newest record and keeps appending.
+    populate(tmp_path, inferences=2)
+    _, out, _ = cli(tmp_path, "audit", "export")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["seq"] for r in records] == list(range(1, 12))
+    assert records[7]["event"] == "audit.head_restored"
+    assert records[7]["detail"] == {"restored_from_seq": 7}
+    code, out, _ = cli(tmp_path, "audit", "verify", "--json", check=False)
+    # The chain itself is whole, but the missing head row is tampering and is reported.
+    result = json.loads(out)
+    assert code == 1 and result["ok"] is False and "head" in result["reason"]

@@ -285,23 +285,71 @@ def test_jwt_verifier_with_a_pem_public_key(tmp_path: Path) -> None:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    verifier = JWTVerifier(JWTSettings(public_key_file=pem, audience="genaiops"))
-    claims = {"tenant": "acme", "sub": "svc", "aud": "genaiops", "exp": int(time.time()) + 60}
+    settings = JWTSettings(public_key_file=pem, issuer="https://idp", audience="genaiops")
+    verifier = JWTVerifier(settings)
+    claims = {
+        "tenant": "acme",
+        "sub": "svc",
+        "iss": "https://idp",
+        "aud": "genaiops",
+        "exp": int(time.time()) + 60,
+    }
     principal = verifier.verify(jwt.encode(claims, key, algorithm="ES256"))
     assert (principal.tenant, principal.role, principal.actor) == ("acme", "user", "jwt:svc")
     # A token signed by any other key is refused.
     other = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(AuthenticationError):
         verifier.verify(jwt.encode(claims, other, algorithm="ES256"))
+    # Issuer and audience are required claims, not only checked when present.
+    for claim in ("iss", "aud"):
+        partial = {k: v for k, v in claims.items() if k != claim}
+        with pytest.raises(AuthenticationError, match=claim):
+            verifier.verify(jwt.encode(partial, key, algorithm="ES256"))
+    # The reserved system tenant administers the installation: refused unless allowed.
+    admin = claims | {"tenant": "system", "role": "admin"}
+    with pytest.raises(AuthenticationError, match="system"):
+        verifier.verify(jwt.encode(admin, key, algorithm="ES256"))
+    trusting = JWTVerifier(settings.model_copy(update={"allow_system_tenant": True}))
+    assert trusting.verify(jwt.encode(admin, key, algorithm="ES256")).is_system_admin
+
+
+def test_jwks_entries_that_are_not_signing_keys_are_skipped(tmp_path: Path) -> None:
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    from genaiops.config import JWTSettings
+    from genaiops.errors import ConfigError
+    from genaiops.security.jwt import JWTVerifier
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    signing = json.loads(RSAAlgorithm.to_jwk(public)) | {"kid": "sig-1", "use": "sig"}
+    encryption = dict(signing, kid="enc-1", use="enc", alg="RSA-OAEP")
+    broken = {"kty": "RSA", "kid": "bad", "n": "not base64!", "e": "AQAB"}
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [encryption, broken, signing]}))
+    settings = JWTSettings(jwks_file=jwks, issuer="https://idp", audience="genaiops")
+    assert set(JWTVerifier(settings)._jwks) == {"sig-1"}
+    jwks.write_text(json.dumps({"keys": [encryption, broken]}))
+    with pytest.raises(ConfigError, match="no usable signing keys"):
+        JWTVerifier(settings)
 
 
 def test_jwt_settings_need_exactly_one_key_source(tmp_path: Path) -> None:
     from genaiops.config import JWTSettings
 
+    names = {"issuer": "https://idp", "audience": "genaiops"}
     with pytest.raises(ValueError, match="exactly one"):
-        JWTSettings()
+        JWTSettings(**names)
     with pytest.raises(ValueError, match="exactly one"):
-        JWTSettings(public_key_file=tmp_path / "a", jwks_file=tmp_path / "b")
+        JWTSettings(public_key_file=tmp_path / "a", jwks_file=tmp_path / "b", **names)
+    # Without an issuer and an audience, tokens minted for other applications would pass.
+    for missing in names:
+        with pytest.raises(ValueError, match=missing):
+            JWTSettings(
+                public_key_file=tmp_path / "a", **{k: v for k, v in names.items() if k != missing}
+            )
 
 
 def test_recorder_keeps_and_retries_a_batch_when_the_database_fails(tmp_path: Path) -> None:
@@ -353,3 +401,30 @@ def test_model_catalog_changes_are_audited(service: SecurityService) -> None:
     changes = [detail for event, detail in events if event == "models.changed"]
     assert changes == [{"added": ["c"], "removed": ["b"]}]
     assert [e for e, _ in events].count("server.started") == 3
+
+
+def test_a_deleted_audit_head_is_restored_from_the_newest_record(tmp_path: Path) -> None:
+    import sqlite3
+
+    settings = load_settings(data_dir=tmp_path)
+    first = SecurityService(settings)
+    first.start()
+    first.record_event("one", durable=True)
+    first.record_event("two", durable=True)
+    asyncio.run(first.close())
+    with sqlite3.connect(tmp_path / "genaiops.db") as conn:
+        conn.execute("DELETE FROM audit_head")
+    second = SecurityService(settings)
+    second.start()
+    try:
+        # Appends go on after the newest record instead of colliding with record 1.
+        second.record_event("three", durable=True)
+        events = [(r["seq"], r["event"]) for r in audit.query(second.db)]
+        assert events[:2] == [(1, "one"), (2, "two")]
+        assert events[2] == (3, "audit.head_restored")
+        assert events[3] == (4, "three")
+        result = second.verify_audit()
+        assert not result.ok and result.first_bad_seq == 3
+        assert "head" in (result.reason or "")
+    finally:
+        asyncio.run(second.close())

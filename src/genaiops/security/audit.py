@@ -40,6 +40,8 @@ FIELDS = (
     "completion_tokens",
     "detail",
 )
+# The event written when a deleted head row had to be restored (see Database.migrate).
+HEAD_RESTORED = "audit.head_restored"
 # What an exported record holds: its fields, then the chain links.
 EXPORT_FIELDS = (*FIELDS, "prev_hash", "hash")
 
@@ -106,6 +108,8 @@ class Verification:
 def verify(db: Database, batch: int = 5000) -> Verification:
     """Walk the whole chain in sequence order; stop at the first inconsistency."""
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
+    # A restored head leaves an intact chain; it is reported once nothing worse is found.
+    restored: Verification | None = None
     with db.connect() as conn:
         last_seen = 0
         while True:
@@ -134,11 +138,20 @@ def verify(db: Database, batch: int = 5000) -> Verification:
                     return Verification(
                         False, count, row.seq, f"record {row.seq} was modified after it was written"
                     )
+                if row.event == HEAD_RESTORED and restored is None:
+                    restored = Verification(
+                        False,
+                        count,
+                        row.seq,
+                        f"the audit head was deleted (record {row.seq} marks where it was "
+                        "restored from the newest record)",
+                    )
                 expected_prev, expected_seq = row.hash, row.seq + 1
                 count += 1
                 last_seen = row.seq
         head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != expected_prev):
+    newest = expected_seq - 1
+    if head is not None and head.seq > newest:
         return Verification(
             False,
             count,
@@ -146,7 +159,21 @@ def verify(db: Database, batch: int = 5000) -> Verification:
             f"record {expected_seq} and later (up to {head.seq}) are missing: "
             "the newest records were deleted",
         )
-    return Verification(True, count)
+    if head is not None and head.seq < newest:
+        return Verification(
+            False,
+            count,
+            head.seq + 1,
+            f"record {head.seq + 1} and later (up to {newest}) were not written through "
+            f"the log: the head still points at record {head.seq}",
+        )
+    if head is not None and newest > 0 and head.hash != expected_prev:
+        # The chain walk cannot catch an edit of the newest record whose hash was
+        # recomputed (no successor links to it); the head still holds its original hash.
+        return Verification(
+            False, count, newest, f"record {newest} was modified after it was written"
+        )
+    return restored or Verification(True, count)
 
 
 def query(

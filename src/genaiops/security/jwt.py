@@ -2,8 +2,9 @@
 
 Only asymmetric algorithms from ``auth.jwt.algorithms`` are accepted, so an unsigned
 (``alg: none``) token or one signed with the public key as an HMAC secret is refused by
-construction. Issuer, audience and expiry are checked; the tenant and role come from
-configurable claims. Keys come from a PEM file or a JWKS document on disk (air-gapped
+construction. Issuer, audience and expiry are required and checked; the tenant and role
+come from configurable claims, and the reserved ``system`` tenant (the installation's
+administrators) is refused unless ``allow_system_tenant`` says otherwise. Keys come from a PEM file or a JWKS document on disk (air-gapped
 sites copy their provider's JWKS); a JWKS is matched by ``kid``.
 """
 
@@ -32,10 +33,19 @@ class JWTVerifier:
             elif settings.jwks_file is not None:
                 document = json.loads(settings.jwks_file.read_text(encoding="utf-8"))
                 for entry in document.get("keys", []):
-                    key = PyJWK.from_dict(entry)
+                    # Providers publish encryption keys and algorithms this build cannot
+                    # load next to their signing keys: those entries are skipped.
+                    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+                        continue
+                    try:
+                        key = PyJWK.from_dict(entry)
+                    except jwt.PyJWTError:
+                        continue
                     self._jwks[entry.get("kid")] = key
                 if not self._jwks:
-                    raise ConfigError(f"auth.jwt.jwks_file {settings.jwks_file} has no keys")
+                    raise ConfigError(
+                        f"auth.jwt.jwks_file {settings.jwks_file} has no usable signing keys"
+                    )
         except (OSError, ValueError, jwt.PyJWTError) as exc:
             raise ConfigError(f"auth.jwt: cannot load the verification key: {exc}") from exc
 
@@ -60,7 +70,7 @@ class JWTVerifier:
                 audience=cfg.audience,
                 issuer=cfg.issuer,
                 leeway=cfg.leeway_s,
-                options={"require": ["exp"], "verify_aud": cfg.audience is not None},
+                options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("The token has expired.", code="expired_jwt") from None
@@ -70,6 +80,12 @@ class JWTVerifier:
         if not isinstance(tenant, str) or not _TENANT_RE.fullmatch(tenant):
             raise AuthenticationError(
                 f"The token has no valid '{cfg.tenant_claim}' claim.", code="invalid_jwt"
+            )
+        if tenant == "system" and not cfg.allow_system_tenant:
+            raise AuthenticationError(
+                "Tokens cannot act for the reserved 'system' tenant "
+                "(auth.jwt.allow_system_tenant).",
+                code="invalid_jwt",
             )
         role = claims.get(cfg.role_claim, cfg.default_role)
         if role not in ROLES:

@@ -7,23 +7,28 @@ Built once by the composition root (server lifespan) or a CLI command, from Sett
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genaiops.config import Settings
 from genaiops.errors import AuthenticationError, PermissionDenied, RateLimited
 from genaiops.security import audit as audit_log
 from genaiops.security.audit import AuditEvent
 from genaiops.security.keys import KEY_PREFIX, KeyRecord, KeyStore, NewKey, TenantRecord, now_us
-from genaiops.security.limits.base import Bucket, Budget, RateLimiter, create_limiter
+from genaiops.security.limits.base import Bucket, Budget, Decision, RateLimiter, create_limiter
 from genaiops.security.principal import ANONYMOUS_ADMIN, SYSTEM_TENANT, Limits, Principal
 from genaiops.security.recorder import Recorder, UsageDelta
 from genaiops.security.usage import period_bounds, tokens_used, utc_day
 from genaiops.storage.db import Database
+
+if TYPE_CHECKING:
+    from genaiops.gateway.context import RequestContext
 
 log = logging.getLogger("genaiops.security")
 
@@ -58,7 +63,6 @@ class SecurityService:
         self.keys = KeyStore(self.db, settings.auth.key_cache_ttl_s)
         self.recorder = Recorder(self.db, settings.storage.flush_interval_s)
         self._limiter: RateLimiter | None = None
-        self._seeded: set[str] = set()
         self._jwt: Any = None
         if settings.auth.jwt is not None:
             from genaiops.security.jwt import JWTVerifier
@@ -77,6 +81,13 @@ class SecurityService:
     def start(self) -> None:
         self.db.migrate()
         self.recorder.start()
+        restored, self.db.head_restored = self.db.head_restored, None
+        if restored is not None:
+            # Tampering evidence that stays in the chain: verify reports it.
+            log.error("the audit head row was missing; restored from record %d", restored)
+            self.record_event(
+                audit_log.HEAD_RESTORED, detail={"restored_from_seq": restored}, durable=True
+            )
 
     async def close(self) -> None:
         if self._limiter is not None:
@@ -135,32 +146,51 @@ class SecurityService:
             record = await asyncio.to_thread(self.keys.tenant, tenant)
         return record.limits if record is not None else Limits()
 
-    async def _budgets(
-        self, principal: Principal, tenant_limits: Limits, cost: int
-    ) -> list[Budget]:
-        budgets = []
-        scopes = [("key", principal.actor, principal.limits)]
-        scopes.append(("tenant", principal.tenant, tenant_limits))
-        for scope, ident, limits in scopes:
+    @staticmethod
+    def _budget_scopes(
+        principal: Principal, tenant_limits: Limits
+    ) -> list[tuple[str, str, int, str, int]]:
+        """(counter key, key id or None for the tenant, limit, first day, ttl) per budget."""
+        out = []
+        for scope, ident, limits in (
+            ("key", principal.actor, principal.limits),
+            ("tenant", principal.tenant, tenant_limits),
+        ):
             if limits.budget_tokens is None:
                 continue
             start, ttl = period_bounds(limits.budget_period)
             key = f"budget:{scope}:{ident}:{limits.budget_period}:{start}"
-            if key not in self._seeded:
+            out.append((key, ident if scope == "key" else "", limits.budget_tokens, start, ttl))
+        return out
+
+    def _budgets(self, principal: Principal, tenant_limits: Limits, cost: int) -> list[Budget]:
+        return [
+            Budget(key, limit, cost, ttl, seeded=True)
+            for key, _, limit, _, ttl in self._budget_scopes(principal, tenant_limits)
+        ]
+
+    async def _seed(
+        self, principal: Principal, tenant_limits: Limits, missing: tuple[str, ...]
+    ) -> None:
+        """Start the budget counters the limiter does not have (first use of a period in
+        this process, or a Redis that lost them) at what the usage table says was spent."""
+        for key, key_id, _, start, ttl in self._budget_scopes(principal, tenant_limits):
+            if key in missing:
                 used = await asyncio.to_thread(
                     tokens_used,
                     self.db,
                     since_day=start,
                     tenant=principal.tenant,
-                    key_id=ident if scope == "key" else None,
+                    key_id=key_id or None,
                 )
                 await self.limiter.seed_budget(key, used, ttl)
-                self._seeded.add(key)
-            budgets.append(Budget(key, limits.budget_tokens, cost, ttl))
-        return budgets
 
     async def admit(self, principal: Principal, prompt_tokens: int) -> Admission:
-        """Charge one request and its prompt tokens, or raise RateLimited (429)."""
+        """Charge one request and its prompt tokens, or raise RateLimited (429).
+
+        With ``prompt_tokens`` 0 (a request that uses no model tokens) only the request
+        rates apply.
+        """
         admission = Admission(principal, prompt_tokens)
         if principal.via == "disabled":
             return admission
@@ -174,74 +204,144 @@ class SecurityService:
                 request_buckets.append(
                     Bucket(f"rpm:{scope}:{ident}", limits.rpm, limits.rpm / 60, 1, "requests")
                 )
-            if limits.tpm is not None:
-                if prompt_tokens > limits.tpm:
-                    raise RateLimited(
-                        f"The prompt has {prompt_tokens} tokens, more than the {scope}'s limit "
-                        f"of {limits.tpm} tokens per minute.",
-                        retry_after=60,
-                        code="tokens_exceeded",
-                    )
+            if limits.tpm is not None and prompt_tokens > 0:
+                # A prompt larger than the bucket is refused by it (with the bucket's
+                # headers) and reported as too large below.
                 admission.token_buckets.append(
                     Bucket(
                         f"tpm:{scope}:{ident}", limits.tpm, limits.tpm / 60, prompt_tokens, "tokens"
                     )
                 )
-        admission.budgets = await self._budgets(principal, tenant_limits, prompt_tokens)
+        if prompt_tokens > 0:
+            admission.budgets = self._budgets(principal, tenant_limits, prompt_tokens)
         buckets = request_buckets + admission.token_buckets
         if not buckets and not admission.budgets:
             return admission
         decision = await self.limiter.acquire(buckets, admission.budgets)
-        admission.headers = self._headers(buckets, decision.remaining)
+        if decision.unseeded:
+            await self._seed(principal, tenant_limits, decision.unseeded)
+            decision = await self.limiter.acquire(buckets, admission.budgets)
+        admission.headers = self._headers(buckets, admission.budgets, decision.remaining)
         if not decision.allowed:
-            refused = decision.refused_by or ""
-            kind = refused.split(":", 1)[0]
-            scope = refused.split(":")[1] if refused.count(":") >= 1 else "key"
-            code, what = {
-                "rpm": ("requests_exceeded", "requests per minute"),
-                "tpm": ("tokens_exceeded", "tokens per minute"),
-                "budget": ("budget_exceeded", "token budget"),
-            }.get(kind, ("rate_limit_exceeded", "rate limit"))
-            retry = max(1, math.ceil(decision.retry_after_s))
-            raise RateLimited(
-                f"Rate limit reached for this {scope}: {what}. Retry after {retry} s.",
-                retry_after=retry,
-                code=code,
-                headers=admission.headers,
-            )
+            raise self._refusal(decision, buckets, prompt_tokens, admission.headers)
         return admission
 
-    def _headers(self, buckets: list[Bucket], remaining: dict[str, float]) -> dict[str, str]:
+    async def admit_request(self, ctx: RequestContext, prompt_tokens: int) -> Admission | None:
+        """``admit`` for an HTTP request: the rate headers go to its response, a refusal is
+        noted for the record stage. None when the request has no principal."""
+        if ctx.principal is None:
+            return None
+        try:
+            admission = await self.admit(ctx.principal, prompt_tokens)
+        except RateLimited as exc:
+            ctx.rate_limited = exc.code
+            ctx.headers.update(exc.headers)
+            raise
+        ctx.headers.update(admission.headers)
+        return admission
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, ctx: RequestContext, tokens: int) -> AsyncIterator[None]:
+        """Admit a request that is not a generation (embeddings, search, checks) around its
+        work: ``tokens`` are known up front, charged, and recorded once the work is done; a
+        failure gives them back (the request still counts)."""
+        admission = await self.admit_request(ctx, tokens)
+        try:
+            yield
+        except BaseException:
+            if admission is not None:
+                with contextlib.suppress(Exception):
+                    await self.settle(admission, 0, 0)
+            raise
+        ctx.prompt_tokens = tokens
+
+    def fit_prompt(self, ctx: RequestContext, admission: Admission, prompt_tokens: int) -> None:
+        """Refuse (429) a prompt whose real size, known after tokenisation, is larger than a
+        tokens-per-minute limit that its estimate fitted in."""
+        for bucket in admission.token_buckets:
+            if prompt_tokens > bucket.capacity:
+                ctx.rate_limited = "tokens_exceeded"
+                raise self._too_large(bucket, prompt_tokens, admission.headers)
+
+    @staticmethod
+    def _too_large(bucket: Bucket, prompt_tokens: int, headers: dict[str, str]) -> RateLimited:
+        scope = bucket.key.split(":")[1]
+        return RateLimited(
+            f"The prompt has {prompt_tokens} tokens, more than the {scope}'s limit "
+            f"of {int(bucket.capacity)} tokens per minute.",
+            retry_after=60,
+            code="tokens_exceeded",
+            headers=headers,
+        )
+
+    def _refusal(
+        self,
+        decision: Decision,
+        buckets: list[Bucket],
+        prompt_tokens: int,
+        headers: dict[str, str],
+    ) -> RateLimited:
+        refused = decision.refused_by or ""
+        for bucket in buckets:
+            if bucket.key == refused and bucket.unit == "tokens" and bucket.cost > bucket.capacity:
+                return self._too_large(bucket, prompt_tokens, headers)
+        kind = refused.split(":", 1)[0]
+        scope = refused.split(":")[1] if refused.count(":") >= 1 else "key"
+        code, what = {
+            "rpm": ("requests_exceeded", "requests per minute"),
+            "tpm": ("tokens_exceeded", "tokens per minute"),
+            "budget": ("budget_exceeded", "token budget"),
+        }.get(kind, ("rate_limit_exceeded", "rate limit"))
+        retry = max(1, math.ceil(decision.retry_after_s))
+        return RateLimited(
+            f"Rate limit reached for this {scope}: {what}. Retry after {retry} s.",
+            retry_after=retry,
+            code=code,
+            headers=headers,
+        )
+
+    def _headers(
+        self, buckets: list[Bucket], budgets: list[Budget], remaining: dict[str, float]
+    ) -> dict[str, str]:
+        # (limit, left, seconds until full) per unit; budgets count as tokens and are full
+        # again when their period ends. A refusal reports only what refused.
+        found: dict[str, list[tuple[float, float, float]]] = {"requests": [], "tokens": []}
+        for b in buckets:
+            if b.key in remaining:
+                left = remaining[b.key]
+                found[b.unit].append((b.capacity, left, max(0.0, b.capacity - left) / b.rate))
+        for g in budgets:
+            if g.key in remaining:
+                found["tokens"].append((float(g.limit), remaining[g.key], float(g.ttl_s)))
         headers: dict[str, str] = {}
-        for unit in ("requests", "tokens"):
-            # A refusal reports only the bucket that refused.
-            own = [b for b in buckets if b.unit == unit and b.key in remaining]
-            if not own:
+        for unit, options in found.items():
+            if not options:
                 continue
-            # Report the tightest of the key's and the tenant's buckets.
-            tightest = min(own, key=lambda b: remaining[b.key] / b.capacity)
-            left = remaining[tightest.key]
-            headers[f"x-ratelimit-limit-{unit}"] = str(int(tightest.capacity))
+            # Report the tightest of the key's and the tenant's limits.
+            limit, left, reset = min(options, key=lambda o: o[1] / o[0])
+            headers[f"x-ratelimit-limit-{unit}"] = str(int(limit))
             headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(left)))
-            headers[f"x-ratelimit-reset-{unit}"] = _reset(
-                max(0.0, tightest.capacity - left) / tightest.rate
-            )
+            headers[f"x-ratelimit-reset-{unit}"] = _reset(reset)
         return headers
 
     async def settle(
         self, admission: Admission, prompt_tokens: int, completion_tokens: int
     ) -> None:
-        """Charge completion tokens (and any prompt-estimate difference) once."""
+        """Charge completion tokens and correct the prompt estimate, once.
+
+        The prompt tokens are what the model was given: 0 for a request that ended before
+        reaching it (blocked, refused by the queue, failed), which gives its estimate back.
+        """
         if admission.settled:
             return
         admission.settled = True
-        extra = completion_tokens + max(0, prompt_tokens - admission.prompt_tokens)
-        if extra <= 0 or not (admission.token_buckets or admission.budgets):
+        extra = completion_tokens + prompt_tokens - admission.prompt_tokens
+        if extra == 0 or not (admission.token_buckets or admission.budgets):
             return
         buckets = [
             Bucket(b.key, b.capacity, b.rate, extra, b.unit) for b in admission.token_buckets
         ]
-        budgets = [Budget(b.key, b.limit, extra, b.ttl_s) for b in admission.budgets]
+        budgets = [Budget(b.key, b.limit, extra, b.ttl_s, b.seeded) for b in admission.budgets]
         await self.limiter.settle(buckets, budgets)
 
     # -- recording -------------------------------------------------------------------------

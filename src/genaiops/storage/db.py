@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from genaiops.errors import ConfigError
-from genaiops.storage.tables import SCHEMA_VERSION, audit_head, metadata, schema_info
+from genaiops.storage.tables import SCHEMA_VERSION, audit_head, audit_log, metadata, schema_info
 
 GENESIS_HASH = "0" * 64
 
@@ -31,6 +31,23 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _seed_audit_head(conn: Connection) -> int | None:
+    """Create the audit chain's head row; returns the restored seq if records exist.
+
+    A head row missing beside existing records means it was deleted: restarting it at 0
+    would make every later append collide with record 1, so it continues from the newest
+    record, and the caller records that the head had to be restored.
+    """
+    newest = conn.execute(
+        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).first()
+    if newest is None:
+        conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
+        return None
+    conn.execute(insert(audit_head).values(id=1, seq=newest.seq, hash=newest.hash))
+    return int(newest.seq)
 
 
 class Database:
@@ -51,6 +68,9 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._migrated = False
+        # Set by migrate when the audit head row was missing although records exist: the
+        # sequence number of the newest record it was restored from.
+        self.head_restored: int | None = None
 
     @property
     def dialect(self) -> str:
@@ -72,7 +92,7 @@ class Database:
                         f"understands ({SCHEMA_VERSION}); upgrade genaiops"
                     )
                 if conn.execute(select(audit_head.c.id)).first() is None:
-                    conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
+                    self.head_restored = _seed_audit_head(conn)
         except SQLAlchemyError as exc:
             raise ConfigError(f"cannot open the database {self.safe_url}: {exc}") from exc
         self._migrated = True

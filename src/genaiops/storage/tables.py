@@ -122,7 +122,7 @@ guardrail_policies = Table(
 )
 
 # Files uploaded for fine-tuning (OpenAI's /v1/files); the bytes live under
-# <data_dir>/files/<id>.
+# <data_dir>/files/<id> (<id>.txt or <id>.md for plain-text uploads, which train as text).
 files = Table(
     "files",
     metadata,

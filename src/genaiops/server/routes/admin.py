@@ -180,20 +180,21 @@ def verify_audit(principal: LogsReaderDep, security: SecurityDep, response: Resp
 # -- guardrail policies ----------------------------------------------------------------------
 
 
-def _policy_scope(principal: Any, security: Any, body: PolicyScope) -> str:
+def _policy_scope(principal: Any, security: Any, body: PolicyScope) -> tuple[str, str]:
+    """The policy scope, and the tenant whose audit log records changes to it."""
     if body.model is not None:
         if not principal.is_system_admin:
             raise PermissionDenied(
                 "Only the system administrator can set policies for a model.",
                 code="insufficient_role",
             )
-        return policies.scope_of(model=body.model)
+        return policies.scope_of(model=body.model), principal.tenant
     if body.key_id is not None:
         # A key of another tenant is "not found", as everywhere in /admin.
-        security.keys.get(body.key_id, principal.scope(None))
-        return policies.scope_of(key=body.key_id)
+        record = security.keys.get(body.key_id, principal.scope(None))
+        return policies.scope_of(key=body.key_id), record.tenant
     tenant = principal.scope(body.tenant) or principal.tenant
-    return policies.scope_of(tenant=tenant)
+    return policies.scope_of(tenant=tenant), tenant
 
 
 def _store(guardrails: Any) -> policies.PolicyStore:
@@ -222,7 +223,7 @@ def put_policy(
     security: SecurityDep,
     guardrails: GuardrailsDep,
 ) -> dict[str, Any]:
-    scope = _policy_scope(principal, security, body)
+    scope, owner = _policy_scope(principal, security, body)
     parsed = policies.parse(body.policies)
     for name, policy in parsed.items():
         guardrails.guard(name, policy.options)  # unknown guards and bad options fail now
@@ -230,7 +231,7 @@ def put_policy(
     security.record_event(
         "guardrail.policy.updated",
         principal=principal,
-        tenant=principal.tenant if not scope.startswith("tenant:") else scope[7:],
+        tenant=owner,
         detail={"scope": scope, "stage": body.stage, "guards": sorted(parsed)},
         durable=True,
     )
@@ -247,7 +248,7 @@ def delete_policy(
     key_id: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    scope = _policy_scope(
+    scope, owner = _policy_scope(
         principal, security, PolicyScope(tenant=tenant, key_id=key_id, model=model)
     )
     if not _store(guardrails).remove(scope, stage):
@@ -255,6 +256,7 @@ def delete_policy(
     security.record_event(
         "guardrail.policy.deleted",
         principal=principal,
+        tenant=owner,
         detail={"scope": scope, "stage": stage},
         durable=True,
     )

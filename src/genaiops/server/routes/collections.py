@@ -179,21 +179,28 @@ def delete_document(
 
 
 @router.post("/collections/{name}/search")
-def search(
+async def search(
     name: str,
     body: SearchRequest,
     principal: InferenceDep,
     rag: RagDep,
+    security: SecurityDep,
+    ctx: ContextDep,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    hits = rag.search(
-        owner_tenant(principal, tenant),
-        name,
-        body.query,
-        top_k=body.top_k,
-        mode=body.mode,
-        filters=body.filters,
-    )
+    collection = await asyncio.to_thread(rag.collection, owner_tenant(principal, tenant), name)
+    # Recorded under the collection's embedder, which embeds the query (not in lexical mode).
+    ctx.model = collection.spec.embedder
+    tokens = 0 if body.mode == "lexical" else count_tokens(body.query)
+    async with security.admitted(ctx, tokens):
+        hits = await asyncio.to_thread(
+            rag.search_collection,
+            collection,
+            body.query,
+            top_k=body.top_k,
+            mode=body.mode,
+            filters=body.filters,
+        )
     return {"object": "list", "mode": body.mode, "data": [h.public() for h in hits]}
 
 
@@ -250,10 +257,16 @@ async def ask(
 
 
 @router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, _: InferenceDep, rag: RagDep) -> dict[str, Any]:
+async def embeddings(
+    body: EmbeddingRequest, _: InferenceDep, rag: RagDep, security: SecurityDep, ctx: ContextDep
+) -> dict[str, Any]:
     name = body.model or rag.settings.rag.default_embedder
+    rag.embedders.spec(name)  # 400 for an unknown embedder before anything is charged
+    ctx.model = name
     texts = [body.input] if isinstance(body.input, str) else body.input
-    vectors = await asyncio.to_thread(_embed, rag, name, texts)
+    tokens = sum(count_tokens(t) for t in texts)
+    async with security.admitted(ctx, tokens):
+        vectors = await asyncio.to_thread(_embed, rag, name, texts)
     if body.dimensions is not None:
         if body.dimensions > vectors.shape[1]:
             raise InvalidRequest(f"{name} has {vectors.shape[1]} dimensions", param="dimensions")
@@ -268,7 +281,6 @@ async def embeddings(body: EmbeddingRequest, _: InferenceDep, rag: RagDep) -> di
         else:
             embedding = [float(x) for x in vector]
         data.append({"object": "embedding", "index": i, "embedding": embedding})
-    tokens = sum(count_tokens(t) for t in texts)
     return {
         "object": "list",
         "data": data,

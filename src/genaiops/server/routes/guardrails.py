@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from genaiops.server.deps import GuardrailsDep, InferenceDep
+from genaiops.server.deps import ContextDep, GuardrailsDep, InferenceDep, SecurityDep
 from genaiops.server.protocol import ErrorResponse, GuardrailsCheckRequest
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -18,11 +18,18 @@ router = APIRouter(prefix="/v1/guardrails", tags=["guardrails"], responses=ERROR
 
 @router.post("/check")
 async def check(
-    body: GuardrailsCheckRequest, principal: InferenceDep, guardrails: GuardrailsDep
+    body: GuardrailsCheckRequest,
+    principal: InferenceDep,
+    guardrails: GuardrailsDep,
+    security: SecurityDep,
+    ctx: ContextDep,
 ) -> Any:
     """Without ``guards``, the caller's effective policy of ``stage`` (input by default)."""
-    policies = guardrails.policies(body.stage, principal)
-    outcome = await asyncio.to_thread(
-        guardrails.check, body.input, stage=body.stage, guards=body.guards, policies=policies
-    )
+    # Recorded and rate-limited as a request of the "guardrails" model; it uses no tokens.
+    ctx.model = "guardrails"
+    async with security.admitted(ctx, 0):
+        policies = guardrails.policies(body.stage, principal)
+        outcome = await asyncio.to_thread(
+            guardrails.check, body.input, stage=body.stage, guards=body.guards, policies=policies
+        )
     return outcome.public()
