@@ -95,7 +95,8 @@ class UpstreamError(GenaiopsError):
 
 
 class UpstreamHTTPError(GenaiopsError):
-    """A remote model answered with a client error, passed through with its status."""
+    """A remote model refused the caller's request (400, 413, 422, 429), passed through
+    with its status and, for 429, the upstream's ``Retry-After``."""
 
     kind = "upstream_status"
     code = "upstream_error"
@@ -108,10 +109,12 @@ class UpstreamHTTPError(GenaiopsError):
         param: str | None = None,
         code: str | None = None,
         error_type: str | None = None,
+        retry_after: str | None = None,
     ):
         super().__init__(message, param=param, code=code)
         self.status = status
         self.error_type = error_type
+        self.retry_after = retry_after
 
 
 class GenerationTimeout(GenaiopsError):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import UPSTREAM_KEY_ENV, Server, create_key, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
@@ -66,6 +68,22 @@ def test_unknown_model_is_404(server: Server) -> None:
         ({"model": MODEL, "messages": "hello"}, "messages"),
         (chat(response_format={"type": "json_schema"}), "response_format.json_schema"),
         (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
+        # Field names that merely start like a type name keep their place in the path.
+        (chat(stream="hot", max_tokens=1), "stream"),
+        (chat(stream_options={"include_usage": "x"}, max_tokens=1), "stream_options.include_usage"),
+        (
+            chat(response_format={"type": "json_schema", "json_schema": {"strict": "very"}}),
+            "response_format.json_schema.strict",
+        ),
+        (chat(stop=[1]), "stop"),
+        # JSON types are not coerced: a string is not a number, nor a string a boolean.
+        (chat(max_tokens="12"), "max_tokens"),
+        (chat(stream="yes", max_tokens=1), "stream"),
+        (chat(temperature="1", max_tokens=1), "temperature"),
+        (chat(seed=1.5, max_tokens=1), "seed"),
+        (chat(n="1", max_tokens=1), "n"),
+        (chat(max_tokens=True), "max_tokens"),
+        (chat(stream_options={"include_usage": 1}, max_tokens=1), "stream_options.include_usage"),
     ],
 )
 def test_invalid_bodies_are_400(server: Server, body: dict[str, object], param: str) -> None:
@@ -97,6 +115,30 @@ def test_malformed_payloads_are_400(server: Server, raw: bytes) -> None:
     assert_error(r, 400)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": "3"}, "max_tokens"),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "echo": "no"}, "echo"),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "stream": 1}, "stream"),
+        ("/generate", {"prompt": "x", "max_tokens": "3"}, "max_tokens"),
+        ("/generate", {"prompt": "x", "temperature": "0.5", "max_tokens": 1}, "temperature"),
+    ],
+)
+def test_wrong_json_types_are_400(
+    server: Server, path: str, body: dict[str, object], param: str
+) -> None:
+    error = assert_error(post(server, path, json=body), 400, "invalid_request")
+    assert error["param"] == param
+
+
+def test_integers_are_accepted_where_numbers_are_expected(server: Server) -> None:
+    body = chat(temperature=1, top_p=1, presence_penalty=0, frequency_penalty=0, max_tokens=2)
+    assert post(server, "/v1/chat/completions", json=body).status_code == 200
+    r = post(server, "/generate", json={"prompt": "Hi", "temperature": 0, "max_tokens": 2})
+    assert r.status_code == 200
+
+
 def test_huge_max_tokens_and_long_prompt_are_context_errors(server: Server) -> None:
     error = assert_error(
         post(server, "/v1/chat/completions", json=chat(max_tokens=10**30)),
@@ -115,6 +157,7 @@ def test_huge_max_tokens_and_long_prompt_are_context_errors(server: Server) -> N
         "context_length_exceeded",
     )
     assert "512" in str(error["message"])
+    assert error["param"] == "messages"
     error = assert_error(
         post(
             server,
@@ -125,6 +168,19 @@ def test_huge_max_tokens_and_long_prompt_are_context_errors(server: Server) -> N
         "context_length_exceeded",
     )
     assert "600" in str(error["message"])
+    # The field that overflowed is named as the endpoint calls it.
+    assert error["param"] == "prompt"
+    for mode in ("chat", "completion"):
+        error = assert_error(
+            post(
+                server,
+                "/generate",
+                json={"model": "local-gguf", "prompt": "hola", "max_tokens": 600, "mode": mode},
+            ),
+            400,
+            "context_length_exceeded",
+        )
+        assert error["param"] == "prompt"
 
 
 def test_oversize_body_is_413(server: Server) -> None:
@@ -304,3 +360,171 @@ def test_disconnect_while_waiting_for_non_streamed_answer(server: Server) -> Non
         assert time.monotonic() < deadline, "generation kept running after the client left"
         time.sleep(0.02)
     assert stats()["cancelled"] == before + 1
+
+
+def test_disconnect_while_queued_frees_the_queue_place(server: Server) -> None:
+    """smollm2-tight runs one request and queues one. A streaming client that leaves while
+    queued gives its place back at once and its request never runs."""
+
+    def stats() -> dict[str, int]:
+        return httpx.get(server.url + "/readyz").json()["models"]["smollm2-tight"]  # type: ignore[no-any-return]
+
+    before = stats()
+    long_body = {
+        "model": "smollm2-tight",
+        "prompt": "Once upon a time",
+        "max_tokens": 2000,  # within smollm2-tight's 2048-token window
+        "ignore_eos": True,
+        "stream": True,
+    }
+    first_token = threading.Event()
+    leave = threading.Event()
+
+    def long_stream() -> None:
+        with httpx.stream(
+            "POST",
+            server.url + "/v1/completions",
+            json=long_body,
+            headers=server.headers,
+            timeout=120,
+        ) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    first_token.set()
+                if leave.is_set():
+                    break  # closing the connection cancels the long generation
+
+    runner = threading.Thread(target=long_stream)
+    runner.start()
+    try:
+        assert first_token.wait(120)
+        body = b'{"model": "smollm2-tight", "prompt": "Once", "max_tokens": 50, "stream": true}'
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {server.key}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            deadline = time.monotonic() + 10
+            while stats()["queued"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        # The client is gone: its place is free while the long generation still runs.
+        deadline = time.monotonic() + 5
+        while stats()["queued"]:
+            assert time.monotonic() < deadline, "the abandoned request kept its queue place"
+            time.sleep(0.02)
+        now = stats()
+        assert now["running"] == 1
+        assert now["cancelled"] == before["cancelled"] + 1
+        # So another request is admitted (queued) instead of being refused with 429.
+        result: list[int] = []
+        queued = threading.Thread(
+            target=lambda: result.append(
+                post(
+                    server,
+                    "/v1/completions",
+                    json={"model": "smollm2-tight", "prompt": "Hi", "max_tokens": 2},
+                ).status_code
+            )
+        )
+        queued.start()
+        deadline = time.monotonic() + 10
+        while stats()["queued"] < 1 and not result:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        leave.set()
+        runner.join(120)
+    queued.join(120)
+    assert result == [200]
+    after = stats()
+    assert after["rejected"] == before["rejected"]
+    # The long stream and the abandoned request were cancelled; only the third completed.
+    assert after["cancelled"] == before["cancelled"] + 2
+    assert after["completed"] == before["completed"] + 1
+
+
+@pytest.fixture(scope="module")
+def misconfigured(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
+    """A gateway whose remote models reach the upstream with a wrong API key, ask it for a
+    model it does not serve, or use a key it limits to one request a minute."""
+    tmp = tmp_path_factory.mktemp("misconfigured")
+    limited = create_key(upstream.data_dir, "--tenant", "limited", "--role", "user", "--rpm", "1")
+    remote = f'engine = "remote"\nbase_url = "{upstream.base_url}"\n'
+    config = f"""
+bundled_models = []
+default_model = "wrong-key"
+
+[[models]]
+name = "wrong-key"
+{remote}upstream_model = "smollm2-135m-instruct"
+api_key_env = "GENAIOPS_TEST_WRONG_KEY"
+
+[[models]]
+name = "wrong-model"
+{remote}upstream_model = "no-such-model"
+api_key_env = "{UPSTREAM_KEY_ENV}"
+
+[[models]]
+name = "limited"
+{remote}upstream_model = "smollm2-135m-instruct"
+api_key_env = "GENAIOPS_TEST_LIMITED_KEY"
+"""
+    assert upstream.key is not None
+    env = {
+        "GENAIOPS_TEST_WRONG_KEY": "sk-not-a-key-of-the-upstream",
+        "GENAIOPS_TEST_LIMITED_KEY": limited,
+        UPSTREAM_KEY_ENV: upstream.key,
+    }
+    server = start_server(tmp, "misconfigured", config, env=env)
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.parametrize(("model", "upstream_status"), [("wrong-key", 401), ("wrong-model", 404)])
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_misconfiguration_is_502(
+    misconfigured: Server, model: str, upstream_status: int, stream: bool
+) -> None:
+    """The caller's key and model were fine; the gateway's own setup was not."""
+    listed = httpx.get(misconfigured.base_url + "/models", headers=misconfigured.headers)
+    assert model in {m["id"] for m in listed.json()["data"]}
+    r = post(
+        misconfigured,
+        "/v1/chat/completions",
+        json=chat(model=model, max_tokens=2, stream=stream),
+    )
+    error = assert_error(r, 502, "upstream_error")
+    assert error["type"] == "upstream_error"
+    assert f"answered {upstream_status}" in str(error["message"])
+
+
+def test_upstream_rate_limit_keeps_its_retry_after(misconfigured: Server) -> None:
+    body = chat(model="limited", max_tokens=1)
+    assert post(misconfigured, "/v1/chat/completions", json=body).status_code == 200
+    r = post(misconfigured, "/v1/chat/completions", json=body)
+    error = assert_error(r, 429)
+    # The upstream's own refusal (its rate limit), not the gateway's queue.
+    assert error["type"] == "rate_limit_error"
+    assert error["code"] != "queue_full"
+    assert int(r.headers["retry-after"]) >= 1
+
+
+def test_request_id_is_forwarded_to_the_upstream(server: Server, upstream: Server) -> None:
+    request_id = f"trace-{uuid.uuid4().hex}"
+    r = post(
+        server,
+        "/v1/chat/completions",
+        json=chat(model="upstream-chat", max_tokens=2),
+        headers=server.headers | {"x-request-id": request_id},
+    )
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == request_id
+    # The upstream logged the request under the same id.
+    deadline = time.monotonic() + 10
+    while request_id not in upstream.log.read_text():
+        assert time.monotonic() < deadline, "the upstream never saw the request id"
+        time.sleep(0.1)

@@ -32,8 +32,11 @@ def ask(client: openai.OpenAI, text: str, **kw: object) -> object:
 
 
 def test_models_list_shows_catalog(client: openai.OpenAI) -> None:
-    ids = {m.id for m in client.models.list()}
+    models = list(client.models.list())
+    ids = {m.id for m in models}
     assert {MODEL, "gemma3-270m", "local-gguf", "upstream-chat"} <= ids
+    # Unix timestamps, as OpenAI's clients expect; never the epoch itself.
+    assert all(m.created > 1_600_000_000 for m in models)
     assert client.models.retrieve("gemma3-270m").id == "gemma3-270m"
 
 
@@ -216,6 +219,19 @@ def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: 
         == theirs.choices[0].message.content
     )  # type: ignore[attr-defined]
     assert chunks[-1].usage.completion_tokens == theirs.usage.completion_tokens  # type: ignore[union-attr,attr-defined]
+
+
+def test_remote_upstream_refuses_what_it_cannot_relay(client: openai.OpenAI) -> None:
+    """Tool calls and logprobs would be forwarded and then lost on the way back: a clear
+    400 instead of an answer that silently lacks them. ``user`` is forwarded."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for extra in ({"tools": [tool]}, {"logprobs": True}):
+        with pytest.raises(openai.BadRequestError) as err:
+            ask(client, "hi", model="upstream-chat", max_tokens=4, **extra)
+        assert err.value.param == next(iter(extra))
+        assert "does not relay" in err.value.message
+    r = ask(client, "hi", model="upstream-chat", max_tokens=4, user="end-user-42")
+    assert r.choices[0].message.content is not None  # type: ignore[attr-defined]
 
 
 def test_remote_upstream_errors_pass_through(client: openai.OpenAI) -> None:

@@ -35,6 +35,10 @@ from genaiops.server.errors import error_response, status_for
         (ModelNotReady("loading"), 503, "server_error"),
         (GenerationTimeout("slow"), 504, "timeout_error"),
         (UpstreamHTTPError("nope", status=422, error_type="x"), 422, "x"),
+        (UpstreamHTTPError("slow down", status=429), 429, "rate_limit_error"),
+        # The gateway's own key or upstream_model is wrong: not the caller's fault.
+        (UpstreamHTTPError("bad key", status=401), 502, "upstream_error"),
+        (UpstreamHTTPError("no model", status=404, error_type="x"), 502, "upstream_error"),
         (GenaiopsError("?"), 500, "server_error"),
     ],
 )
@@ -49,6 +53,12 @@ def test_status_mapping(exc: GenaiopsError, status: int, type_: str) -> None:
 
 def test_retry_after_header_on_overload() -> None:
     assert error_response(Overloaded("busy", retry_after=7)).headers["retry-after"] == "7"
+
+
+def test_upstream_retry_after_is_copied() -> None:
+    limited = UpstreamHTTPError("slow down", status=429, retry_after="17")
+    assert error_response(limited).headers["retry-after"] == "17"
+    assert "retry-after" not in error_response(UpstreamHTTPError("bad", status=400)).headers
 
 
 def test_context_message_carries_counts() -> None:

@@ -65,6 +65,8 @@ class GenerationRequest:
     stream: bool = False
     # OpenAI fields this gateway does not interpret; remote engines forward them.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The HTTP request's id (``x-request-id``); remote engines send it on to the upstream.
+    trace_id: str | None = None
 
     @property
     def is_chat(self) -> bool:

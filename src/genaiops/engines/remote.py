@@ -3,16 +3,22 @@ genaiops) reached over HTTP.
 
 Requests are forwarded in the mode the client asked for (a streamed request streams from
 the upstream) with the sampling fields the gateway understood plus every field it did not
-(``extra``), so upstream-specific options pass through. Upstream answers are parsed back
+(``extra``), so upstream-specific options pass through; fields whose answers cannot be
+carried back yet (tools, logprobs) are refused with a 400 instead. Upstream answers are parsed back
 into engine events; the gateway re-frames them, so ids and model names are the gateway's.
 Failures map to domain errors: unreachable or 5xx upstream -> UpstreamError (502), timeout
--> GenerationTimeout (504), upstream 4xx -> the same status and message.
+-> GenerationTimeout (504). Of the upstream's 4xx answers, those about the caller's request
+(400, 413, 422, and 429 with its Retry-After) keep their status and message; the others
+(401, 403, 404...) mean the gateway itself is misconfigured (wrong upstream key or
+upstream_model) and become 502, naming the upstream's status. A malformed answer is a 502
+too. The request's ``x-request-id`` is sent on, so both sides log the same id.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +36,18 @@ from genaiops.engines.base import (
 from genaiops.errors import (
     ConfigError,
     GenerationTimeout,
+    InvalidRequest,
     UpstreamError,
     UpstreamHTTPError,
 )
 
 if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
+
+_UNRELAYED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "top_logprobs")
+
+# Upstream answers about the caller's own request, passed on with their status.
+PASSTHROUGH_STATUSES = frozenset({400, 413, 422, 429})
 
 
 class RemoteEngine:
@@ -91,6 +103,15 @@ class RemoteEngine:
         self._state = "closed"
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
+        # Fields whose answers the gateway cannot carry back yet (tool calls, log
+        # probabilities): refused rather than forwarded and silently dropped on the way back.
+        unrelayed = [k for k in _UNRELAYED if request.extra.get(k) not in (None, False, 0, [])]
+        if unrelayed:
+            raise InvalidRequest(
+                f"model '{self.name}': the gateway does not relay {', '.join(unrelayed)} "
+                "from remote upstreams",
+                param=unrelayed[0],
+            )
         return PreparedRequest(request, None, request.params.max_tokens)
 
     def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
@@ -137,8 +158,9 @@ class RemoteEngine:
             raise UpstreamError(f"model '{self.name}' is not started")
         request = prepared.request
         path, body = self._body(request)
+        headers = {"x-request-id": request.trace_id} if request.trace_id else None
         try:
-            async with self._client.stream("POST", path, json=body) as response:
+            async with self._client.stream("POST", path, json=body, headers=headers) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._status_error(response)
@@ -168,16 +190,16 @@ class RemoteEngine:
                 message = error
         except (ValueError, AttributeError):
             pass
-        if response.status_code >= 500:
-            return UpstreamError(
-                f"upstream for '{self.name}' answered {response.status_code}: {message}"
-            )
+        status = response.status_code
+        if status not in PASSTHROUGH_STATUSES:
+            return UpstreamError(f"upstream for '{self.name}' answered {status}: {message}")
         return UpstreamHTTPError(
             message,
-            status=response.status_code,
-            param=param,
+            status=status,
+            param=param if isinstance(param, str) else None,
             code=str(code) if code is not None else None,
-            error_type=error_type,
+            error_type=error_type if isinstance(error_type, str) else None,
+            retry_after=_retry_after(response) if status == 429 else None,
         )
 
     def _parse_json(self, response: httpx.Response) -> list[GenerationEvent]:
@@ -194,7 +216,7 @@ class RemoteEngine:
                 int(usage.get("prompt_tokens") or 0),
                 int(usage.get("completion_tokens") or 0),
             )
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream for '{self.name}' sent a malformed answer") from exc
         return [TextDelta(text), finished] if text else [finished]
 
@@ -213,22 +235,39 @@ class RemoteEngine:
                 break
             try:
                 chunk = json.loads(payload)
-            except ValueError as exc:
+                if not isinstance(chunk, dict):
+                    raise TypeError("an SSE chunk must be a JSON object")
+                if "error" in chunk:
+                    raise UpstreamError(f"upstream for '{self.name}' failed mid-stream: {chunk}")
+                usage = chunk.get("usage") or usage
+                texts: list[str] = []
+                for choice in chunk.get("choices") or []:
+                    if "delta" in choice:
+                        text = (choice["delta"] or {}).get("content")
+                    else:
+                        text = choice.get("text")
+                    if text:
+                        texts.append(str(text))
+                    reason = choice.get("finish_reason") or reason
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise UpstreamError(f"upstream for '{self.name}' sent invalid SSE data") from exc
-            if "error" in chunk:
-                raise UpstreamError(f"upstream for '{self.name}' failed mid-stream: {chunk}")
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                text = delta.get("content") if "delta" in choice else choice.get("text")
-                if text:
-                    yield TextDelta(text)
-                reason = choice.get("finish_reason") or reason
-        yield Finished(
-            _reason(reason),
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-        )
+            for text in texts:
+                yield TextDelta(text)
+        try:
+            finished = Finished(
+                _reason(reason),
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise UpstreamError(f"upstream for '{self.name}' sent malformed usage") from exc
+        yield finished
+
+
+def _retry_after(response: httpx.Response) -> str | None:
+    """The upstream's Retry-After (seconds or an HTTP date), if it is a sane value."""
+    value = response.headers.get("retry-after", "").strip()
+    return value if re.fullmatch(r"[A-Za-z0-9 ,:.+-]{1,64}", value) else None
 
 
 def _reason(value: object) -> Any:

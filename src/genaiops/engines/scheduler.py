@@ -5,8 +5,10 @@ running slots or ``max_queue`` waiting places) or is refused at once with Overlo
 the server turns into 429 + Retry-After, instead of piling up work the model can never
 finish. Workers (as many as the engine runs at once, one for llama.cpp) take jobs in
 order. Every job carries a CancelToken and a deadline: a client that goes away or runs out
-of time cancels its job, which is skipped if still queued and stops within one token if
-running.
+of time cancels its job, which gives its queue place back at once (and never runs) if still
+queued and stops within one token if running. A closed scheduler (its model unloaded or the
+server stopping) refuses new work at once with ModelNotReady, and the jobs still queued when
+it closes fail with that error instead of waiting for a worker that no longer exists.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from genaiops.engines.base import (
     GenerationEvent,
     PreparedRequest,
 )
-from genaiops.errors import GenerationTimeout, Overloaded
+from genaiops.errors import GenerationTimeout, ModelNotReady, Overloaded
 
 _END = object()
 _TIMEOUT = object()
@@ -35,6 +37,8 @@ class _Job:
     cancel: CancelToken = field(default_factory=CancelToken)
     events: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     timer: asyncio.TimerHandle | None = None
+    taken: bool = False  # a worker has picked it up
+    withdrawn: bool = False  # cancelled while queued; its place was given back
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Ticket:
         self._job.cancel.cancel()
         if self._job.timer is not None:
             self._job.timer.cancel()
+        self._scheduler._withdraw(self._job)
 
     @property
     def cancel_token(self) -> CancelToken:
@@ -102,12 +107,18 @@ class Scheduler:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._admitted = 0
         self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
 
     @property
     def capacity(self) -> int:
         return self.engine.max_concurrency + self.max_queue
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def start(self) -> None:
+        self._closed = False
         if not self._workers:
             self._workers = [
                 asyncio.create_task(self._worker(), name=f"scheduler-{self.engine.name}-{i}")
@@ -115,15 +126,31 @@ class Scheduler:
             ]
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._workers:
             task.cancel()
         for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if job.withdrawn:
+                continue
+            job.taken = True
+            self.stats.queued -= 1
+            self._admitted -= 1
+            if job.timer is not None:
+                job.timer.cancel()
+            job.events.put_nowait(self._unavailable())
+
+    def _unavailable(self) -> ModelNotReady:
+        return ModelNotReady(f"model '{self.engine.name}' was unloaded; retry the request")
 
     def submit(self, prepared: PreparedRequest) -> Ticket:
-        """Admit a request or raise Overloaded; never waits."""
+        """Admit a request or raise Overloaded (ModelNotReady once closed); never waits."""
+        if self._closed:
+            raise self._unavailable()
         if self._admitted >= self.capacity:
             self.stats.rejected += 1
             raise Overloaded(
@@ -140,9 +167,21 @@ class Scheduler:
         self._queue.put_nowait(job)
         return Ticket(job, self)
 
+    def _withdraw(self, job: _Job) -> None:
+        """A job cancelled before a worker took it gives its queue place back at once."""
+        if job.taken or job.withdrawn:
+            return
+        job.withdrawn = True
+        self._admitted -= 1
+        self.stats.queued -= 1
+        self.stats.cancelled += 1
+
     async def _worker(self) -> None:
         while True:
             job = await self._queue.get()
+            if job.withdrawn:
+                continue
+            job.taken = True
             self.stats.queued -= 1
             try:
                 if job.cancel.cancelled:

@@ -10,6 +10,7 @@ no internals leaked) all pass through here.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -59,9 +60,17 @@ def error_payload(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+# Upstream statuses that describe the caller's request; any other upstream 4xx is the
+# gateway's own misconfiguration (502).
+_UPSTREAM_PASSTHROUGH = frozenset({400, 413, 422, 429})
+
+
 def status_for(exc: GenaiopsError) -> tuple[int, str]:
     if isinstance(exc, UpstreamHTTPError):
-        return exc.status, exc.error_type or "invalid_request_error"
+        if exc.status not in _UPSTREAM_PASSTHROUGH:
+            return 502, "upstream_error"
+        default = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
+        return exc.status, exc.error_type or default
     for cls, status, type_ in _STATUS:
         if isinstance(exc, cls):
             return status, type_
@@ -79,9 +88,17 @@ def error_response(exc: GenaiopsError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, ModelNotReady):
         headers["Retry-After"] = "5"
+    elif isinstance(exc, UpstreamHTTPError) and status == 429 and exc.retry_after:
+        headers["Retry-After"] = exc.retry_after
     return JSONResponse(
         error_payload(exc.message, type_, exc.param, exc.code), status_code=status, headers=headers
     )
+
+
+_UNION_TAGS = frozenset(
+    {"str", "int", "float", "bool", "bytes", "none", "list", "dict", "tuple", "set"}
+)
+_TAG_WITH_ARGS = re.compile(r"[a-z][a-z0-9_-]*\[.*\]", re.DOTALL)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -90,8 +107,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return "Invalid request body.", None
     first = errors[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    # Union members add their type name to the location; drop those for a readable path.
-    loc = [p for p in loc if not p.startswith(("str", "list[", "function-", "int", "dict"))]
+    # Union members add their type's name to the location ("str", "list[str]",
+    # "function-after[...]"); drop exactly those, keeping fields such as "stream" or "strict".
+    loc = [p for p in loc if p not in _UNION_TAGS and not _TAG_WITH_ARGS.fullmatch(p)]
     param = ".".join(loc) or None
     if first.get("type") == "json_invalid":
         return "The request body is not valid JSON: " + str(first.get("msg", "")), None

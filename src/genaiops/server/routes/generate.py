@@ -9,7 +9,7 @@ from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from genaiops.gateway.pipeline import new_request_id
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.protocol import GenerateRequest, GenerateResponse, Usage
-from genaiops.server.routes.openai import ERRORS
+from genaiops.server.routes.openai import ERRORS, start
 from genaiops.server.streaming import ClientDisconnected, until_disconnect
 
 router = APIRouter(tags=["simple"])
@@ -42,8 +42,8 @@ async def generate(
 ) -> GenerateResponse | Response:
     handle = await gateway.acquire(body.model, principal.tenant)
     gen = to_generation(body, handle.engine.info().supports_chat, handle.config.name)
-    stream = await gateway.generate(gen, ctx)
     try:
+        stream = await start(request, gateway, gen, ctx, "prompt")
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)

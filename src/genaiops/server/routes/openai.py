@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +19,11 @@ from genaiops.engines.base import (
     SamplingParams,
     TextDelta,
 )
-from genaiops.errors import GenaiopsError, InvalidRequest
+from genaiops.errors import ContextLengthExceeded, GenaiopsError, InvalidRequest
 from genaiops.gateway import structured
+from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream, new_request_id
+from genaiops.gateway.service import Gateway
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.errors import error_payload, status_for
 from genaiops.server.protocol import (
@@ -33,6 +37,9 @@ from genaiops.server.protocol import (
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, sse, until_disconnect
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+log = logging.getLogger("genaiops.server")
+# /v1/models' ``created``: when this server started serving its catalog.
+_STARTED = int(time.time())
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503, 504)
@@ -58,7 +65,10 @@ def _params(body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat) -> Sa
 
 
 def _extra(body: SamplingIn) -> dict[str, Any]:
-    return {k: v for k, v in (body.model_extra or {}).items() if k not in _NOT_EXTRA}
+    extra = {k: v for k, v in (body.model_extra or {}).items() if k not in _NOT_EXTRA}
+    if body.user is not None:
+        extra["user"] = body.user  # end-user id for a remote upstream's abuse monitoring
+    return extra
 
 
 def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
@@ -113,8 +123,13 @@ def _reason(reason: str) -> str:
 
 
 async def _events_to_sse(
-    stream: GenerationStream, chat: bool, include_usage: bool
+    stream: GenerationStream,
+    chat: bool,
+    include_usage: bool,
+    ctx: RequestContext | None = None,
 ) -> AsyncIterator[bytes]:
+    """The OpenAI chunk stream. Once the first byte is sent the status line cannot change,
+    so a failure, expected or not, becomes an in-band error event before ``[DONE]``."""
     req = stream.request
     head: dict[str, Any] = {
         "id": req.request_id,
@@ -161,13 +176,25 @@ async def _events_to_sse(
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
                     yield sse(head | {"choices": [], "usage": usage})
-    except GenaiopsError as exc:
+    except Exception as exc:
         # Headers are gone; report the failure in-band as OpenAI-compatible servers do.
-        _, type_ = status_for(exc)
-        yield sse(error_payload(exc.message, type_, exc.param, exc.code))
+        yield _stream_error(exc, req.request_id, ctx)
     finally:
         await stream.aclose()
     yield sse("[DONE]")
+
+
+def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) -> bytes:
+    if isinstance(exc, GenaiopsError):
+        _, type_ = status_for(exc)
+        return sse(error_payload(exc.message, type_, exc.param, exc.code))
+    # Anything else is a bug or an engine crash: logged in full, shown without internals.
+    request_id = ctx.request_id if ctx is not None else stream_id
+    log.error("stream %s (request %s) failed", stream_id, request_id, exc_info=exc)
+    if ctx is not None:
+        ctx.stream_error = "server_error"
+    message = "The server had an error while processing the request."
+    return sse(error_payload(message, "server_error"))
 
 
 def _retrieval_fields(stream: GenerationStream) -> dict[str, Any]:
@@ -177,6 +204,27 @@ def _retrieval_fields(stream: GenerationStream) -> dict[str, Any]:
     if stream.groundedness is not None:
         fields["groundedness"] = stream.groundedness
     return fields
+
+
+async def start(
+    request: Request, gateway: Gateway, gen: GenerationRequest, ctx: RequestContext, field: str
+) -> GenerationStream:
+    """Admit and start a generation, watching the client meanwhile: one that leaves while
+    its request waits in the queue (or for its first token) cancels it and frees its place.
+    A context overflow names ``field``, the body field that holds the prompt."""
+    try:
+        return await until_disconnect(request, gateway.generate(gen, ctx))
+    except ContextLengthExceeded as exc:
+        exc.param = field
+        raise
+
+
+def _message(text: str, refused: bool) -> dict[str, Any]:
+    # A structured request answered "nothing relevant found" carries no JSON to parse:
+    # like OpenAI's refusals, the text goes in ``refusal`` and ``content`` is null.
+    if refused:
+        return {"role": "assistant", "content": None, "refusal": text}
+    return {"role": "assistant", "content": text, "refusal": None}
 
 
 def _include_usage(body: SamplingIn) -> bool:
@@ -193,7 +241,7 @@ async def list_models(gateway: GatewayDep, principal: InferenceDep) -> ModelList
             cards.append(
                 ModelCard(
                     id=entry["id"],
-                    created=0,
+                    created=int(entry.get("created") or _STARTED),
                     owned_by=entry["owned_by"],
                     capabilities={"chat": True, "completion": True},
                     description=f"{entry['name']} v{entry['version']}, fine-tuned (registry)",
@@ -213,7 +261,7 @@ async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) ->
 def _card(info: Any) -> ModelCard:
     return ModelCard(
         id=info.name,
-        created=0,
+        created=_STARTED,
         owned_by=info.owned_by,
         context_length=info.context_length,
         capabilities={"chat": info.supports_chat, "completion": True},
@@ -231,12 +279,13 @@ async def chat_completions(
 ) -> Response:
     gen = chat_request(body)
     gen_has_rag = "rag" in gen.extra
-    if gen.stream:
-        stream = await gateway.generate(gen, ctx)
-        return SSEResponse(_events_to_sse(stream, True, _include_usage(body)))
     try:
-        stream, done = await structured.complete(
-            gateway, gen, ctx, lambda work: until_disconnect(request, work)
+        if gen.stream:
+            stream = await start(request, gateway, gen, ctx, "messages")
+            return SSEResponse(_events_to_sse(stream, True, _include_usage(body), ctx))
+        # The whole answer, its retry for structured output included, ends with the client.
+        stream, done = await until_disconnect(
+            request, structured.complete(gateway, gen, ctx, lambda work: work)
         )
     except ClientDisconnected:
         return Response(status_code=499)
@@ -248,7 +297,9 @@ async def chat_completions(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": done.text, "refusal": None},
+                "message": _message(
+                    done.text, stream.canned and gen.params.response_format.type != "text"
+                ),
                 "logprobs": None,
                 "finish_reason": _reason(done.finish_reason),
             }
@@ -271,10 +322,10 @@ async def completions(
     _: InferenceDep,
 ) -> Response:
     gen = completion_request(body)
-    stream = await gateway.generate(gen, ctx)
-    if gen.stream:
-        return SSEResponse(_events_to_sse(stream, False, _include_usage(body)))
     try:
+        stream = await start(request, gateway, gen, ctx, "prompt")
+        if gen.stream:
+            return SSEResponse(_events_to_sse(stream, False, _include_usage(body), ctx))
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)
