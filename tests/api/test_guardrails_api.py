@@ -362,3 +362,110 @@ def test_reversible_restores_completions_and_never_leaks_to_the_audit(reversible
     assert redactions and all(x["detail"]["kinds"] == ["EMAIL"] for x in redactions)
     assert not any("ana.souza" in json.dumps(x) for x in records)
     assert "ana.souza" not in reversible.log.read_text()
+
+
+def _audited(server: Server, event: str, request_id: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = httpx.get(
+        server.url + "/admin/audit",
+        params={"event": event, "limit": 10000},
+        headers=server.headers,
+        timeout=30,
+    ).json()["data"]
+    return [x for x in records if x["request_id"] == request_id]
+
+
+def test_structured_retry_keeps_vault_citations_and_counts_both_attempts(
+    reversible: Server,
+) -> None:
+    """The second attempt goes on with the first one's vault (the caller's e-mail comes
+    back, not a bare placeholder) and its retrieved sources (citations, groundedness), and
+    usage counts the tokens of both attempts."""
+    operator = _key(reversible, "retry-" + uuid.uuid4().hex[:8], "operator")["key"]
+    auth = {"Authorization": f"Bearer {operator}"}
+    r = httpx.post(
+        reversible.url + "/v1/collections", json={"name": "tickets"}, headers=auth, timeout=30
+    )
+    assert r.status_code == 201, r.text
+    policy = (
+        "Support tickets: every ticket gets a number from 1 to 9. Reply to the customer "
+        "with their email and the ticket number."
+    )
+    r = httpx.post(
+        reversible.url + "/v1/collections/tickets/documents",
+        files=[("files", ("tickets.txt", policy.encode(), "text/plain"))],
+        headers=auth,
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    schema = {
+        "type": "object",
+        "properties": {
+            # The grammar makes the model write one of them; either way the caller sees
+            # their own address (the placeholder is restored, the value is theirs).
+            "email": {"enum": ["<EMAIL_1>", EMAIL]},
+            # The grammar cannot express "maximum": some seeds break it and are retried.
+            "n": {"type": "integer", "maximum": 9},
+        },
+        "required": ["email", "n"],
+        "additionalProperties": False,
+    }
+    question = f"My email is {EMAIL}. Reply with JSON: my email and my ticket number."
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": question}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        "rag": {"collection": "tickets"},
+        "temperature": 1.0,
+        "max_tokens": 60,
+    }
+    single: dict[str, Any] | None = None
+    retried: dict[str, Any] | None = None
+    for seed in range(30):
+        request_id = "retry-" + uuid.uuid4().hex
+        r = httpx.post(
+            reversible.url + "/v1/chat/completions",
+            json=body | {"seed": seed},
+            headers=auth | {"x-request-id": request_id},
+            timeout=120,
+        )
+        if r.status_code != 200:
+            assert r.json()["error"]["code"] == "invalid_structured_output", r.text
+            continue
+        answer = r.json()
+        assert json.loads(answer["choices"][0]["message"]["content"])["email"] == EMAIL
+        assert [c["source"] for c in answer["citations"]] == ["tickets.txt"]
+        assert "groundedness" in answer
+        if _audited(reversible, "guardrail.retry", request_id):
+            retried = retried or answer
+        else:
+            single = single or answer
+        if single and retried:
+            break
+    assert single is not None and retried is not None, "no seed was retried successfully"
+    # The same grounded prompt was sent twice.
+    assert retried["usage"]["prompt_tokens"] == 2 * single["usage"]["prompt_tokens"]
+
+
+def test_structured_answer_cut_by_max_tokens_is_returned_truncated(server: Server) -> None:
+    request_id = "cut-" + uuid.uuid4().hex
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Describe a cat as JSON."}],
+        "response_format": {"type": "json_object"},
+        "temperature": 0,
+        "max_tokens": 4,
+    }
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json=body,
+        headers=server.headers | {"x-request-id": request_id},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert r.json()["usage"]["completion_tokens"] == 4
+    with pytest.raises(ValueError):
+        json.loads(choice["message"]["content"])
+    # Generating it again would be cut the same way: there is no retry.
+    assert _audited(server, "guardrail.retry", request_id) == []

@@ -225,6 +225,30 @@ def test_nothing_relevant_says_so(server: Server, tenant: dict[str, Any]) -> Non
         assert answer["citations"] == [] and answer["usage"]["total_tokens"] == 0
 
 
+def test_nothing_relevant_with_a_response_format_is_a_refusal(
+    server: Server, tenant: dict[str, Any]
+) -> None:
+    """No JSON can be built from nothing: the not-found text is the message's refusal,
+    not content a JSON parser would choke on, and the model is not asked without sources."""
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={
+            "model": "smollm2-135m-instruct",
+            "messages": [{"role": "user", "content": "What is the boiling point of mercury?"}],
+            "response_format": {"type": "json_object"},
+            "rag": {"collection": "handbook"},
+        },
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    message = answer["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["refusal"].startswith("I could not find")
+    assert answer["citations"] == [] and answer["usage"]["total_tokens"] == 0
+
+
 def test_ask_endpoint(server: Server, tenant: dict[str, Any]) -> None:
     r = httpx.post(
         server.url + "/v1/collections/handbook/ask",

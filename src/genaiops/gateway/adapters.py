@@ -14,6 +14,12 @@ This module owns turning ``support-bot@champion`` or ``support-bot:3`` into a lo
   ``finetune.max_loaded_adapters`` versions stay loaded; the least recently used idle one
   is unloaded first, never one with requests running or queued, so requests that started
   on a version finish on it even after its alias has moved.
+* A request reserves its version from ``acquire(..., reserve=True)`` until it calls
+  ``release``: between the two it runs guardrails, retrieval, tokenisation and rate limits
+  before it has a place in the scheduler's queue, and a reserved version is never
+  unloaded. The pipeline releases once the request is in the queue (or has failed), from
+  which point the scheduler's own running and queued counts keep the version loaded.
+  The count of versions loaded may exceed the limit while the extra ones are in use.
 * The adapter is checked against its base before loading (``training.export.check``):
   a corrupt or mismatched file is a clear error, never a crash inside llama.cpp.
 * ``listing`` names what a tenant can call (each alias and the latest version of its own
@@ -48,6 +54,8 @@ class AdapterModels:
         self._aliases: dict[tuple[str, str], tuple[float, Version]] = {}
         self._loaded: OrderedDict[str, ModelHandle] = OrderedDict()
         self._loading: dict[str, asyncio.Task[ModelHandle]] = {}
+        # Requests holding each version (loaded or loading): never unloaded while held.
+        self._refs: dict[str, int] = {}
         self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     @staticmethod
@@ -118,20 +126,53 @@ class AdapterModels:
         return listing
 
     async def acquire(
-        self, reference: str, tenant: str, catalog: Mapping[str, ModelHandle]
+        self,
+        reference: str,
+        tenant: str,
+        catalog: Mapping[str, ModelHandle],
+        *,
+        reserve: bool = False,
     ) -> ModelHandle:
+        """The loaded version ``reference`` names (loading it on first use). With
+        ``reserve`` the version stays loaded until ``release(handle)``; without it (a
+        lookup that sends the model no work) it may be unloaded at any later load."""
         version = await self.resolve(reference, tenant)
         key = f"{version.tenant}.{version.name}:{version.version}"
-        handle = self._loaded.get(key)
-        if handle is not None:
-            self._loaded.move_to_end(key)
-            return handle
-        task = self._loading.get(key)
-        if task is None:
-            task = asyncio.create_task(self._load(key, version, catalog))
-            self._loading[key] = task
-            task.add_done_callback(lambda _: self._loading.pop(key, None))
-        return await asyncio.shield(task)
+        # Held while it loads too, so that another version's load cannot unload it between
+        # the end of its load and this request's turn to run.
+        self._refs[key] = self._refs.get(key, 0) + 1
+        try:
+            handle = self._loaded.get(key)
+            if handle is not None:
+                self._loaded.move_to_end(key)
+            else:
+                task = self._loading.get(key)
+                if task is None:
+                    task = asyncio.create_task(self._load(key, version, catalog))
+                    self._loading[key] = task
+                    task.add_done_callback(lambda _: self._loading.pop(key, None))
+                handle = await asyncio.shield(task)
+        except BaseException:
+            self._unref(key)
+            raise
+        if not reserve:
+            self._unref(key)
+        return handle
+
+    def release(self, handle: ModelHandle) -> None:
+        """End a reservation taken by ``acquire(..., reserve=True)``; a no-op for a model
+        that is not a registry version."""
+        for key, loaded in self._loaded.items():
+            if loaded is handle:
+                self._unref(key)
+                return
+
+    def _unref(self, key: str) -> None:
+        left = self._refs.get(key, 0) - 1
+        if left > 0:
+            self._refs[key] = left
+        else:
+            self._refs.pop(key, None)
 
     async def _load(
         self, key: str, version: Version, catalog: Mapping[str, ModelHandle]
@@ -185,7 +226,7 @@ class AdapterModels:
                 return
             handle = self._loaded[key]
             stats = handle.scheduler.stats
-            if stats.running or stats.queued:
+            if self._refs.get(key) or stats.running or stats.queued:
                 continue
             del self._loaded[key]
             await handle.scheduler.close()

@@ -3,19 +3,29 @@ context (retrieved chunks), run by the policy in ``guardrails``.
 
 A block raises ContentBlocked (400, ``content_filter``) with the guards' reasons; a
 redaction rewrites the text in place before anything else sees it; a flag or log lets the
-request through. Every finding a policy acted on is noted on the RequestContext, from
-which the record stage counts it in Prometheus and writes it to the audit log — the guard,
-the action and the kinds found, never the text.
+request through. One ``Vault`` per request numbers every redaction of it (all messages,
+retrieved chunks, the answer), so a placeholder names one value in the whole request.
+
+Every message is checked, whatever its role, with one exception: system and developer
+messages skip the prompt-injection guard. They are the application's instructions to the
+model, which that guard would read as attempts to instruct it; personal data, toxic
+content or banned terms in them reach the model all the same, so PII, toxicity and every
+other input guard read them like any user message.
+
+Every finding a policy acted on is noted on the RequestContext, from which the record
+stage counts it in Prometheus and writes it to the audit log — the guard, the action and
+the kinds found, never the text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genaiops.engines.base import ChatMessage, GenerationRequest
 from genaiops.errors import ContentBlocked
+from genaiops.guardrails.pii.redaction import Vault
 
 if TYPE_CHECKING:
     from genaiops.config import GuardPolicy
@@ -25,10 +35,18 @@ if TYPE_CHECKING:
 
 # Texts longer than this are checked off the event loop.
 _INLINE_CHARS = 8_000
+# Roles whose messages are instructions written by the application: the guards that judge
+# whether a text tries to instruct the model do not read them.
+_INSTRUCTION_ROLES = frozenset({"system", "developer"})
+_INSTRUCTION_EXEMPT = frozenset({"prompt_injection"})
 
 
 async def _check(
-    guardrails: GuardrailsService, text: str, stage: str, policies: dict[str, GuardPolicy]
+    guardrails: GuardrailsService,
+    text: str,
+    stage: str,
+    policies: dict[str, GuardPolicy],
+    vault: Vault,
 ) -> Outcome:
     if len(text) > _INLINE_CHARS:
         return await asyncio.to_thread(
@@ -36,8 +54,9 @@ async def _check(
             text,
             stage=stage,  # type: ignore[arg-type]
             policies=policies,
+            vault=vault,
         )
-    return guardrails.check(text, stage=stage, policies=policies)  # type: ignore[arg-type]
+    return guardrails.check(text, stage=stage, policies=policies, vault=vault)  # type: ignore[arg-type]
 
 
 def _principal(ctx: RequestContext | None) -> Principal | None:
@@ -57,35 +76,43 @@ def note(ctx: RequestContext | None, outcome: Outcome, stage: str) -> None:
 
 
 async def guard_input(
-    guardrails: GuardrailsService, request: GenerationRequest, ctx: RequestContext | None
-) -> dict[str, str]:
-    """Check the caller's text; returns the vault of reversible PII placeholders."""
-    vault: dict[str, str] = {}
+    guardrails: GuardrailsService,
+    request: GenerationRequest,
+    ctx: RequestContext | None,
+    vault: Vault | None = None,
+) -> Vault:
+    """Check the caller's text, redacting in place; returns the request's vault (the
+    caller's reversible PII placeholders, and the numbering later stages go on with)."""
+    vault = Vault() if vault is None else vault
     blocked: list[str] = []
     model = ctx.model if ctx is not None else request.model
     policies = guardrails.policies("input", _principal(ctx), model)
     if not policies:
         return vault
     if request.messages is not None:
+        for message in request.messages:
+            vault.reserve(message.content)
+        instruction_policies = {
+            name: p for name, p in policies.items() if name not in _INSTRUCTION_EXEMPT
+        }
         for i, message in enumerate(request.messages):
-            # The deployment's own system prompt is trusted; what callers send is not.
-            if message.role in ("system", "developer") or not message.content:
+            chosen = instruction_policies if message.role in _INSTRUCTION_ROLES else policies
+            if not message.content or not chosen:
                 continue
-            outcome = await _check(guardrails, message.content, "input", policies)
+            outcome = await _check(guardrails, message.content, "input", chosen, vault)
             note(ctx, outcome, "input")
             if outcome.blocked:
                 blocked.append(outcome.reasons())
             elif outcome.action == "redact":
                 request.messages[i] = ChatMessage(message.role, outcome.text, message.name)
-                vault.update(outcome.vault)
     elif request.prompt:
-        outcome = await _check(guardrails, request.prompt, "input", policies)
+        vault.reserve(request.prompt)
+        outcome = await _check(guardrails, request.prompt, "input", policies, vault)
         note(ctx, outcome, "input")
         if outcome.blocked:
             blocked.append(outcome.reasons())
         elif outcome.action == "redact":
             request.prompt = outcome.text
-            vault.update(outcome.vault)
     if blocked:
         raise ContentBlocked(
             "The request was blocked by the guardrails policy: " + "; ".join(blocked),
@@ -115,10 +142,12 @@ def _plain_word(word: str) -> bool:
 class OutputFilter:
     """Output guards on a generated answer, streamed or not, as it is produced.
 
-    Text is held back only as long as the guards need to judge it, then checked with the
-    output policy: redactions are applied, a block stops the answer (ContentBlocked), and
-    placeholders of the caller's own reversible PII are put back. A placeholder is never
-    cut in half between two released pieces.
+    Text is held back only as long as the guards need to judge it; placeholders of the
+    caller's own reversible PII are put back, and the restored text is checked with the
+    output policy: redactions are applied (numbered in the request's vault, never
+    restorable: a value the model produced that the caller did not send stays masked,
+    while the caller's own values are theirs to see), and a block stops the answer
+    (ContentBlocked). A placeholder is never cut in half between two released pieces.
 
     How long text is held depends on the guards. Guards that judge a whole sentence
     (toxicity, banned terms) get text a sentence at a time. When every active guard finds
@@ -135,12 +164,14 @@ class OutputFilter:
     def __init__(
         self,
         guardrails: GuardrailsService | None,
-        vault: dict[str, str],
+        vault: Vault | None,
         ctx: RequestContext | None,
     ):
         self.guardrails = guardrails
-        self.vault = vault
+        self.vault = Vault() if vault is None else vault
         self.ctx = ctx
+        # One event per guard and action for the whole answer, however many pieces.
+        self._events: dict[tuple[str, str], dict[str, Any]] = {}
         self._buffer = ""
         self._released = ""
         self._policies = (
@@ -190,12 +221,15 @@ class OutputFilter:
     def _release(self, text: str) -> str:
         if not text:
             return text
+        # Restore first: what the output guards then mask is never mistaken for a
+        # placeholder of the caller's (their own values are exempt in ``check``).
+        text = self.vault.restore(text)
         if self.guardrails is not None and self._policies and self._needs_check(text):
             context = self._released[-_LOOKBEHIND:] if self._by_word else ""
             outcome = self.guardrails.check(
-                text, stage="output", policies=self._policies, context=context
+                text, stage="output", policies=self._policies, context=context, vault=self.vault
             )
-            note(self.ctx, outcome, "output")
+            self._note(outcome)
             if outcome.blocked:
                 raise ContentBlocked(
                     "The answer was stopped by the guardrails policy: " + outcome.reasons()
@@ -204,11 +238,23 @@ class OutputFilter:
                 text = outcome.text
         if self._by_word:
             self._released = (self._released + text)[-_LOOKBEHIND:]
-        if self.vault:
-            from genaiops.guardrails.service import restore
-
-            text = restore(text, self.vault)
         return text
+
+    def _note(self, outcome: Outcome) -> None:
+        """Like ``note``, merged into the answer's event for the same guard and action."""
+        if self.ctx is None:
+            return
+        for result in outcome.results:
+            action = outcome.actions.get(result.guard)
+            if action is None:
+                continue
+            kinds = {span.kind for span in result.spans}
+            event = self._events.get((result.guard, action))
+            if event is None:
+                event = {"stage": "output", "guard": result.guard, "action": action, "kinds": []}
+                self._events[(result.guard, action)] = event
+                self.ctx.guardrail_events.append(event)
+            event["kinds"] = sorted(kinds.union(event["kinds"]))
 
     def _needs_check(self, text: str) -> bool:
         return not self._by_word or any(may is None or may(text) for may in self._quick)

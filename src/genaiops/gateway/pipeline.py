@@ -4,13 +4,16 @@
     pipeline always knows the principal when security is on)
     route     -> model name to a loaded engine and its scheduler (404 if unknown)
     authorize -> the principal's key may use this model (403)
+    limit     -> key and tenant request/token rates and token budgets (429), charged with
+                 a prompt estimate (four characters per token); every later refusal or
+                 failure still counts as a request but gives the tokens back
     guard     -> input guardrails on the caller's text: block (400 content_filter), redact
                  in place, or flag (gateway/guarding.py)
     retrieve  -> for requests with a ``rag`` option: the tenant's collection is searched and
                  the hits become numbered sources in the prompt (gateway/retrieval.py);
                  with nothing relevant, a "not found" answer without calling the model
-    prepare   -> chat template, tokenisation, context-window and schema checks (400)
-    limit     -> key and tenant request/token rates and token budgets (429)
+    prepare   -> chat template, tokenisation, context-window and schema checks (400); a
+                 prompt larger than a tokens-per-minute limit is refused here (429)
     schedule  -> a place in the model's bounded queue (429 when full)
     start    -> wait for the first event, so queue timeouts (504), upstream failures (502)
                 and engine errors still become a proper HTTP status before any byte of a
@@ -18,7 +21,8 @@
     stream    -> text deltas, then one Finished event with token counts; output guardrails
                  check the answer a sentence at a time (OutputFilter) and restore the
                  caller's reversible PII placeholders
-    settle    -> when the stream ends: completion tokens charged to rates and budgets
+    settle    -> when the stream ends: completion tokens charged to rates and budgets, and
+                 the prompt estimate corrected to the real count
     (record: the server's telemetry middleware turns the RequestContext into metrics, the
     access log line, usage counters and the audit record once the last byte is sent)
 
@@ -28,6 +32,7 @@ Caching slots in as a further stage here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -36,17 +41,24 @@ from typing import TYPE_CHECKING, Any
 
 from genaiops.engines.base import Finished, GenerationEvent, GenerationRequest, TextDelta
 from genaiops.engines.scheduler import Ticket
-from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound, RateLimited
+from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.guarding import OutputFilter, guard_input
 from genaiops.gateway.retrieval import retrieve
 
 if TYPE_CHECKING:
-    from genaiops.gateway.service import Gateway
+    from genaiops.gateway.service import Gateway, ModelHandle
+    from genaiops.guardrails.pii.redaction import Vault
     from genaiops.security.service import Admission, SecurityService
 
 # Prompts longer than this are tokenised off the event loop.
 _INLINE_PREPARE_CHARS = 16_000
+
+
+def _estimate_tokens(request: GenerationRequest) -> int:
+    """Prompt tokens before tokenisation: four characters per token."""
+    size = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
+    return max(1, -(-size // 4))
 
 
 def new_request_id(prefix: str = "req") -> str:
@@ -88,6 +100,8 @@ class GenerationStream:
         self.output: OutputFilter | None = None
         # Cited chunk texts; with them the answer's groundedness is measured at the end.
         self.sources: list[str] = []
+        # A fixed answer given without the model (retrieval found nothing relevant).
+        self.canned = False
         self.groundedness: dict[str, Any] | None = None
         self._answer: list[str] = []
 
@@ -214,18 +228,42 @@ class _CannedTicket:
 
 
 async def run(
-    gateway: Gateway, request: GenerationRequest, ctx: RequestContext | None = None
+    gateway: Gateway,
+    request: GenerationRequest,
+    ctx: RequestContext | None = None,
+    prior: GenerationStream | None = None,
 ) -> GenerationStream:
+    """``prior``: the first attempt, when this is a second one at the same request
+    (gateway/structured.py); the request was guarded and grounded then, and its vault,
+    citations and sources carry over."""
     principal = ctx.principal if ctx is not None else None
+    if ctx is not None and request.trace_id is None:
+        request.trace_id = ctx.request_id
     try:
         handle = await gateway.acquire(
-            request.model, principal.tenant if principal is not None else None
+            request.model, principal.tenant if principal is not None else None, reserve=True
         )
     except ModelNotFound:
         if ctx is not None:
             # Not the requested name: metrics labels must not be chosen by callers.
             ctx.model = "unknown"
         raise
+    try:
+        return await _run(gateway, request, ctx, handle, prior)
+    finally:
+        # A registry version stays loaded while it is reserved; once the request is in its
+        # scheduler's queue (or has failed) the queue's own counts keep it loaded.
+        gateway.adapters.release(handle)
+
+
+async def _run(
+    gateway: Gateway,
+    request: GenerationRequest,
+    ctx: RequestContext | None,
+    handle: ModelHandle,
+    prior: GenerationStream | None = None,
+) -> GenerationStream:
+    principal = ctx.principal if ctx is not None else None
     model = handle.config.name
     if ctx is not None:
         ctx.model = model
@@ -233,23 +271,57 @@ async def run(
     family = model.split(":")[0] if gateway.is_registry_reference(model) else None
     if principal is not None and not (family and principal.allows_model(family)):
         principal.require_model(request.model or model)
-    vault: dict[str, str] = {}
+    security = gateway.security
+    admission = None
+    if ctx is not None and security is not None:
+        # Limits come before any other work (guardrails, retrieval, the model), charged
+        # with an estimate of the prompt that settle corrects to the real count.
+        admission = await security.admit_request(ctx, _estimate_tokens(request))
+    try:
+        return await _admitted(gateway, request, ctx, handle, prior, admission)
+    except BaseException:
+        if admission is not None and security is not None:
+            # The model never took the prompt: the request counts, its tokens do not.
+            if ctx is not None:
+                ctx.prompt_tokens = 0
+            with contextlib.suppress(Exception):
+                await security.settle(admission, 0, 0)
+        raise
+
+
+async def _admitted(
+    gateway: Gateway,
+    request: GenerationRequest,
+    ctx: RequestContext | None,
+    handle: ModelHandle,
+    prior: GenerationStream | None,
+    admission: Admission | None,
+) -> GenerationStream:
+    principal = ctx.principal if ctx is not None else None
+    model = handle.config.name
+    security = gateway.security
+    settle = (security, admission) if security is not None and admission is not None else None
+    vault: Vault | None = None
     guardrails = gateway.guardrails
-    if guardrails is not None:
-        vault = await guard_input(guardrails, request, ctx)
-    output = OutputFilter(guardrails, vault, ctx) if guardrails is not None else None
     citations: list[dict[str, Any]] = []
     sources: list[str] = []
+    if prior is not None:
+        vault = prior.output.vault if prior.output is not None else None
+        citations, sources = prior.citations, prior.sources
+    elif guardrails is not None:
+        vault = await guard_input(guardrails, request, ctx)
+    output = OutputFilter(guardrails, vault, ctx) if guardrails is not None else None
     rag_options = request.extra.pop("rag", None)
     if rag_options is not None:
         if gateway.rag is None:
             raise InvalidRequest("Retrieval is not available in this process.", param="rag")
         found = await retrieve(
-            gateway.rag, request, handle, principal, rag_options, guardrails, ctx
+            gateway.rag, request, handle, principal, rag_options, guardrails, ctx, vault
         )
         if found.canned is not None:
             ticket: Any = _CannedTicket(found.canned)
-            canned = GenerationStream(request, ticket, model, ctx)
+            canned = GenerationStream(request, ticket, model, ctx, settle)
+            canned.canned = True
             await canned.start()
             return canned
         citations = found.citations
@@ -260,24 +332,17 @@ async def run(
         prepared = await asyncio.to_thread(engine.prepare, request)
     else:
         prepared = engine.prepare(request)
-    settle = None
-    security = gateway.security
-    if ctx is not None and principal is not None and security is not None:
-        # Remote engines do not tokenise locally: estimate four characters per token.
-        ctx.prompt_tokens = prepared.prompt_tokens or max(1, size // 4)
-        try:
-            admission = await security.admit(principal, ctx.prompt_tokens)
-        except RateLimited as exc:
-            ctx.prompt_tokens = 0  # refused before any work: nothing was consumed
-            ctx.rate_limited = exc.code
-            ctx.headers.update(exc.headers)
-            raise
-        ctx.headers.update(admission.headers)
-        settle = (security, admission)
+    # Remote engines do not tokenise locally: estimate four characters per token.
+    prompt_tokens = prepared.prompt_tokens or max(1, size // 4)
+    if ctx is not None and settle is not None:
+        settle[0].fit_prompt(ctx, settle[1], prompt_tokens)
     ticket = handle.scheduler.submit(prepared)
     stream = GenerationStream(request, ticket, model, ctx, settle)
     stream.citations = citations
     stream.output = output
     stream.sources = sources
     await stream.start()
+    if ctx is not None:
+        # Until the model has started, a failure gives the prompt's estimate back.
+        ctx.prompt_tokens = prompt_tokens
     return stream

@@ -9,7 +9,7 @@ nothing relevant is found the request never reaches the model: the answer says s
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,6 +21,7 @@ from genaiops.security.principal import SYSTEM_TENANT, Principal
 if TYPE_CHECKING:
     from genaiops.gateway.context import RequestContext
     from genaiops.gateway.service import ModelHandle
+    from genaiops.guardrails.pii.redaction import Vault
     from genaiops.guardrails.service import GuardrailsService
     from genaiops.rag.service import RagService
 
@@ -53,17 +54,28 @@ def _screen(
     hits: list[Any],
     ctx: RequestContext | None,
     policies: dict[str, Any],
+    vault: Vault | None = None,
 ) -> Any:
-    """Drop retrieved chunks the context policy blocks or redacts: an instruction planted in
-    a document must not reach the prompt."""
+    """Apply the context policy to retrieved chunks. A chunk the policy blocks is dropped.
+    A redaction keeps the chunk, with the values masked (numbered in the request's
+    ``vault``, never restored in the answer), when every guard that asked for it finds
+    values (``finds_values``: PII); a redaction asked by any other guard drops the chunk,
+    since masking the phrases of an instruction planted in a document does not disarm it.
+    """
     from genaiops.gateway.guarding import note
 
     kept = []
     for hit in hits:
-        outcome = guardrails.check(hit.text, stage="context", policies=policies)
+        outcome = guardrails.check(hit.text, stage="context", policies=policies, vault=vault)
         note(ctx, outcome, "context")
-        if outcome.action not in ("block", "redact"):
+        if outcome.action is None or outcome.action in ("flag", "log"):
             kept.append(hit)
+        elif outcome.action == "redact" and all(
+            getattr(guardrails.guard(name, policies[name].options), "finds_values", False)
+            for name, action in outcome.actions.items()
+            if action == "redact"
+        ):
+            kept.append(replace(hit, text=outcome.text))
     return kept
 
 
@@ -86,6 +98,7 @@ async def retrieve(
     raw_options: Any,
     guardrails: GuardrailsService | None = None,
     ctx: RequestContext | None = None,
+    vault: Vault | None = None,
 ) -> Retrieval:
     options = parse_options(raw_options)
     if not request.messages:
@@ -115,7 +128,7 @@ async def retrieve(
     if guardrails is not None:
         policies = guardrails.policies("context", principal, handle.config.name)
         if policies:
-            hits = await asyncio.to_thread(_screen, guardrails, hits, ctx, policies)
+            hits = await asyncio.to_thread(_screen, guardrails, hits, ctx, policies, vault)
     language = collection.spec.language or "en"
     if not hits:
         return Retrieval(canned=grounding.not_found_answer(options.collection, question, language))

@@ -142,16 +142,21 @@ class Gateway:
     def is_registry_reference(name: str) -> bool:
         return AdapterModels.handles(name)
 
-    async def acquire(self, name: str | None, tenant: str | None = None) -> ModelHandle:
+    async def acquire(
+        self, name: str | None, tenant: str | None = None, *, reserve: bool = False
+    ) -> ModelHandle:
         """The catalog model ``name``, or the registry version it references (loaded on
-        first use) for ``tenant``."""
+        first use) for ``tenant``. With ``reserve`` a registry version stays loaded until
+        ``self.adapters.release(handle)`` (see gateway/adapters.py)."""
         key = name or self.settings.default_model
         handle = self._models.get(key)
         if handle is not None:
             return handle
         if self.adapters.handles(key):
             try:
-                return await self.adapters.acquire(key, tenant or "system", self._models)
+                return await self.adapters.acquire(
+                    key, tenant or "system", self._models, reserve=reserve
+                )
             except ModelNotFound:
                 raise ModelNotFound(key, self.names()) from None
         raise ModelNotFound(key, self.names())

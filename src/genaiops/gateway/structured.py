@@ -3,6 +3,15 @@
 answer is generated once more (with the next seed), and a second failure is an error
 (502, ``invalid_structured_output``) rather than invalid JSON handed to the caller.
 
+The second attempt goes on from the first one's guarded and grounded request: the same
+reversible-PII vault, citations and sources, without checking or retrieving again. Its
+usage counts the tokens of both attempts, since both were generated (and charged). An
+answer cut by ``max_tokens`` (finish reason ``length``) is returned as it is, truncated,
+as OpenAI does: generating it again would be cut the same way. A retrieval request that
+found nothing relevant is answered without the model; with a response format, that answer
+goes back as the message's ``refusal`` (content null), as OpenAI reports a model that
+declines to fill the schema.
+
 Local models rarely get here, since their decoding is constrained by a grammar built from
 the schema, but that grammar cannot express every keyword (numeric ranges, string
 formats, ``uniqueItems``...); remote upstreams may ignore the schema altogether.
@@ -17,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from genaiops.engines.base import GenerationRequest, ResponseFormat
 from genaiops.errors import StructuredOutputError
+from genaiops.gateway import pipeline
 from genaiops.gateway.pipeline import Completion, GenerationStream, new_request_id
 
 if TYPE_CHECKING:
@@ -54,10 +64,12 @@ async def complete(
     stream = await gateway.generate(request, ctx)
     done = await wait(stream.collect())
     fmt = request.params.response_format
-    if fmt.type == "text":
+    if fmt.type == "text" or stream.canned:
+        # A "nothing relevant was found" answer is not the model's: generating again
+        # would only ask the model without sources. The route returns it as a refusal.
         return stream, done
     first = problem(done.text, fmt)
-    if first is None:
+    if first is None or done.finish_reason == "length":
         return stream, done
     if ctx is not None:
         ctx.guardrail_events.append(
@@ -70,10 +82,20 @@ async def complete(
         params=replace(request.params, seed=None if seed is None else seed + 1),
         extra=dict(request.extra),
     )
-    stream = await gateway.generate(retry, ctx)
+    before = done
+    stream = await pipeline.run(gateway, retry, ctx, prior=stream)
     done = await wait(stream.collect())
+    done = replace(
+        done,
+        prompt_tokens=before.prompt_tokens + done.prompt_tokens,
+        completion_tokens=before.completion_tokens + done.completion_tokens,
+    )
+    if ctx is not None:
+        # The record stage reads the request's tokens here: both attempts count.
+        ctx.prompt_tokens = done.prompt_tokens
+        ctx.completion_tokens = done.completion_tokens
     second = problem(done.text, fmt)
-    if second is not None:
+    if second is not None and done.finish_reason != "length":
         raise StructuredOutputError(
             "The model's answer did not match the requested response_format after one "
             f"retry: {second}",

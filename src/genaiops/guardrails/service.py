@@ -6,8 +6,15 @@ output) maps every flagged guard to an action, and the strongest action wins:
 PII with numbered placeholders (``<CPF_1>``), keyed hashes, or reversible placeholders
 kept in a per-request vault (guardrails/pii/redaction.py does the numbering, hashing and
 restoring for every guard's spans) — and the request goes on
-with the redacted text. Guards are built once, lazily, by name from a registry that
-plugins extend (entry-point group ``genaiops.guards``).
+with the redacted text. The gateway passes one vault for every text of a request, so a
+placeholder names one value across all of them; only the caller's input values are kept
+for restoring, and an output check never reports (or masks) a value the caller sent.
+Guards are built once, lazily, by name from a registry that plugins extend (entry-point
+group ``genaiops.guards``).
+
+Texts longer than ``max_check_chars`` are judged by their first and last parts only
+(where instructions hide), except by guards with ``finds_values = True`` (PII): they are
+cheap and a value anywhere must be found, so they always read the whole text.
 """
 
 from __future__ import annotations
@@ -137,6 +144,7 @@ class GuardrailsService:
         guards: list[str] | None = None,
         policies: dict[str, GuardPolicy] | None = None,
         context: str = "",
+        vault: redaction.Vault | None = None,
     ) -> Outcome:
         """Run ``guards`` (default: the stage's policy) over ``text``.
 
@@ -144,6 +152,11 @@ class GuardrailsService:
         part of a streamed answer): guards read it, so a keyword there still vouches for
         a number here, but spans are reported in ``text`` only (cut where one starts in
         the context) and only ``text`` is returned and redacted.
+
+        ``vault`` is the request's (see ``redaction.Vault``): redactions are numbered in
+        it, input values are kept for restoring (reversible mode), and on the output
+        stage a value the caller sent is theirs to see, so it is neither reported nor
+        masked. Without one, a fresh vault numbers this text alone.
         """
         chosen = policies if policies is not None else self.policies(stage)
         if guards is not None:
@@ -151,28 +164,34 @@ class GuardrailsService:
         sample = self._sample(text)
         results: list[GuardResult] = []
         actions: dict[str, str] = {}
+        sampled: set[str] = set()  # guards that read only the sample
         for name, policy in chosen.items():
             guard = self.guard(name, policy.options)
+            whole = sample is text or getattr(guard, "finds_values", False)
+            if not whole:
+                sampled.add(name)
             started = time.perf_counter()
-            result = _run(guard, sample, context)
+            result = _run(guard, text if whole else sample, context)
             result.latency_ms = (time.perf_counter() - started) * 1000
             if policy.threshold is not None:
                 result.flagged = result.score >= policy.threshold and result.score > 0
+            if stage == "output" and vault is not None and result.spans:
+                result = _without_owned(result, vault)
             results.append(result)
             if result.flagged:
                 actions[name] = policy.action
         action = max(actions.values(), key=lambda a: _ORDER[a]) if actions else None
         outcome = Outcome(bool(actions), action, results, text, actions=actions)
         if action == "redact":
-            if sample is not text:
-                # Offsets must index the whole text: rerun the redacting guards on it.
-                results = [
-                    _run(self.guard(r.guard, chosen[r.guard].options), text, context)
-                    if actions.get(r.guard) == "redact"
-                    else r
-                    for r in results
-                ]
-            outcome.text, outcome.vault = self._redact(text, results, actions)
+            # Offsets must index the whole text: rerun the sampled redacting guards on it.
+            results = [
+                _run(self.guard(r.guard, chosen[r.guard].options), text, context)
+                if actions.get(r.guard) == "redact" and r.guard in sampled
+                else r
+                for r in results
+            ]
+            keep = stage == "input" and self.settings.pii_mode == "reversible"
+            outcome.text, outcome.vault = self._redact(text, results, actions, vault, keep)
         return outcome
 
     def _sample(self, text: str) -> str:
@@ -184,7 +203,12 @@ class GuardrailsService:
         return text[:half] + "\n" + text[-half:]
 
     def _redact(
-        self, text: str, results: list[GuardResult], actions: dict[str, str]
+        self,
+        text: str,
+        results: list[GuardResult],
+        actions: dict[str, str],
+        vault: redaction.Vault | None,
+        keep: bool,
     ) -> tuple[str, dict[str, str]]:
         # Earlier, then longer spans first: where spans overlap, the first one wins.
         spans = sorted(
@@ -198,10 +222,21 @@ class GuardrailsService:
         )
         if self.settings.pii_mode == "hash":
             return redaction.hash_spans(text, spans, self._hash_key), {}
-        vault = redaction.Vault()
-        masked = vault.mask_spans(text, spans)
-        # Only the reversible mode keeps the originals, to restore them in the answer.
+        if vault is None:
+            vault = redaction.Vault()
+        # Only the reversible mode keeps the caller's originals, to restore them later.
+        masked = vault.mask_spans(text, spans, keep=keep)
         return masked, vault.placeholders if self.settings.pii_mode == "reversible" else {}
+
+
+def _without_owned(result: GuardResult, vault: redaction.Vault) -> GuardResult:
+    """``result`` without the spans that hold the caller's own values."""
+    spans = [s for s in result.spans if not vault.owns(s)]
+    if len(spans) == len(result.spans):
+        return result
+    if not spans:
+        return replace(result, flagged=False, score=0.0, spans=[], reason=None)
+    return replace(result, spans=spans)
 
 
 def _run(guard: Guard, text: str, context: str) -> GuardResult:

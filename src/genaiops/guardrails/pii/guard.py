@@ -28,6 +28,9 @@ class PIIGuard:
     name = "pii"
     # Values live inside words, so streamed answers are checked a word at a time.
     streaming_unit = "word"
+    # Its spans are whole values: masking them removes what was found (a redacted text may
+    # go on, retrieved chunks included), and it is cheap enough to read all of a long text.
+    finds_values = True
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         options = dict(options or {})

@@ -9,9 +9,14 @@ of a CPF is: there are only 10^9 of them).
 
 ``Vault`` is the reversible form, one per request: it masks what goes to the model and
 restores the originals in the model's answer, whole (``restore``) or streamed
-(``StreamingRestorer``). Placeholders already present in the input are never reused, so a
-user who types "<EMAIL_1>" does not get someone's address back; unknown placeholders in
-the answer are left as they are.
+(``StreamingRestorer``). Every text of the request (each message, retrieved chunks, the
+answer) is masked with the same vault, so a placeholder names one value in the whole
+request. Only the caller's own values are kept for restoring (``keep=True``); values
+masked elsewhere (in retrieved documents, or leaked by the model in its answer) get
+placeholders of the same numbering that no restore ever maps. Placeholders already
+present in the caller's text are never reused (``reserve``), so a user who types
+"<EMAIL_1>" does not get someone's address back; unknown placeholders in the answer are
+left as they are.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class _Numbering:
         self.originals: dict[str, str] = {}
         self._next: dict[str, int] = {}
 
-    def placeholder(self, span: Span, reserved: frozenset[str]) -> str:
+    def placeholder(self, span: Span, reserved: frozenset[str] | set[str]) -> str:
         key = (span.kind, canonical(span.kind, span.text))
         known = self.by_value.get(key)
         if known is not None:
@@ -121,32 +126,64 @@ def restore(text: str, originals: Mapping[str, str]) -> str:
 
 class Vault:
     """Reversible masking for one request: ``mask`` what the model sees, ``restore`` its
-    answer. Numbering is shared by every text masked with the same vault."""
+    answer. Numbering is shared by every text masked with the same vault; only values
+    masked with ``keep=True`` (the caller's own) are restored."""
 
     def __init__(self, detector: PIIDetector | None = None):
-        self.detector = detector if detector is not None else default_detector()
+        self._detector = detector
         self._numbering = _Numbering()
+        # Placeholder -> original value, for the values that are the caller's to get back.
+        self._kept: dict[str, str] = {}
+        self._reserved: set[str] = set()
 
-    def mask(self, text: str) -> str:
-        return self.mask_spans(text, self.detector.detect(text))
+    @property
+    def detector(self) -> PIIDetector:
+        if self._detector is None:
+            self._detector = default_detector()
+        return self._detector
 
-    def mask_spans(self, text: str, spans: Iterable[Span]) -> str:
-        reserved = _reserved(text)
-        return _replace(text, spans, lambda s: self._numbering.placeholder(s, reserved))
+    def reserve(self, text: str) -> None:
+        """Never hand out a placeholder that ``text`` (the caller's) already contains."""
+        self._reserved |= _reserved(text)
+
+    def mask(self, text: str, *, keep: bool = True) -> str:
+        return self.mask_spans(text, self.detector.detect(text), keep=keep)
+
+    def mask_spans(self, text: str, spans: Iterable[Span], *, keep: bool = True) -> str:
+        """``text`` with every span replaced by its placeholder; with ``keep`` the originals
+        are restored in the answer, without it the placeholders stay masked for good."""
+        reserved = self._reserved | _reserved(text)
+
+        def make(span: Span) -> str:
+            token = self._numbering.placeholder(span, reserved)
+            if keep:
+                self._kept.setdefault(token, self._numbering.originals[token])
+            return token
+
+        return _replace(text, spans, make)
+
+    def owns(self, span: Span) -> bool:
+        """Whether ``span`` holds one of the kept (the caller's own) values."""
+        kind = span.kind.upper()
+        token = self._numbering.by_value.get((kind, canonical(kind, span.text)))
+        return token is not None and token in self._kept
 
     def restore(self, text: str) -> str:
-        return restore(text, self._numbering.originals)
+        return restore(text, self._kept)
 
     def restorer(self) -> StreamingRestorer:
-        return StreamingRestorer(self._numbering.originals)
+        return StreamingRestorer(self._kept)
 
     @property
     def placeholders(self) -> dict[str, str]:
-        """Placeholder -> original value (a copy)."""
-        return dict(self._numbering.originals)
+        """Placeholder -> original value of the kept values (a copy)."""
+        return dict(self._kept)
 
     def __len__(self) -> int:
-        return len(self._numbering.originals)
+        return len(self._kept)
+
+    def __bool__(self) -> bool:
+        return bool(self._kept)
 
 
 class StreamingRestorer:
