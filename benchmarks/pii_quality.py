@@ -5,9 +5,11 @@ For every entity kind the benchmark writes ``--per-kind`` texts holding one vali
 (check digits computed by ``genaiops.guardrails.pii.samples``) and as many holding a
 look-alike (the same shape with a wrong check digit, a wrong area code, an impossible IP
 octet; for the identifiers without a check digit, the same number with no keyword before
-it). Texts are Spanish, Portuguese and English sentence templates around the value, with
-filler sentences full of adversarial numbers (dates, timestamps, prices, ISBNs, order and
-version numbers) that carry no label: anything found in them is a false positive.
+it). Values that count only after their keyword (a person's NIT, a RUT under 1,000,000;
+``samples.needs_keyword``) always get one, valid or not. Texts are Spanish, Portuguese and
+English sentence templates around the value, with filler sentences full of adversarial
+numbers (dates, timestamps, prices, ISBNs, order and version numbers) that carry no label:
+anything found in them is a false positive.
 
 Scoring is strict: a detection is a true positive only with the exact offsets and kind of
 the label, with one exception: eight bare digits after "DNI" in a text that names no
@@ -175,6 +177,9 @@ def build(kind: str, n: int, rng: random.Random) -> list[Labelled]:
                 # No check digit to get wrong: the look-alike is the number without keyword.
                 value = value if kind != "DNI_PE" else value[:8]
                 frame = rng.choice([f for f, kw in FRAMES[lang] if not kw] + NEGATIVE_FRAMES[lang])
+        if samples.needs_keyword(kind, value):
+            # A person's NIT, a six-digit RUT: their shapes are other numbers' without it.
+            frame = rng.choice([f for f, kw in frames if kw])
         text, start = _compose(rng, lang, frame, label, value)
         gold = [(start, start + len(value), kind)] if positive else []
         ambiguous = positive and _ambiguous_dni(kind, value, text)

@@ -95,6 +95,32 @@ def test_known_values(check: object, value: str, ok: bool) -> None:
     assert check(value) is ok
 
 
+def test_nit_of_natural_persons_has_the_cedula_as_body() -> None:
+    # DIAN weights 3, 7, 13... from the rightmost body digit: bodies of 6 to 15 digits.
+    for value in ("79.123.456-0", "1.020.345.678-8", "123456-3", "52345678901234-0"):
+        assert v.nit(value), value
+    for value in ("79.123.456-1", "1.020.345.678-7", "12345-8", "1234567890123456-0"):
+        assert not v.nit(value), value
+    assert found("NIT 79.123.456-0") == [("NIT", "79.123.456-0")]
+    assert found("Factura a nombre de NIT 1.020.345.678-8.") == [("NIT", "1.020.345.678-8")]
+    assert found("NIT: 10203456788") == [("NIT", "10203456788")]
+    assert found("NIT 79.123.456-1") == []
+    # Bodies other than a company's nine digits count only after the keyword.
+    assert ("NIT", "1.020.345.678-8") not in found("Código 1.020.345.678-8")
+    assert found("NIT 800.197.268-4") == [("NIT", "800.197.268-4")]
+    assert found("con 800.197.268-4") == [("NIT", "800.197.268-4")]
+
+
+def test_rut_bodies_under_a_million_need_the_keyword() -> None:
+    assert v.rut("999.999-K") and v.rut("654321-9")
+    assert not v.rut("999.999-3") and not v.rut("12345-6")
+    assert found("RUT 999.999-K") == [("RUT", "999.999-K")]
+    assert found("Mi RUN es 654321-9.") == [("RUT", "654321-9")]
+    assert found("RUT 999.999-3") == []
+    assert found("El lote 654.321-9 llegó") == []
+    assert found("Anoté 999.999-K en la planilla") == []
+
+
 # Phones
 
 
@@ -134,6 +160,57 @@ def test_phone_lookalikes_per_country_are_not_found(country: str) -> None:
 )
 def test_phone_structure_is_checked(number: str) -> None:
     assert found(f"Tel: {number}") == []
+
+
+@pytest.mark.parametrize(
+    ("number", "country"),
+    [
+        ("(01) 234-5678", "PE"),  # Lima: trunk 0, area 1, seven digits
+        ("01 234 5678", "PE"),
+        ("064 234567", "PE"),  # Huancayo: trunk 0, area 64, six digits
+        ("(064) 234 567", "PE"),
+        ("(32) 234 5678", "CL"),  # Valparaíso: area 32, seven digits
+        ("(2) 2345 6789", "CL"),  # Santiago
+        ("(011) 98765-4321", "BR"),  # trunk 0 before the DDD
+        ("(021) 3456-7890", "BR"),
+        ("1-800-555-0199", "US"),  # NANP with the leading 1
+        ("1 (212) 555-0123", "US"),
+        ("11 15 2345-6789", "AR"),  # Buenos Aires mobile with the old 15
+        ("0341 15 456-7890", "AR"),
+        ("(11) 3456-7890", "BR"),  # a two-digit area in parentheses is a Brazilian DDD
+    ],
+)
+def test_national_phone_formats_are_found_and_fully_masked(number: str, country: str) -> None:
+    text = f"Puedes llamarme al {number} después de las 18h."
+    spans = DETECTOR.detect(text)
+    assert [(s.kind, s.text, s.detail["country"]) for s in spans] == [("PHONE", number, country)]
+    assert mask(text, spans) == "Puedes llamarme al <PHONE_1> después de las 18h."
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "(01) 234-567",  # PE: Lima numbers have seven digits
+        "069 234567",  # PE: no area 69
+        "012 345678",  # PE: a three-digit group after the 0 is a two-digit area
+        "(30) 234 5678",  # CL: no area 30
+        "(020) 98765-4321",  # BR: no DDD 20
+        "1-800-055-0199",  # US: exchange starts with 0
+        "1 (123) 555-0123",  # US: area code starts with 1
+        "11 20 1534-5678",  # AR: the second group of a mobile is 15
+        "11 15 0345-6789",  # AR: no subscriber number starts with 0
+        "(20) 3456-7890",  # AR/MX/BR: no two-digit area 20 in any of them
+    ],
+)
+def test_national_phone_lookalikes_are_not_found(number: str) -> None:
+    assert found(f"Teléfono: {number}") == []
+
+
+def test_phone_words_include_chilean_fono() -> None:
+    assert found("fono 223456789") == [("PHONE", "223456789")]
+    assert found("Fono: 322345678") == [("PHONE", "322345678")]
+    assert found("teléfono fijo 012345678") == [("PHONE", "012345678")]
+    assert found("cel. 987654321") == [("PHONE", "987654321")]
 
 
 def test_bare_digits_are_a_phone_only_after_a_phone_word() -> None:

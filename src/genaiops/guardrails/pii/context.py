@@ -43,8 +43,9 @@ _WORDS: dict[str, str] = {
     "IBAN": "iban",
     "CARD": "tarjeta cartão cartao card visa mastercard amex crédito credito débito debito",
     "PHONE": (
-        "teléfono telefono telefone tel telf tlf tfno cel celular móvil movil whatsapp wpp zap"
-        " phone mobile cell fone contacto contato llámame llamame llamar ligue ligar call fax"
+        "teléfono telefono telefone tel telf tlf tfno fono cel celu celular móvil movil whatsapp"
+        " wpp zap phone mobile cell fone contacto contato llámame llamame llamar ligue ligar"
+        " call fax"
     ),
     "DNI": "dni d.n.i",
     "CC": "cédula cedula ciudadanía ciudadania c.c",
@@ -87,7 +88,10 @@ _VOUCHES: dict[str, frozenset[str]] = {
     "ID": frozenset({"DNI_AR", "DNI_PE", "CEDULA_CO"}),
     "NEG": frozenset(),
 }
-_CONTEXT_GROUPS = frozenset({"DNI", "CC", "ID", "NIT"})
+# Groups whose keyword vouches for a number the checksum rules alone would not report: the
+# identity documents without check digit, a person's NIT (a cédula plus its check digit)
+# and a RUT under 1,000,000 (six digits).
+_CONTEXT_GROUPS = frozenset({"DNI", "CC", "ID", "NIT", "RUT"})
 _COUNTRY_HINTS = re.compile(
     r"(?i)(?<![^\W\d_])(?:"
     r"(?P<AR>argentin[ao]s?|argentina|buenos aires|renaper|anses|afip|cuil|cuit|rosario)"
@@ -199,7 +203,10 @@ def identity_kind(
     ``dni_country`` ("AR" or "PE") is the deployment's answer when the text gives none.
     """
     if hit.group == "NIT":
-        return "NIT" if check is None and "." not in number else None
+        # Without its check digit a dotted number is the bare body, not a NIT to validate.
+        return "NIT" if check is not None or "." not in number else None
+    if hit.group == "RUT":
+        return "RUT" if check is not None else None
     if check is not None:
         return "DNI_PE" if hit.group in ("DNI", "ID") else None
     if hit.group == "CC":

@@ -4,8 +4,10 @@
 CPF, CNPJ, CURP, RFC, RUT, CUIT, NIT, RUC) is reported only when its check digit holds,
 so order numbers, prices and dates with the right shape are not PII. Identifiers without
 one (Argentine DNI, Colombian cédula, Peruvian DNI) count only right after a keyword that
-names them ("DNI", "cédula", "C.C.", "documento"...), and phone numbers written without a
-country code only in the groupings each country uses. Overlapping candidates resolve to the
+names them ("DNI", "cédula", "C.C.", "documento"...), and so do the checksum shapes that
+other numbers share: a person's NIT (a cédula plus check digit; a company's nine-digit
+body needs no keyword) and a RUT under 1,000,000. Phone numbers written without a
+country code count only in the groupings each country uses. Overlapping candidates resolve to the
 longest; on the same span, to the kind a nearby keyword names, then the most specific.
 
 Speed: each family is found by one regex whose first character is a digit (or by a cheap
@@ -137,12 +139,13 @@ _IPV6 = re.compile(
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
 _HEX_COLON_RUN = re.compile(r"[0-9A-Fa-f:]*")
 _CONTEXT_NUMBER = re.compile(
-    _D + r"(?:[0-9]{0,2}(?:\.[0-9]{3}){1,3}|[0-9]{5,9})(?P<chk> ?- ?[0-9A-Za-z])?" + _R
+    _D + r"(?:[0-9]{0,2}(?:\.[0-9]{3}){1,4}|[0-9]{5,15})(?P<chk> ?- ?[0-9A-Za-z])?" + _R
 )
 _PHONE_PRIORITY = 30
 _CONTEXT_PRIORITY = 45  # keyword-vouched identifiers beat a phone reading of the digits
 _VALIDATORS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "NIT": ("nit", v.nit),
+    "RUT": ("rut", v.rut),
     "DNI_AR": ("dni_ar", v.dni_ar),
     "DNI_PE": ("dni_pe", v.dni_pe),
     "DNI": ("dni", v.dni),

@@ -4,10 +4,15 @@ With a country code ("+55 11 98765-4321", "0034 612 345 678") the digits must fi
 country's numbering plan (``validators.phone_international``). Without one, a number counts
 only in the groupings people use for phones in each country, and only for the plans that
 grouping implies: "(11) 98765-4321" is Brazilian, "612 34 56 78" Spanish, "300 123 4567"
-American, Colombian or Mexican. That keeps out dates, timestamps, ISBNs, CPFs and amounts
-("2024-01-15 10", "978-3-16-148410-0", "987.654.321") that have the right digit count. A
-bare run of digits ("3001234567") counts only after a phone word ("tel", "celular"...), and
-no national number counts after a negative word ("pedido", "factura"...).
+American, Colombian or Mexican, "(01) 234-5678" Lima with its trunk 0, "1-800-555-0199"
+American with the NANP 1, "11 15 2345-6789" an Argentine mobile with the old "15". Where
+the grouping pins the area code ("11" is Argentina's only two-digit area) it must fit too;
+where several countries still fit, a two-digit area in parentheses is read as a Brazilian
+DDD and otherwise the order of ``_SHAPES`` decides the reported country. Grouping keeps
+out dates, timestamps, ISBNs, CPFs and amounts ("2024-01-15 10", "978-3-16-148410-0",
+"987.654.321") that have the right digit count. A bare run of digits ("3001234567") counts
+only after a phone word ("tel", "fono", "celular"...), and no national number counts after
+a negative word ("pedido", "factura"...).
 
 The regex takes a whole chain of groups; the chain is then split into windows at spaces
 only, never inside a token joined by "-" or ".", so "CEP 01310-100 (11) 3456-7890" yields
@@ -42,23 +47,45 @@ _SHAPES: dict[tuple[int, ...], tuple[str, ...]] = {
     (2, 5, 4): ("BR",),
     (2, 1, 4, 4): ("BR",),
     (2, 9): ("BR",),
-    (3, 4, 4): ("AR0",),
+    (3, 4, 4): ("AR0", "BR0"),
     (4, 3, 4): ("AR0",),
     (4, 7): ("AR0",),
     (3, 2, 4, 4): ("AR0",),
     (4, 2, 3, 4): ("AR0",),
-    (3, 3, 3): ("ES", "PE"),
+    (3, 3, 3): ("ES", "PE", "PE0"),
     (3, 2, 2, 2): ("ES",),
     (2, 3, 2, 2): ("ES",),
     (1, 4, 4): ("CL",),
     (1, 8): ("CL",),
+    # Trunk and NANP prefixes, regional landlines and the Argentine "15" mobile.
+    (2, 3, 4): ("PE0", "CL2"),
+    (2, 7): ("PE0", "CL2"),
+    (3, 6): ("PE0",),
+    (3, 5, 4): ("BR0",),
+    (1, 3, 3, 4): ("US1",),
+    (2, 2, 4, 4): ("AR15",),
+    (3, 2, 3, 4): ("AR15",),
 }
+# What the first group (the area code as written) must be when its length says more than
+# the digits alone: Argentina's only two-digit area is 11 (011 with the trunk 0), Mexico's
+# are 55, 33 and 81, and Lima, Peru's only one-digit area, is written 01.
+_FIRST_GROUP: dict[tuple[str, int], frozenset[str]] = {
+    ("AR", 2): frozenset({"11"}),
+    ("AR15", 2): frozenset({"11"}),
+    ("AR0", 3): frozenset({"011"}),
+    ("MX", 2): frozenset({"55", "33", "81"}),
+    ("PE0", 2): frozenset({"01"}),
+    ("PE0", 3): frozenset("0" + area for area in v.PE_AREAS),
+}
+# Shapes whose second group is the "15" of an Argentine mobile.
+_FIFTEEN = frozenset({(3, 2, 4, 4), (4, 2, 3, 4), (2, 2, 4, 4), (3, 2, 3, 4)})
 _OPENINGS = frozenset(shape[:2] for shape in _SHAPES)
 # A bare run of digits after a phone word, by length.
 _BARE: dict[int, tuple[str, ...]] = {
-    9: ("ES", "PE", "CL"),
+    9: ("ES", "PE", "CL", "CL2", "PE0"),
     10: ("CO", "US", "MX", "AR"),
-    11: ("BR", "AR0"),
+    11: ("BR", "AR0", "US1", "BR0"),
+    12: ("BR0", "AR15"),
     13: ("AR0",),
 }
 
@@ -169,6 +196,7 @@ def _window(
         seps = "".join(norm[groups[k][1] : groups[k + 1][0]] for k in range(i, j - 1))
         if plans and "." in seps and (len(lengths) > 3 or all(n == 3 for n in lengths[1:])):
             return None  # 612.345.678 is an amount, 71.177.03.71 an (invalid) IP address
+        plans = _grouped_plans(norm, groups[i:j], lengths, plans, norm[start] == "(")
     country = v.phone_national(norm[start:end], plans) if plans else None
     if country is None:
         return None
@@ -176,6 +204,32 @@ def _window(
     if hit is not None and hit.negative:
         return None
     return PhoneMatch(start, end, country, "phone_national", _phone_word(hit))
+
+
+def _grouped_plans(
+    norm: str,
+    groups: list[tuple[int, int]],
+    lengths: tuple[int, ...],
+    plans: tuple[str, ...],
+    parenthesised: bool,
+) -> tuple[str, ...]:
+    """The plans whose way of writing numbers the groups follow, most likely first.
+
+    Where several countries' plans fit one number, a two-digit area code in parentheses
+    ("(11) 3456-7890") is the Brazilian way of writing a DDD, so Brazil comes first;
+    otherwise the order of ``_SHAPES`` decides.
+    """
+    first = norm[groups[0][0] : groups[0][1]]
+    if lengths in _FIFTEEN and norm[groups[1][0] : groups[1][1]] != "15":
+        return ()
+    kept = tuple(
+        plan
+        for plan in plans
+        if (allowed := _FIRST_GROUP.get((plan, len(first)))) is None or first in allowed
+    )
+    if parenthesised and len(first) == 2 and "BR" in kept:
+        kept = ("BR", *(plan for plan in kept if plan != "BR"))
+    return kept
 
 
 def _dialled_abroad(norm: str, groups: list[tuple[int, int]]) -> bool:

@@ -94,7 +94,13 @@ def _rut_dv(body: str) -> str:
 
 def rut(rng: random.Random) -> str:
     body = str(
-        rng.choice([rng.randint(1_000_000, 26_000_000), rng.randint(76_000_000, 77_999_999)])
+        rng.choice(
+            [
+                rng.randint(1_000_000, 26_000_000),
+                rng.randint(76_000_000, 77_999_999),
+                rng.randint(100_000, 999_999),  # old RUTs, written only after "RUT"/"RUN"
+            ]
+        )
     )
     dv = _rut_dv(body)
     dotted = f"{int(body):,}".replace(",", ".")
@@ -125,11 +131,22 @@ def cedula_co(rng: random.Random) -> str:
 
 
 def nit(rng: random.Random) -> str:
-    body = _digits(rng, 9, "89")
-    weights = [3, 7, 13, 17, 19, 23, 29, 37, 41]
-    r = sum(int(c) * w for c, w in zip(reversed(body), weights, strict=True)) % 11
+    """A company's NIT (nine digits from 8 or 9) or a person's (a cédula of 6 to 10 digits)."""
+    if rng.random() < 0.6:
+        body = _digits(rng, 9, "89")
+    else:
+        body = _digits(rng, rng.choice([6, 7, 8, 8, 10, 10]), "123456789")
+    weights = [3, 7, 13, 17, 19, 23, 29, 37, 41, 43]
+    r = sum(int(c) * w for c, w in zip(reversed(body), weights, strict=False)) % 11
     dv = r if r < 2 else 11 - r
-    return rng.choice([f"{body[:3]}.{body[3:6]}.{body[6:]}-{dv}", f"{body}-{dv}"])
+    return rng.choice([f"{int(body):,}".replace(",", ".") + f"-{dv}", f"{body}-{dv}"])
+
+
+def needs_keyword(kind: str, value: str) -> bool:
+    """Whether ``value`` counts only after its keyword: a NIT whose body is not a company's
+    nine digits (a person's cédula plus check digit), a RUT under 1,000,000."""
+    body = "".join(c for c in value[:-1] if c.isdigit())
+    return (kind == "NIT" and len(body) != 9) or (kind == "RUT" and len(body) < 7)
 
 
 def dni_pe(rng: random.Random) -> str:
@@ -217,8 +234,28 @@ def email(rng: random.Random) -> str:
     return f"{local}@{rng.choice(_DOMAINS)}"
 
 
-def _national_phone(rng: random.Random, country: str) -> str:
+def _national_phone(rng: random.Random, country: str, prefixed: bool = False) -> str:
+    """A national number; with ``prefixed``, possibly in a form that only national dialling
+    has (trunk 0, the NANP 1, the Argentine "15"), which has no international twin."""
     d = _digits
+    only_national = {
+        "BR": [
+            f"(0{rng.choice(['11', '21', '31', '85'])}) 9{d(rng, 4)}-{d(rng, 4)}",
+            f"0{rng.choice(['11', '21', '47'])} {d(rng, 4, '2345')}-{d(rng, 4)}",
+        ],
+        "AR": [f"11 15 {d(rng, 4, '2345')}-{d(rng, 4)}", f"0341 15 {d(rng, 3, '456')}-{d(rng, 4)}"],
+        "PE": [
+            f"(01) {d(rng, 3, '234567')}-{d(rng, 4)}",
+            f"01 {d(rng, 3, '234567')} {d(rng, 4)}",
+            f"0{rng.choice(['44', '54', '64', '74', '84'])} {d(rng, 6, '2345')}",
+        ],
+        "US": [
+            f"1-{rng.choice(['800', '888'])}-{d(rng, 3, '23456789')}-{d(rng, 4)}",
+            f"1 ({d(rng, 3, '23456789')}) {d(rng, 3, '23456789')}-{d(rng, 4)}",
+        ],
+    }
+    if prefixed and country in only_national and rng.random() < 0.5:
+        return rng.choice(only_national[country])
     forms = {
         "BR": [
             f"({rng.choice(['11', '21', '31', '41', '61', '71', '85'])}) 9{d(rng, 4)}-{d(rng, 4)}",
@@ -231,7 +268,11 @@ def _national_phone(rng: random.Random, country: str) -> str:
         ],
         "AR": [f"11 {d(rng, 4, '2345')}-{d(rng, 4)}"],
         "CO": [f"3{d(rng, 2, '0125')} {d(rng, 3)} {d(rng, 4)}", f"601 {d(rng, 3)} {d(rng, 4)}"],
-        "CL": [f"9 {d(rng, 4)} {d(rng, 4)}"],
+        "CL": [
+            f"9 {d(rng, 4)} {d(rng, 4)}",
+            f"(2) 2{d(rng, 3)} {d(rng, 4)}",
+            f"({rng.choice(['32', '41', '45', '55', '71'])}) {d(rng, 3, '2345678')} {d(rng, 4)}",
+        ],
         "PE": [f"9{d(rng, 2)} {d(rng, 3)} {d(rng, 3)}"],
         "ES": [
             f"6{d(rng, 2)} {d(rng, 3)} {d(rng, 3)}",
@@ -251,7 +292,7 @@ def phone(rng: random.Random, country: str | None = None, international: bool | 
     """A valid number of ``country`` (random by default), with its country code or not."""
     country = country or rng.choice(PHONE_COUNTRIES)
     intl = rng.random() < 0.5 if international is None else international
-    national = _national_phone(rng, country)
+    national = _national_phone(rng, country, prefixed=not intl)
     if not intl:
         return national
     if country == "AR":
@@ -264,17 +305,37 @@ def phone_lookalike(rng: random.Random, country: str | None = None) -> str:
     country = country or rng.choice(PHONE_COUNTRIES)
     d = _digits
     return {
-        "BR": rng.choice([f"+55 (20) 9{d(rng, 4)}-{d(rng, 4)}", f"(11) 1{d(rng, 3)}-{d(rng, 4)}"]),
+        "BR": rng.choice(
+            [
+                f"+55 (20) 9{d(rng, 4)}-{d(rng, 4)}",
+                f"(11) 1{d(rng, 3)}-{d(rng, 4)}",
+                f"(020) 9{d(rng, 4)}-{d(rng, 4)}",
+            ]
+        ),
         "MX": rng.choice([f"+52 05 {d(rng, 4)} {d(rng, 4)}", f"+52 55 {d(rng, 4)} {d(rng, 3)}"]),
-        "AR": rng.choice([f"+54 9 51 {d(rng, 4)}-{d(rng, 4)}", f"+54 11 {d(rng, 3)}-{d(rng, 4)}"]),
+        "AR": rng.choice(
+            [
+                f"+54 9 51 {d(rng, 4)}-{d(rng, 4)}",
+                f"+54 11 {d(rng, 3)}-{d(rng, 4)}",
+                f"11 15 0{d(rng, 3)}-{d(rng, 4)}",
+            ]
+        ),
         "CO": rng.choice(
             [f"+57 2{d(rng, 2)} {d(rng, 3)} {d(rng, 4)}", f"+57 300 {d(rng, 3)} {d(rng, 3)}"]
         ),
-        "CL": rng.choice([f"+56 1 {d(rng, 4)} {d(rng, 4)}", f"+56 9 {d(rng, 4)} {d(rng, 3)}"]),
+        "CL": rng.choice(
+            [
+                f"+56 1 {d(rng, 4)} {d(rng, 4)}",
+                f"+56 9 {d(rng, 4)} {d(rng, 3)}",
+                f"({rng.choice(['30', '38', '50'])}) {d(rng, 3, '2345678')} {d(rng, 4)}",
+            ]
+        ),
         "PE": rng.choice(
             [
                 f"+51 8{d(rng, 2)} {d(rng, 3)} {d(rng, 3)}",
                 f"+51 9{d(rng, 2)} {d(rng, 3)} {d(rng, 2)}",
+                f"(01) {d(rng, 3, '234567')}-{d(rng, 3)}",
+                f"0{rng.choice(['45', '69', '79'])} {d(rng, 6, '2345')}",
             ]
         ),
         "ES": rng.choice(
@@ -287,6 +348,7 @@ def phone_lookalike(rng: random.Random, country: str | None = None) -> str:
             [
                 f"+1 ({d(rng, 3, '01')}) {d(rng, 3, '23456789')}-{d(rng, 4)}",
                 f"+1 {d(rng, 3, '23456789')} {d(rng, 3, '01')} {d(rng, 4)}",
+                f"1-{rng.choice(['800', '212', '415'])}-{d(rng, 3, '01')}-{d(rng, 4)}",
             ]
         ),
     }[country]

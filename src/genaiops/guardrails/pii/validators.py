@@ -71,6 +71,17 @@ _BR_DDD = frozenset(
               67, 68, 69, 71, 73, 74, 75, 77, 79, 81, 82, 83, 84, 85, 86, 87, 88, 89, 91, 92,
               93, 94, 95, 96, 97, 98, 99))
 )  # fmt: skip
+# Peruvian provincial area codes (Lima is 1); Chilean area codes outside Santiago (2).
+PE_AREAS = frozenset(
+    map(str, (41, 42, 43, 44, 51, 52, 53, 54, 56, 61, 62, 63, 64, 65, 66, 67, 72, 73, 74, 76,
+              82, 83, 84))
+)  # fmt: skip
+CL_AREAS = frozenset(
+    map(str, (32, 33, 34, 35, 41, 42, 43, 45, 51, 52, 53, 55, 57, 58, 61, 63, 64, 65, 67, 71,
+              72, 73, 75))
+)  # fmt: skip
+# DIAN weights for the NIT check digit, from the rightmost body digit (bodies up to 15).
+_NIT_WEIGHTS = (3, 7, 13, 17, 19, 23, 29, 37, 41, 43, 47, 53, 59, 67, 71)
 _RFC_ALPHABET = "0123456789ABCDEFGHIJKLMN&OPQRSTUVWXYZ Ñ"
 _CURP_ALPHABET = "0123456789ABCDEFGHIJKLMNÑOPQRSTUVWXYZ"
 
@@ -181,9 +192,11 @@ def rfc(value: str) -> bool:
 
 
 def rut(value: str) -> bool:
+    """RUT/RUN of 6 to 8 digits plus check character; bodies under 1,000,000 (six digits)
+    are old companies and people, which the detector accepts only after "RUT"/"RUN"."""
     code = compact(value)
-    body, dv = code[:-1], code[-1]
-    if not 7 <= len(body) <= 8 or not body.isdigit() or body[0] == "0":
+    body, dv = code[:-1], code[-1:]
+    if not 6 <= len(body) <= 8 or not body.isdigit() or body[0] == "0":
         return False
     total = sum(int(d) * (2 + i % 6) for i, d in enumerate(reversed(body)))
     r = 11 - total % 11
@@ -210,12 +223,14 @@ def cedula_co(value: str) -> bool:
 
 
 def nit(value: str) -> bool:
+    """Colombian NIT: a body of 6 to 15 digits and the DIAN check digit. Companies have
+    nine-digit bodies; a person's NIT is the cédula (6 to 10 digits) plus the check."""
     d = digits_of(value)
-    if len(d) != 10 or _all_same(d[:9]):
+    body = d[:-1]
+    if not 6 <= len(body) <= 15 or body[0] == "0" or _all_same(body):
         return False
-    weights = (3, 7, 13, 17, 19, 23, 29, 37, 41)
-    r = sum(int(c) * w for c, w in zip(reversed(d[:9]), weights, strict=True)) % 11
-    return int(d[9]) == (r if r < 2 else 11 - r)
+    r = sum(int(c) * w for c, w in zip(reversed(body), _NIT_WEIGHTS, strict=False)) % 11
+    return int(d[-1]) == (r if r < 2 else 11 - r)
 
 
 def dni_pe(value: str) -> bool:
@@ -285,17 +300,21 @@ def phone_ar(n: str) -> bool:
     return n[0] in "23" and (n[3] not in "01" or n[4] not in "01")
 
 
+def phone_ar_mobile15(n: str) -> bool:
+    """An Argentine mobile written the old way: area code, "15", then the subscriber."""
+    if len(n) != 12:
+        return False
+    return any(
+        n[area : area + 2] == "15" and phone_ar(n[:area] + n[area + 2 :]) for area in (2, 3, 4)
+    )
+
+
 def phone_ar_national(n: str) -> bool:
     """Argentine national dialling: trunk 0, and "15" after the area code for mobiles."""
     if n[:1] != "0":
         return False
     n = n[1:]
-    if len(n) == 12:
-        for area in (2, 3, 4):
-            if n[area : area + 2] == "15" and phone_ar(n[:area] + n[area + 2 :]):
-                return True
-        return False
-    return phone_ar(n)
+    return phone_ar_mobile15(n) if len(n) == 12 else phone_ar(n)
 
 
 def phone_co(n: str) -> bool:
@@ -306,10 +325,21 @@ def phone_cl(n: str) -> bool:
     return len(n) == 9 and n[0] in "2345679"
 
 
+def phone_cl_regional(n: str) -> bool:
+    """A Chilean landline outside Santiago: two-digit area code and seven digits."""
+    return len(n) == 9 and n[:2] in CL_AREAS and n[2] not in "01"
+
+
 def phone_pe(n: str) -> bool:
     if len(n) == 9:
         return n[0] == "9"
-    return len(n) == 8 and n[0] in "145678"  # Lima 1 + 7 digits, provinces 2 + 6
+    # Landlines: Lima 1 + 7 digits, provinces a two-digit area code + 6 digits.
+    return len(n) == 8 and (n[0] == "1" or n[:2] in PE_AREAS)
+
+
+def _trunk(prefix: str, check: Callable[[str], bool]) -> Callable[[str], bool]:
+    """A national plan dialled with a leading ``prefix`` (trunk 0, the NANP 1)."""
+    return lambda n: n[: len(prefix)] == prefix and check(n[len(prefix) :])
 
 
 def phone_es(n: str) -> bool:
@@ -342,6 +372,13 @@ NATIONAL_PLANS: dict[str, Callable[[str], bool]] = {
     "ES": phone_es,
     "PE": lambda n: len(n) == 9 and phone_pe(n),
     "CL": lambda n: len(n) == 9 and n[0] in "29",
+    # The same plans behind a prefix, or a second way of writing them; the key's first
+    # two letters are the country reported.
+    "AR15": phone_ar_mobile15,
+    "BR0": _trunk("0", phone_br),
+    "PE0": _trunk("0", lambda n: len(n) == 8 and phone_pe(n)),
+    "CL2": phone_cl_regional,
+    "US1": _trunk("1", phone_us),
 }
 
 
