@@ -325,6 +325,25 @@ def test_inference_is_audited_with_the_request_id(server: Server) -> None:
     assert admin(server, "GET", "/admin/audit/verify").json()["ok"] is True
 
 
+def test_inference_refused_before_a_model_is_chosen_is_audited(server: Server) -> None:
+    created = new_key(server)
+    request_id = "audit-bad-" + uuid.uuid4().hex
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": MODEL, "messages": [], "max_tokens": "3"},
+        headers=bearer(created["key"]) | {"x-request-id": request_id},
+        timeout=60,
+    )
+    assert r.status_code == 400
+    records = admin(
+        server, "GET", "/admin/audit", params={"tenant": created["tenant"], "event": "inference"}
+    ).json()["data"]
+    (record,) = [x for x in records if x["request_id"] == request_id]
+    assert record["actor"] == created["id"]
+    assert record["model"] == "-" and record["status"] == 400
+    assert record["prompt_tokens"] == 0 and record["completion_tokens"] == 0
+
+
 def test_auth_failures_are_audited_without_secrets(server: Server) -> None:
     attempt = "gaiops_0123456789ab_" + "S" * 43
     request_id = "fail-" + uuid.uuid4().hex

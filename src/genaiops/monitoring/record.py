@@ -18,6 +18,9 @@ access = logging.getLogger("genaiops.access")
 
 # The status recorded for a generation the client abandoned (nginx's convention).
 CLIENT_CLOSED = 499
+# Inference endpoints: a request to one is audited even when it failed before a model was
+# chosen (an invalid or oversized body), with model "-".
+INFERENCE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/generate"})
 
 
 class RequestRecorder:
@@ -32,6 +35,8 @@ class RequestRecorder:
         self.metrics.http_requests.labels(ctx.method, template, str(status)).inc()
         principal = ctx.principal
         tenant = principal.tenant if principal is not None else "-"
+        if ctx.model is None and ctx.path in INFERENCE_PATHS and principal is not None:
+            ctx.model = "-"
         if ctx.model is not None:
             if ctx.stream_error is not None and status < 400:
                 status = 500
