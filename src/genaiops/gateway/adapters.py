@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genaiops.config import ModelConfig, Settings
-from genaiops.errors import InvalidRequest, ModelNotFound, ModelNotReady, NotFound
+from genaiops.errors import (
+    GenaiopsError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelNotReady,
+    NotFound,
+    UpstreamError,
+)
 
 if TYPE_CHECKING:
     from genaiops.gateway.service import ModelHandle
@@ -86,6 +93,18 @@ class AdapterModels:
             version = await asyncio.to_thread(self.registry.resolve, tenant, reference)
         except NotFound as exc:
             raise ModelNotFound(reference, []) from exc
+        except GenaiopsError:
+            raise
+        except Exception as exc:
+            # The registry is down (a locked SQLite store, an unreachable MLflow server):
+            # keep serving what the reference last resolved to rather than failing every
+            # request to a version that is already known, and ask again next time.
+            if cached is None:
+                raise UpstreamError(f"the model registry is unavailable: {exc}") from exc
+            log.warning(
+                "registry lookup of %s failed, serving the last known version: %s", reference, exc
+            )
+            return cached[1]
         ttl = self.settings.finetune.alias_ttl_s
         self._aliases[key] = (time.monotonic() + ttl, version)
         return version
