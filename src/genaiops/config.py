@@ -203,7 +203,9 @@ class FinetuneSettings(BaseModel):
     # Where run artifacts (the adapters) go; empty: <data_dir>/mlflow/artifacts.
     artifact_root: str = ""
     experiment: str = "genaiops-finetune"
-    # Mask PII in training files with the guardrails PII detector before training.
+    # Redact PII in training files before training, with the input policy's pii guard (its
+    # options and guardrails.pii_mode; placeholders numbered once per record). Off, or no
+    # enabled pii guard in [guardrails.input], means no redaction.
     redact_pii: bool = True
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     # How often the job runner looks for queued jobs and cancellations.

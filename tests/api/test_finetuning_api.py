@@ -310,3 +310,201 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
                 model="private-bot:1", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
             )
         assert reply.model == "private-bot:1"
+
+
+def test_a_plain_text_upload_is_read_as_text(server: Server, tmp_path: Path) -> None:
+    # Uploads are stored under a file id; a .txt file must still be read as plain text
+    # (continued pre-training), not as JSONL.
+    text = tmp_path / "manual.txt"
+    text.write_text(
+        "El proyecto de facturación se llama Zafiro-77.\n\n"
+        "O projeto de faturamento se chama Zafiro-77.\n" * 20
+    )
+    with _client(server) as http:
+        file_id = _upload(http, text)
+        assert http.get(f"/v1/files/{file_id}").json()["filename"] == "manual.txt"
+        body = {"model": "smollm2-135m-instruct", "training_file": file_id,
+                "suffix": "manual-bot", "hyperparameters": {"n_epochs": 1}}  # fmt: skip
+        r = http.post("/v1/fine_tuning/jobs", json=body)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        assert job["training_file"] == file_id
+        assert http.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["training_file"] == file_id
+        cancelled = http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        done = _wait(http, job["id"], lambda j: j["status"] in ("cancelled", "succeeded"))
+        assert done["status"] == "cancelled"
+        events = [e["message"] for e in _events(http, job["id"])]
+        assert not any("failed" in m for m in events), events
+        assert http.delete(f"/v1/files/{file_id}").status_code == 200
+
+
+# -- the job API without training: a server that queues jobs and runs none ----------------
+
+SMOL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def queued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server without a job runner: jobs are validated, queued, listed and cancelled,
+    never trained."""
+    tmp = tmp_path_factory.mktemp("finetune-queued")
+    server = start_server(tmp, "queued", "[finetune]\nrun_jobs = false\n")
+    yield server
+    stop_server(server)
+
+
+def _openai(server: Server, key: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key or server.key, max_retries=0)
+
+
+def test_openai_client_method_metadata_and_pagination(queued: Server, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "train.jsonl", fact_rows(FACT_A, 8))
+    with _openai(queued) as client:
+        with path.open("rb") as f:
+            training = client.files.create(file=f, purpose="fine-tune").id
+        supervised: Any = {"hyperparameters": {"n_epochs": 2, "batch_size": 2,
+                                               "learning_rate_multiplier": 0.5}}  # fmt: skip
+        job = client.fine_tuning.jobs.create(
+            model=SMOL,
+            training_file=training,
+            method={"type": "supervised", "supervised": supervised},
+            metadata={"team": "support", "ticket": "T-1"},
+            integrations=[],
+            suffix="meta-bot",
+            seed=7,
+        )
+        assert job.status == "queued" and job.estimated_finish is None
+        assert job.to_dict()["started_at"] is None
+        h = job.hyperparameters
+        assert (h.n_epochs, h.batch_size, h.learning_rate_multiplier) == (2, 2, 0.5)
+        assert h.to_dict()["learning_rate"] == pytest.approx(5e-4)  # the rate actually used
+        assert job.method is not None and job.method.type == "supervised"
+        assert job.method.supervised is not None
+        assert job.method.supervised.hyperparameters is not None
+        assert job.method.supervised.hyperparameters.n_epochs == 2
+        assert job.metadata == {"team": "support", "ticket": "T-1"} and job.seed == 7
+        fetched = client.fine_tuning.jobs.retrieve(job.id)
+        assert fetched.metadata == job.metadata and fetched.hyperparameters == job.hyperparameters
+
+        # The top-level hyperparameters (deprecated by OpenAI) still work.
+        second = client.fine_tuning.jobs.create(
+            model=SMOL, training_file=training, hyperparameters={"n_epochs": 1}, suffix="meta-bot"
+        )
+        assert second.hyperparameters.n_epochs == 1
+        assert second.hyperparameters.learning_rate_multiplier == 1.0
+        assert second.metadata is None
+
+        first_page = client.fine_tuning.jobs.list(limit=1)
+        assert [j.id for j in first_page.data] == [second.id] and first_page.has_more
+        next_page = client.fine_tuning.jobs.list(limit=1, after=second.id)
+        assert [j.id for j in next_page.data] == [job.id]
+        with pytest.raises(openai.NotFoundError) as unknown:
+            client.fine_tuning.jobs.list(after="ftjob-" + "0" * 24)
+        assert unknown.value.param == "after"
+
+        newest = client.fine_tuning.jobs.list_events(job.id, limit=1).data
+        assert len(newest) == 1
+        older = client.fine_tuning.jobs.list_events(job.id, after=newest[0].id).data
+        assert newest[0].id not in {e.id for e in older}
+        with pytest.raises(openai.NotFoundError) as unknown:
+            client.fine_tuning.jobs.list_events(job.id, after="ftevent-999999999")
+        assert unknown.value.param == "after"
+
+        refused: list[tuple[dict[str, Any], str]] = [
+            ({"method": {"type": "dpo", "dpo": {}}}, "method"),
+            ({"method": {"type": "reinforcement"}}, "method"),
+            ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations"),
+            ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+            ({"metadata": {"k": "v" * 513}}, "metadata"),
+            ({"method": {"type": "supervised", "supervised": supervised},
+              "hyperparameters": {"n_epochs": 1}}, "hyperparameters"),
+        ]  # fmt: skip
+        for extra, param in refused:
+            with pytest.raises(openai.BadRequestError) as bad:
+                client.fine_tuning.jobs.create(model=SMOL, training_file=training, **extra)
+            assert (bad.value.param or "").startswith(param), (extra, bad.value.body)
+        assert len(client.fine_tuning.jobs.list(limit=100).data) == 2
+        for created in (job, second):
+            assert client.fine_tuning.jobs.cancel(created.id).status == "cancelled"
+
+
+def test_fine_tuning_routes_keep_tenants_apart(queued: Server, tmp_path: Path) -> None:
+    from tests.api.test_security import admin, bearer, error_of, new_key
+
+    a, b = new_key(queued, role="operator"), new_key(queued, role="operator")
+    key_a, key_b = bearer(a["key"]), bearer(b["key"])
+    rows = write_jsonl(tmp_path / "train.jsonl", fact_rows(FACT_A, 8)).read_bytes()
+
+    def call(method: str, path: str, headers: dict[str, str], **kw: Any) -> httpx.Response:
+        return admin(queued, method, path, headers=headers, **kw)
+
+    r = call("POST", "/v1/files", key_a, files={"file": ("t.jsonl", rows)},
+             data={"purpose": "fine-tune"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    file_a = r.json()["id"]
+    r = call("POST", "/v1/fine_tuning/jobs", key_a,
+             json={"model": SMOL, "training_file": file_a, "suffix": "secret-bot"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    job_a = r.json()["id"]
+    r = call("POST", "/admin/registry/secret-bot/versions", key_a, data={"base_model": SMOL},
+             files={"adapter": ("a.gguf", _tiny_adapter(tmp_path / "a.gguf"))})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert call("PUT", "/admin/registry/secret-bot/aliases/prod", key_a,
+                json={"version": 1}).status_code == 200  # fmt: skip
+    r = call("POST", "/v1/files", key_b, files={"file": ("t.jsonl", rows)},
+             data={"purpose": "fine-tune"})  # fmt: skip
+    file_b = r.json()["id"]
+
+    # Tenant ids in headers change nothing: the tenant comes from the credential only.
+    smuggled = key_b | {"x-tenant-id": a["tenant"], "OpenAI-Organization": a["tenant"]}
+    for headers in (key_b, smuggled):
+        assert [f["id"] for f in call("GET", "/v1/files", headers).json()["data"]] == [file_b]
+        assert call("GET", "/v1/fine_tuning/jobs", headers).json()["data"] == []
+        names = [m["name"] for m in call("GET", "/admin/registry", headers).json()["data"]]
+        assert "secret-bot" not in names
+        for method, path, kw in [
+            ("GET", f"/v1/files/{file_a}", {}),
+            ("DELETE", f"/v1/files/{file_a}", {}),
+            ("GET", f"/v1/fine_tuning/jobs/{job_a}", {}),
+            ("GET", f"/v1/fine_tuning/jobs/{job_a}/events", {}),
+            ("POST", f"/v1/fine_tuning/jobs/{job_a}/cancel", {}),
+            ("GET", "/v1/fine_tuning/jobs", {"params": {"after": job_a}}),
+            ("GET", "/admin/registry/secret-bot", {}),
+            ("PUT", "/admin/registry/secret-bot/aliases/prod", {"json": {"version": 1}}),
+            ("PUT", "/admin/registry/secret-bot/aliases/beta", {"json": {"version": 1}}),
+            ("DELETE", "/admin/registry/secret-bot/aliases/prod", {}),
+            ("POST", "/v1/fine_tuning/jobs", {"json": {"model": SMOL, "training_file": file_a}}),
+            ("POST", "/v1/fine_tuning/jobs",
+             {"json": {"model": SMOL, "training_file": file_b, "validation_file": file_a}}),
+        ]:  # fmt: skip
+            error_of(call(method, path, headers, **kw), 404)
+        # Naming the other tenant is refused, where a route takes ?tenant.
+        other = {"tenant": a["tenant"]}
+        requests: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", "/v1/files", {}),
+            ("GET", f"/v1/files/{file_a}", {}),
+            ("DELETE", f"/v1/files/{file_a}", {}),
+            ("POST", "/v1/files",
+             {"files": {"file": ("t.jsonl", rows)}, "data": {"purpose": "fine-tune"}}),
+            ("GET", "/v1/fine_tuning/jobs", {}),
+            ("GET", f"/v1/fine_tuning/jobs/{job_a}", {}),
+            ("GET", f"/v1/fine_tuning/jobs/{job_a}/events", {}),
+            ("POST", f"/v1/fine_tuning/jobs/{job_a}/cancel", {}),
+            ("POST", "/v1/fine_tuning/jobs", {"json": {"model": SMOL, "training_file": file_a}}),
+            ("GET", "/admin/registry", {}),
+            ("GET", "/admin/registry/secret-bot", {}),
+            ("PUT", "/admin/registry/secret-bot/aliases/prod", {"json": {"version": 1}}),
+            ("DELETE", "/admin/registry/secret-bot/aliases/prod", {}),
+        ]  # fmt: skip
+        for method, path, kw in requests:
+            error_of(call(method, path, headers, params=other, **kw), 403, "wrong_tenant")
+
+    # Tenant A's things are untouched.
+    assert call("GET", f"/v1/files/{file_a}", key_a).status_code == 200
+    job = call("GET", f"/v1/fine_tuning/jobs/{job_a}", key_a).json()
+    assert job["status"] == "queued" and job["organization_id"] == a["tenant"]
+    shown = call("GET", "/admin/registry/secret-bot", key_a).json()
+    assert shown["aliases"] == {"prod": 1}, shown
+    assert [j["id"] for j in call("GET", "/v1/fine_tuning/jobs", key_a).json()["data"]] == [job_a]
+    assert call("POST", f"/v1/fine_tuning/jobs/{job_a}/cancel", key_a).status_code == 200

@@ -68,3 +68,20 @@ def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
                           "--json", "What is the codename?", data_dir=data)  # fmt: skip
     reply = json.loads(answer.stdout)
     assert reply["model"] == "bot:2" and reply["usage"]["completion_tokens"] > 0
+
+
+def test_version_like_aliases_are_refused(tmp_path: Path) -> None:
+    from genaiops.config import load_settings
+    from genaiops.registry.service import Registry
+
+    data = tmp_path / "data"
+    registry = Registry(load_settings(None, data_dir=data))
+    registry.register("system", "bot", str(tmp_path / "adapter.gguf"), None, BASE, {})
+    # MLflow keeps "v1", "V2"... for its own version references.
+    for alias in ("v2", "v10"):
+        refused = genaiops_cli("registry", "alias", "set", "bot", alias, "1", data_dir=data,
+                               check=False)  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert "reserved" in refused.stderr and "Traceback" not in refused.stderr
+    ok = genaiops_cli("registry", "alias", "set", "bot", "v2-candidate", "1", data_dir=data)
+    assert "bot@v2-candidate -> version 1" in ok.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,14 @@ def smol(ft_settings: Settings) -> tuple[bases.BaseModel, Path, datasets.Rendere
     base = bases.resolve(ft_settings, SMOL)
     checkpoint = bases.prepare_checkpoint(ft_settings, base)
     tokenizer = bases.load_tokenizer(checkpoint)
-    return base, checkpoint, datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos)
+    return (
+        base,
+        checkpoint,
+        datasets.Renderer.of(tokenizer, base.chat_template, add_bos=base.add_bos),
+    )
 
 
-def write_jsonl(path: Path, rows: list[object]) -> Path:
+def write_jsonl(path: Path, rows: Sequence[object]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
 

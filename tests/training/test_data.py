@@ -3,6 +3,7 @@ line numbers, redaction and the content hash."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from genaiops.config import Settings, load_settings
 from genaiops.training import base as bases
 from genaiops.training import data as datasets
+from genaiops.training import runner
 from genaiops.training.data import IGNORE, DatasetError
 from genaiops.training.runner import redactor
 from tests.training.conftest import SmolBase, fact_rows, write_jsonl
@@ -135,3 +137,77 @@ def test_validation_needs_only_the_tokenizer(smol: SmolBase, tmp_path: Path) -> 
     # Once the checkpoint exists, its own tokenizer is used.
     converted = load_settings(None, data_dir=checkpoint.parents[2])
     assert bases.prepare_tokenizer(converted, base) == checkpoint
+
+
+def _chat(*turns: tuple[str, str]) -> dict[str, object]:
+    return {"messages": [{"role": role, "content": content} for role, content in turns]}
+
+
+def test_redaction_numbers_placeholders_per_record(smol: SmolBase, tmp_path: Path) -> None:
+    _, _, renderer = smol
+    settings = load_settings(None, data_dir=tmp_path / "data")
+    rows = [
+        _chat(("user", "Write to ana@empresa.com"), ("assistant", "Done: ana@empresa.com"),
+              ("user", "And to bruno@empresa.com?"), ("assistant", "Written to bruno@empresa.com")),
+        _chat(("user", "Mail carla@empresa.com"), ("assistant", "Mailed carla@empresa.com")),
+    ]  # fmt: skip
+    ds = datasets.load(write_jsonl(tmp_path / "chat.jsonl", rows), renderer, 256,
+                       redactor(settings))  # fmt: skip
+    first, second = (renderer.tokenizer.decode(e.input_ids) for e in ds.examples)
+    assert "empresa.com" not in first + second and ds.redacted == 6
+    # One numbering per conversation: two addresses are two placeholders, the same one
+    # keeps its placeholder; the next conversation starts again.
+    assert first.count("<EMAIL_1>") == 2 and first.count("<EMAIL_2>") == 2
+    assert second.count("<EMAIL_1>") == 2 and "<EMAIL_2>" not in second
+
+
+def test_redaction_follows_the_pii_guard_settings(smol: SmolBase, tmp_path: Path) -> None:
+    _, _, renderer = smol
+    rows = [{"prompt": "Contacto:", "completion": " ana.souza@empresa.com.br, CPF 529.982.247-25"}]
+    path = write_jsonl(tmp_path / "pii.jsonl", rows)
+
+    def learned(**guardrails: object) -> str:
+        settings = load_settings(None, data_dir=tmp_path / "data", guardrails=guardrails)
+        ds = datasets.load(path, renderer, 128, redactor(settings))
+        return _learned(renderer, ds.examples[0])
+
+    only_cpf = learned(input={"pii": {"action": "redact", "options": {"entities": ["CPF"]}}})
+    assert "<CPF_1>" in only_cpf and "ana.souza@empresa.com.br" in only_cpf
+    # The pii guard off for inputs: training data is not redacted either.
+    off = learned(input={"pii": {"enabled": False}})
+    assert "ana.souza@empresa.com.br" in off and "529.982.247-25" in off
+    assert "529.982.247-25" in learned(input={})
+
+
+def test_chat_templates_get_the_tokenizers_bos_and_eos(
+    smol: SmolBase, ft_settings: Settings, tmp_path: Path
+) -> None:
+    """Training renders templates as the llama.cpp engine serves them: with the real BOS
+    and EOS strings, and one BOS token when the template writes it."""
+    base, _, _ = smol
+    renderer = runner.validation_renderer(ft_settings, base)
+    tok = renderer.tokenizer
+    eos_style = (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
+        "[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+        "{% endfor %}"
+    )
+    rows = [
+        _chat(("user", "Hola"), ("assistant", "Hola."), ("user", "Chau"), ("assistant", "Chau."))
+    ]
+    for add_bos in (True, False):
+        r = replace(renderer, chat_template=eos_style, add_bos=add_bos)
+        ds = datasets.load(write_jsonl(tmp_path / "eos.jsonl", rows), r, 256)
+        example = ds.examples[0]
+        assert _learned(r, example) == f"Hola.{tok.eos_token}Chau.{tok.eos_token}"
+        assert example.input_ids[0] == tok.bos_token_id
+        assert example.input_ids[1] != tok.bos_token_id
+        assert (
+            tok.decode(example.input_ids) == f"{tok.bos_token}[INST] Hola [/INST]Hola."
+            f"{tok.eos_token}[INST] Chau [/INST]Chau.{tok.eos_token}"
+        )
+    # A template that does not write the BOS gets one only where the model adds it.
+    plain = replace(renderer, chat_template=eos_style.removeprefix("{{ bos_token }}"))
+    for add_bos in (True, False):
+        ds = datasets.load(tmp_path / "eos.jsonl", replace(plain, add_bos=add_bos), 256)
+        assert (ds.examples[0].input_ids[0] == tok.bos_token_id) is add_bos

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +141,115 @@ def test_names_and_references() -> None:
     settings: Settings = load_settings(None)
     with pytest.raises(InvalidRequest, match="invalid model name"):
         Registry(settings).show("acme", "Bad Name")
+
+
+def test_mlflow_telemetry_is_off_whichever_registry_call_comes_first(tmp_path: Path) -> None:
+    # MLflow decides at import whether to send telemetry; the registry's first call may be
+    # one that imports MLflow before any client exists.
+    script = (
+        "from genaiops.config import load_settings\n"
+        "from genaiops.errors import NotFound\n"
+        "from genaiops.registry.service import Registry\n"
+        f"registry = Registry(load_settings(None, data_dir={str(tmp_path)!r}))\n"
+        "try:\n"
+        "    registry.get('acme', 'bot', 1)\n"
+        "except NotFound:\n"
+        "    pass\n"
+        "from mlflow.telemetry import get_telemetry_client\n"
+        "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+        "print(get_telemetry_client() is None, is_telemetry_disabled())\n"
+    )
+    ci_markers = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL",
+                  "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ci_markers}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)  # fmt: skip
+    assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+def test_a_job_registers_one_version_even_when_resumed(registry: Registry) -> None:
+    # A worker killed after registering and before finishing the job is resumed and
+    # registers again: the job's version is found by its tag and reused.
+    tags = {"job_id": "ftjob-1", "run_id": "r1"}
+    first = registry.register("acme", "bot", "/jobs/1/adapter.gguf", None, "smol", tags)
+    again = registry.register("acme", "bot", "/jobs/1/adapter.gguf", None, "smol", tags)
+    other = registry.register("acme", "bot", "/jobs/2/adapter.gguf", None, "smol",
+                              {"job_id": "ftjob-2"})  # fmt: skip
+    assert (first.version, again.version, other.version) == (1, 1, 2)
+    assert [v["version"] for v in registry.show("acme", "bot")["versions"]] == [2, 1]
+
+
+def test_a_failed_first_version_leaves_no_empty_model(registry: Registry) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException):
+        registry.register("acme", "bot", "/jobs/1/adapter.gguf", None, "smol", {"../x": "1"})
+    assert registry.list_models("acme") == []
+    with pytest.raises(NotFound):
+        registry.show("acme", "bot")
+    # A model that has versions keeps them when a later version fails.
+    registry.register("acme", "bot", "/jobs/1/adapter.gguf", None, "smol", {})
+    with pytest.raises(MlflowException):
+        registry.register("acme", "bot", "/jobs/2/adapter.gguf", None, "smol", {"../x": "1"})
+    assert [v["version"] for v in registry.show("acme", "bot")["versions"]] == [1]
+
+
+def test_a_failure_of_the_machine_is_not_blamed_on_the_request(tmp_path: Path) -> None:
+    from genaiops.training import runner
+
+    settings = load_settings(None, data_dir=tmp_path / "data")
+    db = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = JobStore(db)
+    job_id = _job(store)
+    # The job's work folder cannot be created (a file stands where its parent should be).
+    (settings.data_dir / "training").mkdir(parents=True)
+    (settings.data_dir / "training" / "jobs").write_text("")
+    claimed = store.claim("test", job_id)
+    assert claimed is not None
+    final = runner.run(settings, db, claimed)
+    assert final.status == "failed"
+    assert final.error is not None and final.error["code"] == "server_error"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert runner.error_code(full) == "disk_full"
+    assert runner.error_code(ValueError("bad")) == "invalid_request"
+    assert runner.error_code(InvalidRequest("bad", code="invalid_training_file")) == (
+        "invalid_training_file"
+    )
+
+
+def test_job_object_has_openai_types(store: JobStore) -> None:
+    job_id = _job(store)
+    queued = store.public(store.get(job_id))  # type: ignore[arg-type]
+    assert queued["started_at"] is None and queued["estimated_finish"] is None
+    assert queued["error"] is None
+    claimed = store.claim("runner")
+    assert claimed is not None
+    running = store.public(claimed)
+    assert running["started_at"] == claimed.started_us // 1_000_000  # type: ignore[operator]
+    assert isinstance(running["started_at"], int) and running["estimated_finish"] is None
+    # The last step's ETA gives the estimated finish while the job runs.
+    store.event(job_id, "info", "step 1/9: loss 1.0", {"step": 1, "loss": 1.0, "eta_s": 120.4})
+    reported = store.events(job_id, limit=1)[0]["created_at"]
+    estimate = store.public(store.get(job_id))["estimated_finish"]  # type: ignore[arg-type]
+    assert isinstance(estimate, int) and estimate - reported in (120, 121)
+    store.finish(job_id, "failed", error={"code": "server_error", "message": "disk error"})
+    failed = store.public(store.get(job_id))  # type: ignore[arg-type]
+    assert failed["error"] == {"code": "server_error", "message": "disk error", "param": None}
+    assert failed["estimated_finish"] is None and isinstance(failed["finished_at"], int)
+
+
+def test_unknown_page_cursors_are_not_found(store: JobStore) -> None:
+    first, second = _job(store), _job(store)
+    other = _job(store, tenant="globex")
+    assert [j.id for j in store.list_jobs("acme", after=second)] == [first]
+    for tenant, after in (("acme", "ftjob-missing"), ("acme", other), (None, "ftjob-missing")):
+        with pytest.raises(NotFound) as exc:
+            store.list_jobs(tenant, after=after)
+        assert exc.value.param == "after"
+    events = store.events(first)
+    assert store.events(first, after=int(events[0]["id"].removeprefix("ftevent-"))) == events[1:]
+    foreign = int(store.events(second)[0]["id"].removeprefix("ftevent-"))
+    for cursor in (10**9, foreign):
+        with pytest.raises(NotFound) as exc:
+            store.events(first, after=cursor)
+        assert exc.value.param == "after"

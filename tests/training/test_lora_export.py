@@ -4,6 +4,7 @@ what PEFT computes, bad adapters are refused, runs are reproducible and resume e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,13 +125,14 @@ def test_bad_adapters_are_refused(smol: SmolBase, tmp_path: Path) -> None:
 
 
 def _tiny_run(
-    smol: SmolBase, tmp_path: Path, work: Path, hooks: lora.Hooks | None = None
+    smol: SmolBase, tmp_path: Path, work: Path, hooks: lora.Hooks | None = None, **config: Any
 ) -> tuple[object, lora.TrainResult]:
     base, checkpoint, renderer = smol
     path = write_jsonl(tmp_path / "train.jsonl", fact_rows("The codename is Zafiro-77.", 12))
     ds = datasets.load(path, renderer, 96)
-    cfg = lora.TrainConfig(r=4, alpha=8, epochs=2, batch_size=4, checkpoint_every=2, seed=7,
-                           dtype="fp32", learning_rate=1e-3)  # fmt: skip
+    cfg = lora.TrainConfig(**{"r": 4, "alpha": 8, "epochs": 2, "batch_size": 4,
+                              "checkpoint_every": 2, "seed": 7, "dtype": "fp32",
+                              "learning_rate": 1e-3, **config})  # fmt: skip
     pad = renderer.tokenizer.eos_token_id
     return lora.train(lambda: bases.load_model(checkpoint, "fp32"), ds.examples, [], cfg,
                       work, pad, hooks)  # fmt: skip
@@ -168,3 +170,44 @@ def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="r must be") as err:
         lora.TrainConfig(r=0, dtype="fp8", target_modules=("mlp",)).validate()
     assert "dtype must be" in str(err.value) and "target_modules must be among" in str(err.value)
+
+
+@pytest.mark.timeout(900)
+def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_one(
+    smol: SmolBase, tmp_path: Path
+) -> None:
+    steps: list[int] = []
+    hooks = lora.Hooks(
+        on_step=lambda p: steps.append(p.step), should_cancel=lambda: len(steps) >= 3
+    )
+    work = tmp_path / "c"
+    with pytest.raises(lora.Cancelled):
+        _tiny_run(smol, tmp_path, work, hooks)
+    # Killed after the checkpoint moved aside and before the new one took its place.
+    (work / "checkpoint").rename(work / "checkpoint.old")
+    _, resumed = _tiny_run(smol, tmp_path, work)
+    assert resumed.resumed_from_step == 2 and resumed.steps == 6
+    assert (work / "checkpoint").exists() and not (work / "checkpoint.old").exists()
+
+
+@pytest.mark.timeout(900)
+def test_a_step_reports_the_mean_loss_of_its_accumulated_batches(
+    smol: SmolBase, tmp_path: Path
+) -> None:
+    # With a learning rate too small to move the weights, each batch's loss is the same in
+    # both runs: one step per batch, or one step per group of four batches (6 batches:
+    # a group of 4 and a last one of 2).
+    same: dict[str, Any] = {"batch_size": 2, "epochs": 1, "learning_rate": 1e-12,
+                            "dropout": 0.0, "checkpoint_every": 0}  # fmt: skip
+    _, single = _tiny_run(smol, tmp_path, tmp_path / "one", **same)
+    _, grouped = _tiny_run(smol, tmp_path, tmp_path / "four", grad_accum=4, **same)
+    per_batch = single.losses
+    assert len(per_batch) == 6 and grouped.steps == 2
+    expected = [np.mean(per_batch[0:4]), np.mean(per_batch[4:6])]
+    assert grouped.losses == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_last_partial_group_is_averaged_over_its_own_batches() -> None:
+    assert lora.group_sizes(12, 5) == [5] * 10 + [2] * 2
+    assert lora.group_sizes(6, 3) == [3] * 6
+    assert lora.group_sizes(3, 1) == [1, 1, 1]

@@ -193,7 +193,8 @@ def list_jobs(
     from genaiops.training.jobs import JobStore
 
     with cli_errors(), _database(config) as (_, db):
-        rows = [j.public() for j in JobStore(db).list_jobs(tenant, limit)]
+        store = JobStore(db)
+        rows = [store.public(j) for j in store.list_jobs(tenant, limit)]
     _emit(rows, as_json, _JOB_COLUMNS, "fine-tuning jobs")
 
 
@@ -210,8 +211,10 @@ def _job(db: Database, job_id: str) -> Any:
 @jobs_app.command("show")
 def show_job(job_id: str, config: ConfigOption = None) -> None:
     """A job with its hyperparameters, metrics and lineage (JSON)."""
+    from genaiops.training.jobs import JobStore
+
     with cli_errors(), _database(config) as (_, db):
-        write(json.dumps(_job(db, job_id).public(), indent=2) + "\n")
+        write(json.dumps(JobStore(db).public(_job(db, job_id)), indent=2) + "\n")
 
 
 @jobs_app.command("events")

@@ -19,22 +19,37 @@ MLflow calls are blocking; the server runs them in its thread pool.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest, NotFound
 from genaiops.security.principal import SYSTEM_TENANT
+from genaiops.training.tracking import quiet_mlflow
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# MLflow reserves these for version references; "latest" is reserved too.
+VERSION_LIKE = re.compile(r"^[vV][0-9]+$")
 REF = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9_-]{0,62})(?:@(?P<alias>[a-z][a-z0-9_-]{0,62})|:(?P<version>[0-9]{1,9}))$"
 )
+
+
+def _mlflow_error() -> type[MlflowException]:
+    """MLflow's exception class, imported only after its telemetry is switched off."""
+    quiet_mlflow()
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
 
 
 def is_reference(model: str) -> bool:
@@ -123,10 +138,18 @@ class Registry:
         tags: dict[str, str],
         description: str = "",
     ) -> Version:
-        from mlflow.exceptions import MlflowException
+        """Create a version. A version tagged with a ``job_id`` is created once per job:
+        a job resumed after registering (its worker killed before it recorded the result)
+        gets the version it registered before."""
+        MlflowException = _mlflow_error()
 
         check_name(name)
         full = self.qualified(tenant, name)
+        job_id = tags.get("job_id")
+        if job_id:
+            existing = self._job_version(full, job_id)
+            if existing is not None:
+                return self._version(tenant, name, existing)
         try:
             self.client.create_registered_model(
                 full, tags={"tenant": tenant, "name": name}, description=description
@@ -134,14 +157,27 @@ class Registry:
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
-        mv = self.client.create_model_version(
-            full,
-            source=adapter_uri,
-            run_id=run_id,
-            tags={"base_model": base_model, **tags},
-            description=description,
-        )
+        try:
+            mv = self.client.create_model_version(
+                full,
+                source=adapter_uri,
+                run_id=run_id,
+                tags={"base_model": base_model, **tags},
+                description=description,
+            )
+        except Exception:
+            # A model whose first version failed would be listed with nothing to serve.
+            with contextlib.suppress(Exception):
+                if not self.client.search_model_versions(f"name = '{full}'"):
+                    self.client.delete_registered_model(full)
+            raise
         return self._version(tenant, name, mv)
+
+    def _job_version(self, full: str, job_id: str) -> Any:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", job_id):
+            return None  # not one of ours; never spliced into a filter
+        found = self.client.search_model_versions(f"name = '{full}' and tags.job_id = '{job_id}'")
+        return min(found, key=lambda mv: int(mv.version)) if found else None
 
     def import_adapter(
         self, tenant: str, name: str, adapter: Path, base_model: str, description: str = ""
@@ -171,12 +207,17 @@ class Registry:
     def set_alias(self, tenant: str, name: str, alias: str, version: int) -> Version:
         if not ALIAS.match(alias) or alias == "latest":
             raise InvalidRequest(f"invalid alias {alias!r}", param="alias")
+        if VERSION_LIKE.match(alias):
+            raise InvalidRequest(
+                f"alias {alias!r} is reserved: names like v1, v2... refer to versions",
+                param="alias",
+            )
         self.get(tenant, name, version)  # 404 for an unknown version
         self.client.set_registered_model_alias(self.qualified(tenant, name), alias, str(version))
         return self.get(tenant, name, version)
 
     def delete_alias(self, tenant: str, name: str, alias: str) -> None:
-        from mlflow.exceptions import MlflowException
+        MlflowException = _mlflow_error()
 
         self.show(tenant, name)
         try:
@@ -224,7 +265,7 @@ class Registry:
         }
 
     def get(self, tenant: str, name: str, version: int) -> Version:
-        from mlflow.exceptions import MlflowException
+        MlflowException = _mlflow_error()
 
         full = self.qualified(tenant, check_name(name))
         self._registered(full, name)
@@ -252,7 +293,7 @@ class Registry:
     def _resolve_in(
         self, tenant: str, name: str, alias: str | None, version: str | None
     ) -> Version:
-        from mlflow.exceptions import MlflowException
+        MlflowException = _mlflow_error()
 
         full = self.qualified(tenant, name)
         if version is not None:
@@ -277,6 +318,7 @@ class Registry:
         cache = (self.settings.data_dir / "registry" / version.tenant / version.name
                  / str(version.version) / Path(parsed.path).name)  # fmt: skip
         if not cache.exists():
+            quiet_mlflow()
             import mlflow.artifacts
 
             tmp = cache.with_name(cache.name + ".tmp")
@@ -290,7 +332,7 @@ class Registry:
     # -- helpers ---------------------------------------------------------------------------
 
     def _registered(self, full: str, name: str) -> Any:
-        from mlflow.exceptions import MlflowException
+        MlflowException = _mlflow_error()
 
         try:
             return self.client.get_registered_model(full)

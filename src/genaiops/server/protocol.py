@@ -3,6 +3,8 @@
 Requests accept unknown fields (clients send many) and keep them in ``model_extra``; the
 gateway forwards those to remote upstreams and refuses the few that local engines cannot
 honour (tools, logprobs, n > 1) with a clear 400 rather than ignoring them silently.
+Declared fields are strict about JSON types, as OpenAI is: ``"12"`` is not a number and
+``"yes"`` not a boolean (an integer is still a valid number).
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 INT64 = 2**63 - 1
 
 
+# Request bodies: no coercion between JSON types.
+_STRICT = ConfigDict(strict=True)
+
+
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class TextPart(BaseModel):
+    model_config = _STRICT
+
     type: Literal["text"]
     text: str
 
@@ -37,6 +45,8 @@ class ChatMessageIn(_Open):
 
 
 class StreamOptions(BaseModel):
+    model_config = _STRICT
+
     include_usage: bool = False
 
 
@@ -48,6 +58,8 @@ class JSONSchemaSpec(_Open):
 
 
 class ResponseFormatIn(BaseModel):
+    model_config = _STRICT
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaSpec | None = None
 
@@ -108,7 +120,7 @@ class CompletionRequest(SamplingIn):
 class GenerateRequest(BaseModel):
     """The simple endpoint: a prompt in, text and token counts out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1)
     model: str | None = Field(default=None, max_length=256)
@@ -328,6 +340,29 @@ class Hyperparameters(BaseModel):
     checkpoint_every: int | None = None
 
 
+class SupervisedMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class FineTuningMethod(BaseModel):
+    """OpenAI's ``method``. Only ``supervised`` (LoRA) is implemented; the others are
+    refused with a 400 naming ``method``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["supervised", "dpo", "reinforcement"]
+    supervised: SupervisedMethod | None = None
+
+
+# OpenAI's metadata: up to 16 pairs, keys up to 64 characters, values up to 512.
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+    Field(max_length=16),
+]
+
+
 class FineTuningJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -337,9 +372,16 @@ class FineTuningJobCreate(BaseModel):
     suffix: str | None = Field(
         default=None, description="The registered model's name (default: '<model>-ft')."
     )
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters,
+        description="Deprecated by OpenAI in favour of method.supervised.hyperparameters.",
+    )
+    method: FineTuningMethod | None = None
+    integrations: list[dict[str, Any]] | None = Field(
+        default=None, description="Not supported: only an empty list (or null) is accepted."
+    )
     seed: int | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     merged: bool = Field(
         default=False,
         description="Also merge the adapter into a transformers checkpoint and serve the "

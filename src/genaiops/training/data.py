@@ -16,8 +16,9 @@ a sequence longer than ``max_length``) in one ``DatasetError``. The content hash
 the file's bytes) is the dataset's identity for lineage, taken before redaction so the
 same file always has the same hash.
 
-Redaction uses the PII guard's detector with masking (``<EMAIL_1>``...), so personal data in
-training files never reaches the weights; the number of redacted values is reported.
+Redaction masks PII (``<EMAIL_1>``...) with placeholders numbered per record, so personal
+data in training files never reaches the weights; the number of redacted values is
+reported. What counts as PII is the guardrails ``pii`` guard's (see ``runner.redactor``).
 """
 
 from __future__ import annotations
@@ -79,13 +80,41 @@ class Dataset:
 
 @dataclass
 class Renderer:
-    """Turns records into token segments; built by ``training.base`` for one base model."""
+    """Turns records into token segments for one base model (``of`` builds one from its
+    tokenizer)."""
 
     tokenizer: Any
     chat_template: str | None  # None: the base has none and chat data is refused
     bos_token: str = ""
     eos_token: str = ""
     add_bos: bool = True
+
+    @classmethod
+    def of(cls, tokenizer: Any, chat_template: str | None, add_bos: bool = True) -> Renderer:
+        """A renderer that gives templates the tokenizer's BOS and EOS strings, as the
+        serving engine does (templates in the Llama 2 or Mistral style end turns with
+        ``{{ eos_token }}``)."""
+        return cls(tokenizer, chat_template, tokenizer.bos_token or "",
+                   tokenizer.eos_token or "", add_bos)  # fmt: skip
+
+    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool) -> str:
+        """The chat template's text for ``messages``, without a leading BOS string (see
+        ``writes_bos``)."""
+        assert self.chat_template is not None
+        text = render(self.chat_template, messages, add_generation_prompt=add_generation_prompt,
+                      bos_token=self.bos_token, eos_token=self.eos_token)  # fmt: skip
+        return text[len(self.bos_token) :] if self._starts_with_bos(text) else text
+
+    def writes_bos(self, messages: Sequence[ChatMessage]) -> bool:
+        """Whether the template starts the text with the BOS string. The engine then adds
+        no BOS token of its own (the string is the one BOS), whatever the model says."""
+        assert self.chat_template is not None
+        text = render(self.chat_template, messages, add_generation_prompt=False,
+                      bos_token=self.bos_token, eos_token=self.eos_token)  # fmt: skip
+        return self._starts_with_bos(text)
+
+    def _starts_with_bos(self, text: str) -> bool:
+        return bool(self.bos_token) and text.startswith(self.bos_token)
 
     def tokens(self, text: str) -> list[int]:
         out: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
@@ -98,6 +127,10 @@ class Renderer:
     def eos(self) -> list[int]:
         token_id = self.tokenizer.eos_token_id
         return [int(token_id)] if token_id is not None else []
+
+
+# A file with one of these suffixes is plain text; anything else is read as JSONL.
+TEXT_SUFFIXES = (".txt", ".md")
 
 
 def file_sha256(path: Path) -> str:
@@ -120,7 +153,7 @@ def _records(path: Path) -> tuple[str, list[tuple[int, Any]], list[tuple[int, st
     except UnicodeDecodeError as exc:
         bad_line = raw[: exc.start].count(b"\n") + 1
         raise DatasetError(str(path), [(bad_line, "not valid UTF-8")]) from exc
-    if path.suffix.lower() in (".txt", ".md"):
+    if path.suffix.lower() in TEXT_SUFFIXES:
         return "text", [(1, {"text": content})], problems
     records: list[tuple[int, Any]] = []
     for n, line in enumerate(content.splitlines(), start=1):
@@ -184,22 +217,26 @@ def _check_text(record: Any) -> tuple[str | None, str | None]:
 
 
 def chat_example(renderer: Renderer, messages: list[ChatMessage]) -> Example:
-    """Tokens of a conversation; labels only on assistant turns (with their end marker)."""
+    """Tokens of a conversation; labels only on assistant turns (with their end marker).
+    The text is the one the engine serves: the template's, with the tokenizer's BOS and
+    EOS strings, and one BOS token at the start where the template writes it or the model
+    adds it."""
     if renderer.chat_template is None:
         raise InvalidRequest("this base model has no chat template; use instruction data")
-    ids: list[int] = renderer.bos()
+    bos_id = renderer.tokenizer.bos_token_id
+    if renderer.writes_bos(messages) and bos_id is not None:
+        ids: list[int] = [int(bos_id)]
+    else:
+        ids = renderer.bos()
     labels: list[int] = [IGNORE] * len(ids)
-    template = renderer.chat_template
     done = ""
     for i, message in enumerate(messages):
         if message.role != "assistant":
             continue
         # The rendered text grows turn by turn; each piece is tokenised on its own so the
         # boundary between what is learnt and what is not is exact.
-        prompt = render(template, messages[:i], add_generation_prompt=True,
-                        bos_token=renderer.bos_token, eos_token=renderer.eos_token)  # fmt: skip
-        full = render(template, messages[: i + 1], add_generation_prompt=False,
-                      bos_token=renderer.bos_token, eos_token=renderer.eos_token)  # fmt: skip
+        prompt = renderer.render(messages[:i], add_generation_prompt=True)
+        full = renderer.render(messages[: i + 1], add_generation_prompt=False)
         context = renderer.tokens(prompt[len(done) :])
         answer = renderer.tokens(full[len(prompt) :])
         ids += context + answer
@@ -226,14 +263,21 @@ def text_examples(renderer: Renderer, text: str, max_length: int) -> list[Exampl
     return out
 
 
+# Redaction of one record's texts: each text with its PII masked, and how many values were.
+Redact = Callable[[str], tuple[str, int]]
+
+
 def load(
     path: Path,
     renderer: Renderer,
     max_length: int,
-    redact: Callable[[str], tuple[str, int]] | None = None,
+    redactor: Callable[[], Redact] | None = None,
 ) -> Dataset:
     """Read, validate, redact and tokenise ``path``; raise ``DatasetError`` listing every
-    problem found (up to ``MAX_ERRORS``) before anything is trained."""
+    problem found (up to ``MAX_ERRORS``) before anything is trained. ``redactor`` gives a
+    fresh ``Redact`` for each record, so placeholders are numbered per record: two
+    addresses in one conversation are ``<EMAIL_1>`` and ``<EMAIL_2>`` wherever they
+    appear in it."""
     sha = file_sha256(path) if path.is_file() else ""
     if not path.is_file():
         raise DatasetError(str(path), [(0, "no such file")])
@@ -242,6 +286,7 @@ def load(
         problems.append((0, "no records: expected 'messages', 'prompt'/'completion' or 'text'"))
     examples: list[Example] = []
     redacted = 0
+    redact: Redact | None = None
 
     def clean(text: str) -> str:
         nonlocal redacted
@@ -254,6 +299,7 @@ def load(
     for line, record in records:
         if len(problems) >= MAX_ERRORS:
             break
+        redact = redactor() if redactor is not None else None
         built, error = _build(fmt, record, renderer, max_length, clean)
         if error is not None:
             problems.append((line, error))

@@ -7,6 +7,10 @@ runner claims the next queued job. Claiming is one conditional UPDATE (``queued`
 never take the same job; one training at a time per data directory is enforced by the
 runner's lock, not here.
 
+A job's ``config`` holds its training settings (``lora.TrainConfig``) and the job's own
+choices: ``merged``, the ``learning_rate_multiplier`` it reports and the caller's
+``metadata`` (up to 16 string pairs, shown as OpenAI shows them).
+
 A job whose runner died (killed process, power loss) stays ``running`` with a stale
 heartbeat; ``requeue_stale`` puts it back in the queue and the next run resumes from its
 checkpoint.
@@ -21,8 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 
+from genaiops.errors import NotFound
 from genaiops.storage.db import Database
 from genaiops.storage.tables import fine_tuning_events, fine_tuning_jobs
 
@@ -86,15 +91,31 @@ class Job:
             finished_us=m["finished_us"],
         )
 
-    def public(self) -> dict[str, Any]:
-        """OpenAI's fine-tuning job object, plus genaiops' lineage and metrics."""
+    def public(self, estimated_finish: int | None = None) -> dict[str, Any]:
+        """OpenAI's fine-tuning job object, plus genaiops' lineage and metrics.
+
+        ``hyperparameters`` has OpenAI's three (the values used) and the LoRA settings;
+        ``learning_rate_multiplier`` is the one the request sent, or the learning rate used
+        over the default one. ``estimated_finish`` comes from the store (``JobStore.public``).
+        """
         cfg = self.config
+        openai_hyper = {
+            "n_epochs": cfg.get("epochs"),
+            "batch_size": cfg.get("batch_size"),
+            "learning_rate_multiplier": cfg.get("learning_rate_multiplier"),
+        }
+        error = None
+        if self.error:
+            error = {"code": self.error.get("code") or "server_error",
+                     "message": self.error.get("message") or "",
+                     "param": self.error.get("param")}  # fmt: skip
         return {
             "id": self.id,
             "object": "fine_tuning.job",
             "created_at": self.created_us // 1_000_000,
             "finished_at": self.finished_us // 1_000_000 if self.finished_us else None,
-            "started_at": self.started_us / 1_000_000 if self.started_us else None,
+            "started_at": self.started_us // 1_000_000 if self.started_us else None,
+            "estimated_finish": estimated_finish if self.status == "running" else None,
             "model": self.base_model,
             "fine_tuned_model": self.fine_tuned_model,
             "organization_id": self.tenant,
@@ -102,9 +123,7 @@ class Job:
             "training_file": self.training_file,
             "validation_file": self.validation_file,
             "hyperparameters": {
-                "n_epochs": cfg.get("epochs"),
-                "batch_size": cfg.get("batch_size"),
-                "learning_rate_multiplier": None,
+                **openai_hyper,
                 "learning_rate": cfg.get("learning_rate"),
                 "lora_r": cfg.get("r"),
                 "lora_alpha": cfg.get("alpha"),
@@ -114,10 +133,14 @@ class Job:
                 "target_modules": cfg.get("target_modules"),
                 "dtype": cfg.get("dtype"),
             },
+            "method": {"type": "supervised", "supervised": {"hyperparameters": openai_hyper}},
+            "metadata": cfg.get("metadata"),
+            "integrations": [],
             "seed": cfg.get("seed"),
             "suffix": self.name,
+            "user_provided_suffix": self.name,
             "trained_tokens": self.trained_tokens,
-            "error": self.error,
+            "error": error,
             "result_files": [],
             "metrics": self.result.get("metrics"),
             "dataset_sha256": self.dataset_sha256,
@@ -185,8 +208,18 @@ class JobStore:
             query = query.where(fine_tuning_jobs.c.tenant == tenant)
         if after is not None:
             anchor = self.get(after, tenant)
-            if anchor is not None:
-                query = query.where(fine_tuning_jobs.c.created_us < anchor.created_us)
+            if anchor is None:
+                raise NotFound(f"no fine-tuning job {after!r} to list after", param="after")
+            # Jobs created in the same microsecond are ordered by id, as listed.
+            query = query.where(
+                or_(
+                    fine_tuning_jobs.c.created_us < anchor.created_us,
+                    and_(
+                        fine_tuning_jobs.c.created_us == anchor.created_us,
+                        fine_tuning_jobs.c.id < anchor.id,
+                    ),
+                )
+            )
         with self.db.connect() as conn:
             rows = conn.execute(query.limit(limit)).all()
         return [Job.from_row(r) for r in rows]
@@ -218,6 +251,31 @@ class JobStore:
                 )
             )
 
+    def public(self, job: Job) -> dict[str, Any]:
+        """``job.public()`` with its estimated finish while it runs."""
+        return job.public(self.estimated_finish(job))
+
+    def estimated_finish(self, job: Job) -> int | None:
+        """When a running job should finish (Unix seconds): its last step's time plus that
+        step's ETA; None before the first step or once it is not running."""
+        if job.status != "running":
+            return None
+        query = (
+            select(fine_tuning_events.c.ts_us, fine_tuning_events.c.data)
+            .where(fine_tuning_events.c.job_id == job.id)
+            .where(fine_tuning_events.c.message.like("step %"))
+            .order_by(fine_tuning_events.c.id.desc())
+            .limit(1)
+        )
+        with self.db.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or not row.data:
+            return None
+        eta = json.loads(row.data).get("eta_s")
+        if not isinstance(eta, int | float):
+            return None
+        return int(row.ts_us / 1_000_000 + eta)
+
     def last_step(self, job_id: str) -> int:
         """The last training step the job reported in its events (0 before any)."""
         query = (
@@ -240,9 +298,18 @@ class JobStore:
             .where(fine_tuning_events.c.job_id == job_id)
             .order_by(fine_tuning_events.c.id.desc())
         )
-        if after is not None:
-            query = query.where(fine_tuning_events.c.id < after)
         with self.db.connect() as conn:
+            if after is not None:
+                known = conn.execute(
+                    select(fine_tuning_events.c.id).where(
+                        fine_tuning_events.c.id == after, fine_tuning_events.c.job_id == job_id
+                    )
+                ).first()
+                if known is None:
+                    raise NotFound(
+                        f"the job has no event 'ftevent-{after}' to list after", param="after"
+                    )
+                query = query.where(fine_tuning_events.c.id < after)
             rows = conn.execute(query.limit(limit)).all()
         return [
             {

@@ -8,14 +8,17 @@ cancelled, and resume exactly where a killed process stopped, and the loop is sh
 * Precision: ``bf16`` (default) keeps the frozen base in bfloat16 and the LoRA weights and
   the loss in float32 (PEFT's default); ``fp32`` is everything in float32.
 * Loss: mean cross-entropy over the tokens whose label is not ``IGNORE`` (completions and
-  assistant turns; every token for plain text), accumulated over ``grad_accum`` batches.
+  assistant turns; every token for plain text), averaged over the ``grad_accum`` batches
+  of a step (over the batches left, for a last step with fewer). The loss a step reports
+  is that same average.
 * Reproducibility: the seed fixes the LoRA initialisation, dropout and the order of the
   examples (a permutation per epoch derived from the seed), so a rerun, or a resumed run,
   sees the same batches in the same order.
 * Checkpoints: every ``checkpoint_every`` optimizer steps the adapter, the optimizer and
   scheduler states, the position (epoch, batch) and the RNG states are written to
-  ``<work_dir>/checkpoint`` through a temporary folder and a rename, so a crash leaves
-  either the previous checkpoint or the new one. ``train`` resumes from it when present.
+  ``<work_dir>/checkpoint`` through a temporary folder and renames (the previous one moves
+  to ``checkpoint.old`` until the new one is in place), so a crash leaves either the
+  previous checkpoint or the new one. ``train`` resumes from the newest one present.
 * Evaluation: loss and perplexity on the validation set (the training set when there is
   none) before the first step and after the last one.
 """
@@ -150,6 +153,13 @@ def batches(examples: Sequence[Example], size: int, seed: int, epoch: int) -> li
     return [order[i : i + size].tolist() for i in range(0, len(order), size)]
 
 
+def group_sizes(total_batches: int, grad_accum: int) -> list[int]:
+    """For each batch of a run, the number of batches in its optimizer step: ``grad_accum``,
+    or fewer for the last step when ``total_batches`` is not a multiple of it."""
+    return [min(grad_accum, total_batches - i // grad_accum * grad_accum)
+            for i in range(total_batches)]  # fmt: skip
+
+
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Any]:
     import torch
 
@@ -260,8 +270,9 @@ def train(
     state = RunState()
     eval_before: dict[str, float] = {}
     checkpoint = work_dir / "checkpoint"
-    if (checkpoint / "state.pt").exists():
-        state, eval_before = _restore(checkpoint, model, optimizer, scheduler)
+    saved = latest_checkpoint(checkpoint)
+    if saved is not None:
+        state, eval_before = _restore(saved, model, optimizer, scheduler)
         hooks.on_event(f"resumed from step {state.step} of {total_steps}")
     else:
         eval_before = evaluate(model, eval_set or train_set, pad_id, cfg.batch_size)
@@ -270,7 +281,9 @@ def train(
 
     started = time.monotonic() - state.seconds
     window: list[tuple[float, int]] = []
-    accum = 0
+    # Checkpoints are taken after optimizer steps only, so a resumed run starts a new group.
+    sizes = group_sizes(per_epoch * cfg.epochs, cfg.grad_accum)
+    accum, group_loss = 0, 0.0
     for epoch in range(state.epoch, cfg.epochs):
         plan = batches(train_set, cfg.batch_size, cfg.seed, epoch)
         first = state.batch if epoch == state.epoch else 0
@@ -280,21 +293,24 @@ def train(
             t0 = time.monotonic()
             batch = collate([train_set[i] for i in plan[b]], pad_id)
             loss_sum, n = token_loss(model, batch)
-            (loss_sum / max(n, 1) / cfg.grad_accum).backward()
+            size = sizes[epoch * per_epoch + b]
+            mean = loss_sum / max(n, 1)
+            (mean / size).backward()
+            group_loss += float(mean.detach()) / size
             accum += 1
             state.tokens += n
             window.append((time.monotonic() - t0, int(batch["attention_mask"].sum())))
             state.batch, state.epoch = b + 1, epoch
             last = b == len(plan) - 1 and epoch == cfg.epochs - 1
-            if accum < cfg.grad_accum and not last:
+            if accum < size and not last:
                 continue
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            accum = 0
             state.step += 1
-            state.losses.append(round(float(loss_sum.detach()) / max(n, 1), 5))
+            state.losses.append(round(group_loss, 5))
+            accum, group_loss = 0, 0.0
             state.seconds = time.monotonic() - started
             hooks.on_step(_progress(state, total_steps, window, scheduler, started))
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and not last:
@@ -363,11 +379,22 @@ def _save(
         tmp / "state.pt",
     )
     old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
     if path.exists():
+        # Without ``path`` (a crash between the two renames) ``old`` is the only checkpoint
+        # until the new one is in place.
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(path: Path) -> Path | None:
+    """The checkpoint to resume from: ``path``, or the previous one that ``_save`` had
+    moved aside when a crash stopped it before the new one took its place."""
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / "state.pt").exists():
+            return candidate
+    return None
 
 
 def _restore(

@@ -17,6 +17,7 @@ registration) and the guarantees around it:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -68,31 +69,46 @@ def training_slot(settings: Settings, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def redactor(settings: Settings) -> Callable[[str], tuple[str, int]] | None:
-    if not settings.finetune.redact_pii:
+def redactor(settings: Settings) -> Callable[[], datasets.Redact] | None:
+    """How training data is redacted: by the guardrails ``pii`` guard of the input policy,
+    with its options (``entities``, ``keywords``, ``dni_country``) and the installation's
+    ``pii_mode``, one redaction vault per record. None when ``finetune.redact_pii`` is off
+    or the input policy has no enabled ``pii`` guard."""
+    policy = settings.guardrails.input.get("pii")
+    if not settings.finetune.redact_pii or policy is None or not policy.enabled:
         return None
-    from genaiops.guardrails.pii.detectors import default_detector
-    from genaiops.guardrails.pii.redaction import mask
+    from genaiops.guardrails.pii.redaction import Vault
+    from genaiops.guardrails.service import GuardrailsService
 
-    detector = default_detector()
+    service = GuardrailsService(settings.guardrails)
+    # Whatever the policy does with PII at serving time, training data is always redacted.
+    policies = {"pii": policy.model_copy(update={"action": "redact", "threshold": None})}
+    service.guard("pii", policy.options)  # invalid options fail here, before any record
 
-    def redact(text: str) -> tuple[str, int]:
-        spans = detector.detect(text)
-        return (mask(text, spans), len(spans)) if spans else (text, 0)
+    def for_record() -> datasets.Redact:
+        vault = Vault()
 
-    return redact
+        def redact(text: str) -> tuple[str, int]:
+            outcome = service.check(text, stage="input", policies=policies, vault=vault)
+            if not outcome.flagged:
+                return text, 0
+            return outcome.text, sum(len(r.spans) for r in outcome.results)
+
+        return redact
+
+    return for_record
 
 
 def renderer_for(settings: Settings, base: bases.BaseModel) -> tuple[datasets.Renderer, Path]:
     checkpoint = bases.prepare_checkpoint(settings, base)
     tokenizer = bases.load_tokenizer(checkpoint)
-    return datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos), checkpoint
+    return datasets.Renderer.of(tokenizer, base.chat_template, add_bos=base.add_bos), checkpoint
 
 
 def validation_renderer(settings: Settings, base: bases.BaseModel) -> datasets.Renderer:
     """The renderer of ``base`` with only its tokenizer at hand (no weights converted)."""
     tokenizer = bases.load_tokenizer(bases.prepare_tokenizer(settings, base))
-    return datasets.Renderer(tokenizer, base.chat_template, add_bos=base.add_bos)
+    return datasets.Renderer.of(tokenizer, base.chat_template, add_bos=base.add_bos)
 
 
 def load_data(
@@ -142,7 +158,9 @@ def run(settings: Settings, db: Database, job: Job, progress: lora.Hooks | None 
         except (GenaiopsError, ValueError, OSError) as exc:
             message = getattr(exc, "message", None) or str(exc)
             store.event(job.id, "error", f"failed: {message}")
-            store.finish(job.id, "failed", error={"code": _code(exc), "message": message})
+            error = {"code": error_code(exc), "message": message,
+                     "param": getattr(exc, "param", None)}  # fmt: skip
+            store.finish(job.id, "failed", error=error)
         except Exception as exc:  # a bug or a library failure: the job fails, the runner lives
             store.event(job.id, "error", f"failed: {type(exc).__name__}: {exc}")
             store.finish(
@@ -156,7 +174,12 @@ def run(settings: Settings, db: Database, job: Job, progress: lora.Hooks | None 
     return final
 
 
-def _code(exc: BaseException) -> str:
+def error_code(exc: BaseException) -> str:
+    """The code a failed job reports: the domain error's own, ``disk_full`` or
+    ``server_error`` for a failure of the machine (the request was not at fault), and
+    ``invalid_request`` for a value the job's settings or data made invalid."""
+    if isinstance(exc, OSError):
+        return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "server_error"
     return str(getattr(exc, "code", None) or "invalid_request")
 
 
@@ -317,7 +340,8 @@ def _finish(
         trained_tokens=result.trained_tokens,
         result={"metrics": metrics, "adapter": {**asdict(info), "uri": uri}},
     )
-    shutil.rmtree(work / "checkpoint", ignore_errors=True)
+    for checkpoint in ("checkpoint", "checkpoint.old"):
+        shutil.rmtree(work / checkpoint, ignore_errors=True)
 
 
 def _merged(

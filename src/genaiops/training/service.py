@@ -2,7 +2,9 @@
 background runner that trains queued jobs one at a time in a worker process.
 
 * Files (``/v1/files``, purpose ``fine-tune``) belong to a tenant; their bytes live under
-  ``<data_dir>/files/`` and are written to a temporary name first.
+  ``<data_dir>/files/`` and are written to a temporary name first. A plain-text upload
+  (``.txt``, ``.md``) is stored as ``<id>.txt``/``<id>.md``: the training-file loader tells
+  text from JSONL by the suffix.
 * ``create_job`` validates the training and validation files with the base model's own
   tokenizer before queueing (every problem with its line number, in one 400), so a job that
   is queued can be trained. Only the base's tokenizer is needed for that (converted from
@@ -37,6 +39,7 @@ from genaiops.storage.db import Database
 from genaiops.storage.tables import files
 from genaiops.training import base as bases
 from genaiops.training import lora, runner
+from genaiops.training.data import TEXT_SUFFIXES
 from genaiops.training.jobs import Job, JobStore, now_us
 
 log = logging.getLogger("genaiops.training")
@@ -74,7 +77,7 @@ class FineTuning:
                         raise PayloadTooLarge(f"the file is larger than {limit} bytes")
                     digest.update(block)
                     out.write(block)
-            os.replace(tmp_name, folder / file_id)
+            os.replace(tmp_name, folder / _stored_name(file_id, filename))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
@@ -103,16 +106,19 @@ class FineTuning:
             return [_file_public(dict(r._mapping)) for r in conn.execute(query).all()]
 
     def delete_file(self, tenant: str | None, file_id: str) -> None:
-        self.get_file(tenant, file_id)
+        path = self.file_path(tenant, file_id)
         with self.db.begin() as conn:
             conn.execute(delete(files).where(files.c.id == file_id))
         with contextlib.suppress(FileNotFoundError):
-            (self.files_dir() / file_id).unlink()
+            path.unlink()
 
     def file_path(self, tenant: str | None, reference: str) -> Path:
         """The path of an uploaded file id, for the API's ``training_file``."""
-        self.get_file(tenant, reference)
-        return self.files_dir() / reference
+        meta = self.get_file(tenant, reference)
+        path = self.files_dir() / _stored_name(reference, meta["filename"])
+        if not path.exists() and (self.files_dir() / reference).exists():
+            return self.files_dir() / reference  # stored before text uploads kept a suffix
+        return path
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -127,8 +133,14 @@ class FineTuning:
         created_by: str | None = None,
         reserved_by: str | None = None,
         merged: bool = False,
+        learning_rate_multiplier: float | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> Job:
-        """Validate everything that can be checked before training, then queue the job."""
+        """Validate everything that can be checked before training, then queue the job.
+
+        ``learning_rate_multiplier`` is the one the request sent (already applied to
+        ``config``), reported with the job; without one the job reports the learning rate
+        used over the default one. ``metadata`` is the caller's, kept and shown as is."""
         check_name(name)
         try:
             config.validate()
@@ -139,17 +151,34 @@ class FineTuning:
         job_probe = Job("", tenant, base_model, name, str(training_file),
                         str(validation_file) if validation_file else None, {}, "", 0)  # fmt: skip
         train, _valid = runner.load_data(self.settings, base, rendered, job_probe, config)
+        multiplier = learning_rate_multiplier
+        if multiplier is None:
+            multiplier = round(config.learning_rate / lora.TrainConfig().learning_rate, 6)
         return self.jobs.create(
             tenant,
             base.name,
             name,
             str(training_file),
             str(validation_file) if validation_file else None,
-            {**config.public(), "merged": merged},
+            {
+                **config.public(),
+                "merged": merged,
+                "metadata": metadata,
+                "learning_rate_multiplier": multiplier,
+            },  # fmt: skip
             created_by=created_by,
             dataset_sha256=train.sha256,
             reserved_by=reserved_by,
         )
+
+    def public_job(self, job: Job) -> dict[str, Any]:
+        """The job as the API shows it: OpenAI's object, files by their ids (or a local
+        file by its name, for CLI jobs) and the estimated finish while it runs."""
+        out = self.jobs.public(job)
+        for key in ("training_file", "validation_file"):
+            if out[key]:
+                out[key] = public_file_name(out[key])
+        return out
 
     def get_job(self, tenant: str | None, job_id: str) -> Job:
         job = self.jobs.get(job_id, tenant)
@@ -164,6 +193,18 @@ class FineTuning:
         cancelled = self.jobs.request_cancel(job_id)
         assert cancelled is not None
         return cancelled
+
+
+def _stored_name(file_id: str, filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return file_id + suffix if suffix in TEXT_SUFFIXES else file_id
+
+
+def public_file_name(path: str) -> str:
+    """How a job's training or validation file is shown: an upload by its file id, a
+    local file (CLI jobs) by its name."""
+    name = Path(path).name
+    return name.split(".", 1)[0] if name.startswith("file-") else name
 
 
 def _file_public(row: dict[str, Any]) -> dict[str, Any]:

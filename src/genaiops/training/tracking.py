@@ -18,7 +18,9 @@ from typing import Any
 from genaiops.config import Settings
 
 
-def _quiet_mlflow() -> None:
+def quiet_mlflow() -> None:
+    """Switch MLflow's telemetry off and quieten its logs; call before any mlflow import
+    (MLflow reads the telemetry variables when it is first imported)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     # MLflow logs its store migrations at INFO on first use.
@@ -34,7 +36,7 @@ def _quiet_mlflow() -> None:
 
 @lru_cache(maxsize=8)
 def client(uri: str) -> Any:
-    _quiet_mlflow()
+    quiet_mlflow()
     from mlflow.tracking import MlflowClient
 
     if uri.startswith("sqlite:///"):

@@ -104,6 +104,33 @@ def train_config(h: Hyperparameters, seed: int | None) -> TrainConfig:
     return cfg
 
 
+def hyperparameters(body: FineTuningJobCreate) -> Hyperparameters:
+    """The request's hyperparameters: from OpenAI's ``method`` (supervised only) or the
+    top-level ``hyperparameters``, not both."""
+    if body.integrations:
+        raise InvalidRequest(
+            "integrations (Weights & Biases...) are not supported; runs are tracked in "
+            "MLflow. Send an empty list or leave it out.",
+            param="integrations",
+        )
+    if body.method is None:
+        return body.hyperparameters
+    if body.method.type != "supervised":
+        raise InvalidRequest(
+            f"method type {body.method.type!r} is not supported; only 'supervised' "
+            "fine-tuning (LoRA) is",
+            param="method",
+        )
+    if "hyperparameters" in body.model_fields_set:
+        raise InvalidRequest(
+            "give the hyperparameters in method.supervised.hyperparameters or at the top "
+            "level, not both",
+            param="hyperparameters",
+        )
+    supervised = body.method.supervised
+    return supervised.hyperparameters if supervised is not None else Hyperparameters()
+
+
 @router.post("/v1/fine_tuning/jobs")
 def create_job(
     body: FineTuningJobCreate,
@@ -113,32 +140,26 @@ def create_job(
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     owner = owner_tenant(principal, tenant)
+    hyper = hyperparameters(body)
     training = service.file_path(owner, body.training_file)
     validation = service.file_path(owner, body.validation_file) if body.validation_file else None
     name = body.suffix or f"{body.model}-ft".lower().replace(".", "-")
+    multiplier = hyper.learning_rate_multiplier
     job = service.create_job(
         owner,
         body.model,
         name,
         training,
         validation,
-        train_config(body.hyperparameters, body.seed),
+        train_config(hyper, body.seed),
         created_by=principal.actor,
         merged=body.merged,
+        learning_rate_multiplier=multiplier if isinstance(multiplier, float) else None,
+        metadata=body.metadata,
     )
     audit(security, "finetune.created", principal, owner, job=job.id, base=job.base_model,
            name=job.name, dataset_sha256=job.dataset_sha256)  # fmt: skip
-    out = job.public()
-    out["training_file"], out["validation_file"] = body.training_file, body.validation_file
-    return out
-
-
-def _public_job(job: Any) -> dict[str, Any]:
-    out: dict[str, Any] = job.public()
-    for key in ("training_file", "validation_file"):
-        if out[key]:
-            out[key] = Path(out[key]).name
-    return out
+    return service.public_job(job)
 
 
 @router.get("/v1/fine_tuning/jobs")
@@ -152,7 +173,7 @@ def list_jobs(
     jobs = service.jobs.list_jobs(principal.scope(tenant), limit + 1, after)
     return {
         "object": "list",
-        "data": [_public_job(j) for j in jobs[:limit]],
+        "data": [service.public_job(j) for j in jobs[:limit]],
         "has_more": len(jobs) > limit,
     }
 
@@ -161,7 +182,7 @@ def list_jobs(
 def get_job(
     job_id: str, principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
-    return _public_job(service.get_job(principal.scope(tenant), job_id))
+    return service.public_job(service.get_job(principal.scope(tenant), job_id))
 
 
 @router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
@@ -174,7 +195,7 @@ def cancel_job(
 ) -> dict[str, Any]:
     job = service.cancel(principal.scope(tenant), job_id)
     audit(security, "finetune.cancelled", principal, job.tenant, job=job.id)
-    return _public_job(job)
+    return service.public_job(job)
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/events")
