@@ -766,8 +766,9 @@ def bench_search(
         service.search_collection(collection, queries[0], top_k=TOP_K, mode="dense")
         entry["first_dense_search_ms"] = round((time.perf_counter() - start) * 1000, 1)
         indexes = _indexes(service)
-        entry["index_kind"] = indexes.kind(collection.id)
-        index_file = indexes.directory / f"{collection.id}.faiss"
+        entry["index_kind"] = indexes.kind(collection.uid)
+        index_file = saved_index(indexes, collection)
+        assert index_file is not None, "the first dense search saves the index"
         entry["index_file_mb"] = round(index_file.stat().st_size / 2**20, 1)
         log(
             f"  {entry['index_kind']} index built in {entry['first_dense_search_ms'] / 1000:.1f}"
@@ -786,6 +787,16 @@ def bench_search(
         entry["loadavg_after"] = loadavg()
         results[str(size)] = entry
     return results
+
+
+def saved_index(indexes: IndexCache, collection: Collection) -> Path | None:
+    """The newest index file saved for ``collection`` (named ``<uid>-<version>.faiss``)."""
+    saved = {
+        int(p.stem.rpartition("-")[2]): p
+        for p in indexes.directory.glob(f"{collection.uid}-*.faiss")
+        if p.stem.rpartition("-")[2].isdigit()
+    }
+    return saved[max(saved)] if saved else None
 
 
 # -- HNSW quality --------------------------------------------------------------------------
@@ -812,10 +823,10 @@ def bench_recall(
     # The index the service built and serves, read back from its file; built afresh with
     # the same parameters as IndexCache.build if the file is missing.
     indexes = _indexes(service)
-    path = indexes.directory / f"{collection.id}.faiss"
+    path = saved_index(indexes, collection)
     source = "served index file"
     served: Any
-    if path.exists():
+    if path is not None:
         served = faiss.read_index(str(path))
         build_s = None
     else:

@@ -208,6 +208,31 @@ def test_streamed_answer_has_citations_in_its_last_chunk(
     assert all("citations" not in c for c in chunks if c is not finishing[0])
 
 
+def test_streamed_not_found_answer_has_empty_citations(
+    server: Server, tenant: dict[str, Any]
+) -> None:
+    """Like the JSON answer, a streamed answer from a collection with nothing relevant
+    says that no source was cited: ``citations: []`` in its finishing chunk."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the boiling point of mercury?"}],
+        "stream": True,
+        "rag": {"collection": "handbook"},
+    }
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        json=body,
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    ) as r:
+        chunks = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text.startswith("I could not find")
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert len(finishing) == 1 and finishing[0]["citations"] == []
+
+
 def test_nothing_relevant_says_so(server: Server, tenant: dict[str, Any]) -> None:
     for question, expected in (
         ("¿Cuál es la capital de Mongolia?", "No encontré información"),
@@ -246,6 +271,37 @@ def test_nothing_relevant_with_a_response_format_is_a_refusal(
     message = answer["choices"][0]["message"]
     assert message["content"] is None
     assert message["refusal"].startswith("I could not find")
+    assert answer["citations"] == [] and answer["usage"]["total_tokens"] == 0
+
+
+def test_no_source_fitting_the_context_window_is_not_found(
+    server: Server, tenant: dict[str, Any]
+) -> None:
+    """Relevant passages exist, but an answer budget that leaves no room for any of them
+    must not become an answer without sources."""
+    model = "smollm2-135m-instruct"
+    card = httpx.get(
+        server.url + f"/v1/models/{model}", headers=bearer(tenant["user"]), timeout=30
+    ).json()
+    question = "¿Cuántos días de vacaciones tengo en México?"
+    body = {"model": model, "messages": [{"role": "user", "content": question}]}
+    body["rag"] = {"collection": "handbook"}
+    found = httpx.post(
+        server.url + "/v1/collections/handbook/search",
+        json={"query": question},
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    ).json()
+    assert found["data"], "the question has relevant passages"
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json=body | {"max_tokens": card["context_length"] - 40},
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["choices"][0]["message"]["content"].startswith("No encontré información")
     assert answer["citations"] == [] and answer["usage"]["total_tokens"] == 0
 
 

@@ -90,10 +90,15 @@ def test_collections_ingest_search_documents(data: Path, tmp_path: Path) -> None
 def test_sql_source(data: Path, tmp_path: Path) -> None:
     db = tmp_path / "crm.db"
     with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, status TEXT)")
+        conn.execute(
+            "CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, status TEXT, floor INTEGER)"
+        )
         conn.executemany(
-            "INSERT INTO tickets (body, status) VALUES (?, ?)",
-            [("A impressora do terceiro andar não imprime.", "open"), ("Senha expirada.", "done")],
+            "INSERT INTO tickets (body, status, floor) VALUES (?, ?, ?)",
+            [
+                ("A impressora do terceiro andar não imprime.", "open", 3),
+                ("A impressora do primeiro andar está sem papel.", "done", 1),
+            ],
         )
     conn.close()
     _, out, _ = cli(
@@ -113,6 +118,8 @@ def test_sql_source(data: Path, tmp_path: Path) -> None:
         "id",
         "--metadata-field",
         "status",
+        "--metadata-field",
+        "floor",
         "--json",
     )
     assert json.loads(out)["added"] == 2
@@ -120,7 +127,13 @@ def test_sql_source(data: Path, tmp_path: Path) -> None:
         data, "search", "impressora", "--collection", "kb", "--tenant", "acme", "--json"
     )
     hit = json.loads(out)[0]
-    assert hit["source"] == "sql:tickets" and hit["metadata"]["status"] == "open"
+    assert hit["source"] == "sql:tickets" and hit["metadata"]["status"] in ("open", "done")
+    # Numbers in metadata are numbers: --filter floor=3 matches the integer 3.
+    search = ("search", "impressora", "--collection", "kb", "--tenant", "acme", "--json")
+    _, out, _ = cli(data, *search, "--filter", "floor=3")
+    assert [h["metadata"]["floor"] for h in json.loads(out)] == [3]
+    _, out, _ = cli(data, *search, "--filter", "floor=3", "--filter", "status=done")
+    assert json.loads(out) == []
 
 
 @pytest.mark.parametrize(

@@ -184,7 +184,7 @@ def test_hnsw_above_the_threshold(tmp_path: Path, docs: Path) -> None:
         hits = rag.search(TENANT, "big", "vacation days per year", mode="dense")
         assert sources(hits)[0] == "ferias.txt"
         collection = rag.collection(TENANT, "big")
-        assert rag.store.indexes.kind(collection.id) == "hnsw"  # type: ignore[attr-defined]
+        assert rag.store.indexes.kind(collection.uid) == "hnsw"  # type: ignore[attr-defined]
     finally:
         rag.close()
 
@@ -282,7 +282,7 @@ def test_loaded_index_follows_changes_in_place(tmp_path: Path, docs: Path, thres
         assert sources(rag.search(TENANT, "kb", query, mode="dense"))[0] == "security.html"
         collection = rag.collection(TENANT, "kb")
         store: Any = rag.store
-        built = store.indexes._entries[collection.id].index
+        built = store.indexes._entries[collection.uid].index
         # Change one document and delete another; the loaded index is updated, not rebuilt.
         (docs / "sub" / "security.html").write_text(
             SECURITY.replace("ninety days", "thirty days"), encoding="utf-8"
@@ -291,7 +291,7 @@ def test_loaded_index_follows_changes_in_place(tmp_path: Path, docs: Path, thres
         ferias = next(d for d in rag.documents(TENANT, "kb") if d.kind == "txt")
         rag.delete_document(TENANT, "kb", ferias.id)
         hits = rag.search(TENANT, "kb", query, mode="dense", top_k=10)
-        assert store.indexes._entries[collection.id].index is built
+        assert store.indexes._entries[collection.uid].index is built
         live = {h.chunk_id for h in hits}
         assert "ferias.txt" not in sources(hits)
         assert "thirty days" in hits[0].text
@@ -302,5 +302,62 @@ def test_loaded_index_follows_changes_in_place(tmp_path: Path, docs: Path, thres
             assert {h.chunk_id for h in rebuilt} == live
         finally:
             fresh.close()
+    finally:
+        rag.close()
+
+
+def test_a_key_set_later_leaves_plaintext_collections_in_clear(
+    tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection created without a key stays in clear when a key is configured later:
+    old and new chunks are read, searched and stored alike; new collections are encrypted."""
+    monkeypatch.delenv("GENAIOPS_RAG_KEY", raising=False)
+    data = tmp_path / "data"
+    rag = make_service(data)
+    try:
+        rag.create_collection(TENANT, "open")
+        rag.ingest_paths(TENANT, "open", [docs / "lora.md"])
+    finally:
+        rag.close()
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    keyed = make_service(data)
+    try:
+        assert not keyed.collection(TENANT, "open").encrypted
+        report = keyed.ingest_paths(TENANT, "open", [docs])
+        assert (report.added, report.unchanged, report.failed) == (2, 1, [])
+        # Old (before the key) and new chunks: both found by BM25, both readable.
+        assert sources(keyed.search(TENANT, "open", "perplejidad", mode="lexical")) == ["lora.md"]
+        assert sources(keyed.search(TENANT, "open", "ferias", mode="lexical")) == ["ferias.txt"]
+        for mode in ("hybrid", "dense", "lexical"):
+            hits = keyed.search(TENANT, "open", "LoRA rango bajo", mode=mode, top_k=10)
+            assert any("rango bajo" in h.text for h in hits), mode
+        titles = {d.title for d in keyed.documents(TENANT, "open")}
+        assert {"Guía de ajuste fino", "Security handbook"} <= titles
+        keyed.create_collection(TENANT, "sealed")
+        keyed.ingest_paths(TENANT, "sealed", [docs / "sub"])
+        assert keyed.collection(TENANT, "sealed").encrypted
+        hit = keyed.search(TENANT, "sealed", "rotated every ninety days", mode="lexical")[0]
+        assert "ninety days" in hit.text
+    finally:
+        keyed.close()
+    raw = b"".join(p.read_bytes() for p in (data / "rag").glob("rag.db*"))
+    # The plaintext collection's new document is in clear, like its old ones.
+    assert b"colaborador" in raw and b"perplejidad" in raw
+
+
+def test_undecryptable_text_is_a_clear_error(
+    tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    rag = make_service(tmp_path / "data")
+    try:
+        rag.create_collection(TENANT, "secret")
+        rag.ingest_paths(TENANT, "secret", [docs / "ferias.txt"])
+        with sqlite3.connect(rag.settings.rag_dir() / "rag.db") as conn:
+            conn.execute("UPDATE chunks SET text = X'000102030405060708090a0b0c0d0e0f10111213'")
+        conn.close()
+        with pytest.raises(InvalidRequest, match="cannot be decrypted") as caught:
+            rag.search(TENANT, "secret", "ferias", mode="lexical")
+        assert caught.value.code == "encrypted_text_unreadable"
     finally:
         rag.close()

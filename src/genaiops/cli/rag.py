@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -209,8 +210,20 @@ def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidRequest(f"--filter takes key=value, got {pair!r}", param="filter")
-        out.setdefault(key, []).append(value)
+        out.setdefault(key, []).append(_filter_value(value))
     return out
+
+
+def _filter_value(text: str) -> Any:
+    """``row=2`` matches the number 2 and ``draft=true`` the boolean, as JSON metadata
+    stores them; anything else ("007", "1e3", "abc") is a string."""
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(r"-?(?:0|[1-9]\d*)", text):
+        return int(text)
+    if re.fullmatch(r"-?(?:0|[1-9]\d*)\.\d+", text):
+        return float(text)
+    return text
 
 
 def search(
@@ -219,7 +232,11 @@ def search(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100)] = 5,
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
     filter_: Annotated[
-        list[str] | None, typer.Option("--filter", help="Metadata key=value; repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="Metadata key=value (numbers and true/false match as such); repeatable.",
+        ),
     ] = None,
     tenant: TenantOption = SYSTEM_TENANT,
     config: ConfigOption = None,

@@ -136,6 +136,10 @@ async def retrieve(
     answer = request.params.max_tokens or min(_DEFAULT_ANSWER_TOKENS, context // 4)
     budget = int((context - answer) * _SAFETY)
     grounded = grounding.ground(history, question, hits, budget, language)
+    if not grounded.citations:
+        # Not one source fits the context window beside the conversation: answering now
+        # would be answering without sources.
+        return Retrieval(canned=grounding.not_found_answer(options.collection, question, language))
     request.messages = grounded.messages
     cited = {c["chunk_id"] for c in grounded.citations}
     sources = [h.text for h in hits if h.chunk_id in cited]

@@ -7,6 +7,10 @@ hashes of the normalised terms instead of the terms, so BM25 still ranks (term f
 and document lengths are unchanged) while the database file holds no plaintext words.
 Vectors and user metadata stay in clear: metadata filters run in SQL, and vectors are not
 text (though research shows they leak some of it; keep the file access-controlled).
+
+Encryption belongs to a collection: one created while a key is configured is encrypted
+(the store keeps a check value of the key with it), one created without a key stays in
+clear after a key is configured, so a collection never holds a mix of both.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ import hashlib
 import hmac
 import os
 
-from genaiops.errors import ConfigError
+from genaiops.errors import ConfigError, InvalidRequest
 
 _NONCE = 12
+
+
+class UnreadableText(InvalidRequest):
+    """A stored value of a collection does not open with the configured key."""
+
+    code = "encrypted_text_unreadable"
 
 
 class Sealer:
@@ -63,10 +73,31 @@ class Sealer:
         return nonce + self._aead.encrypt(nonce, data, None)
 
     def open(self, blob: bytes) -> str:
-        if self._aead is None:
-            return bytes(blob).decode("utf-8")
+        """The text of a stored value. A value that does not open (sealed with another key,
+        damaged, or sealed in a collection that is stored in clear) is an error that says
+        so, not a crash."""
         blob = bytes(blob)
-        return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], None).decode("utf-8")
+        try:
+            if self._aead is None:
+                return blob.decode("utf-8")
+            from cryptography.exceptions import InvalidTag
+
+            try:
+                data = self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], None)
+            except InvalidTag:
+                raise UnreadableText(
+                    "Stored text of this collection cannot be decrypted with the configured "
+                    "key (it was written with another key or is damaged). Re-ingest the "
+                    "affected documents.",
+                    code="encrypted_text_unreadable",
+                ) from None
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnreadableText(
+                "Stored text of this collection is not readable text (it may have been "
+                "encrypted in a collection stored in clear). Re-ingest the affected documents.",
+                code="encrypted_text_unreadable",
+            ) from None
 
     def term(self, token: str) -> str:
         if self._aead is None:

@@ -4,8 +4,9 @@ Only asymmetric algorithms from ``auth.jwt.algorithms`` are accepted, so an unsi
 (``alg: none``) token or one signed with the public key as an HMAC secret is refused by
 construction. Issuer, audience and expiry are required and checked; the tenant and role
 come from configurable claims, and the reserved ``system`` tenant (the installation's
-administrators) is refused unless ``allow_system_tenant`` says otherwise. Keys come from a PEM file or a JWKS document on disk (air-gapped
-sites copy their provider's JWKS); a JWKS is matched by ``kid``.
+administrators) is refused unless ``allow_system_tenant`` says otherwise. Keys come from
+a PEM file or a JWKS document on disk (air-gapped sites copy their provider's JWKS); a
+JWKS is matched by ``kid``, and entries that are not signing keys are skipped.
 """
 
 from __future__ import annotations

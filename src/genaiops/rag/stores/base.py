@@ -43,6 +43,9 @@ class Collection:
     created_us: int
     # Bumped by every change; derived indexes compare it to know they are stale.
     version: int
+    # Unique to this collection, never reused (unlike ``id``, a row id): names its derived
+    # indexes, so they can never be taken for those of a collection created later.
+    uid: str = ""
 
     def public(self) -> dict[str, Any]:
         s = self.spec

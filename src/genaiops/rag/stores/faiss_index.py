@@ -1,20 +1,28 @@
 """FAISS indexes derived from the vectors in the store, one per collection.
 
 The store is the source of truth; an index is a cache of it, written next to the database
-as ``<id>.faiss`` with a ``<id>.json`` stamp holding the collection version it was built
-from. A missing, unreadable or stale index (the collection changed since) is rebuilt on the
-next search, so a crash can never leave search and store disagreeing. Small collections use
-exact inner-product search; above ``hnsw_threshold`` chunks an HNSW graph trades a little
-recall (measured in benchmarks/) for sub-millisecond queries.
+as ``<uid>-<version>.faiss``: the collection's uid (unique to this collection, never
+reused by one created later under the same name or row id) and the collection version
+the index was built from. The file name is the stamp, and a file appears whole (written
+to a temporary file, then renamed), so a crash or two processes rebuilding at once can
+never pair an index with the wrong version. A missing, unreadable or stale index (the
+collection changed since) is rebuilt on the next search from one consistent read of the
+store. Small collections use exact inner-product search; above ``hnsw_threshold`` chunks
+an HNSW graph trades a little recall (measured in benchmarks/) for sub-millisecond queries.
+
+FAISS allows concurrent searches of an index but no search while it changes: each loaded
+index has a readers-writer lock, searches share it and in-place changes take it alone.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import re
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +32,9 @@ import numpy.typing as npt
 
 log = logging.getLogger("genaiops.rag")
 
-Loader = Callable[[], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+# One consistent read of the store: (collection version, chunk ids, their vectors).
+Loader = Callable[[], tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+_UID_RE = re.compile(r"[0-9a-f]{8,64}")
 
 
 @dataclass
@@ -34,6 +44,45 @@ class _Entry:
     kind: str
     # Ids removed since the build that HNSW cannot delete; filtered out of results.
     tombstones: set[int] = field(default_factory=set)
+
+
+class _ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds off new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
 
 
 _THREADS_SET = False
@@ -52,6 +101,12 @@ def _faiss() -> Any:
     return faiss
 
 
+def _check_uid(uid: str) -> str:
+    if not _UID_RE.fullmatch(uid):
+        raise ValueError(f"invalid collection uid {uid!r}")
+    return uid
+
+
 class IndexCache:
     def __init__(
         self,
@@ -67,19 +122,25 @@ class IndexCache:
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
-        self._entries: dict[int, _Entry] = {}
-        self._locks: dict[int, threading.Lock] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, _ReadWriteLock] = {}
         self._guard = threading.Lock()
 
-    def _lock(self, collection_id: int) -> threading.Lock:
+    def _lock(self, uid: str) -> _ReadWriteLock:
         with self._guard:
-            return self._locks.setdefault(collection_id, threading.Lock())
+            return self._locks.setdefault(uid, _ReadWriteLock())
 
-    def _paths(self, collection_id: int) -> tuple[Path, Path]:
-        return (
-            self.directory / f"{collection_id}.faiss",
-            self.directory / f"{collection_id}.json",
-        )
+    def path(self, uid: str, version: int) -> Path:
+        """Where the index of collection ``uid`` at ``version`` is (or would be) saved."""
+        return self.directory / f"{_check_uid(uid)}-{version}.faiss"
+
+    def _saved_versions(self, uid: str) -> dict[int, Path]:
+        found: dict[int, Path] = {}
+        for path in self.directory.glob(f"{_check_uid(uid)}-*.faiss"):
+            version = path.stem.rpartition("-")[2]
+            if version.isdigit():
+                found[int(version)] = path
+        return found
 
     def build(self, dim: int, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> Any:
         faiss = _faiss()
@@ -101,63 +162,110 @@ class IndexCache:
                 faiss.omp_set_num_threads(1)
         return index, kind
 
-    def _load_or_build(self, collection_id: int, version: int, dim: int, load: Loader) -> _Entry:
+    def _read(self, path: Path, dim: int) -> _Entry | None:
         faiss = _faiss()
-
-        index_path, stamp_path = self._paths(collection_id)
         try:
-            stamp = json.loads(stamp_path.read_text())
-            if stamp.get("version") == version and stamp.get("dim") == dim:
-                return _Entry(faiss.read_index(str(index_path)), version, stamp["kind"])
-        except (OSError, ValueError, RuntimeError):
-            pass  # missing or unreadable: rebuild below
-        ids, vectors = load()
-        index, kind = self.build(dim, ids, vectors)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = index_path.with_suffix(".faiss.tmp")
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, index_path)
-        stamp_path.write_text(json.dumps({"version": version, "dim": dim, "kind": kind}))
-        log.info(
-            "built %s index for collection %d (%d vectors)",
-            kind,
-            collection_id,
-            len(ids),
-            extra={"collection_id": collection_id},
-        )
+            index = faiss.read_index(str(path))
+        except RuntimeError:
+            return None  # unreadable: rebuilt by the caller
+        if index.d != dim:
+            return None
+        graph = faiss.downcast_index(index.index)
+        kind = "hnsw" if isinstance(graph, faiss.IndexHNSW) else "flat"
+        version = int(path.stem.rpartition("-")[2])
         return _Entry(index, version, kind)
+
+    def _save(self, uid: str, version: int, index: Any) -> None:
+        faiss = _faiss()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.path(uid, version)
+        handle, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{uid}-", suffix=".tmp")
+        os.close(handle)
+        try:
+            faiss.write_index(index, tmp)
+            os.replace(tmp, final)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        for older, path in self._saved_versions(uid).items():
+            if older < version:
+                path.unlink(missing_ok=True)
+
+    def _load_or_build(self, uid: str, version: int, dim: int, load: Loader) -> _Entry:
+        saved = self._saved_versions(uid)
+        newest = max((v for v in saved if v >= version), default=None)
+        if newest is not None:
+            entry = self._read(saved[newest], dim)
+            if entry is not None:
+                return entry
+        built_version, ids, vectors = load()
+        index, kind = self.build(dim, ids, vectors)
+        self._save(uid, built_version, index)
+        log.info(
+            "built %s index for collection %s (%d vectors)",
+            kind,
+            uid,
+            len(ids),
+            extra={"collection_uid": uid},
+        )
+        return _Entry(index, built_version, kind)
 
     def search(
         self,
-        collection_id: int,
+        uid: str,
         version: int,
         dim: int,
         load: Loader,
         vector: npt.NDArray[np.float32],
         k: int,
+        allowed: npt.NDArray[np.int64] | None = None,
     ) -> list[tuple[int, float]]:
-        entry = self._entries.get(collection_id)
-        if entry is None or entry.version != version:
-            with self._lock(collection_id):
-                entry = self._entries.get(collection_id)
-                if entry is None or entry.version != version:
-                    entry = self._load_or_build(collection_id, version, dim, load)
-                    self._entries[collection_id] = entry
-        if entry.index.ntotal == 0:
+        """The ``k`` nearest chunks of collection ``uid`` as of ``version`` or later, only
+        among the ``allowed`` ids when given."""
+        lock = self._lock(uid)
+        with lock.read():
+            entry = self._entries.get(uid)
+            if entry is not None and entry.version >= version:
+                return self._search(entry, vector, k, allowed)
+        with lock.write():
+            entry = self._entries.get(uid)
+            if entry is None or entry.version < version:
+                entry = self._load_or_build(uid, version, dim, load)
+                self._entries[uid] = entry
+            return self._search(entry, vector, k, allowed)
+
+    def _search(
+        self,
+        entry: _Entry,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        allowed: npt.NDArray[np.int64] | None,
+    ) -> list[tuple[int, float]]:
+        if entry.index.ntotal == 0 or (allowed is not None and not len(allowed)):
             return []
-        fetch = k + len(entry.tombstones)
-        if entry.kind == "hnsw":
-            faiss = _faiss()
-            graph: Any = faiss.downcast_index(entry.index.index)
-            graph.hnsw.efSearch = max(self.ef_search, fetch)
-        scores, ids = entry.index.search(vector.reshape(1, -1), min(fetch, entry.index.ntotal))
+        faiss = _faiss()
         dead = entry.tombstones
+        fetch = k + len(dead) if allowed is None else k
+        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+        params: Any
+        if entry.kind == "hnsw":
+            # Widen the graph search as the allowed share of the index shrinks, so that
+            # about as many allowed candidates are met as without a selector.
+            wanted = fetch if allowed is None else fetch * entry.index.ntotal // len(allowed)
+            ef = max(self.ef_search, min(wanted, entry.index.ntotal))
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        scores, ids = entry.index.search(
+            vector.reshape(1, -1), min(fetch, entry.index.ntotal), params=params
+        )
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         return [h for h in hits if h[0] not in dead][:k]
 
     def apply(
         self,
-        collection_id: int,
+        uid: str,
         old_version: int,
         new_version: int,
         removed: npt.NDArray[np.int64],
@@ -166,13 +274,14 @@ class IndexCache:
     ) -> None:
         """Bring a loaded index from ``old_version`` to ``new_version`` in place, so a
         change to a large collection does not cost a full rebuild at the next search. An
-        index at any other version is dropped and rebuilt when next used."""
-        with self._lock(collection_id):
-            entry = self._entries.get(collection_id)
-            if entry is None:
+        index loaded at ``new_version`` or later already holds the change; one at any other
+        version is dropped and rebuilt when next used."""
+        with self._lock(uid).write():
+            entry = self._entries.get(uid)
+            if entry is None or entry.version >= new_version:
                 return
             if entry.version != old_version:
-                del self._entries[collection_id]
+                del self._entries[uid]
                 return
             if len(removed):
                 if entry.kind == "flat":
@@ -184,13 +293,16 @@ class IndexCache:
             entry.version = new_version
             # Too many dead entries make HNSW searches wider and recall worse: rebuild.
             if len(entry.tombstones) > 0.2 * max(entry.index.ntotal, 1):
-                del self._entries[collection_id]
+                del self._entries[uid]
 
-    def kind(self, collection_id: int) -> str | None:
-        entry = self._entries.get(collection_id)
+    def kind(self, uid: str) -> str | None:
+        entry = self._entries.get(uid)
         return entry.kind if entry is not None else None
 
-    def drop(self, collection_id: int) -> None:
-        self._entries.pop(collection_id, None)
-        for path in self._paths(collection_id):
-            path.unlink(missing_ok=True)
+    def drop(self, uid: str) -> None:
+        with self._lock(uid).write():
+            self._entries.pop(uid, None)
+            for path in self._saved_versions(uid).values():
+                path.unlink(missing_ok=True)
+        with self._guard:
+            self._locks.pop(uid, None)

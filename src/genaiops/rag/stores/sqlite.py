@@ -15,6 +15,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,60 +36,16 @@ from genaiops.rag.stores.base import (
     Vectors,
 )
 from genaiops.rag.stores.faiss_index import IndexCache
+from genaiops.rag.stores.schema import SCHEMA
 
 if TYPE_CHECKING:
     from genaiops.config import Settings
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    embedder TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    chunk_tokens INTEGER NOT NULL,
-    chunk_overlap INTEGER NOT NULL,
-    language TEXT,
-    description TEXT NOT NULL DEFAULT '',
-    key_check TEXT,
-    created_us INTEGER NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    source TEXT NOT NULL,
-    title BLOB NOT NULL,
-    kind TEXT NOT NULL,
-    locator TEXT,
-    content_hash TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    chunks INTEGER NOT NULL,
-    updated_us INTEGER NOT NULL,
-    UNIQUE (collection_id, key)
-);
--- AUTOINCREMENT: ids are never reused, so an id held by a derived index or a citation
--- always means the same chunk.
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    collection_id INTEGER NOT NULL,
-    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    text BLOB NOT NULL,
-    heading BLOB,
-    page INTEGER,
-    tokens INTEGER NOT NULL,
-    text_hash TEXT NOT NULL,
-    embedding BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ix_chunks_document ON chunks (document_id);
-CREATE INDEX IF NOT EXISTS ix_chunks_hash ON chunks (collection_id, text_hash);
-"""
-
 _FIELD_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _COLUMNS = {"source": "d.source", "kind": "d.kind", "document_id": "d.id"}
+# A filtered dense search allowing at most this many chunks reads their vectors and
+# compares them all (exact, a few milliseconds) instead of searching the index.
+_EXACT_FILTERED = 4096
 
 
 def _now_us() -> int:
@@ -104,8 +61,10 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
+        self._plain = Sealer(None)
         directory.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        self._conn().executescript(SCHEMA)
+        self._migrate()
 
     # -- connections -----------------------------------------------------------------------
 
@@ -135,6 +94,32 @@ class SQLiteStore:
             raise
         conn.execute("COMMIT")
 
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier release up to date: collections get their
+        uid (index files named by row id are dropped; they are rebuilt on demand)."""
+        with self._write() as conn:
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(collections)")}
+            if "uid" not in columns:
+                conn.execute("ALTER TABLE collections ADD COLUMN uid TEXT")
+            missing = conn.execute("SELECT id FROM collections WHERE uid IS NULL").fetchall()
+            for row in missing:
+                conn.execute(
+                    "UPDATE collections SET uid = ? WHERE id = ?", (uuid.uuid4().hex, row["id"])
+                )
+            conn.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS ix_collections_uid ON collections (uid)"
+            )
+        if missing:
+            for path in (self.directory / "indexes").glob("*.*"):
+                if path.stem.isdigit() and path.suffix in (".faiss", ".json"):
+                    path.unlink(missing_ok=True)
+
+    def sealer_for(self, collection: Collection) -> Sealer:
+        """The sealer of a collection: an encrypted collection (created while a key was
+        configured) is read and written with the key, a plaintext one stays plaintext even
+        after a key is configured, so one collection never mixes the two."""
+        return self.sealer if collection.encrypted else self._plain
+
     def close(self) -> None:
         with self._guard:
             for conn in self._connections:
@@ -163,6 +148,7 @@ class SQLiteStore:
             chunks=row["n_chunks"],
             created_us=row["created_us"],
             version=row["version"],
+            uid=row["uid"],
         )
 
     _SELECT_COLLECTION = """
@@ -186,8 +172,8 @@ class SQLiteStore:
                 )
             cursor = conn.execute(
                 "INSERT INTO collections (tenant, name, embedder, dim, chunk_tokens,"
-                " chunk_overlap, language, description, key_check, created_us)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " chunk_overlap, language, description, key_check, created_us, uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.tenant,
                     spec.name,
@@ -199,6 +185,7 @@ class SQLiteStore:
                     spec.description,
                     self.sealer.check_value(),
                     _now_us(),
+                    uuid.uuid4().hex,
                 ),
             )
             collection_id = int(cursor.lastrowid or 0)
@@ -241,7 +228,7 @@ class SQLiteStore:
             conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection.id,))
             conn.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
             conn.execute(f"DROP TABLE IF EXISTS fts_{collection.id}")
-        self.indexes.drop(collection.id)
+        self.indexes.drop(collection.uid)
 
     def current_version(self, collection: Collection) -> int:
         row = (
@@ -301,7 +288,8 @@ class SQLiteStore:
     ) -> DocumentRecord:
         if len(chunks) != len(vectors) or len(chunks) != len(text_hashes):
             raise ValueError("chunks, hashes and vectors must line up")
-        seal, term = self.sealer.seal, self.sealer.term
+        sealer = self.sealer_for(collection)
+        seal, term = sealer.seal, sealer.term
         cid = collection.id
         stamp = _now_us()
         added: list[int] = []
@@ -356,14 +344,14 @@ class SQLiteStore:
                 added.append(int(cursor.lastrowid or 0))
             conn.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (cid,))
         self.indexes.apply(
-            cid,
+            collection.uid,
             version,
             version + 1,
             np.asarray(removed, dtype=np.int64),
             np.asarray(added, dtype=np.int64),
             np.ascontiguousarray(vectors, dtype=np.float32),
         )
-        return self._document(cid, document_id)
+        return self._document(collection, document_id)
 
     @staticmethod
     def _version(conn: sqlite3.Connection, cid: int) -> int:
@@ -377,11 +365,12 @@ class SQLiteStore:
         rows = conn.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,))
         return [int(r["id"]) for r in rows]
 
-    def _document(self, cid: int, document_id: int) -> DocumentRecord:
+    def _document(self, collection: Collection, document_id: int) -> DocumentRecord:
         row = (
             self._conn()
             .execute(
-                "SELECT * FROM documents WHERE id = ? AND collection_id = ?", (document_id, cid)
+                "SELECT * FROM documents WHERE id = ? AND collection_id = ?",
+                (document_id, collection.id),
             )
             .fetchone()
         )
@@ -391,14 +380,14 @@ class SQLiteStore:
                 param="document_id",
                 code="document_not_found",
             )
-        return self._document_record(row)
+        return self._document_record(collection, row)
 
-    def _document_record(self, row: sqlite3.Row) -> DocumentRecord:
+    def _document_record(self, collection: Collection, row: sqlite3.Row) -> DocumentRecord:
         return DocumentRecord(
             id=row["id"],
             key=row["key"],
             source=row["source"],
-            title=self.sealer.open(row["title"]),
+            title=self.sealer_for(collection).open(row["title"]),
             kind=row["kind"],
             locator=row["locator"],
             content_hash=row["content_hash"],
@@ -408,7 +397,7 @@ class SQLiteStore:
         )
 
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
-        record = self._document(collection.id, document_id)
+        record = self._document(collection, document_id)
         with self._write() as conn:
             version = self._version(conn, collection.id)
             removed = self._chunk_ids(conn, document_id)
@@ -418,7 +407,7 @@ class SQLiteStore:
             )
         empty = np.zeros(0, dtype=np.int64)
         self.indexes.apply(
-            collection.id,
+            collection.uid,
             version,
             version + 1,
             np.asarray(removed, dtype=np.int64),
@@ -434,7 +423,7 @@ class SQLiteStore:
             "SELECT * FROM documents WHERE collection_id = ? ORDER BY id LIMIT ? OFFSET ?",
             (collection.id, limit, offset),
         )
-        return [self._document_record(r) for r in rows]
+        return [self._document_record(collection, r) for r in rows]
 
     # -- search ----------------------------------------------------------------------------
 
@@ -462,7 +451,7 @@ class SQLiteStore:
     def lexical(
         self, collection: Collection, query: str, k: int, filters: Filters | None
     ) -> list[tuple[int, float]]:
-        match = lexical.match_query(query, self.sealer.term)
+        match = lexical.match_query(query, self.sealer_for(collection).term)
         if match is None:
             return []
         where, args = self._filter_sql(filters)
@@ -491,32 +480,64 @@ class SQLiteStore:
         vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
         return ids, vectors.reshape(len(rows), collection.spec.dim)
 
+    def _snapshot(self, collection: Collection) -> tuple[int, Any, Any]:
+        """The collection's version and its vectors, read in one transaction (one snapshot
+        of the WAL), so an index built from them is labelled with the right version."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            version = self._version(conn, collection.id)
+            ids, vectors = self._all_vectors(collection)
+        finally:
+            conn.execute("COMMIT")
+        return version, ids, vectors
+
+    def _exact(
+        self, collection: Collection, ids: Any, query: Vectors, k: int
+    ) -> list[tuple[int, float]]:
+        """Exact inner-product search over the stored vectors of ``ids``."""
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(ids), 500):
+            batch = [int(i) for i in ids[start : start + 500]]
+            rows += self._conn().execute(
+                f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(batch))})",
+                batch,
+            )
+        if not rows:
+            return []
+        found = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
+        scores = vectors.reshape(len(rows), collection.spec.dim) @ query
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(int(found[i]), float(scores[i])) for i in best]
+
     def dense(
         self, collection: Collection, vector: Vectors, k: int, filters: Filters | None
     ) -> list[tuple[int, float]]:
-        version = self.current_version(collection)
-        fetch = k * 8 if filters else k
-        hits = self.indexes.search(
-            collection.id,
-            version,
-            collection.spec.dim,
-            lambda: self._all_vectors(collection),
-            np.asarray(vector, dtype=np.float32),
-            fetch,
-        )
-        if not filters or not hits:
-            return hits[:k]
-        where, args = self._filter_sql(filters)
-        ids = [h[0] for h in hits]
-        allowed = {
-            int(r["id"])
-            for r in self._conn().execute(
-                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id"
-                f" WHERE c.id IN ({','.join('?' * len(ids))}){where}",
-                (*ids, *args),
+        query = np.asarray(vector, dtype=np.float32)
+        allowed = None
+        if filters:
+            # Search among the chunks the filters allow (not a post-filter of the nearest
+            # ones, which misses matching chunks that are not among them): exactly, from
+            # the stored vectors, when they are few; else through the index with a selector.
+            where, args = self._filter_sql(filters)
+            rows = self._conn().execute(
+                "SELECT c.id FROM documents d JOIN chunks c ON c.document_id = d.id"
+                f" WHERE d.collection_id = ?{where}",
+                (collection.id, *args),
             )
-        }
-        return [h for h in hits if h[0] in allowed][:k]
+            allowed = np.fromiter((r["id"] for r in rows), dtype=np.int64)
+            if len(allowed) <= _EXACT_FILTERED:
+                return self._exact(collection, allowed, query, k)
+        return self.indexes.search(
+            collection.uid,
+            self.current_version(collection),
+            collection.spec.dim,
+            lambda: self._snapshot(collection),
+            query,
+            k,
+            allowed,
+        )
 
     def chunks(self, collection: Collection, ids: Sequence[int]) -> dict[int, ChunkRecord]:
         if not ids:
@@ -529,7 +550,7 @@ class SQLiteStore:
             f" WHERE +c.collection_id = ? AND c.id IN ({','.join('?' * len(ids))})",
             (collection.id, *ids),
         )
-        opened = self.sealer.open
+        opened = self.sealer_for(collection).open
         return {
             int(r["id"]): ChunkRecord(
                 id=int(r["id"]),

@@ -127,6 +127,7 @@ async def _events_to_sse(
     chat: bool,
     include_usage: bool,
     ctx: RequestContext | None = None,
+    rag: bool = False,
 ) -> AsyncIterator[bytes]:
     """The OpenAI chunk stream. Once the first byte is sent the status line cannot change,
     so a failure, expected or not, becomes an in-band error event before ``[DONE]``."""
@@ -172,7 +173,7 @@ async def _events_to_sse(
             elif isinstance(event, Finished):
                 # Retrieval answers carry their sources in the finishing chunk.
                 finish = payload(None if chat else "", _reason(event.reason))
-                yield sse(finish | _retrieval_fields(stream))
+                yield sse(finish | _retrieval_fields(stream, rag))
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
                     yield sse(head | {"choices": [], "usage": usage})
@@ -197,8 +198,9 @@ def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) ->
     return sse(error_payload(message, "server_error"))
 
 
-def _retrieval_fields(stream: GenerationStream) -> dict[str, Any]:
-    if not stream.citations:
+def _retrieval_fields(stream: GenerationStream, rag: bool) -> dict[str, Any]:
+    """A retrieval answer's sources; ``citations: []`` when nothing relevant was found."""
+    if not rag:
         return {}
     fields: dict[str, Any] = {"citations": stream.citations}
     if stream.groundedness is not None:
@@ -282,7 +284,9 @@ async def chat_completions(
     try:
         if gen.stream:
             stream = await start(request, gateway, gen, ctx, "messages")
-            return SSEResponse(_events_to_sse(stream, True, _include_usage(body), ctx))
+            return SSEResponse(
+                _events_to_sse(stream, True, _include_usage(body), ctx, rag=gen_has_rag)
+            )
         # The whole answer, its retry for structured output included, ends with the client.
         stream, done = await until_disconnect(
             request, structured.complete(gateway, gen, ctx, lambda work: work)

@@ -1,0 +1,236 @@
+"""The embedded store (SQLite + FAISS) on its own, with synthetic unit vectors: concurrent
+searches and changes, indexes shared between processes, and filtered dense search."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genaiops.config import load_settings
+from genaiops.rag.documents import Chunk, LoadedDocument, Section
+from genaiops.rag.stores import sqlite as sqlite_store
+from genaiops.rag.stores.base import Collection, CollectionSpec
+from genaiops.rag.stores.faiss_index import IndexCache
+from genaiops.rag.stores.sqlite import SQLiteStore, from_settings
+
+TENANT = "acme"
+DIM = 32
+
+
+def open_store(data: Path, **rag: Any) -> SQLiteStore:
+    overrides: dict[str, Any] = {"rag": rag} if rag else {}
+    return from_settings(load_settings(data_dir=data, **overrides))
+
+
+def unit(rows: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((rows, DIM)).astype(np.float32)
+    normed: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normed
+
+
+def put(
+    store: SQLiteStore,
+    collection: Collection,
+    key: str,
+    vectors: np.ndarray,
+    metadata: dict[str, Any] | None = None,
+) -> list[int]:
+    """Store one document with one chunk per vector; returns the chunk ids in order."""
+    texts = [f"{key} chunk {i}" for i in range(len(vectors))]
+    document = LoadedDocument(
+        source=key,
+        title=key,
+        sections=[Section(t) for t in texts],
+        kind="txt",
+        content_hash=hashlib.sha256(vectors.tobytes()).hexdigest(),
+        metadata=metadata or {},
+    )
+    chunks = [Chunk(text=t, index=i, tokens=3) for i, t in enumerate(texts)]
+    hashes = [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors]
+    store.replace_document(collection, document, chunks, hashes, vectors)
+    rows = store._conn().execute(
+        "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id"
+        " WHERE d.collection_id = ? AND d.key = ? ORDER BY c.idx",
+        (collection.id, key),
+    )
+    return [int(r["id"]) for r in rows]
+
+
+def spec(name: str) -> CollectionSpec:
+    return CollectionSpec(
+        tenant=TENANT, name=name, embedder="test", dim=DIM, chunk_tokens=64, chunk_overlap=0
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    opened = open_store(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+@pytest.mark.parametrize("threshold", [2, 100_000], ids=["hnsw", "flat"])
+def test_searches_while_the_index_changes(tmp_path: Path, threshold: int) -> None:
+    """Searches in several threads while another thread changes the loaded index in place,
+    over and over: each change removes a block of vectors from the front of the index and
+    adds them back under new ids (as replacing a document does), so every search must find
+    its own vector first."""
+    # HNSW cannot delete: its removed vectors are tombstones until the index is rebuilt
+    # (when they pass a fifth of it), so it gets a smaller, cheaper graph.
+    rows, block = (12_000, 400) if threshold > 12_000 else (3_000, 50)
+    vectors = unit(rows, seed=1)
+    ids = np.arange(1, rows + 1, dtype=np.int64)  # vector i is stored under ids[i]
+    cache = IndexCache(tmp_path / "indexes", hnsw_threshold=threshold, hnsw_m=8, ef_construction=40)
+    uid, state = uuid.uuid4().hex, {"version": 0}
+    guard = threading.Lock()
+
+    def load() -> tuple[int, Any, Any]:
+        with guard:
+            return state["version"], ids.copy(), vectors
+
+    cache.search(uid, 0, DIM, load, vectors[0], 5)
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def change() -> None:
+        n = 0
+        while not stop.is_set():
+            moved = slice((n % (rows // block)) * block, (n % (rows // block) + 1) * block)
+            with guard:
+                old, new = ids[moved].copy(), ids[moved] + rows
+                version = state["version"]
+                ids[moved] = new
+                cache.apply(uid, version, version + 1, old, new, vectors[moved])
+                state["version"] = version + 1
+            n += 1
+            stop.wait(0.001)  # let searches run between changes
+
+    def search(offset: int) -> None:
+        try:
+            for n in range(600):
+                i = (offset * 997 + n * 31) % rows
+                hits = cache.search(uid, state["version"], DIM, load, vectors[i], 5)
+                # Any id vector i was ever stored under is (id - 1) % rows == i.
+                if not hits or (hits[0][0] - 1) % rows != i:
+                    failures.append(f"query {i}: {hits[:2]}")
+        except Exception as exc:
+            failures.append(f"search: {exc!r}")
+
+    writer = threading.Thread(target=change)
+    searchers = [threading.Thread(target=search, args=(t,)) for t in range(3)]
+    writer.start()
+    for t in searchers:
+        t.start()
+    for t in searchers:
+        t.join()
+    stop.set()
+    writer.join()
+    assert state["version"] > 10
+    assert failures == []
+
+
+def test_an_index_built_from_a_newer_snapshot_is_not_changed_twice(tmp_path: Path) -> None:
+    """The index is labelled with the version its vectors were read at: a change committed
+    between reading the version and reading the vectors is not applied a second time."""
+    cache = IndexCache(tmp_path / "indexes")
+    uid, vectors = uuid.uuid4().hex, unit(4, seed=1)
+    ids = np.arange(1, 5, dtype=np.int64)
+    # Asked for version 1, the store answers with version 2, which already holds id 4.
+    hits = cache.search(uid, 1, DIM, lambda: (2, ids, vectors), vectors[3], 4)
+    assert hits[0][0] == 4
+    cache.apply(uid, 1, 2, np.zeros(0, dtype=np.int64), ids[3:], vectors[3:])
+    hits = cache.search(uid, 2, DIM, lambda: (2, ids, vectors), vectors[3], 4)
+    assert sorted(h[0] for h in hits) == [1, 2, 3, 4]
+    assert [p.name for p in (tmp_path / "indexes").iterdir()] == [f"{uid}-2.faiss"]
+
+
+def test_a_recreated_collection_never_uses_the_old_index(tmp_path: Path) -> None:
+    """One process searched a collection; another deleted it and created one with the same
+    name (and, in SQLite, the same row id) and the same version count. The first process
+    must search the new collection's vectors, not its cached index of the old one."""
+    data = tmp_path / "data"
+    first, second = open_store(data), open_store(data)
+    try:
+        old = first.create_collection(spec("kb"))
+        put(first, old, "a", unit(50, seed=1))
+        assert len(first.dense(old, unit(1, seed=9)[0], 5, None)) == 5
+        assert list((data / "rag" / "indexes").iterdir())
+
+        second.delete_collection(TENANT, "kb")
+        new = second.create_collection(spec("kb"))
+        assert new.id == old.id and new.version == old.version  # the trap: same id, same version
+        new_ids = put(second, new, "b", unit(50, seed=2))
+        assert second.current_version(new) == first.current_version(new)
+
+        again = first.get_collection(TENANT, "kb")
+        hits = first.dense(again, unit(1, seed=9)[0], 5, None)
+        assert len(hits) == 5 and {h[0] for h in hits} <= set(new_ids)
+        # A third process that reads only the index files sees the new collection too.
+        third = open_store(data)
+        try:
+            hits = third.dense(again, unit(1, seed=9)[0], 5, None)
+            assert {h[0] for h in hits} <= set(new_ids)
+        finally:
+            third.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_stores_from_before_collection_uids_are_migrated(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = open_store(data)
+    collection = store.create_collection(spec("kb"))
+    ids = put(store, collection, "a", unit(20, seed=1))
+    store.close()
+    with sqlite3.connect(data / "rag" / "rag.db") as conn:
+        conn.execute("DROP INDEX ix_collections_uid")
+        conn.execute("ALTER TABLE collections DROP COLUMN uid")
+    conn.close()
+    store = open_store(data)
+    try:
+        migrated = store.get_collection(TENANT, "kb")
+        assert migrated.uid and migrated.uid != collection.uid
+        hits = store.dense(migrated, unit(20, seed=1)[3], 1, None)
+        assert hits[0][0] == ids[3]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "index"])
+@pytest.mark.parametrize("threshold", [2, 100_000], ids=["hnsw", "flat"])
+def test_selective_filters_find_far_away_chunks(
+    tmp_path: Path, threshold: int, exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter that matches a few chunks far from the query still returns them, however
+    many unfiltered chunks are nearer: searched exactly among few allowed chunks, or through
+    the index restricted to the allowed ids."""
+    if not exact:
+        monkeypatch.setattr(sqlite_store, "_EXACT_FILTERED", 0)
+    store = open_store(tmp_path / "data", hnsw_threshold=threshold)
+    try:
+        collection = store.create_collection(spec("kb"))
+        query = unit(1, seed=0)[0]
+        near = unit(2000, seed=1) * 0.2 + query
+        near /= np.linalg.norm(near, axis=1, keepdims=True)
+        put(store, collection, "near", near, {"team": "sales"})
+        far = unit(3, seed=2)
+        far_ids = put(store, collection, "far", far, {"team": "legal", "year": 2024})
+        hits = store.dense(collection, query, 5, {"team": "legal"})
+        assert sorted(h[0] for h in hits) == sorted(far_ids)
+        expected = sorted(far_ids, key=lambda i: -float(far[far_ids.index(i)] @ query))
+        assert [h[0] for h in hits] == expected
+        assert [h[0] for h in store.dense(collection, query, 5, {"year": 2024})] == expected
+        assert store.dense(collection, query, 5, {"team": "nobody"}) == []
+        unfiltered = store.dense(collection, query, 5, None)
+        assert not {h[0] for h in unfiltered} & set(far_ids)
+    finally:
+        store.close()
