@@ -124,6 +124,18 @@ def test_ingest_search_update_and_delete(rag: RagService, docs: Path) -> None:
         rag.delete_document(TENANT, "handbook", security.id)
 
 
+def test_the_same_files_named_another_way_are_the_same_documents(
+    rag: RagService, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = rag.ingest_paths(TENANT, "handbook", [docs])
+    assert first.added == first.documents > 0
+    # Relative to another working directory, with a detour: still the same files.
+    monkeypatch.chdir(docs.parent)
+    again = rag.ingest_paths(TENANT, "handbook", [Path(docs.name) / "sub" / ".."])
+    assert (again.added, again.unchanged) == (0, first.documents)
+    assert len(rag.documents(TENANT, "handbook")) == first.documents
+
+
 def test_rows_metadata_and_filters(rag: RagService, tmp_path: Path) -> None:
     faq = tmp_path / "faq.jsonl"
     faq.write_text(FAQ, encoding="utf-8")

@@ -160,8 +160,12 @@ def iter_files(
 ) -> list[Path]:
     """The files to load under ``root``: itself if it is a file, else every supported file
     below it, sorted, without hidden files or folders, filtered by glob patterns on the
-    path relative to ``root`` (``include`` default all, then ``exclude``)."""
-    root = Path(root)
+    path relative to ``root`` (``include`` default all, then ``exclude``).
+
+    Paths come back absolute and resolved: a document is identified by its path, so
+    ingesting ``./docs`` and later ``/srv/kb/docs`` (or from another working directory)
+    must name the same files the same way, not add every document twice."""
+    root = Path(root).expanduser().resolve()
     if root.is_file():
         return [root]
     if not root.is_dir():
