@@ -365,6 +365,14 @@ class Settings(BaseSettings):
             raise ValueError(f"model names must be unique; repeated: {dupes}")
         if self.env == "production" and not self.auth.enabled:
             raise ValueError("auth.enabled = false is refused when env = 'production'")
+        # A per-process key would make the same value hash differently after every restart
+        # and on every replica, so logs could no longer be joined.
+        hash_key = self.guardrails.pii_hash_key_env
+        hashing = self.guardrails.pii_mode == "hash"
+        if self.env == "production" and hashing and not os.environ.get(hash_key):
+            raise ValueError(
+                f"guardrails.pii_mode = 'hash' needs {hash_key} set when env = 'production'"
+            )
         return self
 
     def rag_dir(self) -> Path:

@@ -94,3 +94,19 @@ def test_invalid_config_is_one_clear_error(tmp_path: Path, text: str, fragment: 
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_hashed_pii_in_production_needs_a_stable_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "genaiops.toml"
+    cfg.write_text('env = "production"\n[guardrails]\npii_mode = "hash"\n')
+    monkeypatch.delenv("GENAIOPS_PII_HASH_KEY", raising=False)
+    with pytest.raises(ConfigError, match="GENAIOPS_PII_HASH_KEY"):
+        load_settings(cfg)
+    monkeypatch.setenv("GENAIOPS_PII_HASH_KEY", "a-stable-secret")
+    assert load_settings(cfg).guardrails.pii_mode == "hash"
+    # Development keeps working without one (a warning says the hashes are per process).
+    cfg.write_text('[guardrails]\npii_mode = "hash"\n')
+    monkeypatch.delenv("GENAIOPS_PII_HASH_KEY")
+    assert load_settings(cfg).env == "development"

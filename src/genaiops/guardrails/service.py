@@ -19,6 +19,7 @@ cheap and a value anywhere must be found, so they always read the whole text.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,8 @@ from genaiops.guardrails.pii import redaction
 if TYPE_CHECKING:
     from genaiops.guardrails.policies import PolicyStore
     from genaiops.security.principal import Principal
+
+log = logging.getLogger("genaiops.guardrails")
 
 Stage = Literal["input", "context", "output"]
 _ORDER = {"log": 1, "flag": 2, "redact": 3, "block": 4}
@@ -113,6 +116,12 @@ class GuardrailsService:
         self._lock = threading.Lock()
         key = os.environ.get(settings.pii_hash_key_env)
         self._hash_key = key.encode() if key else os.urandom(32)
+        if not key and settings.pii_mode == "hash":
+            log.warning(
+                "%s is not set: PII hashes use a key of this process only and change at "
+                "every restart and on every replica",
+                settings.pii_hash_key_env,
+            )
 
     def guard(self, name: str, options: dict[str, Any] | None = None) -> Guard:
         options = options or {}
