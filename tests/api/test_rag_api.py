@@ -370,8 +370,11 @@ def test_remote_embedder_over_another_gateway(
         "dim": 512,
         "batch_size": 2,
     }
-    rag = RagService(load_settings(data_dir=tmp_path, rag={"embedders": [remote]}))
+    # Without a configured dim, the first collection learns it from one probe request.
+    undeclared = {k: v for k, v in remote.items() if k != "dim"} | {"name": "gateway-nodim"}
+    rag = RagService(load_settings(data_dir=tmp_path, rag={"embedders": [remote, undeclared]}))
     try:
+        assert rag.create_collection("acme", "learnt", embedder="gateway-nodim").spec.dim == 512
         texts = ["cachorro", "perro", "dog"]
         local = rag.embed("use-multilingual", texts)
         assert np.allclose(rag.embed("gateway-use", texts), local, atol=1e-5)

@@ -99,7 +99,14 @@ class Embedders:
         spec = self.spec(name)
         if spec.get("dim"):
             return int(spec["dim"])
-        return self.get(name).dim
+        embedder = self.get(name)
+        if not embedder.dim:
+            # A remote embedder configured without ``dim`` learns it from its first answer:
+            # ask once now, so a collection is never created with zero dimensions.
+            embedder.embed(["dimension probe"])
+        if not embedder.dim:
+            raise ConfigError(f"embedder {name}: could not learn its dimension; set dim")
+        return embedder.dim
 
 
 for _kind, _ref in (
