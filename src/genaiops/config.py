@@ -234,6 +234,17 @@ class GuardrailsSettings(BaseModel):
     groundedness: GuardPolicy = Field(
         default_factory=lambda: GuardPolicy(action="flag", threshold=0.5)
     )
+
+    @field_validator("groundedness")
+    @classmethod
+    def _groundedness_is_observed(cls, policy: GuardPolicy) -> GuardPolicy:
+        # Measured once the whole answer exists (after a streamed one has been sent), so it
+        # can be recorded but cannot block or redact anything.
+        if policy.action not in ("flag", "log"):
+            raise ValueError(
+                f"guardrails.groundedness.action must be flag or log, not {policy.action!r}"
+            )
+        return policy
     # How PII is redacted: numbered placeholders, keyed hashes, or placeholders restored
     # in the answer for the caller (a per-request vault).
     pii_mode: Literal["mask", "hash", "reversible"] = "mask"

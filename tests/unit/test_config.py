@@ -80,6 +80,7 @@ def test_user_models_extend_and_override_catalog(tmp_path: Path) -> None:
             "unique",
         ),
         ("colour = 1\n", "colour"),
+        ('[guardrails.groundedness]\naction = "block"\n', "groundedness.action"),
     ],
 )
 def test_invalid_config_is_one_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
