@@ -476,3 +476,56 @@ def test_answers_report_groundedness(server: Server, tenant: dict[str, Any]) -> 
         chunks = [json.loads(x[6:]) for x in stream.iter_lines() if x.startswith("data: {")]
     finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert "score" in finishing[0]["groundedness"]
+
+
+def test_upload_metadata_tags_documents_for_filters(server: Server, tenant: dict[str, Any]) -> None:
+    operator = bearer(tenant["operator"])
+    r = httpx.post(
+        server.url + "/v1/collections", json={"name": "tagged"}, headers=operator, timeout=30
+    )
+    assert r.status_code == 201, r.text
+
+    def upload(name: str, text: str, **form: str) -> httpx.Response:
+        return httpx.post(
+            server.url + "/v1/collections/tagged/documents",
+            files=[("files", (name, text.encode(), "text/plain"))],
+            data=form,
+            headers=operator,
+            timeout=120,
+        )
+
+    r = upload(
+        "nda.txt",
+        "El acuerdo de confidencialidad vence en marzo.",
+        metadata='{"team": "legal", "year": 2025}',
+    )
+    assert r.status_code == 200 and r.json()["added"] == 1, r.text
+    r = upload("menu.txt", "El acuerdo con la cafetería vence en abril.")
+    assert r.json()["added"] == 1
+
+    def search(**filters: Any) -> list[dict[str, Any]]:
+        r = httpx.post(
+            server.url + "/v1/collections/tagged/search",
+            json={"query": "acuerdo vence", "filters": filters},
+            headers=bearer(tenant["user"]),
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        hits: list[dict[str, Any]] = r.json()["data"]
+        return hits
+
+    assert len(search()) == 2
+    [hit] = search(team="legal")
+    assert hit["source"] == "nda.txt" and hit["metadata"] == {"team": "legal", "year": 2025}
+    assert search(team="legal", year=2024) == []
+
+    for bad, message in [
+        ('{"source": "x"}', "metadata key 'source' is reserved"),
+        ('["team"]', "metadata must be a JSON object"),
+        ("team=legal", "metadata must be a JSON object"),
+        ('{"team": {"a": 1}}', "must be a string, number or boolean"),
+    ]:
+        r = upload("nda.txt", "texto", metadata=bad)
+        assert r.status_code == 400, r.text
+        assert message in r.json()["error"]["message"]
+        assert r.json()["error"]["param"] == "metadata"

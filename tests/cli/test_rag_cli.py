@@ -4,6 +4,7 @@ data directory."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -127,12 +128,35 @@ def test_sql_source(data: Path, tmp_path: Path) -> None:
         data, "search", "impressora", "--collection", "kb", "--tenant", "acme", "--json"
     )
     hit = json.loads(out)[0]
-    assert hit["source"] == "sql:tickets" and hit["metadata"]["status"] in ("open", "done")
+    assert re.fullmatch(r"sql:tickets@[0-9a-f]{8}", hit["source"])
+    assert hit["metadata"]["status"] in ("open", "done")
     # Numbers in metadata are numbers: --filter floor=3 matches the integer 3.
     search = ("search", "impressora", "--collection", "kb", "--tenant", "acme", "--json")
     _, out, _ = cli(data, *search, "--filter", "floor=3")
     assert [h["metadata"]["floor"] for h in json.loads(out)] == [3]
     _, out, _ = cli(data, *search, "--filter", "floor=3", "--filter", "status=done")
+    assert json.loads(out) == []
+
+
+def test_ingest_metadata_tags_documents_for_filters(data: Path, tmp_path: Path) -> None:
+    contract = tmp_path / "contrato.txt"
+    contract.write_text("O contrato de prestação de serviços vence em março.", encoding="utf-8")
+    memo = tmp_path / "memo.md"
+    memo.write_text("# Memo\n\nO contrato de aluguel do escritório vence em abril.\n")
+    ingest = ("ingest", "--collection", "kb", "--tenant", "acme", "--json")
+    _, out, _ = cli(
+        data, *ingest, str(contract), "--metadata", "team=legal", "--metadata", "year=2025"
+    )
+    assert json.loads(out)["added"] == 1
+    cli(data, *ingest, str(memo), "--metadata", "team=facilities")
+    search = ("search", "contrato vence", "--collection", "kb", "--tenant", "acme", "--json")
+    _, out, _ = cli(data, *search)
+    assert len(json.loads(out)) == 2
+    _, out, _ = cli(data, *search, "--filter", "team=legal")
+    [hit] = json.loads(out)
+    assert hit["source"] == str(contract)
+    assert hit["metadata"] == {"team": "legal", "year": 2025}
+    _, out, _ = cli(data, *search, "--filter", "year=2025", "--filter", "team=facilities")
     assert json.loads(out) == []
 
 
@@ -144,6 +168,16 @@ def test_sql_source(data: Path, tmp_path: Path) -> None:
         (["search", "x", "--collection", "kb", "--mode", "fuzzy"], 2, "--mode must be"),
         (["collections", "create", "Bad Name"], 2, "invalid collection name"),
         (["ingest", "/does/not/exist", "--collection", "kb", "--tenant", "acme"], 2, "not"),
+        (
+            ["ingest", ".", "--collection", "kb", "--tenant", "acme", "--metadata", "team"],
+            2,
+            "--metadata takes key=value",
+        ),
+        (
+            ["ingest", ".", "--collection", "kb", "--tenant", "acme", "--metadata", "kind=x"],
+            2,
+            "metadata key 'kind' is reserved",
+        ),
     ],
 )
 def test_errors_are_one_line(data: Path, args: list[str], code: int, message: str) -> None:

@@ -4,6 +4,7 @@ python-docx document, CSV, JSONL and SQLite; and the one-line errors for bad inp
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -480,7 +481,12 @@ def test_sql_table(tmp_path: Path) -> None:
         ("a1", "Reinicia el servicio."),
         ("a3", "Reinicie o serviço."),
     ]
-    assert docs[0].source == "sql:preguntas frecuentes"
+    # The source names the table and, by 8 hex digits, the database.
+    assert re.fullmatch(r"sql:preguntas frecuentes@[0-9a-f]{8}", docs[0].source)
+    (tmp_path / "sub").mkdir()
+    elsewhere = tmp_path / "sub" / ".." / "kb.db"
+    same = load_sql(f"sqlite:///{elsewhere}", table="preguntas frecuentes", text_field="cuerpo")
+    assert same[0].source == docs[0].source
     assert docs[0].kind == "sql"
     assert docs[1].metadata == {"idioma": "pt", "votos": 5, "row": 3}
     again = load_sql(url, table="preguntas frecuentes", text_field="cuerpo", id_field="id")
@@ -493,7 +499,8 @@ def test_sql_query(tmp_path: Path) -> None:
     url = make_db(tmp_path / "kb.db")
     query = "SELECT id, cuerpo FROM \"preguntas frecuentes\" WHERE idioma = 'pt'"
     [doc] = load_sql(url, query=query, text_field="cuerpo")
-    assert doc.source == "sql:query:" + hashlib.sha256(query.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(query.encode()).hexdigest()[:12]
+    assert re.fullmatch(rf"sql:query:{digest}@[0-9a-f]{{8}}", doc.source)
     assert doc.locator == "1"
     assert doc.text == "Reinicie o serviço."
     assert doc.metadata == {"row": 1}

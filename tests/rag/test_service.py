@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -373,3 +374,131 @@ def test_undecryptable_text_is_a_clear_error(
         assert caught.value.code == "encrypted_text_unreadable"
     finally:
         rag.close()
+
+
+def _keys(rag: RagService, name: str = "handbook") -> list[str]:
+    return sorted(d.key for d in rag.documents(TENANT, name, 0, 1000))
+
+
+def test_rows_deleted_from_a_file_leave_the_collection(rag: RagService, tmp_path: Path) -> None:
+    faq = tmp_path / "faq.csv"
+    faq.write_text(
+        "id,q\n1,Reembolso de gastos de viaje.\n2,Vacaciones en Colombia.\n"
+        "3,Contraseñas rotadas cada noventa días.\n",
+        encoding="utf-8",
+    )
+    first = rag.ingest_paths(TENANT, "handbook", [faq], text_field="q", id_field="id")
+    assert (first.added, first.removed) == (3, 0)
+    # Row 2 is deleted and row 3's text emptied: both documents go, with their chunks.
+    faq.write_text("id,q\n1,Reembolso de gastos de viaje.\n3,\n", encoding="utf-8")
+    again = rag.ingest_paths(TENANT, "handbook", [faq], text_field="q", id_field="id")
+    assert (again.unchanged, again.removed, again.failed) == (1, 2, [])
+    assert _keys(rag) == [f"{faq}#1"]
+    for query in ("vacaciones Colombia", "contraseñas noventa"):
+        hits = rag.search(TENANT, "handbook", query, mode="lexical")
+        assert [h.locator for h in hits] == [], query
+    assert rag.collection(TENANT, "handbook").chunks == 1
+
+
+def test_a_source_that_fails_to_load_deletes_nothing(rag: RagService, tmp_path: Path) -> None:
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text(FAQ, encoding="utf-8")
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"id": "9", "q": "Otro archivo."}\n', encoding="utf-8")
+    options: dict[str, Any] = {"text_field": "q", "id_field": "id"}
+    rag.ingest_paths(TENANT, "handbook", [faq, other], **options)
+    faq.write_text('{"id": "1", "q": "solo uno"}\nnot json\n', encoding="utf-8")
+    report = rag.ingest_paths(TENANT, "handbook", [faq], **options)
+    assert report.removed == 0 and len(report.failed) == 1
+    faq.write_bytes(b"\x00\x01 binary")
+    report = rag.ingest_paths(TENANT, "handbook", [faq, other], **options)
+    assert report.removed == 0 and "not a text file" in report.failed[0]["error"]
+    faq.unlink()
+    with pytest.raises(InvalidRequest, match="no such file"):
+        rag.ingest_paths(TENANT, "handbook", [faq, other], **options)
+    assert _keys(rag) == sorted([f"{faq}#1", f"{faq}#2", f"{other}#9"])
+
+
+def _tickets_db(path: Path, rows: list[tuple[int, str]]) -> str:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS tickets (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("DELETE FROM tickets")
+        conn.executemany("INSERT INTO tickets VALUES (?, ?)", rows)
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_sql_rows_deleted_from_a_table_leave_the_collection(
+    rag: RagService, tmp_path: Path
+) -> None:
+    rows = [(1, "La impresora no imprime."), (2, "El proyector no enciende.")]
+    url = _tickets_db(tmp_path / "crm.db", rows)
+    options: dict[str, Any] = {"table": "tickets", "text_field": "body", "id_field": "id"}
+    assert rag.ingest_sql(TENANT, "handbook", url, **options).added == 2
+    _tickets_db(tmp_path / "crm.db", rows[:1])
+    report = rag.ingest_sql(TENANT, "handbook", url, **options)
+    assert (report.unchanged, report.removed) == (1, 1)
+    assert rag.search(TENANT, "handbook", "proyector enciende", mode="lexical") == []
+    assert [h.locator for h in rag.search(TENANT, "handbook", "impresora")] == ["1"]
+    # A table that cannot be read deletes nothing.
+    broken = rag.ingest_sql(TENANT, "handbook", url, table="tickets", text_field="nope")
+    assert broken.removed == 0 and broken.failed
+    assert len(_keys(rag)) == 1
+
+
+def test_the_same_table_in_two_databases_are_two_sources(rag: RagService, tmp_path: Path) -> None:
+    one = _tickets_db(tmp_path / "one.db", [(1, "La impresora no imprime.")])
+    two = _tickets_db(tmp_path / "two.db", [(1, "El proyector no enciende.")])
+    options: dict[str, Any] = {"table": "tickets", "text_field": "body", "id_field": "id"}
+    rag.ingest_sql(TENANT, "handbook", one, **options)
+    rag.ingest_sql(TENANT, "handbook", two, **options)
+    records = rag.documents(TENANT, "handbook")
+    assert len(records) == 2
+    assert all(re.fullmatch(r"sql:tickets@[0-9a-f]{8}", d.source) for d in records)
+    assert len({d.source for d in records}) == 2
+    # The password is not part of the name: a rotated password keeps the same source.
+    from genaiops.rag.loaders.sql import sql_source
+
+    assert sql_source("postgresql://u:a@h/db", table="t") == sql_source(
+        "postgresql://u:b@h/db", table="t"
+    )
+    assert sql_source("postgresql://u:a@h/db", table="t") != sql_source(
+        "postgresql://u:a@h/other", table="t"
+    )
+
+
+def test_documents_of_the_old_sql_name_are_replaced(rag: RagService, tmp_path: Path) -> None:
+    from genaiops.rag.documents import LoadedDocument, Section
+
+    url = _tickets_db(tmp_path / "crm.db", [(1, "La impresora no imprime.")])
+    legacy = LoadedDocument(
+        source="sql:tickets",
+        title="tickets #1",
+        sections=[Section(text="La impresora no imprime.")],
+        kind="sql",
+        content_hash="old",
+        locator="1",
+    )
+    rag.ingest(rag.collection(TENANT, "handbook"), [("sql:tickets", lambda: [legacy])])
+    report = rag.ingest_sql(TENANT, "handbook", url, table="tickets", text_field="body")
+    assert (report.added, report.removed, report.embedded) == (1, 1, 0)
+    [record] = rag.documents(TENANT, "handbook")
+    assert record.source.startswith("sql:tickets@")
+
+
+def test_user_metadata_tags_every_document(rag: RagService, docs: Path) -> None:
+    report = rag.ingest_paths(TENANT, "handbook", [docs / "sub"], metadata={"team": "security"})
+    assert report.added == 1
+    rag.ingest_paths(TENANT, "handbook", [docs / "lora.md"], metadata={"team": "ml", "level": 2})
+    rag.ingest_paths(TENANT, "handbook", [docs / "ferias.txt"])
+    hits = rag.search(TENANT, "handbook", "passwords ferias lora", filters={"team": "ml"})
+    assert {Path(h.source).name for h in hits} == {"lora.md"}
+    assert hits[0].metadata == {"team": "ml", "level": 2}
+    assert rag.search(TENANT, "handbook", "lora", filters={"level": 2})
+    # The same file with other metadata is updated, not skipped as unchanged.
+    again = rag.ingest_paths(TENANT, "handbook", [docs / "lora.md"], metadata={"team": "hr"})
+    assert again.updated == 1 and again.embedded == 0
+    assert rag.search(TENANT, "handbook", "lora", filters={"team": "ml"}) == []
+    for bad in ({"source": "x"}, {"kind": "pdf"}, {"bad key!": 1}, {"team": [1]}, {"t": None}):
+        with pytest.raises(InvalidRequest, match="metadata"):
+            rag.ingest_paths(TENANT, "handbook", [docs], metadata=bad)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
 from genaiops.cli.keys import JsonOption, _emit
 from genaiops.errors import InvalidRequest
-from genaiops.rag.service import Mode, RagService
+from genaiops.rag.service import Mode, RagService, check_metadata
 from genaiops.security.principal import SYSTEM_TENANT
 
 collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
@@ -113,17 +113,27 @@ def ingest(
     sql_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of a database.")] = None,
     sql_table: Annotated[str | None, typer.Option(help="Table to ingest.")] = None,
     sql_query: Annotated[str | None, typer.Option(help="Query to ingest.")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            help="key=value added to every document's metadata, for --filter (numbers and "
+            "true/false as such); repeatable.",
+        ),
+    ] = None,
     tenant: TenantOption = SYSTEM_TENANT,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest files, folders (recursive) or SQL rows into a collection. Unchanged documents
-    are skipped, so an interrupted run can simply be started again."""
+    are skipped, so an interrupted run can simply be started again; rows no longer in a
+    CSV/JSONL file or SQL table are deleted from the collection."""
     with cli_errors(), rag_service(config) as rag:
         if not collection:
             raise InvalidRequest("--collection is required", param="collection")
         if not paths and not sql_url:
             raise InvalidRequest("give files or folders to ingest, or --sql-url")
+        tags = check_metadata(_metadata(metadata))
         # Fail on a bad collection or path before drawing the progress bar; the folders
         # are walked here once and the service gets the files.
         rag.collection(tenant, collection)
@@ -157,6 +167,7 @@ def ingest(
                         text_field=text_field,
                         id_field=id_field,
                         metadata_fields=metadata_field,
+                        metadata=tags,
                         progress=progress,
                     )
                 )
@@ -173,6 +184,7 @@ def ingest(
                         query=sql_query,
                         id_field=id_field,
                         metadata_fields=metadata_field,
+                        metadata=tags,
                         progress=progress,
                     )
                 )
@@ -183,7 +195,8 @@ def ingest(
             console.print(
                 f"{summary['documents']} documents: {summary['added']} added, "
                 f"{summary['updated']} updated, {summary['unchanged']} unchanged, "
-                f"{len(summary['failed'])} failed; {summary['chunks']} chunks "
+                f"{summary['removed']} removed, {len(summary['failed'])} failed; "
+                f"{summary['chunks']} chunks "
                 f"({summary['embedded']} embedded, {summary['reused']} reused) "
                 f"in {summary['seconds']:.1f} s"
             )
@@ -211,6 +224,18 @@ def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
         if not sep or not key:
             raise InvalidRequest(f"--filter takes key=value, got {pair!r}", param="filter")
         out.setdefault(key, []).append(_filter_value(value))
+    return out
+
+
+def _metadata(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"--metadata takes key=value, got {pair!r}", param="metadata")
+        if key in out:
+            raise InvalidRequest(f"--metadata {key} is given twice", param="metadata")
+        out[key] = _filter_value(value)
     return out
 
 

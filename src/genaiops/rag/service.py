@@ -7,21 +7,29 @@ to the collection (vectors of unchanged chunks are reused by text hash), then re
 document in one store transaction. An unchanged document (same content hash) is skipped,
 so rerunning an interrupted ingest finishes the job without redoing what was stored.
 One bad file is reported and skipped; it never stops the others.
+
+A source that loads completely (a file, a table) is the truth about its documents: those
+of its documents that the load no longer produced (rows deleted, or whose text became
+empty) are deleted with their chunks. A source that fails to load deletes nothing.
+Metadata given for an ingest is merged into each of its documents and is part of what
+makes a document changed, so ingesting the same file with other metadata updates it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from genaiops.config import Settings
-from genaiops.errors import InvalidRequest
+from genaiops.errors import InvalidRequest, NotFound
 from genaiops.rag import chunking
 from genaiops.rag.documents import LoadedDocument, LoadError
 from genaiops.rag.embedders import Embedders, Vectors
@@ -39,6 +47,10 @@ log = logging.getLogger("genaiops.rag")
 Mode = Literal["hybrid", "dense", "lexical"]
 Progress = Callable[[str, dict[str, Any]], None]
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# Metadata keys a search filter can name (the store's rule for filter fields).
+_METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Keys that filters read from the document itself, or that loaders set per row.
+RESERVED_METADATA = frozenset({"source", "kind", "document_id", "title", "locator", "row"})
 
 
 @dataclass
@@ -50,6 +62,8 @@ class IngestReport:
     chunks: int = 0
     embedded: int = 0
     reused: int = 0
+    # Documents deleted because their source no longer produces them.
+    removed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -63,6 +77,7 @@ class IngestReport:
             "chunks": self.chunks,
             "embedded": self.embedded,
             "reused": self.reused,
+            "removed": self.removed,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
         }
@@ -100,6 +115,44 @@ class Hit:
             "ranks": self.ranks,
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
         }
+
+
+def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """User metadata for an ingest: filterable keys, scalar values, no reserved key."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest("metadata must be an object of key: value", param="metadata")
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not _METADATA_KEY_RE.fullmatch(key):
+            raise InvalidRequest(
+                f"invalid metadata key {key!r}: use 1-64 letters, digits, '_', '.' or '-'",
+                param="metadata",
+            )
+        if key in RESERVED_METADATA:
+            raise InvalidRequest(
+                f"metadata key {key!r} is reserved ({', '.join(sorted(RESERVED_METADATA))} are)",
+                param="metadata",
+            )
+        if not isinstance(value, str | int | float | bool):
+            raise InvalidRequest(
+                f"metadata {key!r} must be a string, number or boolean", param="metadata"
+            )
+        out[key] = value
+    return out
+
+
+def _with_metadata(document: LoadedDocument, metadata: dict[str, Any]) -> LoadedDocument:
+    """The document with the ingest's metadata merged in (it wins over the loader's),
+    hashed together with it so that other metadata makes the document changed."""
+    if not metadata:
+        return document
+    tag = json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(f"{document.content_hash}\x00{tag}".encode()).hexdigest()
+    return dataclasses.replace(
+        document, metadata={**document.metadata, **metadata}, content_hash=digest
+    )
 
 
 def check_name(name: str) -> str:
@@ -177,12 +230,21 @@ class RagService:
         collection: Collection,
         loads: Iterable[tuple[str, Callable[[], list[LoadedDocument]]]],
         progress: Progress | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        replaces: Mapping[str, str] | None = None,
     ) -> IngestReport:
-        """Ingest lazily loaded inputs: (label, loader) pairs, so one failing loader is
-        reported under its label and ingestion goes on."""
+        """Ingest lazily loaded inputs: (source, loader) pairs, so one failing loader is
+        reported under its source and ingestion goes on.
+
+        After a source loads, its stored documents that the load did not produce are
+        deleted, and so are all documents of ``replaces[source]`` (an earlier name of the
+        same source). ``metadata`` is checked, then merged into every document."""
+        extra = check_metadata(metadata)
         report = IngestReport()
         started = time.perf_counter()
         notify = progress or (lambda _event, _info: None)
+        stored: dict[str, dict[str, int]] | None = None
         for label, load in loads:
             try:
                 documents = load()
@@ -191,11 +253,56 @@ class RagService:
                 notify("failed", {"source": label, "error": exc.message})
                 continue
             for document in documents:
-                outcome, chunks = self._ingest_one(collection, document, report)
+                outcome, chunks = self._ingest_one(
+                    collection, _with_metadata(document, extra), report
+                )
                 notify(outcome, {"source": document.key, "chunks": chunks})
+            old_name = (replaces or {}).get(label)
+            # A whole file yields exactly its own key, which cannot be stale.
+            if old_name or not documents or any(d.locator is not None for d in documents):
+                if any(d.source != label for d in documents):
+                    log.warning("not pruning %s: its loader named other sources", label)
+                else:
+                    if stored is None:
+                        stored = self._stored_keys(collection)
+                    keep = {d.key for d in documents}
+                    report.removed += self._prune(collection, stored, label, keep)
+                    if old_name:
+                        report.removed += self._prune(collection, stored, old_name, set())
             notify("file", {"source": label})
         report.seconds = time.perf_counter() - started
         return report
+
+    def _stored_keys(self, collection: Collection) -> dict[str, dict[str, int]]:
+        """source -> {key: document id} of the documents stored in the collection."""
+        stored: dict[str, dict[str, int]] = {}
+        offset, page = 0, 1000
+        while True:
+            records = self.store.list_documents(collection, offset, page)
+            for record in records:
+                stored.setdefault(record.source, {})[record.key] = record.id
+            if len(records) < page:
+                return stored
+            offset += page
+
+    def _prune(
+        self,
+        collection: Collection,
+        stored: dict[str, dict[str, int]],
+        source: str,
+        keep: set[str],
+    ) -> int:
+        """Delete the documents of ``source`` whose keys are not in ``keep``."""
+        known = stored.get(source, {})
+        removed = 0
+        for key in [k for k in known if k not in keep]:
+            document_id = known.pop(key)
+            try:
+                self.store.delete_document(collection, document_id)
+            except NotFound:  # replaced or deleted meanwhile
+                continue
+            removed += 1
+        return removed
 
     def _ingest_one(
         self, collection: Collection, document: LoadedDocument, report: IngestReport
@@ -247,10 +354,12 @@ class RagService:
         text_field: str | None = None,
         id_field: str | None = None,
         metadata_fields: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> IngestReport:
         from genaiops.rag import loaders
 
+        check_metadata(metadata)
         collection = self.collection(tenant, name)
         files: list[Path] = []
         for root in paths:
@@ -265,7 +374,8 @@ class RagService:
         def loader(path: Path) -> Callable[[], list[LoadedDocument]]:
             return lambda: loaders.load_file(path, **options)  # type: ignore[arg-type]
 
-        return self.ingest(collection, ((str(p), loader(p)) for p in files), progress)
+        loads = ((str(p), loader(p)) for p in files)
+        return self.ingest(collection, loads, progress, metadata=metadata)
 
     def ingest_bytes(
         self,
@@ -276,9 +386,11 @@ class RagService:
         text_field: str | None = None,
         id_field: str | None = None,
         metadata_fields: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> IngestReport:
         from genaiops.rag import loaders
 
+        check_metadata(metadata)
         collection = self.collection(tenant, name)
 
         def loader(filename: str, data: bytes) -> Callable[[], list[LoadedDocument]]:
@@ -291,7 +403,8 @@ class RagService:
                 max_bytes=self.settings.rag.max_upload_bytes,
             )
 
-        return self.ingest(collection, ((f, loader(f, d)) for f, d in uploads))
+        loads = ((f, loader(f, d)) for f, d in uploads)
+        return self.ingest(collection, loads, metadata=metadata)
 
     def ingest_sql(
         self,
@@ -304,12 +417,22 @@ class RagService:
         table: str | None = None,
         id_field: str | None = None,
         metadata_fields: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> IngestReport:
         from genaiops.rag import loaders
+        from genaiops.rag.loaders.sql import legacy_sql_source, sql_source
 
+        check_metadata(metadata)
         collection = self.collection(tenant, name)
-        label = f"sql:{table}" if table else "sql:query"
+        replaces: dict[str, str] = {}
+        try:
+            label = sql_source(url, query=query, table=table)
+            # Earlier releases named the rows without the database: a first load under
+            # the new name replaces them.
+            replaces[label] = legacy_sql_source(query=query, table=table)
+        except LoadError:
+            label = f"sql:{table}" if table else "sql:query"  # the load reports why
 
         def load() -> list[LoadedDocument]:
             return loaders.load_sql(
@@ -321,7 +444,9 @@ class RagService:
                 metadata_fields=metadata_fields,
             )
 
-        return self.ingest(collection, [(label, load)], progress)
+        return self.ingest(
+            collection, [(label, load)], progress, metadata=metadata, replaces=replaces
+        )
 
     # -- search ----------------------------------------------------------------------------
 

@@ -7,6 +7,11 @@ Error messages name the URL with its password hidden, and any password that a dr
 echoes back is masked too. A SQLite URL to a missing file is refused rather than
 creating an empty database there. All rows are read into memory; row sources are meant
 for knowledge tables (FAQs, tickets), not for bulk exports.
+
+Documents are named ``sql:<table>@<tag>`` (``sql:query:<digest>@<tag>`` for a query),
+where the tag is 8 hex digits of a hash of the database URL without its password (a
+SQLite file by its absolute path): the same table name in two databases is two sources,
+and rotating a password keeps the name. Error messages start with ``sql:<table>``.
 """
 
 from __future__ import annotations
@@ -57,6 +62,29 @@ def _parse_url(url: str, source: str) -> URL:
         raise LoadError(f"{source}: invalid database URL") from exc
 
 
+def _database_tag(parsed: URL) -> str:
+    """8 hex digits naming the database: the URL without its password, a SQLite file by
+    its absolute path (so the same file named from two working directories is one)."""
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            parsed = parsed.set(database=str(Path(database).expanduser().resolve()))
+    shown = parsed.render_as_string(hide_password=True)
+    return hashlib.sha256(shown.encode("utf-8")).hexdigest()[:8]
+
+
+def sql_source(url: str, *, query: str | None = None, table: str | None = None) -> str:
+    """The source name of the documents that :func:`load_sql` reads with these arguments;
+    raises LoadError for what load_sql would refuse before connecting."""
+    base, _, _ = _statement(query, table)
+    return f"{base}@{_database_tag(_parse_url(url, base))}"
+
+
+def legacy_sql_source(query: str | None = None, table: str | None = None) -> str:
+    """The name earlier releases gave the same documents, without the database tag."""
+    return _statement(query, table)[0]
+
+
 def _fetch(
     parsed: URL, statement: Executable, fail: Callable[[str], LoadError]
 ) -> tuple[list[str], list[Any]]:
@@ -91,18 +119,20 @@ def load_sql(
     id_field: str | None = None,
     metadata_fields: list[str] | None = None,
 ) -> list[LoadedDocument]:
-    """One document per row of ``table`` (or of ``query``) with text in ``text_field``.
+    """One document per row of ``table`` (or of ``query``) with text in ``text_field``,
+    named by :func:`sql_source`.
 
     Rows follow the CSV rules: locator = ``id_field`` value or the 1-based row number,
     metadata = the ``metadata_fields`` values plus ``row``, empty text skipped, and
     content_hash = SHA-256 of the row's canonical JSON.
     """
-    source, title, statement = _statement(query, table)
-    parsed = _parse_url(url, source)
+    label, title, statement = _statement(query, table)
+    parsed = _parse_url(url, label)
+    source = f"{label}@{_database_tag(parsed)}"
     password = parsed.password
 
     def fail(message: str) -> LoadError:
-        message = one_line(f"{source}: {message}")
+        message = one_line(f"{label}: {message}")
         if password:
             message = message.replace(str(password), "***")
         return LoadError(message)

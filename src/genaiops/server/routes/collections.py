@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -110,8 +111,20 @@ def upload_documents(
     metadata_fields: Annotated[
         str | None, Form(description="CSV/JSONL: comma-separated metadata columns.")
     ] = None,
+    metadata: Annotated[
+        str | None,
+        Form(description='JSON object merged into every document\'s metadata: {"team": "legal"}.'),
+    ] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    tags: Any = None
+    if metadata:
+        try:
+            tags = json.loads(metadata)
+        except json.JSONDecodeError:
+            tags = None
+        if not isinstance(tags, dict):
+            raise InvalidRequest("metadata must be a JSON object", param="metadata")
     uploads = []
     for upload in files:
         filename = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
@@ -127,6 +140,7 @@ def upload_documents(
         text_field=text_field,
         id_field=id_field,
         metadata_fields=fields,
+        metadata=tags,
     )
     audit(
         security,
