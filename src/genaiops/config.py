@@ -245,6 +245,7 @@ class GuardrailsSettings(BaseModel):
                 f"guardrails.groundedness.action must be flag or log, not {policy.action!r}"
             )
         return policy
+
     # How PII is redacted: numbered placeholders, keyed hashes, or placeholders restored
     # in the answer for the caller (a per-request vault).
     pii_mode: Literal["mask", "hash", "reversible"] = "mask"
