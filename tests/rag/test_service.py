@@ -502,3 +502,32 @@ def test_user_metadata_tags_every_document(rag: RagService, docs: Path) -> None:
     for bad in ({"source": "x"}, {"kind": "pdf"}, {"bad key!": 1}, {"team": [1]}, {"t": None}):
         with pytest.raises(InvalidRequest, match="metadata"):
             rag.ingest_paths(TENANT, "handbook", [docs], metadata=bad)
+
+
+def test_rows_are_embedded_in_batches_across_documents(
+    rag: RagService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV of many short rows is a few embedding calls, not one per row, and every row
+    still gets its own vector."""
+    rows = [
+        f"{i};Pergunta número {i} sobre o reembolso de despesas da filial {i}?" for i in range(150)
+    ]
+    faq = tmp_path / "faq.csv"
+    faq.write_text("id;pergunta\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    embedder = rag.embedders.get(rag.collection(TENANT, "handbook").spec.embedder)
+    calls: list[int] = []
+    real = embedder.embed
+
+    def counted(texts: Any) -> Any:
+        calls.append(len(texts))
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "embed", counted)
+    report = rag.ingest_paths(TENANT, "handbook", [faq], text_field="pergunta", id_field="id")
+    assert (report.documents, report.added, report.failed) == (150, 150, [])
+    assert sum(calls) == report.embedded == 150
+    assert len(calls) <= 3, calls
+    hits = rag.search(TENANT, "handbook", "filial 137", mode="lexical", top_k=1)
+    assert hits[0].locator == "137"
+    dense = rag.search(TENANT, "handbook", rows[42].split(";", 1)[1], mode="dense", top_k=1)
+    assert dense[0].locator == "42"

@@ -51,6 +51,8 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Keys that filters read from the document itself, or that loaders set per row.
 RESERVED_METADATA = frozenset({"source", "kind", "document_id", "title", "locator", "row"})
+# New chunk texts embedded per call, across consecutive documents.
+_EMBED_BATCH = 64
 
 
 @dataclass
@@ -81,6 +83,19 @@ class IngestReport:
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass
+class _Plan:
+    """A document ready to store once its missing vectors are embedded."""
+
+    document: LoadedDocument
+    previous: str | None  # its stored content hash, None when new
+    chunks: list[Any]
+    texts: list[str]
+    hashes: list[str]
+    known: dict[str, Any]  # vectors already stored for some of the hashes
+    missing: list[int]  # indexes of the chunks to embed
 
 
 @dataclass
@@ -252,11 +267,9 @@ class RagService:
                 report.failed.append({"source": label, "error": exc.message})
                 notify("failed", {"source": label, "error": exc.message})
                 continue
-            for document in documents:
-                outcome, chunks = self._ingest_one(
-                    collection, _with_metadata(document, extra), report
-                )
-                notify(outcome, {"source": document.key, "chunks": chunks})
+            self._ingest_documents(
+                collection, [_with_metadata(d, extra) for d in documents], report, notify
+            )
             old_name = (replaces or {}).get(label)
             # A whole file yields exactly its own key, which cannot be stale.
             if old_name or not documents or any(d.locator is not None for d in documents):
@@ -304,44 +317,91 @@ class RagService:
             removed += 1
         return removed
 
-    def _ingest_one(
+    def _ingest_documents(
+        self,
+        collection: Collection,
+        documents: Sequence[LoadedDocument],
+        report: IngestReport,
+        notify: Progress,
+    ) -> None:
+        """Chunk, embed and store ``documents``. Chunks of consecutive documents are
+        embedded together, up to ``_EMBED_BATCH`` new texts per call (a CSV of ten thousand
+        one-line rows is a few hundred embedding calls, not ten thousand); each document is
+        still stored in its own transaction, so a crash leaves whole documents only."""
+        import numpy as np
+
+        spec = collection.spec
+        pending: list[_Plan] = []
+        keys: set[str] = set()
+
+        def flush() -> None:
+            texts = [p.texts[i] for p in pending for i in p.missing]
+            fresh = self.embedders.get(spec.embedder).embed(texts) if texts else None
+            row = 0
+            for plan in pending:
+                vectors = np.zeros((len(plan.chunks), spec.dim), dtype=np.float32)
+                for i in plan.missing:
+                    assert fresh is not None
+                    vectors[i] = fresh[row]
+                    row += 1
+                for i, h in enumerate(plan.hashes):
+                    if h in plan.known:
+                        vectors[i] = plan.known[h]
+                self.store.replace_document(
+                    collection, plan.document, plan.chunks, plan.hashes, vectors
+                )
+                report.embedded += len(plan.missing)
+                report.reused += len(plan.chunks) - len(plan.missing)
+                report.chunks += len(plan.chunks)
+                if plan.previous is None:
+                    report.added += 1
+                    outcome = "added"
+                else:
+                    report.updated += 1
+                    outcome = "updated"
+                notify(outcome, {"source": plan.document.key, "chunks": len(plan.chunks)})
+            pending.clear()
+            keys.clear()
+
+        waiting = 0
+        for document in documents:
+            if document.key in keys:
+                flush()  # the same key twice: the second must see the first stored
+                waiting = 0
+            plan = self._plan(collection, document, report)
+            if isinstance(plan, str):
+                notify(plan, {"source": document.key, "chunks": 0})
+                continue
+            pending.append(plan)
+            keys.add(document.key)
+            waiting += len(plan.missing)
+            if waiting >= _EMBED_BATCH or len(pending) >= _EMBED_BATCH:
+                flush()
+                waiting = 0
+        flush()
+
+    def _plan(
         self, collection: Collection, document: LoadedDocument, report: IngestReport
-    ) -> tuple[str, int]:
+    ) -> _Plan | str:
+        """What storing ``document`` takes (its chunks and which need embedding), or the
+        outcome when nothing does ("unchanged", "failed")."""
         report.documents += 1
         previous = self.store.document_hash(collection, document.key)
         if previous == document.content_hash:
             report.unchanged += 1
-            return "unchanged", 0
+            return "unchanged"
         spec = collection.spec
         chunks = chunking.chunk_document(
             document, chunk_tokens=spec.chunk_tokens, overlap_tokens=spec.chunk_overlap
         )
         if not chunks:
             report.failed.append({"source": document.key, "error": "no text to index"})
-            return "failed", 0
+            return "failed"
         texts = [chunking.embedding_text(c, document.title) for c in chunks]
         hashes = [hashlib.sha256(f"{spec.embedder}\x00{t}".encode()).hexdigest() for t in texts]
         known = self.store.known_vectors(collection, hashes)
         missing = [i for i, h in enumerate(hashes) if h not in known]
-        import numpy as np
-
-        vectors = np.zeros((len(chunks), spec.dim), dtype=np.float32)
-        if missing:
-            fresh = self.embedders.get(spec.embedder).embed([texts[i] for i in missing])
-            for row, i in enumerate(missing):
-                vectors[i] = fresh[row]
-        for i, h in enumerate(hashes):
-            if h in known:
-                vectors[i] = known[h]
-        self.store.replace_document(collection, document, chunks, hashes, vectors)
-        report.embedded += len(missing)
-        report.reused += len(chunks) - len(missing)
-        report.chunks += len(chunks)
-        if previous is None:
-            report.added += 1
-            return "added", len(chunks)
-        report.updated += 1
-        return "updated", len(chunks)
+        return _Plan(document, previous, chunks, texts, hashes, known, missing)
 
     def ingest_paths(
         self,
