@@ -32,7 +32,6 @@ Caching slots in as a further stage here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -55,10 +54,13 @@ if TYPE_CHECKING:
 _INLINE_PREPARE_CHARS = 16_000
 
 
+def _prompt_chars(request: GenerationRequest) -> int:
+    return len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
+
+
 def _estimate_tokens(request: GenerationRequest) -> int:
     """Prompt tokens before tokenisation: four characters per token."""
-    size = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
-    return max(1, -(-size // 4))
+    return max(1, -(-_prompt_chars(request) // 4))
 
 
 def new_request_id(prefix: str = "req") -> str:
@@ -284,8 +286,7 @@ async def _run(
             # The model never took the prompt: the request counts, its tokens do not.
             if ctx is not None:
                 ctx.prompt_tokens = 0
-            with contextlib.suppress(Exception):
-                await security.settle(admission, 0, 0)
+            await security.refund(admission)
         raise
 
 
@@ -327,13 +328,12 @@ async def _admitted(
         citations = found.citations
         sources = found.sources
     engine = handle.engine
-    size = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
-    if size > _INLINE_PREPARE_CHARS:
+    if _prompt_chars(request) > _INLINE_PREPARE_CHARS:
         prepared = await asyncio.to_thread(engine.prepare, request)
     else:
         prepared = engine.prepare(request)
-    # Remote engines do not tokenise locally: estimate four characters per token.
-    prompt_tokens = prepared.prompt_tokens or max(1, size // 4)
+    # Remote engines do not tokenise locally: the estimate stands until their usage.
+    prompt_tokens = prepared.prompt_tokens or _estimate_tokens(request)
     if ctx is not None and settle is not None:
         settle[0].fit_prompt(ctx, settle[1], prompt_tokens)
     ticket = handle.scheduler.submit(prepared)

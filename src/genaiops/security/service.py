@@ -150,7 +150,7 @@ class SecurityService:
     def _budget_scopes(
         principal: Principal, tenant_limits: Limits
     ) -> list[tuple[str, str, int, str, int]]:
-        """(counter key, key id or None for the tenant, limit, first day, ttl) per budget."""
+        """(counter key, key id or "" for the tenant's, limit, first day, ttl) per budget."""
         out = []
         for scope, ident, limits in (
             ("key", principal.actor, principal.limits),
@@ -250,10 +250,15 @@ class SecurityService:
             yield
         except BaseException:
             if admission is not None:
-                with contextlib.suppress(Exception):
-                    await self.settle(admission, 0, 0)
+                await self.refund(admission)
             raise
         ctx.prompt_tokens = tokens
+
+    async def refund(self, admission: Admission) -> None:
+        """Settle a request that ended before any work was done: it counts as a request,
+        its tokens are given back. Never raises (it runs while another error propagates)."""
+        with contextlib.suppress(Exception):
+            await self.settle(admission, 0, 0)
 
     def fit_prompt(self, ctx: RequestContext, admission: Admission, prompt_tokens: int) -> None:
         """Refuse (429) a prompt whose real size, known after tokenisation, is larger than a
