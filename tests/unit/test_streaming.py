@@ -73,8 +73,10 @@ async def _sse(chat: bool) -> tuple[list[object], RequestContext]:
     await stream.start()
     events: list[object] = []
     async for raw in _events_to_sse(stream, chat, True, ctx):
-        payload = raw.decode().removeprefix("data: ").strip()
-        events.append(payload if payload == "[DONE]" else json.loads(payload))
+        # One write may carry several events (the role chunk and the first text do).
+        for event in raw.decode().split("\n\n")[:-1]:
+            payload = event.removeprefix("data: ")
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
     await scheduler.close()
     return events, ctx
 
@@ -162,3 +164,73 @@ async def test_malformed_upstream_stream_is_an_upstream_error(last: bytes) -> No
             events.append(event)
     assert not any(isinstance(e, Finished) for e in events)
     await engine.close()
+
+
+async def test_first_write_of_a_chat_stream_carries_the_first_token() -> None:
+    scheduler = Scheduler(BrokenEngine(), max_queue=1, timeout_s=10, retry_after_s=1)
+    scheduler.start()
+    request = GenerationRequest("c", "broken", SamplingParams(), prompt="x", stream=True)
+    stream = GenerationStream(request, scheduler.submit(PreparedRequest(request, 1, 5)), "m")
+    await stream.start()
+    body = _events_to_sse(stream, True, False)
+    first = (await anext(body)).decode().split("\n\n")[:-1]
+    deltas = [json.loads(e.removeprefix("data: "))["choices"][0]["delta"] for e in first]
+    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hello"}]
+    await body.aclose()
+    await scheduler.close()
+
+
+class _Request:
+    """The part of a Starlette request until_disconnect reads: receive()."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+    async def receive(self) -> dict[str, str]:
+        return await self.messages.get()
+
+
+async def test_until_disconnect_returns_the_work_and_stops_watching() -> None:
+    from genaiops.server.streaming import until_disconnect
+
+    request = _Request()
+    assert await until_disconnect(request, asyncio.sleep(0, "done")) == "done"  # type: ignore[arg-type]
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+async def test_until_disconnect_cancels_the_work_when_the_client_leaves() -> None:
+    from genaiops.server.streaming import ClientDisconnected, until_disconnect
+
+    request = _Request()
+    cleaned = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned.set()
+
+    asyncio.get_running_loop().call_later(
+        0.01, request.messages.put_nowait, {"type": "http.disconnect"}
+    )
+    with pytest.raises(ClientDisconnected):
+        await until_disconnect(request, work())  # type: ignore[arg-type]
+    assert cleaned.is_set()
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # not left marked as cancelled
+
+
+async def test_until_disconnect_lets_an_outside_cancellation_through() -> None:
+    from genaiops.server.streaming import until_disconnect
+
+    request = _Request()
+
+    async def caller() -> None:
+        await until_disconnect(request, asyncio.sleep(30))  # type: ignore[arg-type]
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

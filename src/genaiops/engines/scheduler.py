@@ -199,17 +199,27 @@ class Scheduler:
                 job.events.put_nowait(_END)
 
     async def _run(self, job: _Job) -> None:
-        generator = self.engine.generate(job.prepared, job.cancel)
         finished: Finished | None = None
+
+        def deliver(event: GenerationEvent) -> None:
+            nonlocal finished
+            if isinstance(event, Finished):
+                finished = event
+                self.stats.generated_tokens += event.completion_tokens
+            job.events.put_nowait(event)
+
+        relay = getattr(self.engine, "relay", None)
         try:
-            async with contextlib.aclosing(generator):  # type: ignore[type-var]
-                async for event in generator:
-                    if isinstance(event, Finished):
-                        finished = event
-                        self.stats.generated_tokens += event.completion_tokens
-                    job.events.put_nowait(event)
-                    if job.cancel.cancelled:
-                        break
+            if relay is not None:
+                # In-process engines put events straight into the job's queue.
+                await relay(job.prepared, job.cancel, deliver)
+            else:
+                generator = self.engine.generate(job.prepared, job.cancel)
+                async with contextlib.aclosing(generator):  # type: ignore[type-var]
+                    async for event in generator:
+                        deliver(event)
+                        if job.cancel.cancelled:
+                            break
         except asyncio.CancelledError:
             job.cancel.cancel()
             raise

@@ -117,18 +117,32 @@ class GenerationStream:
     def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         return self._iterate()
 
+    def started(self) -> list[GenerationEvent]:
+        """What the first model event releases, without waiting for more (nothing when
+        the output guards hold it); iterating then goes on with the rest. A streamed
+        response sends this with its first bytes."""
+        if self._first is None:
+            return []
+        first, self._first = self._first, None
+        try:
+            return self._emit(first)
+        except GenaiopsError as exc:
+            self._failed(exc)
+            raise
+
+    def _failed(self, exc: GenaiopsError) -> None:
+        if self._ctx is not None:
+            self._ctx.stream_error = exc.code or exc.kind
+
     async def _iterate(self) -> AsyncIterator[GenerationEvent]:
         try:
-            if self._first is not None:
-                first, self._first = self._first, None
-                for out in self._emit(first):
-                    yield out
+            for out in self.started():
+                yield out
             async for event in self._events:
                 for out in self._emit(event):
                     yield out
         except GenaiopsError as exc:
-            if self._ctx is not None:
-                self._ctx.stream_error = exc.code or exc.kind
+            self._failed(exc)
             raise
         finally:
             await self.aclose()

@@ -136,6 +136,22 @@ class GuardrailsService:
                 self._guards[cache_key] = guard
             return guard
 
+    def warm(self) -> None:
+        """Load every guard the configured policies name (models, lexicons, imports) and
+        run it once, so the first request is as fast as the others; the server calls this
+        while its models load."""
+        for stage in ("input", "context", "output"):
+            policy: dict[str, GuardPolicy] = getattr(self.settings, stage)
+            for name, p in policy.items():
+                if not p.enabled:
+                    continue
+                guard = self.guard(name, p.options)
+                warm = getattr(guard, "warm", None)
+                if callable(warm):
+                    warm()
+                else:
+                    guard.check("Warm up: hola, olá, hello.")
+
     def policies(
         self, stage: Stage, principal: Principal | None = None, model: str | None = None
     ) -> dict[str, GuardPolicy]:

@@ -29,7 +29,7 @@ from genaiops.config import Role
 from genaiops.errors import InvalidRequest, NotFound
 from genaiops.security.principal import ROLES, SYSTEM_TENANT, Limits
 from genaiops.storage.db import Database
-from genaiops.storage.tables import api_keys, tenants
+from genaiops.storage.tables import api_keys, schema_info, tenants
 
 KEY_PREFIX = "gaiops_"
 _KEY_RE = re.compile(r"gaiops_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -226,6 +226,41 @@ class KeyStore:
         created_by: str | None = None,
         rotated_from: str | None = None,
     ) -> NewKey:
+        new = self._create(
+            tenant=tenant,
+            role=role,
+            name=name,
+            limits=limits,
+            models=models,
+            expires_in_s=expires_in_s,
+            created_by=created_by,
+            rotated_from=rotated_from,
+        )
+        assert new is not None
+        return new
+
+    def create_first(self, *, tenant: str, role: str, name: str, created_by: str) -> NewKey | None:
+        """A key, unless the installation has one already: the check and the insert are
+        one transaction that takes the database's write lock before it looks (a row lock
+        on PostgreSQL), so replicas starting together on an empty database create one key
+        between them, not one each."""
+        return self._create(
+            tenant=tenant, role=role, name=name, created_by=created_by, only_first=True
+        )
+
+    def _create(
+        self,
+        *,
+        tenant: str,
+        role: str,
+        name: str = "",
+        limits: Limits | None = None,
+        models: list[str] | None = None,
+        expires_in_s: int | None = None,
+        created_by: str | None = None,
+        rotated_from: str | None = None,
+        only_first: bool = False,
+    ) -> NewKey | None:
         check_tenant(tenant)
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {list(ROLES)}", param="role")
@@ -256,6 +291,16 @@ class KeyStore:
             "rotated_from": rotated_from,
         }
         with self.db.begin() as conn:
+            if only_first:
+                # A write first: it waits for any other writer and then holds the lock, so
+                # the look below sees every key committed before it.
+                conn.execute(
+                    update(schema_info)
+                    .where(schema_info.c.id == 1)
+                    .values(version=schema_info.c.version)
+                )
+                if conn.execute(select(api_keys.c.id).limit(1)).first() is not None:
+                    return None
             self._ensure_tenant(conn, tenant)
             conn.execute(insert(api_keys).values(**values))
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one()

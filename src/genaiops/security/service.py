@@ -424,14 +424,17 @@ class SecurityService:
         tenant = actor.scope(kwargs.get("tenant") or actor.tenant)
         kwargs["tenant"] = tenant
         new = self.keys.create(created_by=actor.actor, **kwargs)
+        self._key_created(actor, new)
+        return new
+
+    def _key_created(self, actor: Principal, new: NewKey) -> None:
         self.record_event(
             "key.created",
             principal=actor,
-            tenant=tenant,
+            tenant=new.record.tenant,
             detail={"key_id": new.record.id, "role": new.record.role, "name": new.record.name},
             durable=True,
         )
-        return new
 
     def revoke_key(self, actor: Principal, key_id: str) -> KeyRecord:
         record = self.keys.revoke(key_id, actor.scope(None))
@@ -475,8 +478,14 @@ class SecurityService:
         """
         if not self.enabled or self.keys.has_keys():
             return None
+        # Replicas starting together on one empty database: one of them creates the key.
+        new = self.keys.create_first(
+            tenant=SYSTEM_TENANT, role="admin", name="bootstrap admin", created_by="bootstrap"
+        )
+        if new is None:
+            return None
         system = Principal(tenant=SYSTEM_TENANT, role="admin", actor="bootstrap", via="disabled")
-        new = self.create_key(system, tenant=SYSTEM_TENANT, role="admin", name="bootstrap admin")
+        self._key_created(system, new)
         path = admin_key_path(self.settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

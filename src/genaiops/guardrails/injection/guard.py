@@ -22,8 +22,8 @@ Spans: one per rule hit (hits inside a decoded base64/hex payload cover the enco
 Rule hits below the threshold are still reported (a quoted example in a question about
 injection), the ``flagged`` flag is what a policy acts on.
 
-The model is loaded lazily on the first check (scikit-learn import included) and shared by
-every guard using the same file.
+The model is loaded on the first check (scikit-learn import included), or before any by
+``warm`` (the server calls it at start-up), and shared by every guard using the same file.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from genaiops.guardrails.base import GuardResult, Span
-from genaiops.guardrails.injection import classifier, rules
+from genaiops.guardrails.injection import classifier, rules, semantic
 from genaiops.guardrails.injection.normalize import Normalized, normalize
 
 DEFAULT_THRESHOLD = classifier.GUARD_THRESHOLD
@@ -122,6 +122,16 @@ class InjectionGuard:
             path = Path(self._model_path) if self._model_path else None
             self._model = (classifier.generation, classifier.load(path))
         return self._model[1]
+
+    def warm(self) -> None:
+        """Load the model and everything a check may need (scikit-learn's hash, the
+        sentence encoder of the semantic half), so that no request pays for it."""
+        model = self.model()
+        if model is not None:
+            model.probabilities(["warm up"])
+            if model.emb_coef is not None and self._use_semantic:
+                semantic.embed(["warm up"])
+        self.check("Warm up: hola, olá, hello.")
 
     def check(self, text: str) -> GuardResult:
         started = time.perf_counter()

@@ -164,19 +164,28 @@ async def _events_to_sse(
     def text_chunk(text: str) -> bytes:
         return (before + json.dumps(text, ensure_ascii=False) + after).encode()
 
+    def encode(event: Any) -> bytes:
+        if isinstance(event, TextDelta):
+            return text_chunk(event.text)
+        if not isinstance(event, Finished):
+            return b""
+        # Retrieval answers carry their sources in the finishing chunk.
+        finish = payload(None if chat else "", _reason(event.reason))
+        data = sse(finish | _retrieval_fields(stream, rag))
+        if include_usage:
+            usage = _usage(event.prompt_tokens, event.completion_tokens)
+            data += sse(head | {"choices": [], "usage": usage})
+        return data
+
     try:
-        if chat:
-            yield chunk("", None, role=True)
+        # The first bytes: the role chunk and what the first model event released, in one
+        # write (SSEResponse sends them before anything else).
+        opening = chunk("", None, role=True) if chat else b""
+        yield opening + b"".join(encode(event) for event in stream.started())
         async for event in stream:
-            if isinstance(event, TextDelta):
-                yield text_chunk(event.text)
-            elif isinstance(event, Finished):
-                # Retrieval answers carry their sources in the finishing chunk.
-                finish = payload(None if chat else "", _reason(event.reason))
-                yield sse(finish | _retrieval_fields(stream, rag))
-                if include_usage:
-                    usage = _usage(event.prompt_tokens, event.completion_tokens)
-                    yield sse(head | {"choices": [], "usage": usage})
+            data = encode(event)
+            if data:
+                yield data
     except Exception as exc:
         # Headers are gone; report the failure in-band as OpenAI-compatible servers do.
         yield _stream_error(exc, req.request_id, ctx)
