@@ -171,6 +171,9 @@ class RagSettings(BaseModel):
 
 
 GuardAction = Literal["block", "redact", "flag", "log"]
+# mask: <CPF_1>; hash: a keyed hash of the value; reversible: placeholders put back in
+# the answer for the caller who sent the values.
+PIIMode = Literal["mask", "hash", "reversible"]
 
 
 class GuardPolicy(BaseModel):
@@ -184,6 +187,10 @@ class GuardPolicy(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=1)
     # Guard-specific options, e.g. {"entities": ["CPF", "EMAIL"]} for pii.
     options: dict[str, Any] = Field(default_factory=dict)
+    # How this guard's redactions replace values (guards that find values: pii); None
+    # follows guardrails.pii_mode. Lets one tenant keep reversible placeholders while
+    # another gets hashes.
+    mode: PIIMode | None = None
 
 
 def _default_input() -> dict[str, GuardPolicy]:
@@ -203,9 +210,10 @@ class FinetuneSettings(BaseModel):
     # Where run artifacts (the adapters) go; empty: <data_dir>/mlflow/artifacts.
     artifact_root: str = ""
     experiment: str = "genaiops-finetune"
-    # Redact PII in training files before training, with the input policy's pii guard (its
-    # options and guardrails.pii_mode; placeholders numbered once per record). Off, or no
-    # enabled pii guard in [guardrails.input], means no redaction.
+    # Redact PII in training files before training, with the pii guard of the input policy
+    # the job's owner gets (configuration, then model, tenant and key overrides; its
+    # options and mode; placeholders numbered once per record). Off, or no enabled pii
+    # guard in that policy, means no redaction.
     redact_pii: bool = True
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     # How often the job runner looks for queued jobs and cancellations.
@@ -248,7 +256,7 @@ class GuardrailsSettings(BaseModel):
 
     # How PII is redacted: numbered placeholders, keyed hashes, or placeholders restored
     # in the answer for the caller (a per-request vault).
-    pii_mode: Literal["mask", "hash", "reversible"] = "mask"
+    pii_mode: PIIMode = "mask"
     # Key for pii_mode = "hash" (any string); without it hashes use a per-process key.
     pii_hash_key_env: str = "GENAIOPS_PII_HASH_KEY"
     # Texts longer than this are checked in their first and last parts only, by every guard
@@ -380,10 +388,15 @@ class Settings(BaseSettings):
         # A per-process key would make the same value hash differently after every restart
         # and on every replica, so logs could no longer be joined.
         hash_key = self.guardrails.pii_hash_key_env
-        hashing = self.guardrails.pii_mode == "hash"
+        hashing = self.guardrails.pii_mode == "hash" or any(
+            policy.mode == "hash"
+            for stage in (self.guardrails.input, self.guardrails.context, self.guardrails.output)
+            for policy in stage.values()
+        )
         if self.env == "production" and hashing and not os.environ.get(hash_key):
             raise ValueError(
-                f"guardrails.pii_mode = 'hash' needs {hash_key} set when env = 'production'"
+                f"PII mode 'hash' (guardrails.pii_mode or a policy's mode) needs {hash_key} "
+                "set when env = 'production'"
             )
         return self
 

@@ -176,6 +176,39 @@ def _put(server: Server, key: str, body: dict[str, Any]) -> httpx.Response:
     )
 
 
+def test_pii_mode_per_tenant(server: Server) -> None:
+    """A tenant's policy sets how its PII is replaced; other tenants keep the default."""
+    tenant = "mode-" + uuid.uuid4().hex[:8]
+    admin = _key(server, tenant, "admin")["key"]
+    outsider = _key(server, "mode-other-" + uuid.uuid4().hex[:6], "user")["key"]
+    r = _put(
+        server,
+        admin,
+        {"stage": "input", "policies": {"pii": {"action": "redact", "mode": "hash"}}},
+    )
+    assert r.status_code == 200, r.text
+    text = {"input": "Meu CPF é 529.982.247-25."}
+
+    def check(key: str) -> str:
+        r = httpx.post(
+            server.url + "/v1/guardrails/check",
+            json=text,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        redacted: str = r.json()["redacted"]
+        return redacted
+
+    hashed = check(admin)
+    assert hashed.startswith("Meu CPF é <CPF:") and "529.982" not in hashed
+    assert check(outsider) == "Meu CPF é <CPF_1>."
+    r = _put(
+        server, admin, {"stage": "input", "policies": {"pii": {"action": "redact", "mode": "x"}}}
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "policies"
+
+
 def test_policies_per_tenant_key_and_model(server: Server) -> None:
     tenant = "pol-" + uuid.uuid4().hex[:8]
     admin = _key(server, tenant, "admin")["key"]

@@ -318,6 +318,40 @@ def test_ask_endpoint(server: Server, tenant: dict[str, Any]) -> None:
     assert answer["citations"][0]["heading"] == "Vacaciones > México"
 
 
+def test_system_admin_answers_from_a_named_tenant(server: Server, tenant: dict[str, Any]) -> None:
+    """?tenant= on /ask and "tenant" in the rag option: the system administrator's way to
+    another tenant's collection; anyone else naming another tenant is refused (403)."""
+    question = "¿Cuántos días de vacaciones tengo en México?"
+    r = httpx.post(
+        server.url + f"/v1/collections/handbook/ask?tenant={tenant['name']}",
+        json={"question": question, "max_tokens": 20},
+        headers=server.headers,
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["citations"][0]["heading"] == "Vacaciones > México"
+    rag = {"collection": "handbook", "tenant": tenant["name"]}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": question}], "rag": rag}
+    body["max_tokens"] = 20
+    r = httpx.post(
+        server.url + "/v1/chat/completions", json=body, headers=server.headers, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["citations"][0]["heading"] == "Vacaciones > México"
+    other = new_key(server, "rag-named-" + uuid.uuid4().hex[:6], "user")
+    r = httpx.post(
+        server.url + f"/v1/collections/handbook/ask?tenant={tenant['name']}",
+        json={"question": question},
+        headers=bearer(other),
+        timeout=60,
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "wrong_tenant"
+    r = httpx.post(
+        server.url + "/v1/chat/completions", json=body, headers=bearer(other), timeout=60
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "wrong_tenant"
+
+
 def test_bad_rag_options_are_400(server: Server, tenant: dict[str, Any]) -> None:
     for rag in ({"top_k": 3}, {"collection": "handbook", "top_k": 0}, "handbook"):
         r = httpx.post(

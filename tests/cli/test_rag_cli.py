@@ -206,3 +206,29 @@ def test_ask_with_citations(data: Path, tmp_path: Path) -> None:
     )
     result = json.loads(out)
     assert result["answer"] and result["citations"][0]["source"] == str(doc)
+
+
+def test_ingest_prune_mirrors_a_folder(data: Path, tmp_path: Path) -> None:
+    """Ingesting a folder again with --prune deletes the documents of files removed from
+    it; without --prune they stay, and a file outside the folder is never touched."""
+    folder = tmp_path / "handbook"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "vacaciones.md").write_text("# Vacaciones\n\nQuince días hábiles al año.\n")
+    (folder / "sub" / "viajes.md").write_text("# Viajes\n\nReembolso en cinco días.\n")
+    outside = tmp_path / "aparte.txt"
+    outside.write_text("Documento fuera de la carpeta.\n")
+    base = ["--collection", "kb", "--tenant", "acme", "--json"]
+    cli(data, "ingest", str(folder), str(outside), *base)
+
+    (folder / "sub" / "viajes.md").unlink()
+    outside.unlink()
+    report = json.loads(cli(data, "ingest", str(folder), *base)[1])
+    assert report["removed"] == 0 and report["unchanged"] == 1
+
+    code, out, err = cli(data, "ingest", str(folder), "--prune", *base)
+    report = json.loads(out)
+    assert code == 0 and report["removed"] == 1 and report["unchanged"] == 1
+    _, out, _ = cli(data, "documents", "list", "--collection", "kb", "--tenant", "acme", "--json")
+    sources = sorted(Path(d["source"]).name for d in json.loads(out))
+    # The file outside the pruned folder keeps its document although it is gone too.
+    assert sources == ["aparte.txt", "vacaciones.md"]

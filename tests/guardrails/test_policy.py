@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,29 @@ def test_hash_and_reversible_modes() -> None:
     assert restore(answer, reversible.vault) == (
         "Le escribiré a ana@ejemplo.com hoy. <EMAIL_9> no existe."
     )
+
+
+def test_a_policy_mode_overrides_the_installation_mode() -> None:
+    """``mode`` on the pii policy (a tenant's override, say) beats guardrails.pii_mode;
+    with several redacting guards of different modes the most protective one wins."""
+    text = f"CPF {CPF}, correo ana@ejemplo.com"
+    reversible = service(input={"pii": {"action": "redact", "mode": "reversible"}})
+    outcome = reversible.check(text)
+    assert outcome.text == "CPF <CPF_1>, correo <EMAIL_1>"
+    assert outcome.vault == {"<CPF_1>": CPF, "<EMAIL_1>": "ana@ejemplo.com"}
+    hashed = service(pii_mode="reversible", input={"pii": {"action": "redact", "mode": "hash"}})
+    outcome = hashed.check(text)
+    assert "<CPF:" in outcome.text and CPF not in outcome.text and outcome.vault == {}
+    mixed = service(
+        input={
+            "pii": {"action": "redact", "mode": "reversible"},
+            "banned_terms": {"action": "redact", "mode": "mask", "options": {"terms": ["correo"]}},
+        }
+    )
+    outcome = mixed.check(text)
+    assert CPF not in outcome.text and outcome.vault == {}  # mask beats reversible
+    default = service(pii_mode="mask").check(text)
+    assert default.text == "CPF <CPF_1>, correo <EMAIL_1>" and default.vault == {}
 
 
 def stream(filter_: OutputFilter, pieces: list[str]) -> str:
@@ -396,3 +420,26 @@ def test_a_streamed_answer_records_one_event_per_guard_and_action() -> None:
         assert ctx.guardrail_events == [
             {"stage": "output", "guard": "pii", "action": "redact", "kinds": ["CPF", "PHONE"]}
         ]
+
+
+def test_hashing_policies_need_the_hash_key_in_production(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genaiops.config import Settings
+    from genaiops.guardrails.policies import PolicyStore
+    from genaiops.storage.db import Database
+
+    monkeypatch.delenv("GENAIOPS_PII_HASH_KEY", raising=False)
+    db = Database(f"sqlite:///{tmp_path}/policies.db")
+    hashing = {"pii": GuardPolicy(action="redact", mode="hash")}
+    production = PolicyStore(db, GuardrailsSettings(), production=True)
+    with pytest.raises(InvalidRequest, match="GENAIOPS_PII_HASH_KEY"):
+        production.put("tenant:acme", "input", hashing, "test")
+    PolicyStore(db, GuardrailsSettings()).put("tenant:acme", "input", hashing, "test")
+    monkeypatch.setenv("GENAIOPS_PII_HASH_KEY", "k")
+    production.put("tenant:acme", "input", hashing, "test")
+    db.close()
+    # The configuration is held to the same rule.
+    monkeypatch.delenv("GENAIOPS_PII_HASH_KEY")
+    with pytest.raises(ValueError, match="GENAIOPS_PII_HASH_KEY"):
+        Settings(env="production", guardrails={"input": {"pii": hashing["pii"]}})

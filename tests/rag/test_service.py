@@ -400,6 +400,24 @@ def test_rows_deleted_from_a_file_leave_the_collection(rag: RagService, tmp_path
     assert rag.collection(TENANT, "handbook").chunks == 1
 
 
+def test_prune_deletes_only_files_gone_from_the_folder(rag: RagService, tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "faq.csv").write_text("id,q\n1,Reembolso de viajes.\n2,Vacaciones.\n")
+    (folder / "guia.md").write_text("# Guía\n\nContraseñas cada noventa días.\n")
+    (folder / "notas.txt").write_text("Notas internas del equipo.\n")
+    first = rag.ingest_paths(TENANT, "handbook", [folder], text_field="q", id_field="id")
+    assert first.added == 4
+    (folder / "faq.csv").unlink()
+    # guia.md is left out by the filter but still exists: pruning keeps it.
+    again = rag.ingest_paths(
+        TENANT, "handbook", [folder], exclude=["*.md"], text_field="q", prune_under=[folder]
+    )
+    assert (again.removed, again.unchanged) == (2, 1)
+    assert _keys(rag) == sorted([str(folder / "guia.md"), str(folder / "notas.txt")])
+    assert rag.search(TENANT, "handbook", "reembolso viajes", mode="lexical") == []
+
+
 def test_a_source_that_fails_to_load_deletes_nothing(rag: RagService, tmp_path: Path) -> None:
     faq = tmp_path / "faq.jsonl"
     faq.write_text(FAQ, encoding="utf-8")

@@ -179,6 +179,41 @@ def test_redaction_follows_the_pii_guard_settings(smol: SmolBase, tmp_path: Path
     assert "529.982.247-25" in learned(input={})
 
 
+def test_a_jobs_redaction_follows_its_owners_policy(smol: SmolBase, tmp_path: Path) -> None:
+    """A job is redacted with the input policy its owner's requests get: the tenant's and
+    the creating key's overrides over the configuration."""
+    from genaiops.config import GuardPolicy
+    from genaiops.guardrails.policies import PolicyStore
+    from genaiops.storage.db import Database
+    from genaiops.training.jobs import Job
+
+    _, _, renderer = smol
+    rows = [{"prompt": "Contacto:", "completion": " ana.souza@empresa.com.br, CPF 529.982.247-25"}]
+    path = write_jsonl(tmp_path / "pii.jsonl", rows)
+    settings = load_settings(None, data_dir=tmp_path / "data")
+    db = Database(settings.database_url())
+    store = PolicyStore(db, settings.guardrails)
+    only_email = GuardPolicy(action="redact", options={"entities": ["EMAIL"]})
+    store.put("tenant:acme", "input", {"pii": only_email}, "test")
+    store.put("key:k-off", "input", {"pii": GuardPolicy(enabled=False)}, "test")
+    db.close()
+
+    def learned(tenant: str, created_by: str) -> str:
+        job = Job(
+            "ftjob-x", tenant, "smollm2-135m-instruct", "bot", str(path), None, {}, "queued", 0
+        )
+        job.created_by = created_by
+        ds = datasets.load(path, renderer, 128, redactor(settings, job))
+        return _learned(renderer, ds.examples[0])
+
+    acme = learned("acme", "k-acme")
+    assert "<EMAIL_1>" in acme and "529.982.247-25" in acme
+    other = learned("globex", "k-globex")  # the configuration: every entity
+    assert "<EMAIL_1>" in other and "<CPF_1>" in other
+    # A key whose policy switches the pii guard off trains on its data as it is.
+    assert "ana.souza@empresa.com.br" in learned("acme", "k-off")
+
+
 def test_chat_templates_get_the_tokenizers_bos_and_eos(
     smol: SmolBase, ft_settings: Settings, tmp_path: Path
 ) -> None:

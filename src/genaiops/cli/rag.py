@@ -19,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
 from genaiops.cli.keys import JsonOption, _emit
 from genaiops.errors import InvalidRequest
-from genaiops.rag.service import Mode, RagService, check_metadata
+from genaiops.rag.documents import check_metadata
+from genaiops.rag.service import Mode, RagService
 from genaiops.security.principal import SYSTEM_TENANT
 
 collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
@@ -121,13 +122,21 @@ def ingest(
             "true/false as such); repeatable.",
         ),
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Also delete the documents of files that are gone from the given folders.",
+        ),
+    ] = False,
     tenant: TenantOption = SYSTEM_TENANT,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest files, folders (recursive) or SQL rows into a collection. Unchanged documents
     are skipped, so an interrupted run can simply be started again; rows no longer in a
-    CSV/JSONL file or SQL table are deleted from the collection."""
+    CSV/JSONL file or SQL table are deleted from the collection, and with --prune so are
+    the documents of files deleted from the folders."""
     with cli_errors(), rag_service(config) as rag:
         if not collection:
             raise InvalidRequest("--collection is required", param="collection")
@@ -156,6 +165,8 @@ def ingest(
                 bar.update(task, rate=rate)
                 if event == "failed":
                     console.print(f"[red]skipped[/red] {info['source']}: {info['error']}")
+                elif event == "removed":
+                    console.print(f"removed {info['source']} (no longer in the folder)")
 
             reports = []
             if paths:
@@ -169,6 +180,7 @@ def ingest(
                         metadata_fields=metadata_field,
                         metadata=tags,
                         progress=progress,
+                        prune_under=[p for p in paths if p.is_dir()] if prune else (),
                     )
                 )
             if sql_url:

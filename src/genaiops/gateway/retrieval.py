@@ -1,5 +1,6 @@
 """The retrieval stage: a chat request with ``rag: {"collection": ..., "top_k": ...}``
-(``extra_body`` in the openai client) is answered from the caller's tenant's collection.
+(``extra_body`` in the openai client) is answered from the caller's tenant's collection
+(the system administrator may name another with ``"tenant"``).
 
 The question is the last user message; the hits are fitted into the model's context window
 as numbered sources (rag/grounding.py), and their citations travel with the response. When
@@ -38,6 +39,8 @@ class RagOptions(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50)
     mode: str = Field(default="hybrid", pattern="^(hybrid|dense|lexical)$")
     filters: dict[str, Any] | None = None
+    # The system administrator may answer from another tenant's collection.
+    tenant: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 @dataclass
@@ -109,7 +112,10 @@ async def retrieve(
     last = users[-1]
     question = request.messages[last].content
     history = request.messages[:last]
-    tenant = principal.tenant if principal is not None else SYSTEM_TENANT
+    if principal is not None:
+        tenant = principal.scope(options.tenant) or principal.tenant
+    else:
+        tenant = options.tenant or SYSTEM_TENANT
 
     def search() -> Any:
         collection = rag.collection(tenant, options.collection)

@@ -12,6 +12,7 @@ apply at once.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -51,15 +52,31 @@ def scope_of(tenant: str | None = None, key: str | None = None, model: str | Non
 
 
 class PolicyStore:
-    def __init__(self, db: Database, settings: GuardrailsSettings, cache_ttl_s: float = 5.0):
+    def __init__(
+        self,
+        db: Database,
+        settings: GuardrailsSettings,
+        cache_ttl_s: float = 5.0,
+        production: bool = False,
+    ):
         self.db = db
         self.settings = settings
         self.cache_ttl_s = cache_ttl_s
+        # In production a hashing policy needs the installation's hash key, as the
+        # configuration does (hashes of a per-process key cannot be joined later).
+        self.production = production
         self._cache: dict[tuple[str, str], tuple[float, Policies | None]] = {}
 
     def put(self, scope: str, stage: str, policies: Policies, actor: str | None) -> None:
         if stage not in STAGES:
             raise InvalidRequest(f"stage must be one of {STAGES}", param="stage")
+        key_env = self.settings.pii_hash_key_env
+        hashing = [name for name, p in policies.items() if p.mode == "hash"]
+        if hashing and self.production and not os.environ.get(key_env):
+            raise InvalidRequest(
+                f"mode 'hash' ({hashing[0]}) needs {key_env} set on the server in production",
+                param="policies",
+            )
         values = {
             "scope": scope,
             "stage": stage,

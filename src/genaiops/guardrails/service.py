@@ -42,6 +42,8 @@ log = logging.getLogger("genaiops.guardrails")
 
 Stage = Literal["input", "context", "output"]
 _ORDER = {"log": 1, "flag": 2, "redact": 3, "block": 4}
+# PII modes, most protective first.
+_MODES = ("hash", "mask", "reversible")
 
 _REGISTRY: dict[str, Callable[[dict[str, Any]], Guard] | str] = {
     "pii": "genaiops.guardrails.pii.guard:PIIGuard",
@@ -116,7 +118,12 @@ class GuardrailsService:
         self._lock = threading.Lock()
         key = os.environ.get(settings.pii_hash_key_env)
         self._hash_key = key.encode() if key else os.urandom(32)
-        if not key and settings.pii_mode == "hash":
+        hashing = settings.pii_mode == "hash" or any(
+            p.mode == "hash"
+            for stage in (settings.input, settings.context, settings.output)
+            for p in stage.values()
+        )
+        if not key and hashing:
             log.warning(
                 "%s is not set: PII hashes use a key of this process only and change at "
                 "every restart and on every replica",
@@ -215,9 +222,21 @@ class GuardrailsService:
                 else r
                 for r in results
             ]
-            keep = stage == "input" and self.settings.pii_mode == "reversible"
-            outcome.text, outcome.vault = self._redact(text, results, actions, vault, keep)
+            mode = self.redaction_mode(chosen, actions)
+            keep = stage == "input" and mode == "reversible"
+            outcome.text, outcome.vault = self._redact(text, results, actions, vault, keep, mode)
         return outcome
+
+    def redaction_mode(self, chosen: dict[str, GuardPolicy], actions: dict[str, str]) -> str:
+        """How a redaction replaces values: the redacting policies' own ``mode``, else the
+        installation's ``pii_mode``; where they differ the most protective one wins (hash,
+        then mask, then reversible)."""
+        modes = {
+            chosen[name].mode or self.settings.pii_mode
+            for name, action in actions.items()
+            if action == "redact" and name in chosen
+        }
+        return min(modes, key=_MODES.index) if modes else self.settings.pii_mode
 
     def _sample(self, text: str) -> str:
         limit = self.settings.max_check_chars
@@ -234,6 +253,7 @@ class GuardrailsService:
         actions: dict[str, str],
         vault: redaction.Vault | None,
         keep: bool,
+        mode: str,
     ) -> tuple[str, dict[str, str]]:
         # Earlier, then longer spans first: where spans overlap, the first one wins.
         spans = sorted(
@@ -245,13 +265,13 @@ class GuardrailsService:
             ),
             key=lambda s: (s.start, -(s.end - s.start)),
         )
-        if self.settings.pii_mode == "hash":
+        if mode == "hash":
             return redaction.hash_spans(text, spans, self._hash_key), {}
         if vault is None:
             vault = redaction.Vault()
         # Only the reversible mode keeps the caller's originals, to restore them later.
         masked = vault.mask_spans(text, spans, keep=keep)
-        return masked, vault.placeholders if self.settings.pii_mode == "reversible" else {}
+        return masked, vault.placeholders if mode == "reversible" else {}
 
 
 def _without_owned(result: GuardResult, vault: redaction.Vault) -> GuardResult:

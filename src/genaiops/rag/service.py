@@ -17,9 +17,7 @@ makes a document changed, so ingesting the same file with other metadata updates
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import logging
 import re
 import time
@@ -31,7 +29,7 @@ from typing import Any, Literal
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest, NotFound
 from genaiops.rag import chunking
-from genaiops.rag.documents import LoadedDocument, LoadError
+from genaiops.rag.documents import LoadedDocument, LoadError, check_metadata, with_metadata
 from genaiops.rag.embedders import Embedders, Vectors
 from genaiops.rag.stores import create_store
 from genaiops.rag.stores.base import (
@@ -47,10 +45,6 @@ log = logging.getLogger("genaiops.rag")
 Mode = Literal["hybrid", "dense", "lexical"]
 Progress = Callable[[str, dict[str, Any]], None]
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-# Metadata keys a search filter can name (the store's rule for filter fields).
-_METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# Keys that filters read from the document itself, or that loaders set per row.
-RESERVED_METADATA = frozenset({"source", "kind", "document_id", "title", "locator", "row"})
 # New chunk texts embedded per call, across consecutive documents.
 _EMBED_BATCH = 64
 
@@ -130,44 +124,6 @@ class Hit:
             "ranks": self.ranks,
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
         }
-
-
-def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """User metadata for an ingest: filterable keys, scalar values, no reserved key."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidRequest("metadata must be an object of key: value", param="metadata")
-    out: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not _METADATA_KEY_RE.fullmatch(key):
-            raise InvalidRequest(
-                f"invalid metadata key {key!r}: use 1-64 letters, digits, '_', '.' or '-'",
-                param="metadata",
-            )
-        if key in RESERVED_METADATA:
-            raise InvalidRequest(
-                f"metadata key {key!r} is reserved ({', '.join(sorted(RESERVED_METADATA))} are)",
-                param="metadata",
-            )
-        if not isinstance(value, str | int | float | bool):
-            raise InvalidRequest(
-                f"metadata {key!r} must be a string, number or boolean", param="metadata"
-            )
-        out[key] = value
-    return out
-
-
-def _with_metadata(document: LoadedDocument, metadata: dict[str, Any]) -> LoadedDocument:
-    """The document with the ingest's metadata merged in (it wins over the loader's),
-    hashed together with it so that other metadata makes the document changed."""
-    if not metadata:
-        return document
-    tag = json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    digest = hashlib.sha256(f"{document.content_hash}\x00{tag}".encode()).hexdigest()
-    return dataclasses.replace(
-        document, metadata={**document.metadata, **metadata}, content_hash=digest
-    )
 
 
 def check_name(name: str) -> str:
@@ -268,7 +224,7 @@ class RagService:
                 notify("failed", {"source": label, "error": exc.message})
                 continue
             self._ingest_documents(
-                collection, [_with_metadata(d, extra) for d in documents], report, notify
+                collection, [with_metadata(d, extra) for d in documents], report, notify
             )
             old_name = (replaces or {}).get(label)
             # A whole file yields exactly its own key, which cannot be stale.
@@ -416,7 +372,11 @@ class RagService:
         metadata_fields: list[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        prune_under: Sequence[Path] = (),
     ) -> IngestReport:
+        """Ingest files and folders. With ``prune_under`` (folders), the documents of files
+        below them that no longer exist are deleted too, so that ingesting a folder again
+        mirrors it: added, changed and removed files alike."""
         from genaiops.rag import loaders
 
         check_metadata(metadata)
@@ -435,7 +395,28 @@ class RagService:
             return lambda: loaders.load_file(path, **options)  # type: ignore[arg-type]
 
         loads = ((str(p), loader(p)) for p in files)
-        return self.ingest(collection, loads, progress, metadata=metadata)
+        report = self.ingest(collection, loads, progress, metadata=metadata)
+        if prune_under:
+            roots = [Path(root).expanduser().resolve() for root in prune_under]
+            report.removed += self._prune_vanished(collection, roots, progress)
+        return report
+
+    def _prune_vanished(
+        self, collection: Collection, roots: Sequence[Path], progress: Progress | None
+    ) -> int:
+        """Delete the documents of files below ``roots`` that are gone from the disk (a
+        file kept out by the ingest's filters still exists, so it stays)."""
+        stored = self._stored_keys(collection)
+        removed = 0
+        for source in list(stored):
+            path = Path(source)
+            inside = path.is_absolute() and any(path.is_relative_to(r) for r in roots)
+            if inside and not path.exists():
+                count = self._prune(collection, stored, source, set())
+                removed += count
+                if progress is not None and count:
+                    progress("removed", {"source": source, "documents": count})
+        return removed
 
     def ingest_bytes(
         self,

@@ -70,7 +70,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security = SecurityService(settings)
         security.start()
         rag = RagService(settings)
-        policy_store = PolicyStore(security.db, settings.guardrails, settings.auth.key_cache_ttl_s)
+        policy_store = PolicyStore(
+            security.db,
+            settings.guardrails,
+            settings.auth.key_cache_ttl_s,
+            production=settings.env == "production",
+        )
         guardrails = GuardrailsService(settings.guardrails, store=policy_store)
         gateway = Gateway(settings, security=security, rag=rag, guardrails=guardrails)
         finetuning = FineTuning(settings, security.db)

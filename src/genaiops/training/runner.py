@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from genaiops.config import Settings
+from genaiops.config import GuardPolicy, Settings
 from genaiops.errors import GenaiopsError
 from genaiops.registry.service import Registry
 from genaiops.storage.db import Database
@@ -69,13 +69,17 @@ def training_slot(settings: Settings, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def redactor(settings: Settings) -> Callable[[], datasets.Redact] | None:
+def redactor(settings: Settings, job: Job | None = None) -> Callable[[], datasets.Redact] | None:
     """How training data is redacted: by the guardrails ``pii`` guard of the input policy,
-    with its options (``entities``, ``keywords``, ``dni_country``) and the installation's
-    ``pii_mode``, one redaction vault per record. None when ``finetune.redact_pii`` is off
-    or the input policy has no enabled ``pii`` guard."""
-    policy = settings.guardrails.input.get("pii")
-    if not settings.finetune.redact_pii or policy is None or not policy.enabled:
+    with its options (``entities``, ``keywords``, ``dni_country``) and mode, one redaction
+    vault per record. For a job the policy is the one its owner's requests get (the
+    configuration, then the base model's, the tenant's and the creating key's overrides).
+    None when ``finetune.redact_pii`` is off or that policy has no enabled ``pii`` guard."""
+    if not settings.finetune.redact_pii:
+        return None
+    policies = settings.guardrails.input if job is None else _owner_policies(settings, job)
+    policy = policies.get("pii")
+    if policy is None or not policy.enabled:
         return None
     from genaiops.guardrails.pii.redaction import Vault
     from genaiops.guardrails.service import GuardrailsService
@@ -99,6 +103,18 @@ def redactor(settings: Settings) -> Callable[[], datasets.Redact] | None:
     return for_record
 
 
+def _owner_policies(settings: Settings, job: Job) -> dict[str, GuardPolicy]:
+    from genaiops.guardrails.policies import PolicyStore
+    from genaiops.security.principal import Principal
+
+    owner = Principal(tenant=job.tenant, role="user", actor=job.created_by or "-", via="job")
+    db = Database(settings.database_url())
+    try:
+        return PolicyStore(db, settings.guardrails).resolve("input", owner, job.base_model)
+    finally:
+        db.close()
+
+
 def renderer_for(settings: Settings, base: bases.BaseModel) -> tuple[datasets.Renderer, Path]:
     checkpoint = bases.prepare_checkpoint(settings, base)
     tokenizer = bases.load_tokenizer(checkpoint)
@@ -116,7 +132,7 @@ def load_data(
     cfg: lora.TrainConfig,
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:  # fmt: skip
     max_length = min(cfg.max_length, base.context_length)
-    redact = redactor(settings)
+    redact = redactor(settings, job)
     train = datasets.load(Path(job.training_file), renderer, max_length, redact)
     valid = None
     if job.validation_file:

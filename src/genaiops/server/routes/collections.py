@@ -226,6 +226,7 @@ async def ask(
     _: InferenceDep,
     gateway: GatewayDep,
     ctx: ContextDep,
+    tenant: TenantQuery = None,
 ) -> Response:
     """Retrieve from the caller's tenant's collection and answer with citations."""
     params = SamplingParams(
@@ -244,6 +245,7 @@ async def ask(
                 "top_k": body.top_k,
                 "mode": body.mode,
                 "filters": body.filters,
+                "tenant": tenant,
             }
         },
     )
