@@ -160,6 +160,9 @@ class RagSettings(BaseModel):
     lexical_weight: float = Field(default=1.0, ge=0)
     # Dense hits below this cosine similarity do not count as relevant on their own.
     min_dense_score: float = Field(default=0.25, ge=-1, le=1)
+    # Lexical hits count as relevant when they hold at least this share of the question's
+    # meaningful terms (function words aside).
+    min_lexical_coverage: float = Field(default=0.34, ge=0, le=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     embedders: list[EmbedderConfig] = Field(default_factory=list)
 

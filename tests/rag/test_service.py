@@ -400,6 +400,25 @@ def test_rows_deleted_from_a_file_leave_the_collection(rag: RagService, tmp_path
     assert rag.collection(TENANT, "handbook").chunks == 1
 
 
+def test_relevance_needs_more_than_a_shared_word(rag: RagService, docs: Path) -> None:
+    """A question that shares one word (or only function words) with a document is about
+    something else: nothing is relevant, so the answer says so. A question about the
+    document keeps it."""
+    rag.ingest_paths(TENANT, "handbook", [docs])
+
+    def kept(question: str) -> list[str]:
+        hits = rag.search(TENANT, "handbook", question, top_k=5)
+        return [Path(h.source).name for h in rag.relevant(hits, question)]
+
+    assert "lora.md" in kept("¿Qué es LoRA y qué matrices entrena?")
+    assert "ferias.txt" in kept("Quantos dias de férias por ano tem cada colaborador?")
+    assert "security.html" in kept("How often must passwords be rotated?")
+    # Shares "modelo" with the LoRA guide, and only function words otherwise.
+    assert kept("¿Cuál es el mejor modelo de auto eléctrico para una familia?") == []
+    assert kept("What is the capital of Mongolia?") == []
+    assert kept("¿Qué es? ¿Cómo es? ¿Para qué?") == []
+
+
 def test_prune_deletes_only_files_gone_from_the_folder(rag: RagService, tmp_path: Path) -> None:
     folder = tmp_path / "kb"
     folder.mkdir()

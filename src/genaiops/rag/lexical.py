@@ -7,18 +7,36 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
-# Too common to carry meaning in a query; dropped from queries only (not from the index).
-_QUERY_STOPWORDS = frozenset(
-    {"a", "an", "and", "are", "as", "at", "be", "by", "de", "del", "do", "does", "el", "en"}
-    | {"es", "for", "from", "how", "in", "is", "it", "la", "las", "los", "me", "mi", "o"}
-    | {"of", "on", "or", "os", "para", "por", "que", "qual", "quais", "se", "the", "this"}
-    | {"to", "um", "uma", "un", "una", "what", "which", "who", "why", "y", "e", "com"}
-    | {"como", "em", "na", "no", "nas", "nos", "ao", "aos", "sobre", "tem"}
-)
+# Too common to carry meaning in a query: the function words of Spanish, Portuguese and
+# English (articles, prepositions, conjunctions, pronouns, question words, auxiliaries and
+# the commonest verbs). Dropped from queries only (not from the index): they would make
+# any text "match" a question about anything. Folded and stemmed as queries are, below.
+_FUNCTION_WORDS = """
+a al ante bajo con contra de del desde durante en entre hacia hasta mediante para por
+según sin sobre tras el la lo los las un una uno unos unas y e o u ni pero sino que si no
+como cómo cuando cuándo donde dónde adónde cual cuál cuales cuáles quien quién quienes
+quiénes cuanto cuánto cuanta cuánta cuantos cuántos cuantas cuántas porque pues más muy
+ya también solo sólo aquí allí este esta esto estos estas ese esa eso esos esas aquel
+aquella mi mis tu tus su sus nuestro nuestra nuestros nuestras yo me te se nos le les
+ello ella ellos ellas usted ustedes es son era eran fue ser estar está están estoy hay
+ha han he haber tiene tienen tengo tener puedo puede pueden poder debo debe deben hago
+hace hacer quiero sea algún alguna algunos algunas todo toda todos todas otro otra otros
+otras
+ao aos à às até com da das do dos em na nas no nos num numa pela pelas pelo pelos os um
+uma uns umas ou mas não sim qual quais quem quanto quanta quantos quantas quando onde
+porque você vocês ele ela eles elas eu meu minha meus minhas seu sua seus suas nosso
+nossa nossos nossas isso isto esse essa esses essas aquele aquela são foi estou estão
+tem têm tenho ter posso pode podem devo deve devem fazer faz quero existe algum alguns
+outro outra outros outras muito também só aqui já
+about an and are as at be been but by can could did do does for from give get got had
+has have he her his how i if in into is it its many may me much must my of on or our
+should she so some tell than that the their them there these they this those to too us
+was we were what when where which who whom why will with would you your any all
+"""
 
 
 def fold(text: str) -> str:
@@ -36,18 +54,32 @@ def terms(text: str) -> list[str]:
     return [_stem(t) for t in _WORD.findall(fold(text))]
 
 
+_QUERY_STOPWORDS = frozenset(terms(_FUNCTION_WORDS))
+
+
 def index_text(text: str, term: Callable[[str], str]) -> str:
     """What goes into the FTS5 column: the terms, each passed through ``term`` (identity,
     or a keyed hash when the collection is encrypted)."""
     return " ".join(term(t) for t in terms(text))
 
 
+def meaningful_terms(text: str) -> list[str]:
+    """The query's terms without function words, in order, each once."""
+    return list(dict.fromkeys(t for t in terms(text) if t not in _QUERY_STOPWORDS))
+
+
+def coverage(query_terms: Sequence[str], text: str) -> float:
+    """Share of ``query_terms`` that occur in ``text`` (0 for no query terms)."""
+    if not query_terms:
+        return 0.0
+    present = set(terms(text))
+    return sum(1 for t in query_terms if t in present) / len(query_terms)
+
+
 def match_query(text: str, term: Callable[[str], str]) -> str | None:
     """An FTS5 MATCH expression: any of the query's meaningful terms (BM25 ranks documents
     with more and rarer matches first). None when the query has no usable term."""
-    found = terms(text)
-    meaningful = [t for t in found if t not in _QUERY_STOPWORDS] or found
-    unique = list(dict.fromkeys(meaningful))[:64]
+    unique = (meaningful_terms(text) or list(dict.fromkeys(terms(text))))[:64]
     if not unique:
         return None
     return " OR ".join(f'"{term(t)}"' for t in unique)
