@@ -161,8 +161,10 @@ class RagSettings(BaseModel):
     # Dense hits below this cosine similarity do not count as relevant on their own.
     min_dense_score: float = Field(default=0.25, ge=-1, le=1)
     # Lexical hits count as relevant when they hold at least this share of the question's
-    # meaningful terms (function words aside).
+    # meaningful terms (function words aside) and, in hybrid search, are at least this
+    # similar by dense score too (unless they hold every term).
     min_lexical_coverage: float = Field(default=0.34, ge=0, le=1)
+    min_lexical_dense: float = Field(default=0.15, ge=-1, le=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     embedders: list[EmbedderConfig] = Field(default_factory=list)
 

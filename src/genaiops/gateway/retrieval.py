@@ -126,7 +126,7 @@ async def retrieve(
             mode=options.mode,  # type: ignore[arg-type]
             filters=options.filters,
         )
-        return collection, rag.relevant(hits, question)
+        return collection, rag.relevant(hits, question, options.mode)  # type: ignore[arg-type]
 
     from genaiops.rag import grounding
 

@@ -1,19 +1,24 @@
 """Grounded prompts: the retrieved chunks, numbered, inside the model's context window, with
 the instruction to answer only from them and cite them; and the citations returned to the
-caller. When nothing relevant was retrieved the gateway answers that it does not know, in
-the question's language, without asking the model (a small model asked anyway invents).
+caller. ``relevant`` decides which hits are about the question at all; when none is, the
+gateway answers that it does not know, in the question's language, without asking the
+model (a small model asked anyway invents).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genaiops.engines.base import ChatMessage
 from genaiops.rag import lexical
 from genaiops.rag.chunking import count_tokens
 from genaiops.rag.service import Hit
+
+if TYPE_CHECKING:
+    from genaiops.config import RagSettings
 
 _INSTRUCTIONS = {
     "en": (
@@ -37,27 +42,35 @@ _NOT_FOUND = {
     "es": "No encontré información sobre esto en la colección '{name}'.",
     "pt": "Não encontrei informações sobre isso na coleção '{name}'.",
 }
+# Common words of one language more than the others (accents folded, as questions are
+# read); words the three share in writing ("a", "do", "como", "que") vote for none.
 _HINTS = {
     "es": frozenset(
-        {"el", "la", "los", "las", "del", "que", "qué", "por", "para", "una", "es", "cómo"}
-        | {"cuál", "dónde", "está", "son", "muy", "y"}
+        {"el", "la", "los", "las", "del", "al", "en", "con", "es", "son", "fue", "hay", "y"}
+        | {"quien", "quienes", "cual", "cuales", "donde", "cuando", "cuanto", "cuantos"}
+        | {"esta", "estan", "muy", "pero", "mi", "yo", "usted", "puedo", "tengo", "mas", "ya"}
+        | {"una", "unos", "unas", "hacer", "tiene", "tienen", "debo", "sobre", "eso", "esto"}
     ),
     "pt": frozenset(
-        {"o", "os", "as", "do", "da", "dos", "das", "que", "por", "para", "uma", "é", "como"}
-        | {"qual", "onde", "está", "são", "muito", "e", "não"}
+        {"o", "os", "as", "da", "dos", "das", "em", "no", "na", "nos", "nas", "um", "ao"}
+        | {"quem", "qual", "quais", "onde", "quando", "quanto", "quantos", "voce", "voces"}
+        | {"nao", "sao", "muito", "mas", "meu", "minha", "eu", "posso", "tenho", "mais", "ja"}
+        | {"uma", "uns", "umas", "fazer", "tem", "devo", "sobre", "isso", "isto", "e", "foi"}
     ),
     "en": frozenset(
-        {"the", "is", "are", "what", "how", "which", "where", "who", "does", "do", "of"}
-        | {"and", "to", "in", "for", "a", "an"}
+        {"the", "is", "are", "was", "what", "how", "which", "where", "who", "when", "does"}
+        | {"of", "and", "to", "in", "for", "an", "can", "my", "i", "you", "it", "this"}
+        | {"there", "with", "have", "has", "should", "about", "many", "much", "will"}
     ),
 }
 # Characters that only one of the two Iberian languages uses.
 _MARKS = {"es": set("ñ¿¡"), "pt": set("ãõç")}
+_WORDS = re.compile(r"\w+", re.UNICODE)
 SNIPPET_CHARS = 240
 
 
 def detect_language(text: str, default: str = "en") -> str:
-    words = lexical.fold(text).split()
+    words = _WORDS.findall(lexical.fold(text))
     raw = set(text.lower())
     scores = {lang: sum(w in hints for w in words) for lang, hints in _HINTS.items()}
     for lang, marks in _MARKS.items():
@@ -129,3 +142,26 @@ def ground(
         system = "\n\n".join(m.content for m in earlier_system) + "\n\n" + system
     messages = [ChatMessage("system", system), *rest, ChatMessage("user", question)]
     return Grounded(messages, cited, language)
+
+
+def relevant(hits: Sequence[Hit], question: str, rag: RagSettings, mode: str) -> list[Hit]:
+    """Hits worth grounding an answer to ``question`` on. A dense match counts at
+    ``rag.min_dense_score``. A lexical match must hold ``rag.min_lexical_coverage`` of the
+    question's meaningful terms (one shared word of a five-word question is not a topic)
+    and, where dense scores were computed, be at least ``rag.min_lexical_dense`` similar
+    too, unless it holds every term (names, codes: what BM25 is for)."""
+    wanted = lexical.meaningful_terms(question)
+
+    def counts(hit: Hit) -> bool:
+        dense = hit.scores.get("dense")
+        if dense is not None and dense >= rag.min_dense_score:
+            return True
+        if "lexical" not in hit.scores:
+            return False
+        share = lexical.coverage(wanted, hit.text)
+        if mode == "lexical" or share >= 1.0:
+            return share >= rag.min_lexical_coverage
+        similar = dense is not None and dense >= rag.min_lexical_dense
+        return share >= rag.min_lexical_coverage and similar
+
+    return [h for h in hits if counts(h)]

@@ -573,19 +573,9 @@ class RagService:
             )
         return hits
 
-    def relevant(self, hits: Sequence[Hit], question: str) -> list[Hit]:
-        """Hits worth grounding an answer to ``question`` on: a dense match at or above
-        ``rag.min_dense_score``, or a lexical match holding at least
-        ``rag.min_lexical_coverage`` of the question's meaningful terms (one shared word of
-        a five-word question is not a topic). Empty: the collection has nothing on it."""
-        from genaiops.rag import lexical
+    def relevant(self, hits: Sequence[Hit], question: str, mode: Mode = "hybrid") -> list[Hit]:
+        """The hits worth grounding an answer to ``question`` on (``grounding.relevant``);
+        empty when the collection has nothing on it."""
+        from genaiops.rag import grounding
 
-        floor = self.settings.rag.min_dense_score
-        share = self.settings.rag.min_lexical_coverage
-        wanted = lexical.meaningful_terms(question)
-        return [
-            h
-            for h in hits
-            if h.scores.get("dense", -1.0) >= floor
-            or ("lexical" in h.scores and lexical.coverage(wanted, h.text) >= share)
-        ]
+        return grounding.relevant(hits, question, self.settings.rag, mode)
