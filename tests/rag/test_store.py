@@ -152,6 +152,62 @@ def test_an_index_built_from_a_newer_snapshot_is_not_changed_twice(tmp_path: Pat
     assert [p.name for p in (tmp_path / "indexes").iterdir()] == [f"{uid}-2.faiss"]
 
 
+@pytest.mark.parametrize("threshold", [2, 100_000], ids=["hnsw", "flat"])
+def test_a_stale_index_is_caught_up_not_rebuilt(tmp_path: Path, threshold: int) -> None:
+    """Another process changes a collection this one has searched: the next search adds
+    the new chunks and drops the deleted ones from the loaded index instead of building
+    it again; a process starting later catches the saved index up the same way. A change
+    to more than a fifth of the collection is rebuilt."""
+    data = tmp_path / "data"
+    first = open_store(data, hnsw_threshold=threshold)
+    second = open_store(data, hnsw_threshold=threshold)
+    builds: list[int] = []
+    for store in (first, second):
+        build = store.indexes.build
+
+        def counted(dim: int, ids: Any, vectors: Any, build: Any = build) -> Any:
+            builds.append(len(ids))
+            return build(dim, ids, vectors)
+
+        store.indexes.build = counted  # type: ignore[method-assign]
+    try:
+        collection = first.create_collection(spec("kb"))
+        vectors = unit(400, seed=3)
+        for n in range(20):
+            put(first, collection, f"doc{n}", vectors[n * 20 : (n + 1) * 20])
+        assert first.dense(collection, vectors[0], 1, None)[0][1] > 0.99
+        assert builds == [400]
+
+        fresh = unit(5, seed=4)
+        added = put(second, collection, "new", fresh)
+        gone = second.list_documents(collection, 0, 100)[0]
+        second.delete_document(collection, gone.id)
+        # The first process's loaded index is behind by two versions.
+        assert first.dense(collection, fresh[2], 1, None)[0][0] == added[2]
+        hits = {h[0] for h in first.dense(collection, vectors[0], 400, None)}
+        removed_ids = set(range(1, 21))  # doc0's chunks, the first stored
+        assert not hits & removed_ids and len(hits) == 385
+        assert builds == [400]  # caught up, not rebuilt
+
+        # A new process finds only the index file saved before the changes.
+        third = open_store(data, hnsw_threshold=threshold)
+        try:
+            third.indexes.build = first.indexes.build  # type: ignore[method-assign]
+            assert third.dense(collection, fresh[4], 1, None)[0][0] == added[4]
+            assert builds == [400]
+        finally:
+            third.close()
+
+        # Most of the collection replaced: rebuilt, not patched.
+        for n in range(1, 20):
+            put(second, collection, f"doc{n}", unit(20, seed=100 + n))
+        assert len(first.dense(collection, fresh[0], 5, None)) == 5
+        assert builds == [400, 385]
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_recreated_collection_never_uses_the_old_index(tmp_path: Path) -> None:
     """One process searched a collection; another deleted it and created one with the same
     name (and, in SQLite, the same row id) and the same version count. The first process

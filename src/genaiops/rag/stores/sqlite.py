@@ -465,49 +465,49 @@ class SQLiteStore:
         # FTS5's bm25() is negative (more negative = better); report the usual positive score.
         return [(int(r["id"]), -float(r["score"])) for r in rows]
 
-    def _all_vectors(self, collection: Collection) -> tuple[Any, Any]:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT id, embedding FROM chunks WHERE collection_id = ? ORDER BY id",
-                (collection.id,),
-            )
-            .fetchall()
-        )
-        ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return ids, np.zeros((0, collection.spec.dim), dtype=np.float32)
-        vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
-        return ids, vectors.reshape(len(rows), collection.spec.dim)
-
     def _snapshot(self, collection: Collection) -> tuple[int, Any, Any]:
-        """The collection's version and its vectors, read in one transaction (one snapshot
-        of the WAL), so an index built from them is labelled with the right version."""
+        version, _, ids, vectors = self._delta(collection, np.zeros(0, dtype=np.int64))
+        return version, ids, vectors
+
+    def _delta(self, collection: Collection, known: Any) -> tuple[int, Any, Any, Any]:
+        """For an index holding ``known`` chunk ids: the collection's version, all its
+        chunk ids, the ids missing from ``known`` and their vectors, read in one
+        transaction (one snapshot of the WAL), so the index is labelled with the version
+        its vectors are from. With nothing known, what a new index is built from."""
         conn = self._conn()
         conn.execute("BEGIN")
         try:
             version = self._version(conn, collection.id)
-            ids, vectors = self._all_vectors(collection)
+            rows = conn.execute(
+                "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection.id,)
+            )
+            current = np.fromiter((r["id"] for r in rows), dtype=np.int64)
+            added, vectors = self._vectors(current[~np.isin(current, known)], collection.spec.dim)
         finally:
             conn.execute("COMMIT")
-        return version, ids, vectors
+        return version, current, added, vectors
+
+    def _vectors(self, ids: Any, dim: int) -> tuple[Any, Any]:
+        """(the ids found, their vectors) for chunk ``ids``, read in batches."""
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(ids), 500):
+            batch = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(batch))
+            rows += self._conn().execute(
+                f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", batch
+            )
+        found = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
+        return found, vectors.reshape(len(rows), dim)
 
     def _exact(
         self, collection: Collection, ids: Any, query: Vectors, k: int
     ) -> list[tuple[int, float]]:
         """Exact inner-product search over the stored vectors of ``ids``."""
-        rows: list[sqlite3.Row] = []
-        for start in range(0, len(ids), 500):
-            batch = [int(i) for i in ids[start : start + 500]]
-            rows += self._conn().execute(
-                f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(batch))})",
-                batch,
-            )
-        if not rows:
+        found, vectors = self._vectors(ids, collection.spec.dim)
+        if not len(found):
             return []
-        found = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
-        scores = vectors.reshape(len(rows), collection.spec.dim) @ query
+        scores = vectors @ query
         best = np.argsort(-scores, kind="stable")[:k]
         return [(int(found[i]), float(scores[i])) for i in best]
 
@@ -537,6 +537,7 @@ class SQLiteStore:
             query,
             k,
             allowed,
+            delta=lambda known: self._delta(collection, known),
         )
 
     def chunks(self, collection: Collection, ids: Sequence[int]) -> dict[int, ChunkRecord]:
