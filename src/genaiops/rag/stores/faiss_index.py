@@ -63,6 +63,29 @@ class _Entry:
     tombstones: set[int] = field(default_factory=set)
 
 
+def _patch(
+    entry: _Entry,
+    removed: npt.NDArray[np.int64],
+    added: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+    threads: int = 1,
+) -> None:
+    """Remove and add vectors in place: an exact index deletes, HNSW (which cannot) keeps
+    tombstones that searches filter out."""
+    if len(removed):
+        if entry.kind == "flat":
+            entry.index.remove_ids(removed)
+        else:
+            entry.tombstones.update(int(i) for i in removed)
+    if len(added):
+        faiss = _faiss()
+        faiss.omp_set_num_threads(threads)  # many new vectors: HNSW inserts in parallel
+        try:
+            entry.index.add_with_ids(vectors, added)
+        finally:
+            faiss.omp_set_num_threads(1)
+
+
 class _ReadWriteLock:
     """Many readers or one writer; a waiting writer holds off new readers."""
 
@@ -253,17 +276,7 @@ class IndexCache:
             return False
         if entry.kind == "flat" and len(current) > self.hnsw_threshold:
             return False
-        if len(removed):
-            if entry.kind == "flat":
-                entry.index.remove_ids(removed)
-            else:
-                entry.tombstones.update(int(i) for i in removed)
-        if len(added):
-            faiss.omp_set_num_threads(os.cpu_count() or 1)
-            try:
-                entry.index.add_with_ids(vectors, added)
-            finally:
-                faiss.omp_set_num_threads(1)
+        _patch(entry, removed, added, vectors, threads=os.cpu_count() or 1)
         log.info(
             "caught up %s index of collection %s from version %d to %d (+%d -%d vectors)",
             entry.kind,
@@ -353,13 +366,7 @@ class IndexCache:
             if entry.version != old_version:
                 del self._entries[uid]
                 return
-            if len(removed):
-                if entry.kind == "flat":
-                    entry.index.remove_ids(removed)
-                else:
-                    entry.tombstones.update(int(i) for i in removed)
-            if len(added):
-                entry.index.add_with_ids(vectors, added)
+            _patch(entry, removed, added, vectors)
             entry.version = new_version
             # Too many dead entries make HNSW searches wider and recall worse: rebuild.
             if len(entry.tombstones) > 0.2 * max(entry.index.ntotal, 1):
