@@ -157,27 +157,19 @@ class ThreadedEngine:
     async def generate(
         self, prepared: PreparedRequest, cancel: CancelToken
     ) -> AsyncIterator[GenerationEvent]:
-        if not self.ready:
-            raise ModelNotReady(f"model '{self.name}' is {self._state}")
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
-
-        def emit(item: GenerationEvent | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, item)
-            except RuntimeError:  # loop closed during shutdown: nobody is listening
-                cancel.cancel()
-
-        self._jobs.put(Job(prepared, cancel, emit))
+        """The ``Engine`` protocol's iterator, over ``relay``."""
+        events: asyncio.Queue[GenerationEvent | None] = asyncio.Queue()
+        job = asyncio.ensure_future(self.relay(prepared, cancel, events.put_nowait))
+        job.add_done_callback(lambda _: events.put_nowait(None))
         try:
-            while True:
-                item = await events.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise self._failure(item)
+            while (item := await events.get()) is not None:
                 yield item
+            await job  # the job's error, if it failed
         finally:
             # Whether we finished, failed or were closed early, the thread stops at the
             # next token.
             cancel.cancel()
+            if not job.done():
+                job.cancel()
+            elif not job.cancelled():
+                job.exception()  # retrieved: a consumer that left early does not want it

@@ -77,6 +77,10 @@ def _check_limits(rpm: int | None, tpm: int | None, budget: int | None, period: 
         raise InvalidRequest(f"budget_period must be one of {PERIODS}", param="budget_period")
 
 
+class KeysExist(Exception):
+    """``create(only_first=True)`` found a key already."""
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: str
@@ -225,42 +229,10 @@ class KeyStore:
         expires_in_s: int | None = None,
         created_by: str | None = None,
         rotated_from: str | None = None,
-    ) -> NewKey:
-        new = self._create(
-            tenant=tenant,
-            role=role,
-            name=name,
-            limits=limits,
-            models=models,
-            expires_in_s=expires_in_s,
-            created_by=created_by,
-            rotated_from=rotated_from,
-        )
-        assert new is not None
-        return new
-
-    def create_first(self, *, tenant: str, role: str, name: str, created_by: str) -> NewKey | None:
-        """A key, unless the installation has one already: the check and the insert are
-        one transaction that takes the database's write lock before it looks (a row lock
-        on PostgreSQL), so replicas starting together on an empty database create one key
-        between them, not one each."""
-        return self._create(
-            tenant=tenant, role=role, name=name, created_by=created_by, only_first=True
-        )
-
-    def _create(
-        self,
-        *,
-        tenant: str,
-        role: str,
-        name: str = "",
-        limits: Limits | None = None,
-        models: list[str] | None = None,
-        expires_in_s: int | None = None,
-        created_by: str | None = None,
-        rotated_from: str | None = None,
         only_first: bool = False,
-    ) -> NewKey | None:
+    ) -> NewKey:
+        """A new key. ``only_first``: unless the installation has one already (raises
+        ``KeysExist``; see ``create_first``)."""
         check_tenant(tenant)
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {list(ROLES)}", param="role")
@@ -300,11 +272,23 @@ class KeyStore:
                     .values(version=schema_info.c.version)
                 )
                 if conn.execute(select(api_keys.c.id).limit(1)).first() is not None:
-                    return None
+                    raise KeysExist
             self._ensure_tenant(conn, tenant)
             conn.execute(insert(api_keys).values(**values))
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one()
         return NewKey(KeyRecord.from_row(row), key)
+
+    def create_first(self, *, tenant: str, role: str, name: str, created_by: str) -> NewKey | None:
+        """A key, unless the installation has one already: the check and the insert are
+        one transaction that takes the database's write lock before it looks (a row lock
+        on PostgreSQL), so replicas starting together on an empty database create one key
+        between them, not one each."""
+        try:
+            return self.create(
+                tenant=tenant, role=role, name=name, created_by=created_by, only_first=True
+            )
+        except KeysExist:
+            return None
 
     def get(self, key_id: str, tenant: str | None = None) -> KeyRecord:
         """A key by id, within ``tenant`` when given (another tenant's key is 'not found')."""

@@ -30,13 +30,8 @@ in a long document is not diluted by the benign text around it (at the price of 
 chances for a false positive on very long inputs). Only the first ``max_chars``
 characters of the scan text are classified; the rules still see everything.
 
-Prediction does not go through scikit-learn's transformers: ``HashedNgrams`` builds the
-same features directly (the same n-grams, the same MurmurHash3 bucket, binary, one L2 norm
-per block), which for a linear model is the sum of the coefficients of the distinct buckets
-over the square root of their number. It skips the transformers' per-call input checks and
-sparse-matrix building and remembers each n-gram's bucket, so a short prompt is scored in
-about a fifth of the time; tests hold it equal to ``HashingVectorizer`` on the whole
-dataset. Training still uses ``HashingVectorizer``.
+Prediction builds the same features without scikit-learn's transformers (``features.py``,
+``HashedNgrams``); training uses ``HashingVectorizer``.
 
 scikit-learn is imported inside functions: importing the guard does not import it (the
 server loads the guards at start-up, so no request pays for it).
@@ -45,7 +40,6 @@ server loads the guards at start-up, so no request pays for it).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -56,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from genaiops.guardrails.injection import semantic
+from genaiops.guardrails.injection.features import WORD_TOKENS, HashedNgrams
 from genaiops.guardrails.injection.normalize import Normalized, normalize
 
 FORMAT_VERSION = 2  # 2 adds the semantic (embedding) half; version 1 files still load
@@ -63,7 +58,6 @@ CHAR_NGRAMS = (2, 5)
 WORD_NGRAMS = (1, 2)
 N_CHAR = 2**18
 N_WORD = 2**18
-WORD_TOKENS = r"(?u)\b\w+\b"
 WINDOW = 2000  # characters per classified window (training prompts are shorter)
 STEP = 1500
 MAX_CHARS = 100_000
@@ -229,92 +223,6 @@ def windows(text: str) -> list[str]:
     if len(text) <= WINDOW:
         return [text]
     return [text[i : i + WINDOW] for i in range(0, len(text) - WINDOW + STEP, STEP)]
-
-
-_WHITESPACE_RUN = re.compile(r"\s\s+")
-_WORD_TOKEN = re.compile(WORD_TOKENS)
-# Buckets remembered per block; past this many n-grams the memory starts again.
-_BUCKET_CACHE = 100_000
-
-
-class HashedNgrams:
-    """The binary, L2-normalised ``HashingVectorizer`` features of one text, as the set of
-    buckets they hit: ``char_wb`` n-grams (each word padded with a space on both sides,
-    runs of whitespace folded) and word n-grams over ``WORD_TOKENS``, hashed with
-    MurmurHash3 (seed 0) into ``abs(hash) % n_features``."""
-
-    def __init__(
-        self,
-        char_ngrams: tuple[int, int],
-        word_ngrams: tuple[int, int],
-        n_char: int,
-        n_word: int,
-        binary: bool = True,
-    ):
-        self.char_ngrams = char_ngrams
-        self.word_ngrams = word_ngrams
-        self.n_char = n_char
-        self.n_word = n_word
-        self.binary = binary
-        self._char_buckets: dict[str, int] = {}
-        self._word_buckets: dict[str, int] = {}
-
-    def char_grams(self, text: str) -> set[str]:
-        lo, hi = self.char_ngrams
-        grams: set[str] = set()
-        add = grams.add
-        for word in _WHITESPACE_RUN.sub(" ", text).split():
-            padded = f" {word} "
-            length = len(padded)
-            for n in range(lo, hi + 1):
-                if length <= n:
-                    add(padded)  # a short word counts once, whole
-                    break
-                for i in range(length - n + 1):
-                    add(padded[i : i + n])
-        return grams
-
-    def word_grams(self, text: str) -> set[str]:
-        lo, hi = self.word_ngrams
-        tokens = _WORD_TOKEN.findall(text)
-        grams: set[str] = set(tokens) if lo <= 1 else set()
-        for n in range(max(lo, 2), hi + 1):
-            for i in range(len(tokens) - n + 1):
-                grams.add(" ".join(tokens[i : i + n]))
-        return grams
-
-    @staticmethod
-    def _buckets(grams: set[str], memory: dict[str, int], n_features: int) -> list[int]:
-        from sklearn.utils import murmurhash3_32  # type: ignore[import-untyped]
-
-        if len(memory) > _BUCKET_CACHE:
-            memory.clear()
-        found: set[int] = set()
-        for gram in grams:
-            bucket = memory.get(gram)
-            if bucket is None:
-                h = int(murmurhash3_32(gram, seed=0))
-                # As sklearn's hashing transform: abs() of the signed hash, whose one
-                # value without a positive counterpart wraps around.
-                bucket = abs(h) % n_features if h != -(2**31) else (2**31 - n_features) % n_features
-                memory[gram] = bucket
-            found.add(bucket)
-        return list(found)
-
-    def buckets(self, text: str) -> tuple[list[int], list[int]]:
-        return (
-            self._buckets(self.char_grams(text), self._char_buckets, self.n_char),
-            self._buckets(self.word_grams(text), self._word_buckets, self.n_word),
-        )
-
-    def score(self, text: str, char_coef: np.ndarray, word_coef: np.ndarray) -> float:
-        """x @ coef for binary features, each block divided by its L2 norm."""
-        char, word = self.buckets(text)
-        z = 0.0
-        for found, coef in ((char, char_coef), (word, word_coef)):
-            if found:
-                z += float(coef[found].sum(dtype=np.float64)) / len(found) ** 0.5
-        return z
 
 
 def _make_vectorizers(
