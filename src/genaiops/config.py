@@ -138,8 +138,11 @@ def bundled_embedders() -> dict[str, dict[str, object]]:
 
 
 class RagSettings(BaseModel):
-    # "sqlite": SQLite + FTS5 + FAISS under <data_dir>/rag; other stores register by name.
+    # "sqlite": SQLite + FTS5 + FAISS under <data_dir>/rag; "pgvector": PostgreSQL with
+    # the pgvector extension, shared by replicas; other stores register by name.
     store: str = "sqlite"
+    # The pgvector store's database (postgresql+psycopg://...); empty means storage.url.
+    url: str | None = None
     default_embedder: str = "use-multilingual"
     chunk_tokens: int = Field(default=256, ge=16, le=8192)
     chunk_overlap: int = Field(default=32, ge=0)

@@ -1,17 +1,21 @@
-"""A real redis-server for the integration tests, started once per session."""
+"""Real servers for the integration tests, each started once per session: redis-server
+(Debian package) and PostgreSQL with pgvector (the pgserver wheel's binaries)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -67,12 +71,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
+    """PostgreSQL with the pgvector extension, from the pgserver wheel (a dev dependency):
+    located without importing the package, whose Python side the tests do not need."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
         pytest.fail(
-            "PostgreSQL is not installed; run `make test`, which installs it", pytrace=False
+            "pgserver (PostgreSQL with pgvector) is not installed; run `make test`, "
+            "which installs it",
+            pytrace=False,
         )
-    return found[-1].parent
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not os.access(bindir / "postgres", os.X_OK):
+        pytest.fail(f"no PostgreSQL server in {bindir}", pytrace=False)
+    return bindir
 
 
 def _as_postgres_user(command: list[str]) -> list[str]:
@@ -142,3 +153,18 @@ def postgres_url() -> Iterator[str]:
             process.kill()
             process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    name = "t" + uuid.uuid4().hex[:12]
+    admin = create_engine(
+        postgres_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from genaiops.config import load_settings
 from genaiops.security import audit
@@ -24,21 +22,6 @@ from genaiops.storage.db import Database
 pytestmark = pytest.mark.integration
 
 SYSTEM = Principal(tenant="system", role="admin", actor="test", via="cli")
-
-
-@pytest.fixture
-def database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh, empty database on the session's PostgreSQL server."""
-    name = "t" + uuid.uuid4().hex[:12]
-    admin = create_engine(
-        postgres_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_keys_usage_and_audit_on_postgres(database_url: str, tmp_path: Path) -> None:

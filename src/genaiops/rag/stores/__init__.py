@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 StoreFactory = Callable[["Settings"], "VectorStore"]
 _REGISTRY: dict[str, StoreFactory | str] = {
     "sqlite": "genaiops.rag.stores.sqlite:from_settings",
+    "pgvector": "genaiops.rag.stores.pgvector:from_settings",
 }
 
 

@@ -11,7 +11,6 @@ per thread (WAL mode: readers never wait for the writer).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -34,6 +33,7 @@ from genaiops.rag.stores.base import (
     DocumentRecord,
     Filters,
     Vectors,
+    filter_terms,
 )
 from genaiops.rag.stores.faiss_index import IndexCache
 from genaiops.rag.stores.schema import SCHEMA
@@ -41,7 +41,6 @@ from genaiops.rag.stores.schema import SCHEMA
 if TYPE_CHECKING:
     from genaiops.config import Settings
 
-_FIELD_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _COLUMNS = {"source": "d.source", "kind": "d.kind", "document_id": "d.id"}
 # A filtered dense search allowing at most this many chunks reads their vectors and
 # compares them all (exact, a few milliseconds) instead of searching the index.
@@ -429,24 +428,15 @@ class SQLiteStore:
 
     @staticmethod
     def _filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
-        if not filters:
-            return "", []
         clauses, args = [], []
-        for field, wanted in filters.items():
-            if not isinstance(field, str) or not _FIELD_RE.fullmatch(field):
-                raise InvalidRequest(f"invalid filter field {field!r}", param="filters")
-            values = wanted if isinstance(wanted, list) else [wanted]
-            if not values or not all(isinstance(v, str | int | float | bool) for v in values):
-                raise InvalidRequest(
-                    f"filter {field!r} takes a value or a list of values", param="filters"
-                )
+        for field, values in filter_terms(filters):
             column = _COLUMNS.get(field)
             if column is None:
                 column = "json_extract(d.metadata, ?)"
                 args.append(f'$."{field}"')
             clauses.append(f"{column} IN ({','.join('?' * len(values))})")
             args.extend(values)
-        return " AND " + " AND ".join(clauses), args
+        return (" AND " + " AND ".join(clauses), args) if clauses else ("", [])
 
     def lexical(
         self, collection: Collection, query: str, k: int, filters: Filters | None

@@ -1,0 +1,338 @@
+"""The retrieval store on a real PostgreSQL server with pgvector: the embedded store's
+service tests run again on it, it ranks exactly as the embedded store does, its HNSW
+index serves large collections, replicas share collections, text is encrypted at rest,
+and a killed ingest leaves it consistent and resumable."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+
+from genaiops.config import load_settings
+from genaiops.errors import ConfigError, InvalidRequest
+from genaiops.rag.service import RagService
+from genaiops.rag.stores.pgvector import PgVectorStore, conninfo
+from tests.rag import test_service as embedded
+from tests.rag.test_resume import write_corpus
+
+pytestmark = pytest.mark.integration
+
+TENANT = embedded.TENANT
+
+
+def pg_service(data: Path, url: str, **rag: Any) -> RagService:
+    return RagService(load_settings(data_dir=data, rag={"store": "pgvector", "url": url, **rag}))
+
+
+def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(conninfo(url)) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def assert_consistent(url: str) -> None:
+    """Every document's chunk count matches its chunks, every chunk has postings, and the
+    collection totals BM25 uses match the rows."""
+    assert (
+        query(
+            url,
+            "SELECT d.id FROM rag_documents d WHERE d.chunks !="
+            " (SELECT COUNT(*) FROM rag_chunks c WHERE c.document_id = d.id)",
+        )
+        == []
+    )
+    assert (
+        query(
+            url,
+            "SELECT c.id FROM rag_chunks c WHERE c.n_terms !="
+            " (SELECT COALESCE(SUM(tf), 0) FROM rag_terms t WHERE t.chunk_id = c.id)",
+        )
+        == []
+    )
+    totals = query(
+        url,
+        "SELECT k.id, k.n_documents, k.n_chunks, k.n_terms,"
+        " (SELECT COUNT(*) FROM rag_documents d WHERE d.collection_id = k.id),"
+        " (SELECT COUNT(*) FROM rag_chunks c WHERE c.collection_id = k.id),"
+        " (SELECT COALESCE(SUM(n_terms), 0) FROM rag_chunks c WHERE c.collection_id = k.id)"
+        " FROM rag_collections k",
+    )
+    for cid, documents, chunks, terms, *actual in totals:
+        assert [documents, chunks, terms] == actual, cid
+
+
+# -- the embedded store's service tests, on pgvector --------------------------------------
+
+docs = embedded.docs
+
+
+@pytest.fixture
+def rag(tmp_path: Path, database_url: str) -> Iterator[RagService]:
+    service = pg_service(tmp_path / "data", database_url)
+    service.create_collection(TENANT, "handbook")
+    yield service
+    service.close()
+    assert_consistent(database_url)
+
+
+test_collections_are_validated_and_scoped = embedded.test_collections_are_validated_and_scoped
+test_ingest_search_update_and_delete = embedded.test_ingest_search_update_and_delete
+test_rows_metadata_and_filters = embedded.test_rows_metadata_and_filters
+test_rows_deleted_from_a_file_leave_the_collection = (
+    embedded.test_rows_deleted_from_a_file_leave_the_collection
+)
+test_relevance_needs_more_than_a_shared_word = embedded.test_relevance_needs_more_than_a_shared_word
+test_prune_deletes_only_files_gone_from_the_folder = (
+    embedded.test_prune_deletes_only_files_gone_from_the_folder
+)
+test_user_metadata_tags_every_document = embedded.test_user_metadata_tags_every_document
+test_rows_are_embedded_in_batches_across_documents = (
+    embedded.test_rows_are_embedded_in_batches_across_documents
+)
+
+
+# -- pgvector on its own ------------------------------------------------------------------
+
+QUESTIONS = [
+    "¿Qué es LoRA?",
+    "politica de ferias colaborador",
+    "How often must passwords be rotated?",
+    "perplejidad del modelo",
+    "laptops full-disk encryption",
+]
+
+
+def test_ranks_exactly_as_the_embedded_store(tmp_path: Path, docs: Path, database_url: str) -> None:
+    """BM25 in SQL gives FTS5's scores, and exact inner product gives FAISS's, for the same
+    chunks: moving a collection between stores does not change what it answers."""
+    results: dict[str, list[list[tuple[str, str, float]]]] = {}
+    for store in ("sqlite", "pgvector"):
+        rag = RagService(
+            load_settings(data_dir=tmp_path / store, rag={"store": store, "url": database_url})
+        )
+        try:
+            rag.create_collection(TENANT, "handbook", chunk_tokens=32, chunk_overlap=4)
+            rag.ingest_paths(TENANT, "handbook", [docs])
+            ranked = []
+            for question in QUESTIONS:
+                for mode in ("lexical", "dense", "hybrid"):
+                    hits = rag.search(TENANT, "handbook", question, mode=mode, top_k=8)  # type: ignore[arg-type]
+                    ranked.append([(Path(h.source).name, h.text, h.score) for h in hits])
+            results[store] = ranked
+        finally:
+            rag.close()
+    assert sum(len(r) for r in results["sqlite"]) > 3 * len(QUESTIONS)
+    for embedded_hits, pg_hits in zip(results["sqlite"], results["pgvector"], strict=True):
+        assert [h[:2] for h in pg_hits] == [h[:2] for h in embedded_hits]
+        assert [h[2] for h in pg_hits] == pytest.approx([h[2] for h in embedded_hits], rel=1e-5)
+
+
+def test_large_collections_search_through_their_hnsw_index(
+    tmp_path: Path, database_url: str
+) -> None:
+    rows = [
+        f"{i};Pregunta {i} sobre el reembolso de gastos de la sucursal {i}." for i in range(150)
+    ]
+    faq = tmp_path / "faq.csv"
+    faq.write_text("id;q\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    rag = pg_service(tmp_path / "data", database_url, hnsw_threshold=100)
+    try:
+        rag.create_collection(TENANT, "faq")
+        rag.ingest_paths(TENANT, "faq", [faq], text_field="q", id_field="id")
+        collection = rag.collection(TENANT, "faq")
+        store: PgVectorStore = rag.store  # type: ignore[assignment]
+        assert collection.chunks == 150 and store.has_index(collection)
+        dim = collection.spec.dim
+        with psycopg.connect(conninfo(database_url)) as conn:
+            conn.execute("SET LOCAL enable_sort = off")  # as the store's query does
+            vector = conn.execute("SELECT embedding::text FROM rag_chunks LIMIT 1").fetchone()
+            plan = conn.execute(
+                f"EXPLAIN SELECT id FROM rag_chunks WHERE collection_id = {collection.id}"
+                f" ORDER BY (embedding::vector({dim})) <#> %s::vector({dim}) LIMIT 5",
+                vector,
+            ).fetchall()
+        assert f"rag_hnsw_{collection.uid}" in " ".join(r[0] for r in plan)
+        for i in (3, 77, 149):
+            hit = rag.search(TENANT, "faq", rows[i].split(";", 1)[1], mode="dense", top_k=1)
+            assert hit[0].locator == str(i)
+        # A filter that few chunks pass still finds them (exactly, past the graph).
+        source = str(faq.resolve())
+        only = rag.search(
+            TENANT, "faq", "reembolso", mode="dense", top_k=3, filters={"source": source}
+        )
+        assert len(only) == 3
+        assert rag.search(TENANT, "faq", "reembolso", filters={"source": "nope"}) == []
+    finally:
+        rag.close()
+
+
+def test_replicas_share_collections(tmp_path: Path, docs: Path, database_url: str) -> None:
+    """Two services on one database (two replicas): what one ingests the other finds at
+    once, and their concurrent ingests into one collection both land whole."""
+    first = pg_service(tmp_path / "a", database_url)
+    second = pg_service(tmp_path / "b", database_url)
+    try:
+        first.create_collection(TENANT, "handbook")
+        first.ingest_paths(TENANT, "handbook", [docs / "lora.md"])
+        hits = second.search(TENANT, "handbook", "¿Qué es LoRA?")
+        assert Path(hits[0].source).name == "lora.md"
+
+        folders = []
+        for n in range(2):
+            folder = tmp_path / f"batch{n}"
+            write_corpus(folder, files=12)
+            folders.append(folder)
+        errors: list[BaseException] = []
+
+        def ingest(service: RagService, folder: Path) -> None:
+            try:
+                service.ingest_paths(TENANT, "handbook", [folder])
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=ingest, args=(s, f))
+            for s, f in zip((first, second), folders, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert first.collection(TENANT, "handbook").documents == 25
+        assert_consistent(database_url)
+
+        lora = next(
+            d
+            for d in second.documents(TENANT, "handbook")
+            if d.kind == "md" and d.source.endswith("lora.md")
+        )
+        second.delete_document(TENANT, "handbook", lora.id)
+        for mode in ("lexical", "dense"):
+            found = first.search(TENANT, "handbook", "LoRA rango bajo", mode=mode)  # type: ignore[arg-type]
+            assert all(not h.source.endswith("lora.md") for h in found)
+    finally:
+        first.close()
+        second.close()
+    assert_consistent(database_url)
+
+
+def test_encrypted_at_rest(
+    tmp_path: Path, docs: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    rag = pg_service(tmp_path / "data", database_url)
+    try:
+        assert rag.create_collection(TENANT, "secret").encrypted
+        rag.ingest_paths(TENANT, "secret", [docs])
+        hits = rag.search(TENANT, "secret", "ferias", mode="lexical")
+        assert [Path(h.source).name for h in hits] == ["ferias.txt"]
+        hit = rag.search(TENANT, "secret", "LoRA")[0]
+        assert "rango bajo" in hit.text and hit.title == "Guía de ajuste fino"
+    finally:
+        rag.close()
+    stored: list[bytes] = []
+    for row in query(database_url, "SELECT text, heading FROM rag_chunks"):
+        stored += [bytes(v) for v in row if v is not None]
+    stored += [bytes(r[0]) for r in query(database_url, "SELECT title FROM rag_documents")]
+    stored += [r[0].encode() for r in query(database_url, "SELECT term FROM rag_terms")]
+    raw = b"\n".join(stored)
+    assert len(raw) > 1000
+    for word in ("colaborador", "Passwords", "perplejidad", "adaptadores", "matrices", "ninety"):
+        assert word.encode() not in raw and word.lower().encode() not in raw, word
+
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    wrong = pg_service(tmp_path / "data", database_url)
+    try:
+        with pytest.raises(InvalidRequest, match="encrypted"):
+            wrong.search(TENANT, "secret", "ferias")
+    finally:
+        wrong.close()
+
+
+def test_configuration_errors_are_clear(tmp_path: Path, database_url: str) -> None:
+    with pytest.raises(ConfigError, match="PostgreSQL URL"):
+        pg_service(tmp_path, "sqlite:///x.db")
+    with pytest.raises(ConfigError, match="needs a PostgreSQL URL"):
+        RagService(load_settings(data_dir=tmp_path, rag={"store": "pgvector"}))
+    # A role that may not create the extension in a database that lacks it.
+    admin = create_engine(
+        database_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
+    )
+    name = "plain" + os.urandom(4).hex()
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {name} LOGIN"))
+        conn.execute(text(f"CREATE DATABASE {name} OWNER {name}"))
+    try:
+        url = database_url.replace("postgres@", f"{name}@").rsplit("/", 1)[0] + "/" + name
+        with pytest.raises(ConfigError, match="pgvector extension is not available"):
+            pg_service(tmp_path, url)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+            conn.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()
+
+
+def test_kill_mid_ingest_then_resume(tmp_path: Path, database_url: str) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, files=240)
+    env = os.environ | {
+        "GENAIOPS_DATA_DIR": str(tmp_path / "data"),
+        "GENAIOPS_RAG__STORE": "pgvector",
+        "GENAIOPS_RAG__URL": database_url,
+    }
+    cli = [sys.executable, "-m", "genaiops"]
+    subprocess.run([*cli, "collections", "create", "policies"], env=env, check=True)
+
+    def stored() -> int:
+        return int(query(database_url, "SELECT COUNT(*) FROM rag_documents")[0][0])
+
+    process = subprocess.Popen(
+        [*cli, "ingest", str(corpus), "--collection", "policies"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while stored() < 20:
+        assert process.poll() is None, "ingest finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = stored()
+    assert 20 <= before < 240
+    assert_consistent(database_url)
+
+    result = subprocess.run(
+        [*cli, "ingest", str(corpus), "--collection", "policies", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert (report["unchanged"], report["added"], report["failed"]) == (before, 240 - before, [])
+    assert stored() == 240
+    assert_consistent(database_url)
+    search = subprocess.run(
+        [*cli, "search", "plazo de 242 días", "--collection", "policies", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(search.stdout)[0]["source"].endswith(".md")
