@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from tests.pgcluster import ClusterError, running_postgres
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -70,89 +69,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-def _postgres_bin() -> Path:
-    """PostgreSQL with the pgvector extension, from the pgserver wheel (a dev dependency):
-    located without importing the package, whose Python side the tests do not need."""
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail(
-            "pgserver (PostgreSQL with pgvector) is not installed; run `make test`, "
-            "which installs it",
-            pytrace=False,
-        )
-    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    if not os.access(bindir / "postgres", os.X_OK):
-        pytest.fail(f"no PostgreSQL server in {bindir}", pytrace=False)
-    return bindir
-
-
-def _as_postgres_user(command: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root; the Debian package provides the postgres user.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return command
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server in a temporary cluster, with a database named genaiops."""
-    bindir = _postgres_bin()
-    # Not under pytest's temporary root: that is private to this user, and the server runs
-    # as the postgres user when the tests run as root.
-    workdir = Path(tempfile.mkdtemp(prefix="genaiops-pg-"))
-    data, sockets = workdir / "data", workdir / "sockets"
-    data.mkdir()
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres")
-        shutil.chown(data, "postgres")
-        shutil.chown(sockets, "postgres")
-    subprocess.run(
-        _as_postgres_user(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-            + ["--encoding=UTF8", "--no-sync"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    log = workdir / "postgres.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            _as_postgres_user(
-                [str(bindir / "postgres"), "-D", str(data), "-p", str(port)]
-                + ["-k", str(sockets), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-            ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    """A real PostgreSQL server (with pgvector) in a temporary cluster, with a database
+    named genaiops."""
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            ready = subprocess.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                capture_output=True,
-            )
-            if ready.returncode == 0:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"PostgreSQL did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        subprocess.run(
-            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-            + ["genaiops"],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/genaiops"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        with running_postgres() as url:
+            yield url
+    except ClusterError as exc:
+        # Never skip: a missing server must not pass silently for a green run.
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

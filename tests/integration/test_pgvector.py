@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from genaiops.config import load_settings
 from genaiops.errors import ConfigError, InvalidRequest
 from genaiops.rag.service import RagService
-from genaiops.rag.stores.pgvector import PgVectorStore, conninfo
+from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
 from tests.rag import test_service as embedded
 from tests.rag.test_resume import write_corpus
 
@@ -153,7 +153,7 @@ def test_large_collections_search_through_their_hnsw_index(
         rag.ingest_paths(TENANT, "faq", [faq], text_field="q", id_field="id")
         collection = rag.collection(TENANT, "faq")
         store: PgVectorStore = rag.store  # type: ignore[assignment]
-        assert collection.chunks == 150 and store.has_index(collection)
+        assert collection.chunks == 150 and store.indexes.valid(collection)
         dim = collection.spec.dim
         with psycopg.connect(conninfo(database_url)) as conn:
             conn.execute("SET LOCAL enable_sort = off")  # as the store's query does
@@ -174,6 +174,61 @@ def test_large_collections_search_through_their_hnsw_index(
         )
         assert len(only) == 3
         assert rag.search(TENANT, "faq", "reembolso", filters={"source": "nope"}) == []
+    finally:
+        rag.close()
+
+
+def test_hnsw_index_upkeep(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingest run adding little to an indexed collection keeps its index (chunks are
+    added to the graph); one adding a large share rebuilds it at its end; an index lost
+    (a build cut short) is rebuilt from the next search, which is exact meanwhile."""
+    monkeypatch.setattr(hnsw, "_REBUILD_MIN", 10)
+
+    def csv(name: str, rows: range) -> Path:
+        path = tmp_path / f"{name}.csv"
+        lines = [f"{i};Consulta {i} sobre el viático del proyecto {i}." for i in rows]
+        path.write_text("id;q\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def index_oid(collection: Any) -> int | None:
+        found = query(
+            database_url, "SELECT oid FROM pg_class WHERE relname = %s", hnsw.index_name(collection)
+        )
+        return int(found[0][0]) if found else None
+
+    rag = pg_service(tmp_path / "data", database_url, hnsw_threshold=100)
+    try:
+        rag.create_collection(TENANT, "faq")
+        rag.ingest_paths(TENANT, "faq", [csv("a", range(150))], text_field="q", id_field="id")
+        collection = rag.collection(TENANT, "faq")
+        built = index_oid(collection)
+        assert built is not None
+
+        rag.ingest_paths(TENANT, "faq", [csv("b", range(150, 160))], text_field="q", id_field="id")
+        assert index_oid(collection) == built  # 10 chunks: added to the graph
+        rag.ingest_paths(TENANT, "faq", [csv("c", range(160, 220))], text_field="q", id_field="id")
+        rebuilt = index_oid(rag.collection(TENANT, "faq"))
+        assert rebuilt is not None and rebuilt != built  # 60 chunks (> 20%): rebuilt
+
+        store: PgVectorStore = rag.store  # type: ignore[assignment]
+        store.indexes.drop(collection)
+        hit = rag.search(TENANT, "faq", "viático del proyecto 201", mode="dense", top_k=1)
+        assert hit[0].locator == "201"
+        deadline = time.monotonic() + 60
+        while not store.indexes.valid(collection):
+            assert time.monotonic() < deadline, "the search did not rebuild the index"
+            time.sleep(0.2)
+        for i in (5, 155, 219):
+            hit = rag.search(
+                TENANT,
+                "faq",
+                f"Consulta {i} sobre el viático del proyecto {i}.",
+                mode="dense",
+                top_k=1,
+            )
+            assert hit[0].locator == str(i)
     finally:
         rag.close()
 

@@ -215,6 +215,20 @@ class RagService:
         report = IngestReport()
         started = time.perf_counter()
         notify = progress or (lambda _event, _info: None)
+        with self.store.bulk(collection):
+            self._ingest_loads(collection, loads, report, notify, extra, replaces or {})
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest_loads(
+        self,
+        collection: Collection,
+        loads: Iterable[tuple[str, Callable[[], list[LoadedDocument]]]],
+        report: IngestReport,
+        notify: Progress,
+        extra: dict[str, Any],
+        replaces: Mapping[str, str],
+    ) -> None:
         stored: dict[str, dict[str, int]] | None = None
         for label, load in loads:
             try:
@@ -226,7 +240,7 @@ class RagService:
             self._ingest_documents(
                 collection, [with_metadata(d, extra) for d in documents], report, notify
             )
-            old_name = (replaces or {}).get(label)
+            old_name = replaces.get(label)
             # A whole file yields exactly its own key, which cannot be stale.
             if old_name or not documents or any(d.locator is not None for d in documents):
                 if any(d.source != label for d in documents):
@@ -239,8 +253,6 @@ class RagService:
                     if old_name:
                         report.removed += self._prune(collection, stored, old_name, set())
             notify("file", {"source": label})
-        report.seconds = time.perf_counter() - started
-        return report
 
     def _stored_keys(self, collection: Collection) -> dict[str, dict[str, int]]:
         """source -> {key: document id} of the documents stored in the collection."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,6 +148,11 @@ class VectorStore(Protocol):
         vectors: Vectors,
     ) -> DocumentRecord: ...
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord: ...
+    def bulk(self, collection: Collection) -> AbstractContextManager[None]:
+        """Held for the length of an ingest run: a store may defer index upkeep to its end
+        (one build instead of an update per document)."""
+        ...
+
     def list_documents(
         self, collection: Collection, offset: int = 0, limit: int = 100
     ) -> list[DocumentRecord]: ...

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -414,6 +414,10 @@ class SQLiteStore:
             np.zeros((0, collection.spec.dim), dtype=np.float32),
         )
         return record
+
+    def bulk(self, collection: Collection) -> AbstractContextManager[None]:
+        # The FAISS index follows changes in place already (stores/faiss_index.py).
+        return nullcontext()
 
     def list_documents(
         self, collection: Collection, offset: int = 0, limit: int = 100
