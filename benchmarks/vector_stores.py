@@ -236,6 +236,7 @@ def main() -> None:
                     "hnsw_m",
                     "hnsw_ef_construction",
                     "hnsw_ef_search",
+                    "pgvector_hnsw_threshold",
                     "pgvector_hnsw_m",
                     "pgvector_hnsw_ef_construction",
                 },

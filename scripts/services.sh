@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the servers the test suite starts for itself: redis-server (the shared
-# rate-limit backend) and PostgreSQL (the scale-out metadata store). Debian/Ubuntu
-# packages; a no-op when both are already present.
+# rate-limit backend) and PostgreSQL. The tests run PostgreSQL 16 with pgvector from the
+# pgserver wheel (a dev dependency); the Debian package provides the postgres user that
+# runs it when the tests run as root. Debian/Ubuntu packages; a no-op when both are
+# already present.
 set -euo pipefail
 
 missing=()

@@ -147,7 +147,7 @@ def test_large_collections_search_through_their_hnsw_index(
     ]
     faq = tmp_path / "faq.csv"
     faq.write_text("id;q\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    rag = pg_service(tmp_path / "data", database_url, hnsw_threshold=100)
+    rag = pg_service(tmp_path / "data", database_url, pgvector_hnsw_threshold=100)
     try:
         rag.create_collection(TENANT, "faq")
         rag.ingest_paths(TENANT, "faq", [faq], text_field="q", id_field="id")
@@ -198,7 +198,7 @@ def test_hnsw_index_upkeep(
         )
         return int(found[0][0]) if found else None
 
-    rag = pg_service(tmp_path / "data", database_url, hnsw_threshold=100)
+    rag = pg_service(tmp_path / "data", database_url, pgvector_hnsw_threshold=100)
     try:
         rag.create_collection(TENANT, "faq")
         rag.ingest_paths(TENANT, "faq", [csv("a", range(150))], text_field="q", id_field="id")

@@ -443,7 +443,7 @@ def from_settings(settings: Settings) -> PgVectorStore:
     return PgVectorStore(
         url,
         Sealer.from_env(cfg.encryption_key_env),
-        hnsw_threshold=cfg.hnsw_threshold,
+        hnsw_threshold=cfg.pgvector_hnsw_threshold,
         hnsw_m=cfg.pgvector_hnsw_m,
         ef_construction=cfg.pgvector_hnsw_ef_construction,
         ef_search=cfg.hnsw_ef_search,

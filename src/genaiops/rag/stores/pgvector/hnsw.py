@@ -7,6 +7,9 @@ on a 2-core machine, while building a graph costs about 0.15 ms a chunk. So an i
 an indexed collection drops the index and builds it again at its end (searches meanwhile
 are exact, hence correct). Builds are ``CREATE INDEX CONCURRENTLY``: other replicas keep
 reading and writing; one cut short leaves an invalid index, which the next build redoes.
+
+A run that added many chunks also vacuums the tables it wrote: BM25 reads term postings
+from the index alone only where the table's visibility map says the rows are visible.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ log = logging.getLogger("genaiops.rag")
 
 _REBUILD_SHARE = 0.2
 _REBUILD_MIN = 2000
+# Runs adding at least this many chunks vacuum rag_terms and rag_chunks at their end.
+_VACUUM_MIN = 1000
 # A search of a large collection without a valid index starts a build in the background,
 # checking at most this often.
 _INDEX_CHECK_S = 60.0
@@ -71,6 +76,9 @@ class HnswIndexes:
                     del self._bulk[collection.id]
             if state.depth == 0:
                 self.build_if_large(collection)
+                if state.added >= _VACUUM_MIN:
+                    with self.pool.connection() as conn:
+                        conn.execute("VACUUM (ANALYZE) rag_terms, rag_chunks")
 
     def after_write(self, collection: Collection, added: int) -> None:
         drop = False

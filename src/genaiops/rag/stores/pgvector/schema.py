@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS rag_terms (
     tf INTEGER NOT NULL,
     -- The chunk's length in terms, here so ranking never reads the (wide) chunk rows.
     dl INTEGER NOT NULL,
-    PRIMARY KEY (collection_id, term, chunk_id)
+    -- tf and dl in the key's index too: ranking reads the index alone (once vacuumed).
+    PRIMARY KEY (collection_id, term, chunk_id) INCLUDE (tf, dl)
 );
 CREATE INDEX IF NOT EXISTS rag_terms_chunk ON rag_terms (chunk_id);
 -- Vectors stay in the row (uncompressed: floats do not compress) instead of the TOAST
