@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/retrieval_quality.py
 	$(PY) benchmarks/retrieval_speed.py
 	$(PY) benchmarks/index_catch_up.py
+	$(PY) benchmarks/vector_stores.py
 	$(PY) benchmarks/guardrails_latency.py
 	$(PY) benchmarks/injection_quality.py
 	$(PY) benchmarks/pii_quality.py
