@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
@@ -25,6 +27,7 @@ from genaiops.config import load_settings
 from genaiops.errors import ConfigError, InvalidRequest
 from genaiops.rag.service import RagService
 from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
+from tests.conftest import Server, start_server, stop_server
 from tests.rag import test_service as embedded
 from tests.rag.test_resume import write_corpus
 
@@ -391,3 +394,70 @@ def test_kill_mid_ingest_then_resume(tmp_path: Path, database_url: str) -> None:
         check=True,
     )
     assert json.loads(search.stdout)[0]["source"].endswith(".md")
+
+
+def test_replicas_on_separate_nodes_serve_one_collection_over_http(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two servers with their own data directories (two nodes) and one PostgreSQL
+    database for keys and collections: what one is sent, the other retrieves and cites."""
+    config = f"""
+bundled_models = ["smollm2-135m-instruct"]
+[storage]
+url = "{database_url}"
+[rag]
+store = "pgvector"
+"""
+    servers: list[Server] = []
+    try:
+        for name in ("node-a", "node-b"):
+            servers.append(start_server(tmp_path, name, config))
+        a, b = servers
+        assert a.key is not None and b.key is None  # one installation, one admin key
+        headers = {"Authorization": f"Bearer {a.key}"}
+        r = httpx.post(a.url + "/v1/collections", json={"name": "handbook"}, headers=headers)
+        assert r.status_code == 201, r.text
+        files = [
+            ("files", ("lora.md", embedded.LORA.encode(), "text/markdown")),
+            ("files", ("ferias.txt", embedded.FERIAS.encode(), "text/plain")),
+        ]
+        r = httpx.post(
+            a.url + "/v1/collections/handbook/documents", files=files, headers=headers, timeout=120
+        )
+        assert r.status_code == 200 and r.json()["added"] == 2, r.text
+
+        listed = httpx.get(b.url + "/v1/collections/handbook", headers=headers).json()
+        assert listed["documents"] == 2 and listed["chunks"] >= 2
+        hits = httpx.post(
+            b.url + "/v1/collections/handbook/search",
+            json={"query": "dias de ferias por ano", "top_k": 3},
+            headers=headers,
+            timeout=60,
+        ).json()["data"]
+        assert hits[0]["source"] == "ferias.txt"
+        reply = openai.OpenAI(base_url=b.base_url, api_key=a.key, max_retries=0)
+        answer = reply.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "Quantos dias de férias por ano?"}],
+            max_tokens=20,
+            temperature=0,
+            extra_body={"rag": {"collection": "handbook", "top_k": 2}},
+        ).model_dump()
+        assert answer["citations"][0]["chunk_id"] == hits[0]["chunk_id"]
+
+        r = httpx.delete(
+            b.url + f"/v1/collections/handbook/documents/{hits[0]['document_id']}",
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        again = httpx.post(
+            a.url + "/v1/collections/handbook/search",
+            json={"query": "dias de ferias por ano", "mode": "lexical"},
+            headers=headers,
+            timeout=60,
+        ).json()["data"]
+        assert all(h["source"] != "ferias.txt" for h in again)
+    finally:
+        for server in servers:
+            stop_server(server)
+    assert_consistent(database_url)
