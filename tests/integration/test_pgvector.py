@@ -6,11 +6,7 @@ and a killed ingest leaves it consistent and resumable."""
 from __future__ import annotations
 
 import base64
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +25,7 @@ from genaiops.rag.service import RagService
 from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
 from tests.conftest import Server, start_server, stop_server
 from tests.rag import test_service as embedded
-from tests.rag.test_resume import write_corpus
+from tests.rag.test_resume import kill_mid_ingest_then_resume, write_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -345,55 +341,17 @@ def test_configuration_errors_are_clear(tmp_path: Path, database_url: str) -> No
 
 
 def test_kill_mid_ingest_then_resume(tmp_path: Path, database_url: str) -> None:
-    corpus = tmp_path / "corpus"
-    write_corpus(corpus, files=240)
-    env = os.environ | {
-        "GENAIOPS_DATA_DIR": str(tmp_path / "data"),
-        "GENAIOPS_RAG__STORE": "pgvector",
-        "GENAIOPS_RAG__URL": database_url,
-    }
-    cli = [sys.executable, "-m", "genaiops"]
-    subprocess.run([*cli, "collections", "create", "policies"], env=env, check=True)
-
-    def stored() -> int:
-        return int(query(database_url, "SELECT COUNT(*) FROM rag_documents")[0][0])
-
-    process = subprocess.Popen(
-        [*cli, "ingest", str(corpus), "--collection", "policies"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kill_mid_ingest_then_resume(
+        tmp_path,
+        os.environ
+        | {
+            "GENAIOPS_DATA_DIR": str(tmp_path / "data"),
+            "GENAIOPS_RAG__STORE": "pgvector",
+            "GENAIOPS_RAG__URL": database_url,
+        },
+        lambda: int(query(database_url, "SELECT COUNT(*) FROM rag_documents")[0][0]),
+        lambda: assert_consistent(database_url),
     )
-    deadline = time.monotonic() + 120
-    while stored() < 20:
-        assert process.poll() is None, "ingest finished before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = stored()
-    assert 20 <= before < 240
-    assert_consistent(database_url)
-
-    result = subprocess.run(
-        [*cli, "ingest", str(corpus), "--collection", "policies", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report = json.loads(result.stdout)
-    assert (report["unchanged"], report["added"], report["failed"]) == (before, 240 - before, [])
-    assert stored() == 240
-    assert_consistent(database_url)
-    search = subprocess.run(
-        [*cli, "search", "plazo de 242 días", "--collection", "policies", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(search.stdout)[0]["source"].endswith(".md")
 
 
 def test_replicas_on_separate_nodes_serve_one_collection_over_http(

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.rag.test_service import assert_consistent
@@ -42,13 +43,16 @@ def documents(db: Path) -> int:
         return 0
 
 
-def test_kill_mid_ingest_then_resume(tmp_path: Path) -> None:
+def kill_mid_ingest_then_resume(
+    tmp_path: Path, env: dict[str, str], stored: Callable[[], int], check: Callable[[], None]
+) -> None:
+    """Ingest 240 files in a CLI process killed with SIGKILL after 20 documents are stored:
+    ``check`` passes after the kill, and the same command then finishes the job. ``env``
+    selects the data directory and store; ``stored`` counts the stored documents."""
     corpus = tmp_path / "corpus"
     write_corpus(corpus, files=240)
-    env = os.environ | {"GENAIOPS_DATA_DIR": str(tmp_path / "data")}
     cli = [sys.executable, "-m", "genaiops"]
     subprocess.run([*cli, "collections", "create", "policies"], env=env, check=True)
-    db = tmp_path / "data" / "rag" / "rag.db"
     process = subprocess.Popen(
         [*cli, "ingest", str(corpus), "--collection", "policies"],
         env=env,
@@ -56,15 +60,15 @@ def test_kill_mid_ingest_then_resume(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while documents(db) < 20:
+    while stored() < 20:
         assert process.poll() is None, "ingest finished before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    stored = documents(db)
-    assert 20 <= stored < 240
-    assert_consistent(db)
+    before = stored()
+    assert 20 <= before < 240
+    check()
 
     result = subprocess.run(
         [*cli, "ingest", str(corpus), "--collection", "policies", "--json"],
@@ -74,11 +78,9 @@ def test_kill_mid_ingest_then_resume(tmp_path: Path) -> None:
         check=True,
     )
     report = json.loads(result.stdout)
-    assert report["unchanged"] == stored
-    assert report["added"] == 240 - stored
-    assert report["failed"] == []
-    assert documents(db) == 240
-    assert_consistent(db)
+    assert (report["unchanged"], report["added"], report["failed"]) == (before, 240 - before, [])
+    assert stored() == 240
+    check()
     search = subprocess.run(
         [*cli, "search", "plazo de 242 días", "--collection", "policies", "--json"],
         env=env,
@@ -88,3 +90,13 @@ def test_kill_mid_ingest_then_resume(tmp_path: Path) -> None:
     )
     hits = json.loads(search.stdout)
     assert hits and hits[0]["source"].endswith(".md")
+
+
+def test_kill_mid_ingest_then_resume(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "rag" / "rag.db"
+    kill_mid_ingest_then_resume(
+        tmp_path,
+        os.environ | {"GENAIOPS_DATA_DIR": str(tmp_path / "data")},
+        lambda: documents(db),
+        lambda: assert_consistent(db),
+    )

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genaiops.errors import InvalidRequest, NotFound
+from genaiops.errors import NotFound
 from genaiops.rag import lexical
 from genaiops.rag.crypto import Sealer
 from genaiops.rag.documents import Chunk, LoadedDocument
+from genaiops.rag.stores import rows as records
 from genaiops.rag.stores.base import (
     ChunkRecord,
     Collection,
@@ -128,28 +129,6 @@ class SQLiteStore:
 
     # -- collections -----------------------------------------------------------------------
 
-    def _collection(self, row: sqlite3.Row) -> Collection:
-        spec = CollectionSpec(
-            tenant=row["tenant"],
-            name=row["name"],
-            embedder=row["embedder"],
-            dim=row["dim"],
-            chunk_tokens=row["chunk_tokens"],
-            chunk_overlap=row["chunk_overlap"],
-            language=row["language"],
-            description=row["description"],
-        )
-        return Collection(
-            id=row["id"],
-            spec=spec,
-            encrypted=row["key_check"] is not None,
-            documents=row["n_documents"],
-            chunks=row["n_chunks"],
-            created_us=row["created_us"],
-            version=row["version"],
-            uid=row["uid"],
-        )
-
     _SELECT_COLLECTION = """
         SELECT c.*,
                (SELECT COUNT(*) FROM documents d WHERE d.collection_id = c.id) AS n_documents,
@@ -164,11 +143,7 @@ class SQLiteStore:
                 "SELECT 1 FROM collections WHERE tenant = ? AND name = ?", (spec.tenant, spec.name)
             ).fetchone()
             if exists:
-                raise InvalidRequest(
-                    f"A collection named '{spec.name}' already exists.",
-                    param="name",
-                    code="collection_exists",
-                )
+                raise records.exists(spec.name)
             cursor = conn.execute(
                 "INSERT INTO collections (tenant, name, embedder, dim, chunk_tokens,"
                 " chunk_overlap, language, description, key_check, created_us, uid)"
@@ -200,16 +175,8 @@ class SQLiteStore:
             .fetchone()
         )
         if row is None:
-            raise NotFound(
-                f"No collection named '{name}'.", param="collection", code="collection_not_found"
-            )
-        if row["key_check"] is not None and row["key_check"] != self.sealer.check_value():
-            raise InvalidRequest(
-                f"Collection '{name}' is encrypted and the configured key "
-                f"({'missing' if not self.sealer.enabled else 'a different one'}) cannot read it.",
-                code="encryption_key_mismatch",
-            )
-        return self._collection(row)
+            raise records.not_found(name)
+        return records.collection(row, self.sealer)
 
     def list_collections(self, tenant: str | None) -> list[Collection]:
         query = self._SELECT_COLLECTION
@@ -218,7 +185,7 @@ class SQLiteStore:
             query += " WHERE c.tenant = ?"
             args = (tenant,)
         rows = self._conn().execute(query + " ORDER BY c.tenant, c.name", args).fetchall()
-        return [self._collection(r) for r in rows]
+        return [records.listed_collection(r) for r in rows]
 
     def delete_collection(self, tenant: str, name: str) -> None:
         collection = self.get_collection(tenant, name)
@@ -381,19 +348,8 @@ class SQLiteStore:
             )
         return self._document_record(collection, row)
 
-    def _document_record(self, collection: Collection, row: sqlite3.Row) -> DocumentRecord:
-        return DocumentRecord(
-            id=row["id"],
-            key=row["key"],
-            source=row["source"],
-            title=self.sealer_for(collection).open(row["title"]),
-            kind=row["kind"],
-            locator=row["locator"],
-            content_hash=row["content_hash"],
-            chunks=row["chunks"],
-            metadata=json.loads(row["metadata"]),
-            updated_us=row["updated_us"],
-        )
+    def _document_record(self, collection: Collection, row: Any) -> DocumentRecord:
+        return records.document(row, self.sealer_for(collection))
 
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
         record = self._document(collection, document_id)
@@ -545,22 +501,8 @@ class SQLiteStore:
             f" WHERE +c.collection_id = ? AND c.id IN ({','.join('?' * len(ids))})",
             (collection.id, *ids),
         )
-        opened = self.sealer_for(collection).open
-        return {
-            int(r["id"]): ChunkRecord(
-                id=int(r["id"]),
-                document_id=int(r["document_id"]),
-                index=int(r["idx"]),
-                text=opened(r["text"]),
-                page=r["page"],
-                heading=opened(r["heading"]) if r["heading"] is not None else None,
-                source=r["source"],
-                title=opened(r["title"]),
-                locator=r["locator"],
-                metadata=json.loads(r["metadata"]),
-            )
-            for r in rows
-        }
+        sealer = self.sealer_for(collection)
+        return {int(r["id"]): records.chunk(r, sealer) for r in rows}
 
 
 def from_settings(settings: Settings) -> SQLiteStore:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genaiops.errors import ConfigError, InvalidRequest, NotFound
+from genaiops.errors import ConfigError, NotFound
 from genaiops.rag.crypto import Sealer
 from genaiops.rag.documents import Chunk, LoadedDocument
+from genaiops.rag.stores import rows as records
 from genaiops.rag.stores.base import (
     ChunkRecord,
     Collection,
@@ -111,29 +112,6 @@ class PgVectorStore:
 
     # -- collections -----------------------------------------------------------------------
 
-    @staticmethod
-    def _collection(row: dict[str, Any]) -> Collection:
-        spec = CollectionSpec(
-            tenant=row["tenant"],
-            name=row["name"],
-            embedder=row["embedder"],
-            dim=row["dim"],
-            chunk_tokens=row["chunk_tokens"],
-            chunk_overlap=row["chunk_overlap"],
-            language=row["language"],
-            description=row["description"],
-        )
-        return Collection(
-            id=row["id"],
-            spec=spec,
-            encrypted=row["key_check"] is not None,
-            documents=row["n_documents"],
-            chunks=row["n_chunks"],
-            created_us=row["created_us"],
-            version=row["version"],
-            uid=row["uid"],
-        )
-
     def create_collection(self, spec: CollectionSpec) -> Collection:
         import psycopg
 
@@ -158,11 +136,7 @@ class PgVectorStore:
                     ),
                 )
         except psycopg.errors.UniqueViolation:
-            raise InvalidRequest(
-                f"A collection named '{spec.name}' already exists.",
-                param="name",
-                code="collection_exists",
-            ) from None
+            raise records.exists(spec.name) from None
         return self.get_collection(spec.tenant, spec.name)
 
     def get_collection(self, tenant: str, name: str) -> Collection:
@@ -171,16 +145,8 @@ class PgVectorStore:
                 "SELECT * FROM rag_collections WHERE tenant = %s AND name = %s", (tenant, name)
             ).fetchone()
         if row is None:
-            raise NotFound(
-                f"No collection named '{name}'.", param="collection", code="collection_not_found"
-            )
-        if row["key_check"] is not None and row["key_check"] != self.sealer.check_value():
-            raise InvalidRequest(
-                f"Collection '{name}' is encrypted and the configured key "
-                f"({'missing' if not self.sealer.enabled else 'a different one'}) cannot read it.",
-                code="encryption_key_mismatch",
-            )
-        return self._collection(row)
+            raise records.not_found(name)
+        return records.collection(row, self.sealer)
 
     def list_collections(self, tenant: str | None) -> list[Collection]:
         query, args = "SELECT * FROM rag_collections", tuple[str, ...]()
@@ -188,7 +154,7 @@ class PgVectorStore:
             query, args = query + " WHERE tenant = %s", (tenant,)
         with self.pool.connection() as conn:
             rows = conn.execute(query + " ORDER BY tenant, name", args).fetchall()
-        return [self._collection(r) for r in rows]
+        return [records.listed_collection(r) for r in rows]
 
     def delete_collection(self, tenant: str, name: str) -> None:
         collection = self.get_collection(tenant, name)
@@ -353,19 +319,8 @@ class PgVectorStore:
             )
         return self._document_record(collection, row)
 
-    def _document_record(self, collection: Collection, row: dict[str, Any]) -> DocumentRecord:
-        return DocumentRecord(
-            id=row["id"],
-            key=row["key"],
-            source=row["source"],
-            title=self.sealer_for(collection).open(row["title"]),
-            kind=row["kind"],
-            locator=row["locator"],
-            content_hash=row["content_hash"],
-            chunks=row["chunks"],
-            metadata=row["metadata"],
-            updated_us=row["updated_us"],
-        )
+    def _document_record(self, collection: Collection, row: Any) -> DocumentRecord:
+        return records.document(row, self.sealer_for(collection))
 
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
         record = self._document(collection, document_id)
@@ -415,22 +370,8 @@ class PgVectorStore:
                 " WHERE c.collection_id = %s AND c.id = ANY(%s)",
                 (collection.id, [int(i) for i in ids]),
             ).fetchall()
-        opened = self.sealer_for(collection).open
-        return {
-            int(r["id"]): ChunkRecord(
-                id=int(r["id"]),
-                document_id=int(r["document_id"]),
-                index=int(r["idx"]),
-                text=opened(r["text"]),
-                page=r["page"],
-                heading=opened(r["heading"]) if r["heading"] is not None else None,
-                source=r["source"],
-                title=opened(r["title"]),
-                locator=r["locator"],
-                metadata=r["metadata"],
-            )
-            for r in rows
-        }
+        sealer = self.sealer_for(collection)
+        return {int(r["id"]): records.chunk(r, sealer) for r in rows}
 
 
 def from_settings(settings: Settings) -> PgVectorStore:
