@@ -6,7 +6,9 @@ and a killed ingest leaves it consistent and resumable."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +23,11 @@ from sqlalchemy import create_engine, text
 
 from genaiops.config import load_settings
 from genaiops.errors import ConfigError, InvalidRequest
-from genaiops.rag.service import RagService
+from genaiops.rag.crypto import Sealer
+from genaiops.rag.service import Mode, RagService
+from genaiops.rag.stores.base import CollectionSpec
 from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, genaiops_cli, start_server, stop_server
 from tests.rag import test_service as embedded
 from tests.rag.test_resume import kill_mid_ingest_then_resume, write_corpus
 
@@ -104,6 +108,7 @@ test_rows_are_embedded_in_batches_across_documents = (
 
 # -- pgvector on its own ------------------------------------------------------------------
 
+MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
 QUESTIONS = [
     "¿Qué es LoRA?",
     "politica de ferias colaborador",
@@ -126,8 +131,8 @@ def test_ranks_exactly_as_the_embedded_store(tmp_path: Path, docs: Path, databas
             rag.ingest_paths(TENANT, "handbook", [docs])
             ranked = []
             for question in QUESTIONS:
-                for mode in ("lexical", "dense", "hybrid"):
-                    hits = rag.search(TENANT, "handbook", question, mode=mode, top_k=8)  # type: ignore[arg-type]
+                for mode in MODES:
+                    hits = rag.search(TENANT, "handbook", question, mode=mode, top_k=8)
                     ranked.append([(Path(h.source).name, h.text, h.score) for h in hits])
             results[store] = ranked
         finally:
@@ -419,3 +424,117 @@ store = "pgvector"
         for server in servers:
             stop_server(server)
     assert_consistent(database_url)
+
+
+def test_collections_copy_between_stores(tmp_path: Path, docs: Path, database_url: str) -> None:
+    """`genaiops collections copy` moves collections from the embedded store to pgvector
+    (and back) with their vectors: both answer every search alike; a second copy only
+    brings what changed; a collection that cannot be copied fails the command clearly."""
+    data = tmp_path / "data"
+    rag = embedded.make_service(data)
+    try:
+        rag.create_collection(TENANT, "handbook", chunk_tokens=32, chunk_overlap=4)
+        rag.ingest_paths(TENANT, "handbook", [docs])
+        rag.create_collection("globex", "handbook")
+        rag.ingest_paths("globex", "handbook", [docs / "ferias.txt"])
+    finally:
+        rag.close()
+
+    def ranked(service: RagService) -> list[Any]:
+        return [
+            [
+                (h.source, h.text, round(h.score, 4))
+                for h in service.search(TENANT, "handbook", q, mode=m, top_k=8)
+            ]  # type: ignore[arg-type]
+            for q in QUESTIONS
+            for m in ("lexical", "dense", "hybrid")
+        ]
+
+    def copy(*args: str, into: Path = data) -> subprocess.CompletedProcess[str]:
+        return genaiops_cli("collections", "copy", "--json", *args, data_dir=into, check=False)
+
+    done = copy("--to", "pgvector", "--to-url", database_url)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["failed"] == []
+    assert {(c["tenant"], c["copied"], c["unchanged"]) for c in report["collections"]} == {
+        (TENANT, 3, 0),
+        ("globex", 1, 0),
+    }
+    source, target = embedded.make_service(data), pg_service(tmp_path / "pg", database_url)
+    try:
+        assert ranked(target) == ranked(source)
+        assert target.collection(TENANT, "handbook").spec.chunk_tokens == 32
+    finally:
+        source.close()
+        target.close()
+
+    (docs / "lora.md").write_text(embedded.LORA.replace("perplejidad", "exactitud"))
+    rag = embedded.make_service(data)
+    rag.ingest_paths(TENANT, "handbook", [docs])
+    rag.close()
+    again = json.loads(
+        copy("--to", "pgvector", "--to-url", database_url, "--tenant", TENANT).stdout
+    )
+    assert [(c["copied"], c["unchanged"]) for c in again["collections"]] == [(1, 2)]
+    target = pg_service(tmp_path / "pg", database_url)
+    try:
+        hits = target.search(TENANT, "handbook", "exactitud", mode="lexical")
+        assert [Path(h.source).name for h in hits] == ["lora.md"]
+    finally:
+        target.close()
+
+    # Back to an embedded store on another node.
+    back = copy(
+        "--from",
+        "pgvector",
+        "--from-url",
+        database_url,
+        "--to",
+        "sqlite",
+        "--name",
+        "handbook",
+        into=tmp_path / "node",
+    )
+    assert back.returncode == 0, back.stderr
+    source, copied = (
+        pg_service(tmp_path / "pg", database_url),
+        embedded.make_service(tmp_path / "node"),
+    )
+    try:
+        assert ranked(copied) == ranked(source)
+    finally:
+        source.close()
+        copied.close()
+
+    missing = copy("--to", "pgvector", "--to-url", database_url, "--name", "nope")
+    assert missing.returncode == 1
+    assert "No collection named 'nope'" in missing.stderr
+    # The target holds the name with another embedder: reported, the rest copied.
+    store = PgVectorStore(
+        conninfo(database_url),
+        Sealer(None),
+        hnsw_threshold=10_000,
+        hnsw_m=16,
+        ef_construction=64,
+        ef_search=40,
+    )
+    store.create_collection(
+        CollectionSpec(
+            tenant="initech",
+            name="handbook",
+            embedder="other",
+            dim=8,
+            chunk_tokens=64,
+            chunk_overlap=0,
+        )
+    )
+    store.close()
+    rag = embedded.make_service(data)
+    rag.create_collection("initech", "handbook")
+    rag.ingest_paths("initech", "handbook", [docs / "ferias.txt"])
+    rag.close()
+    clash = copy("--to", "pgvector", "--to-url", database_url)
+    assert clash.returncode == 1
+    assert "uses embedder other" in clash.stderr
+    assert {c["tenant"] for c in json.loads(clash.stdout)["collections"]} == {TENANT, "globex"}

@@ -91,6 +91,69 @@ def delete(name: str, tenant: TenantOption = SYSTEM_TENANT, config: ConfigOption
         typer.echo(f"deleted collection {name}", err=True)
 
 
+_COPY_COLUMNS = ["tenant", "name", "copied", "unchanged", "chunks", "documents", "encrypted"]
+
+
+@collections_app.command("copy")
+def copy(
+    to_store: Annotated[str, typer.Option("--to", help="Target store: pgvector or sqlite.")],
+    from_store: Annotated[str, typer.Option("--from", help="Source store.")] = "sqlite",
+    to_url: Annotated[
+        str | None, typer.Option(help="Target database of a pgvector store (default: rag.url).")
+    ] = None,
+    from_url: Annotated[
+        str | None, typer.Option(help="Source database of a pgvector store (default: rag.url).")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's collections.")] = None,
+    name: Annotated[
+        list[str] | None, typer.Option("--name", help="Only this collection (repeatable).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy collections from one store to another (e.g. the embedded store to PostgreSQL
+    + pgvector when scaling out), with their chunks and vectors: nothing is embedded
+    again. Documents the target already holds unchanged are skipped, so an interrupted
+    copy can simply be run again."""
+    from genaiops.rag.migrate import copy_collections, selected
+    from genaiops.rag.stores import create_store
+
+    with cli_errors():
+        settings = settings_from(config)
+        if (from_store, from_url) == (to_store, to_url):
+            raise InvalidRequest("--from and --to name the same store", param="to")
+
+        def store_settings(kind: str, url: str | None) -> Any:
+            rag = settings.rag.model_copy(update={"store": kind, "url": url or settings.rag.url})
+            return settings.model_copy(update={"rag": rag})
+
+        source = create_store(from_store, store_settings(from_store, from_url))
+        try:
+            target = create_store(to_store, store_settings(to_store, to_url))
+        except BaseException:
+            source.close()
+            raise
+        try:
+            chosen = selected(source, tenant, name)
+            console = Console(stderr=True)
+            with _progress_bar(console) as bar:
+                task = bar.add_task("copy", total=sum(c.documents for c in chosen), rate="")
+                report = copy_collections(
+                    source, target, chosen, lambda _event, _info: bar.advance(task)
+                )
+        finally:
+            source.close()
+            target.close()
+        if as_json:
+            write(json.dumps(report.public(), ensure_ascii=False, indent=2) + "\n")
+        else:
+            _emit(report.collections, False, _COPY_COLUMNS, "copied")
+        for failure in report.failed:
+            console.print(f"[red]not copied[/red] {failure['name']}: {failure['error']}")
+        if report.failed:
+            raise typer.Exit(1)
+
+
 def _progress_bar(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

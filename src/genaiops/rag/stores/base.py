@@ -156,6 +156,12 @@ class VectorStore(Protocol):
     def list_documents(
         self, collection: Collection, offset: int = 0, limit: int = 100
     ) -> list[DocumentRecord]: ...
+    def document_chunks(
+        self, collection: Collection, document_id: int
+    ) -> tuple[list[Chunk], list[str], Vectors]:
+        """A stored document's chunks in order, with their text hashes and vectors: what
+        ``replace_document`` took, so a document copies to another store as it is."""
+        ...
 
     def lexical(
         self, collection: Collection, query: str, k: int, filters: Filters | None

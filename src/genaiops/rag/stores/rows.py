@@ -8,6 +8,7 @@ from typing import Any
 
 from genaiops.errors import InvalidRequest, NotFound
 from genaiops.rag.crypto import Sealer
+from genaiops.rag.documents import Chunk
 from genaiops.rag.stores.base import ChunkRecord, Collection, CollectionSpec, DocumentRecord
 
 
@@ -94,4 +95,15 @@ def chunk(row: Any, sealer: Sealer) -> ChunkRecord:
         title=sealer.open(row["title"]),
         locator=row["locator"],
         metadata=_metadata(row["metadata"]),
+    )
+
+
+def stored_chunk(row: Any, sealer: Sealer) -> Chunk:
+    """A chunk row as the chunker made it (for copying a document between stores)."""
+    return Chunk(
+        text=sealer.open(row["text"]),
+        index=row["idx"],
+        tokens=row["tokens"],
+        page=row["page"],
+        heading=sealer.open(row["heading"]) if row["heading"] is not None else None,
     )

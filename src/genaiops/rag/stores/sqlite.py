@@ -384,6 +384,24 @@ class SQLiteStore:
         )
         return [self._document_record(collection, r) for r in rows]
 
+    def document_chunks(
+        self, collection: Collection, document_id: int
+    ) -> tuple[list[Chunk], list[str], Vectors]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT c.idx, c.text, c.heading, c.page, c.tokens, c.text_hash, c.embedding"
+                " FROM chunks c JOIN documents d ON d.id = c.document_id"
+                " WHERE d.id = ? AND d.collection_id = ? ORDER BY c.idx",
+                (document_id, collection.id),
+            )
+            .fetchall()
+        )
+        sealer = self.sealer_for(collection)
+        chunks = [records.stored_chunk(r, sealer) for r in rows]
+        vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
+        return chunks, [r["text_hash"] for r in rows], vectors.reshape(len(rows), -1)
+
     # -- search ----------------------------------------------------------------------------
 
     @staticmethod

@@ -342,6 +342,21 @@ class PgVectorStore:
     def bulk(self, collection: Collection) -> AbstractContextManager[None]:
         return self.indexes.bulk(collection)
 
+    def document_chunks(
+        self, collection: Collection, document_id: int
+    ) -> tuple[list[Chunk], list[str], Vectors]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT c.idx, c.text, c.heading, c.page, c.tokens, c.text_hash,"
+                " c.embedding::real[] AS v FROM rag_chunks c"
+                " WHERE c.document_id = %s AND c.collection_id = %s ORDER BY c.idx",
+                (document_id, collection.id),
+            ).fetchall()
+        sealer = self.sealer_for(collection)
+        chunks = [records.stored_chunk(r, sealer) for r in rows]
+        vectors = np.asarray([r["v"] for r in rows], dtype=np.float32)
+        return chunks, [r["text_hash"] for r in rows], vectors.reshape(len(rows), -1)
+
     # -- search ----------------------------------------------------------------------------
 
     def lexical(
