@@ -87,6 +87,13 @@ class ModelNotReady(GenaiopsError):
     code = "model_not_ready"
 
 
+class StoreUnavailable(GenaiopsError):
+    """A database the platform depends on (the pgvector store) cannot be reached now."""
+
+    kind = "unavailable"
+    code = "store_unavailable"
+
+
 class UpstreamError(GenaiopsError):
     """A remote model failed (connection refused, 5xx, malformed answer)."""
 

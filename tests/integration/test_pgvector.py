@@ -22,12 +22,14 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from genaiops.config import load_settings
-from genaiops.errors import ConfigError, InvalidRequest
+from genaiops.errors import ConfigError, InvalidRequest, StoreUnavailable
 from genaiops.rag.crypto import Sealer
 from genaiops.rag.service import Mode, RagService
 from genaiops.rag.stores.base import CollectionSpec
 from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
+from genaiops.server.errors import error_response
 from tests.conftest import Server, genaiops_cli, start_server, stop_server
+from tests.pgcluster import running_postgres
 from tests.rag import test_service as embedded
 from tests.rag.test_resume import kill_mid_ingest_then_resume, write_corpus
 
@@ -538,3 +540,23 @@ def test_collections_copy_between_stores(tmp_path: Path, docs: Path, database_ur
     assert clash.returncode == 1
     assert "uses embedder other" in clash.stderr
     assert {c["tenant"] for c in json.loads(clash.stdout)["collections"]} == {TENANT, "globex"}
+
+
+def test_a_database_outage_is_a_clear_503(tmp_path: Path, docs: Path) -> None:
+    """The store's database going away mid-service: calls fail with StoreUnavailable (503
+    with Retry-After over HTTP, nothing half-written), not with a driver traceback."""
+    with running_postgres() as url:
+        rag = pg_service(tmp_path / "data", url)
+        rag.create_collection(TENANT, "handbook")
+        rag.ingest_paths(TENANT, "handbook", [docs])
+        assert rag.search(TENANT, "handbook", "¿Qué es LoRA?")
+    for call in (
+        lambda: rag.search(TENANT, "handbook", "¿Qué es LoRA?"),
+        lambda: rag.collections(TENANT),
+    ):
+        with pytest.raises(StoreUnavailable, match="pgvector store") as caught:
+            call()
+        assert "\n" not in caught.value.message
+        response = error_response(caught.value)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    rag.close()

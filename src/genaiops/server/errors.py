@@ -31,6 +31,7 @@ from genaiops.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    StoreUnavailable,
     StructuredOutputError,
     UpstreamError,
     UpstreamHTTPError,
@@ -47,6 +48,7 @@ _STATUS: list[tuple[type[GenaiopsError], int, str]] = [
     (PayloadTooLarge, 413, "invalid_request_error"),
     (Overloaded, 429, "rate_limit_error"),
     (ModelNotReady, 503, "server_error"),
+    (StoreUnavailable, 503, "server_error"),
     (UpstreamError, 502, "upstream_error"),
     (StructuredOutputError, 502, "server_error"),
     (GenerationTimeout, 504, "timeout_error"),
@@ -86,7 +88,7 @@ def error_response(exc: GenaiopsError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="genaiops"'
     if isinstance(exc, Overloaded):
         headers["Retry-After"] = str(exc.retry_after)
-    elif isinstance(exc, ModelNotReady):
+    elif isinstance(exc, ModelNotReady | StoreUnavailable):
         headers["Retry-After"] = "5"
     elif isinstance(exc, UpstreamHTTPError) and status == 429 and exc.retry_after:
         headers["Retry-After"] = exc.retry_after

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from genaiops.errors import GenaiopsError
 from genaiops.rag.stores.base import Collection
 from genaiops.rag.stores.pgvector.pool import Pool
 
@@ -112,8 +113,16 @@ class HnswIndexes:
                 return
             self._checked[collection.uid] = now
         threading.Thread(
-            target=self.build_if_large, args=(collection,), name="pgvector-index", daemon=True
+            target=self._build_quietly, args=(collection,), name="pgvector-index", daemon=True
         ).start()
+
+    def _build_quietly(self, collection: Collection) -> None:
+        try:
+            self.build_if_large(collection)
+        except GenaiopsError as exc:  # the database is down: a later search tries again
+            log.warning("HNSW index of collection %s not built: %s", collection.spec.name, exc)
+            with self._guard:
+                self._checked.pop(collection.uid, None)
 
     def build_if_large(self, collection: Collection) -> None:
         """Give a collection past the threshold its index, unless it has a valid one."""

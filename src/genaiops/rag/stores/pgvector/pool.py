@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genaiops.errors import ConfigError
+from genaiops.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     import psycopg
@@ -32,6 +32,10 @@ def vector_text(vector: Any) -> str:
     return "[" + ",".join(f"{x:.9g}" for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class Pool:
     def __init__(self, url: str, *, ef_search: int):
         try:
@@ -45,26 +49,45 @@ class Pool:
         self.ef_search = ef_search
         self._idle: list[psycopg.Connection[Any]] = []
         self._guard = threading.Lock()
+        # Until a first connection succeeds, failing to connect is a configuration error
+        # (start-up stops); afterwards it is an outage (503, try again).
+        self._reached = False
 
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
         from psycopg.rows import dict_row
 
         try:
-            conn = psycopg.connect(self.conninfo, autocommit=True, row_factory=dict_row)
+            conn = psycopg.connect(
+                self.conninfo, autocommit=True, row_factory=dict_row, connect_timeout=10
+            )
         except psycopg.OperationalError as exc:
-            raise ConfigError(f"cannot connect to the pgvector store: {exc}".strip()) from exc
+            message = f"cannot connect to the pgvector store: {_first_line(exc)}"
+            if self._reached:
+                raise StoreUnavailable(message) from exc
+            raise ConfigError(message) from exc
+        self._reached = True
         conn.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")
         return conn
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        import psycopg
+
         with self._guard:
             conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
             conn = self._connect()
         try:
             yield conn
+        except psycopg.OperationalError as exc:
+            # The server went away (restart, failover, network): the idle connections are
+            # most likely dead too, so they go, and the next call connects afresh.
+            conn.close()
+            self.close()
+            raise StoreUnavailable(
+                f"the pgvector store's database is unreachable: {_first_line(exc)}"
+            ) from exc
         finally:
             reusable = not conn.closed and not conn.broken
             with self._guard:
