@@ -194,6 +194,34 @@ def recall_at_10(
     }
 
 
+def disk_use(sqlite_data: Path, url: str) -> dict[str, Any]:
+    """Space taken by every collection built (all sizes), per store and part, in MB."""
+    import psycopg
+
+    rag = sqlite_data / "rag"
+    embedded = {
+        "sqlite_file_incl_fts5": sum(p.stat().st_size for p in rag.glob("rag.db*")),
+        "faiss_index_files": sum(p.stat().st_size for p in (rag / "indexes").glob("*.faiss")),
+    }
+    with psycopg.connect(conninfo(url)) as conn:
+        # Tables with their indexes and TOAST; the HNSW indexes apart.
+        parts = {
+            f"{table}_with_indexes": conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)", (table,)
+            ).fetchone()[0]
+            for table in ("rag_chunks", "rag_terms", "rag_documents")
+        }
+        parts["of_which_hnsw_indexes"] = conn.execute(
+            "SELECT COALESCE(SUM(pg_relation_size(indexrelid)), 0) FROM pg_index"
+            " JOIN pg_class k ON k.oid = indexrelid WHERE k.relname LIKE 'rag_hnsw_%%'"
+        ).fetchone()[0]
+    mb = 2**20
+    return {
+        "sqlite": {k: round(v / mb, 1) for k, v in embedded.items()},
+        "pgvector": {k: round(v / mb, 1) for k, v in parts.items()},
+    }
+
+
 def main() -> None:
     sizes = sorted({int(s) for s in ARGS.sizes.split(",") if s.strip()})
     results: dict[str, Any] = {
@@ -291,6 +319,8 @@ def main() -> None:
                 for s in STORES
             }
             rs.log(f"recall@10 at {largest}: {results['recall_at_10']}")
+            results["disk_mb_all_collections"] = disk_use(Path(tmp) / "sqlite", url)
+            rs.log(f"disk: {results['disk_mb_all_collections']}")
         finally:
             for service in services.values():
                 service.close()

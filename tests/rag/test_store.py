@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,8 +115,13 @@ def test_searches_while_the_index_changes(tmp_path: Path, threshold: int) -> Non
             stop.wait(0.001)  # let searches run between changes
 
     def search(offset: int) -> None:
+        # At least 600 searches each, and on until the index has changed more than ten
+        # times under them (a loaded machine may starve the writer at first).
+        deadline = time.monotonic() + 120
+        n = 0
         try:
-            for n in range(600):
+            while n < 600 or (state["version"] <= 10 and time.monotonic() < deadline):
+                n += 1
                 i = (offset * 997 + n * 31) % rows
                 hits = cache.search(uid, state["version"], DIM, load, vectors[i], 5)
                 # Any id vector i was ever stored under is (id - 1) % rows == i.

@@ -219,6 +219,9 @@ def ingest(
             task = bar.add_task("ingest", total=len(files) if paths else None, rate="")
 
             def progress(event: str, info: dict[str, Any]) -> None:
+                if event == "indexing":
+                    bar.update(task, description="indexing")
+                    return
                 counts["chunks"] += int(info.get("chunks", 0))
                 elapsed = max(time.perf_counter() - started, 1e-6)
                 if event in ("file", "failed"):

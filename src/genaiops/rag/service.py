@@ -217,6 +217,8 @@ class RagService:
         notify = progress or (lambda _event, _info: None)
         with self.store.bulk(collection):
             self._ingest_loads(collection, loads, report, notify, extra, replaces or {})
+            # Leaving the bulk context may build the collection's index (pgvector).
+            notify("indexing", {"collection": collection.spec.name})
         report.seconds = time.perf_counter() - started
         return report
 
