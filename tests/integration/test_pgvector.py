@@ -347,6 +347,15 @@ def test_configuration_errors_are_clear(tmp_path: Path, database_url: str) -> No
         admin.dispose()
 
 
+def test_tables_of_a_newer_release_are_refused(tmp_path: Path, database_url: str) -> None:
+    pg_service(tmp_path, database_url).close()
+    assert query(database_url, "SELECT version FROM rag_schema") == [(1,)]
+    with psycopg.connect(conninfo(database_url), autocommit=True) as conn:
+        conn.execute("UPDATE rag_schema SET version = 99")
+    with pytest.raises(ConfigError, match="version 99, newer than this genaiops"):
+        pg_service(tmp_path, database_url)
+
+
 def test_kill_mid_ingest_then_resume(tmp_path: Path, database_url: str) -> None:
     kill_mid_ingest_then_resume(
         tmp_path,

@@ -37,7 +37,12 @@ from genaiops.rag.stores.base import (
 from genaiops.rag.stores.pgvector import search
 from genaiops.rag.stores.pgvector.hnsw import HnswIndexes, index_name
 from genaiops.rag.stores.pgvector.pool import Pool, conninfo, vector_text
-from genaiops.rag.stores.pgvector.schema import SCHEMA, SCHEMA_LOCK
+from genaiops.rag.stores.pgvector.schema import (
+    SCHEMA,
+    SCHEMA_LOCK,
+    SCHEMA_VERSION,
+    VERSION_TABLE,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -102,7 +107,18 @@ class PgVectorStore:
                     "pgvector on the server and run CREATE EXTENSION vector as a superuser "
                     f"({exc.diag.message_primary or exc})"
                 ) from exc
+            conn.execute(VERSION_TABLE)
+            row = conn.execute("SELECT version FROM rag_schema WHERE id = 1").fetchone()
+            if row is not None and row["version"] > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the pgvector store's tables are version {row['version']}, newer than "
+                    f"this genaiops understands ({SCHEMA_VERSION}); upgrade genaiops"
+                )
             conn.execute(SCHEMA)
+            if row is None:
+                conn.execute(
+                    "INSERT INTO rag_schema (id, version) VALUES (1, %s)", (SCHEMA_VERSION,)
+                )
 
     def sealer_for(self, collection: Collection) -> Sealer:
         return self.sealer if collection.encrypted else self._plain

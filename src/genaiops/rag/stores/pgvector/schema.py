@@ -14,6 +14,16 @@ from __future__ import annotations
 # on an empty database do not race each other's CREATE statements.
 SCHEMA_LOCK = 0x67656E6169_7261  # "genai" "ra"
 
+# The version of the tables below, recorded in rag_schema: a database written by a newer
+# genaiops (a higher version) is refused rather than written to.
+SCHEMA_VERSION = 1
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS rag_schema (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rag_collections (
     id BIGSERIAL PRIMARY KEY,
