@@ -212,7 +212,7 @@ def disk_use(sqlite_data: Path, url: str) -> dict[str, Any]:
             for table in ("rag_chunks", "rag_terms", "rag_documents")
         }
         parts["of_which_hnsw_indexes"] = conn.execute(
-            "SELECT COALESCE(SUM(pg_relation_size(indexrelid)), 0) FROM pg_index"
+            "SELECT COALESCE(SUM(pg_relation_size(indexrelid)), 0)::bigint FROM pg_index"
             " JOIN pg_class k ON k.oid = indexrelid WHERE k.relname LIKE 'rag_hnsw_%%'"
         ).fetchone()[0]
     mb = 2**20
