@@ -54,7 +54,8 @@ from typing import Any
 import genaiops
 from genaiops.config import load_settings
 from genaiops.rag.documents import LoadedDocument, Section
-from genaiops.rag.service import Hit, Mode, RagService
+from genaiops.rag.fusion import Hit
+from genaiops.rag.service import Mode, RagService
 from genaiops.rag.stores.base import Collection
 
 DATA = Path(__file__).parent / "data" / "retrieval"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from genaiops.engines.base import ChatMessage
 from genaiops.rag import lexical
 from genaiops.rag.chunking import count_tokens
-from genaiops.rag.service import Hit
+from genaiops.rag.fusion import Hit
 
 if TYPE_CHECKING:
     from genaiops.config import RagSettings

@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from genaiops.errors import InvalidRequest, NotFound
 from genaiops.rag import chunking
 from genaiops.rag.documents import LoadedDocument, LoadError, check_metadata, with_metadata
 from genaiops.rag.embedders import Embedders, Vectors
+from genaiops.rag.fusion import Hit, fuse, hit
 from genaiops.rag.stores import create_store
 from genaiops.rag.stores.base import (
     Collection,
@@ -47,6 +49,8 @@ Progress = Callable[[str, dict[str, Any]], None]
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # New chunk texts embedded per call, across consecutive documents.
 _EMBED_BATCH = 64
+# Runs the BM25 half of hybrid searches (see search_collection).
+_LEXICAL = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-lexical")
 
 
 @dataclass
@@ -90,40 +94,6 @@ class _Plan:
     hashes: list[str]
     known: dict[str, Any]  # vectors already stored for some of the hashes
     missing: list[int]  # indexes of the chunks to embed
-
-
-@dataclass
-class Hit:
-    chunk_id: int
-    document_id: int
-    text: str
-    score: float
-    source: str
-    title: str
-    page: int | None
-    heading: str | None
-    locator: str | None
-    metadata: dict[str, Any]
-    retrievers: list[str]
-    ranks: dict[str, int]
-    scores: dict[str, float]
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "chunk_id": self.chunk_id,
-            "document_id": self.document_id,
-            "text": self.text,
-            "score": round(self.score, 6),
-            "source": self.source,
-            "title": self.title,
-            "page": self.page,
-            "heading": self.heading,
-            "locator": self.locator,
-            "metadata": self.metadata,
-            "retrievers": self.retrievers,
-            "ranks": self.ranks,
-            "scores": {k: round(v, 6) for k, v in self.scores.items()},
-        }
 
 
 def check_name(name: str) -> str:
@@ -539,52 +509,39 @@ class RagService:
         # Each retriever looks deeper than top_k so that fusion has material to work with.
         depth = max(top_k * 4, 20) if mode == "hybrid" else top_k
         ranked: dict[str, list[tuple[int, float]]] = {}
-        if mode in ("hybrid", "lexical"):
+        if mode == "lexical":
             ranked["lexical"] = self.store.lexical(collection, query, depth, filters)
-        if mode in ("hybrid", "dense"):
-            vector = self.embed(collection.spec.embedder, [query])[0]
-            ranked["dense"] = self.store.dense(collection, vector, depth, filters)
+        else:
+            # In hybrid search BM25 runs beside the query's embedding and the dense search
+            # (SQLite and FAISS release the GIL; PostgreSQL works in its own process).
+            lexical = (
+                _LEXICAL.submit(self.store.lexical, collection, query, depth, filters)
+                if mode == "hybrid"
+                else None
+            )
+            try:
+                vector = self.embed(collection.spec.embedder, [query])[0]
+                dense = self.store.dense(collection, vector, depth, filters)
+            except BaseException:
+                if lexical is not None:
+                    futures.wait([lexical])  # nothing of this search outlives it
+                raise
+            if lexical is not None:
+                ranked["lexical"] = lexical.result()
+            ranked["dense"] = dense
         cfg = self.settings.rag
-        weights = {"lexical": cfg.lexical_weight, "dense": cfg.dense_weight}
-        fused: dict[int, dict[str, Any]] = {}
-        for retriever, found in ranked.items():
-            for rank, (chunk_id, score) in enumerate(found, start=1):
-                entry = fused.setdefault(chunk_id, {"rrf": 0.0, "ranks": {}, "scores": {}})
-                # Weighted reciprocal rank fusion (Cormack et al., 2009, with weights).
-                entry["rrf"] += weights[retriever] / (cfg.rrf_k + rank)
-                entry["ranks"][retriever] = rank
-                entry["scores"][retriever] = score
+        fused = fuse(ranked, {"lexical": cfg.lexical_weight, "dense": cfg.dense_weight}, cfg.rrf_k)
         if mode == "hybrid":
             order = sorted(fused, key=lambda c: -fused[c]["rrf"])
         else:
-            retriever = "lexical" if mode == "lexical" else "dense"
-            order = [c for c, _ in ranked[retriever]]
+            order = [c for c, _ in ranked["lexical" if mode == "lexical" else "dense"]]
         top = order[:top_k]
         records = self.store.chunks(collection, top)
         hits = []
         for chunk_id in top:
             record = records.get(chunk_id)
-            if record is None:  # deleted between the index and the read
-                continue
-            entry = fused[chunk_id]
-            score = entry["rrf"] if mode == "hybrid" else next(iter(entry["scores"].values()))
-            hits.append(
-                Hit(
-                    chunk_id=chunk_id,
-                    document_id=record.document_id,
-                    text=record.text,
-                    score=score,
-                    source=record.source,
-                    title=record.title,
-                    page=record.page,
-                    heading=record.heading,
-                    locator=record.locator,
-                    metadata=record.metadata,
-                    retrievers=sorted(entry["ranks"]),
-                    ranks=entry["ranks"],
-                    scores=entry["scores"],
-                )
-            )
+            if record is not None:  # else deleted between the index and the read
+                hits.append(hit(record, fused[chunk_id], hybrid=mode == "hybrid"))
         return hits
 
     def relevant(self, hits: Sequence[Hit], question: str, mode: Mode = "hybrid") -> list[Hit]:
