@@ -808,7 +808,7 @@ def bench_recall(
     import faiss
 
     cfg = service.settings.rag
-    ids, vectors = _sqlite(service)._all_vectors(collection)
+    _, ids, vectors = _sqlite(service)._snapshot(collection)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     k = 10
     exact = faiss.IndexFlatIP(vectors.shape[1])

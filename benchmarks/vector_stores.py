@@ -12,8 +12,8 @@ fed the same vectors, so the numbers are the stores' own:
    passes ``rag.hnsw_threshold`` and maintains it while the rest arrives (included);
    the embedded store builds its FAISS index at the first dense search (timed apart).
 2. Search: ``search_collection`` (top_k=5) in each mode for ``--queries`` queries after a
-   warm-up, the two stores alternating query by query so that other load on the machine
-   weighs on both alike. p50/p95 per store, mode and size.
+   warm-up, each query embedded for real, the two stores alternating query by query so
+   that other load on the machine weighs on both alike. p50/p95 per store, mode and size.
 3. Quality of the approximate indexes at the largest size: recall@10 of each store's dense
    search against exact inner-product search over the same vectors.
 
@@ -289,6 +289,9 @@ def main() -> None:
             for store in STORES:
                 services[store].embedders = shared  # type: ignore[assignment]
                 built[store] = build(services[store], store, documents, sizes)
+            # Searches embed their queries for real, as a deployment does.
+            for service in services.values():
+                service.embedders = shared.inner
             results["search"] = {}
             for size in sizes:
                 collections = {s: built[s][size]["collection"] for s in STORES}

@@ -22,7 +22,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,8 +48,6 @@ Progress = Callable[[str, dict[str, Any]], None]
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # New chunk texts embedded per call, across consecutive documents.
 _EMBED_BATCH = 64
-# Runs the BM25 half of hybrid searches (see search_collection).
-_LEXICAL = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-lexical")
 
 
 @dataclass
@@ -509,26 +506,11 @@ class RagService:
         # Each retriever looks deeper than top_k so that fusion has material to work with.
         depth = max(top_k * 4, 20) if mode == "hybrid" else top_k
         ranked: dict[str, list[tuple[int, float]]] = {}
-        if mode == "lexical":
+        if mode in ("hybrid", "lexical"):
             ranked["lexical"] = self.store.lexical(collection, query, depth, filters)
-        else:
-            # In hybrid search BM25 runs beside the query's embedding and the dense search
-            # (SQLite and FAISS release the GIL; PostgreSQL works in its own process).
-            lexical = (
-                _LEXICAL.submit(self.store.lexical, collection, query, depth, filters)
-                if mode == "hybrid"
-                else None
-            )
-            try:
-                vector = self.embed(collection.spec.embedder, [query])[0]
-                dense = self.store.dense(collection, vector, depth, filters)
-            except BaseException:
-                if lexical is not None:
-                    futures.wait([lexical])  # nothing of this search outlives it
-                raise
-            if lexical is not None:
-                ranked["lexical"] = lexical.result()
-            ranked["dense"] = dense
+        if mode in ("hybrid", "dense"):
+            vector = self.embed(collection.spec.embedder, [query])[0]
+            ranked["dense"] = self.store.dense(collection, vector, depth, filters)
         cfg = self.settings.rag
         fused = fuse(ranked, {"lexical": cfg.lexical_weight, "dense": cfg.dense_weight}, cfg.rrf_k)
         if mode == "hybrid":
