@@ -29,7 +29,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,35 +52,6 @@ STORES = ("sqlite", "pgvector")
 # Server settings of the benchmark's PostgreSQL: room for the largest collection's vectors
 # and its HNSW graph in memory, as a production server would be given.
 PG_SETTINGS = ("shared_buffers=1GB", "maintenance_work_mem=1GB", "max_wal_size=4GB")
-
-
-class Embedded:
-    """The real embedder in front of a memo filled before any timing."""
-
-    def __init__(self, inner: Any, memo: dict[str, np.ndarray]):
-        self.inner, self.memo = inner, memo
-        self.name, self.dim = inner.name, inner.dim
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self.memo))
-        if missing:
-            for text, vector in zip(missing, self.inner.embed(missing), strict=True):
-                self.memo[text] = vector
-        return np.stack([self.memo[t] for t in texts])
-
-
-class Embedders:
-    def __init__(self, inner: Any):
-        self.inner, self.memo = inner, {}
-        self.wrapped: dict[str, Embedded] = {}
-
-    def get(self, name: str) -> Embedded:
-        if name not in self.wrapped:
-            self.wrapped[name] = Embedded(self.inner.get(name), self.memo)
-        return self.wrapped[name]
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
 
 
 def prefix(documents: list[Any], size: int) -> list[Any]:
@@ -269,7 +239,8 @@ def main() -> None:
                     "pgvector_hnsw_ef_construction",
                 },
             )
-            shared = Embedders(services["sqlite"].embedders)
+            # retrieval_speed.py's memo in front of the real embedder: each text embedded once.
+            shared = rs._MemoEmbedders(services["sqlite"].embedders)
             embedder = shared.get(settings.default_embedder)
             rs.log(f"embedding the corpus once ({max(sizes)} paragraphs) ...")
             started = time.perf_counter()

@@ -35,7 +35,7 @@ from genaiops.rag.stores.base import (
     Vectors,
 )
 from genaiops.rag.stores.pgvector import search
-from genaiops.rag.stores.pgvector.hnsw import HnswIndexes, index_name
+from genaiops.rag.stores.pgvector.hnsw import HnswIndexes
 from genaiops.rag.stores.pgvector.pool import Pool, conninfo, vector_text
 from genaiops.rag.stores.pgvector.schema import (
     SCHEMA,
@@ -80,16 +80,15 @@ class PgVectorStore:
             raise
 
     @contextmanager
-    def _write(self, collection_id: int) -> Iterator[tuple[psycopg.Connection[Any], int]]:
-        """A transaction holding the collection's row lock; yields (connection, version
-        before the change) and bumps the version on success."""
+    def _write(self, collection_id: int) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction holding the collection's row lock; bumps its version on success."""
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
-                "SELECT version FROM rag_collections WHERE id = %s FOR UPDATE", (collection_id,)
+                "SELECT 1 FROM rag_collections WHERE id = %s FOR UPDATE", (collection_id,)
             ).fetchone()
             if row is None:
                 raise NotFound("The collection was deleted.", code="collection_not_found")
-            yield conn, int(row["version"])
+            yield conn
             conn.execute(
                 "UPDATE rag_collections SET version = version + 1 WHERE id = %s", (collection_id,)
             )
@@ -174,15 +173,14 @@ class PgVectorStore:
 
     def delete_collection(self, tenant: str, name: str) -> None:
         collection = self.get_collection(tenant, name)
-        with self._write(collection.id) as (conn, _):
+        with self._write(collection.id) as conn:
             # Children first, each in one statement, rather than row by row through the
             # cascades.
             conn.execute("DELETE FROM rag_terms WHERE collection_id = %s", (collection.id,))
             conn.execute("DELETE FROM rag_chunks WHERE collection_id = %s", (collection.id,))
             conn.execute("DELETE FROM rag_documents WHERE collection_id = %s", (collection.id,))
-        with self.pool.connection() as conn:
             conn.execute("DELETE FROM rag_collections WHERE id = %s", (collection.id,))
-            conn.execute(f'DROP INDEX IF EXISTS "{index_name(collection)}"')
+        self.indexes.drop(collection)
 
     # -- documents -------------------------------------------------------------------------
 
@@ -246,7 +244,7 @@ class PgVectorStore:
         sealer = self.sealer_for(collection)
         seal, term = sealer.seal, sealer.term
         cid = collection.id
-        with self._write(cid) as (conn, _):
+        with self._write(cid) as conn:
             old = conn.execute(
                 "SELECT id FROM rag_documents WHERE collection_id = %s AND key = %s",
                 (cid, document.key),
@@ -340,7 +338,7 @@ class PgVectorStore:
 
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
         record = self._document(collection, document_id)
-        with self._write(collection.id) as (conn, _):
+        with self._write(collection.id) as conn:
             self._drop_document(conn, document_id)
         return record
 
