@@ -116,6 +116,32 @@ def test_malformed_payloads_are_400(server: Server, raw: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/v1/chat/completions", b'{"model": "%s", "max_tokens": 2, "messages": [{"role": "user", "content": '),
+        ("/v1/completions", b'{"model": "%s", "max_tokens": 2, "prompt": '),
+        ("/generate", b'{"max_tokens": 2, "prompt": '),
+        ("/v1/guardrails/check", b'{"input": '),
+        ("/v1/embeddings", b'{"model": "use-multilingual", "input": '),
+    ],
+)
+def test_unpaired_surrogates_are_400_and_pairs_are_text(
+    server: Server, path: str, raw: bytes
+) -> None:
+    # JSON lets a string escape half of a UTF-16 pair; that is not Unicode text.
+    head = raw.replace(b"%s", MODEL.encode())
+    close = b"}]}" if b"messages" in raw else b"}"
+    headers = server.headers | {"content-type": "application/json"}
+    for lone in (rb'"abc \ud800 CPF 529.982.247-25"', rb'"\udc00"', rb'"\uDBFF x"'):
+        r = post(server, path, content=head + lone + close, headers=headers)
+        error = assert_error(r, 400, "invalid_request")
+        assert "surrogate" in str(error["message"])
+    # An escaped pair is one character (an emoji) and goes through.
+    paired = post(server, path, content=head + rb'"hola \ud83d\ude0a"' + close, headers=headers)
+    assert paired.status_code == 200, paired.text
+
+
+@pytest.mark.parametrize(
     ("path", "body", "param"),
     [
         ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": "3"}, "max_tokens"),

@@ -175,6 +175,25 @@ def test_sentence_guards_release_text_a_sentence_at_a_time() -> None:
     assert out.flush() == " Segunda"
 
 
+@pytest.mark.parametrize("pad", [385, 390, 393, 396, 399, 420])
+def test_a_long_sentence_is_never_cut_inside_a_value_or_phrase(pad: int) -> None:
+    # Sentence-level guards with PII: a sentence past the buffer limit goes out early,
+    # and the cut must not split a value, a threat or a banned phrase in two.
+    guards = service(
+        output={
+            "pii": GuardPolicy(action="redact"),
+            "toxicity": GuardPolicy(action="block"),
+            "banned_terms": GuardPolicy(action="block", options={"terms": ["project falcon"]}),
+        }
+    )
+    filler = "palabra " * (pad // 8)
+    value = stream(OutputFilter(guards, None, None), list(filler + f"CPF {CPF} ok"))
+    assert CPF not in value and value.endswith("CPF <CPF_1> ok")
+    for harmful in ("I will kill you and your family", "the project falcon launch"):
+        with pytest.raises(ContentBlocked):
+            stream(OutputFilter(guards, None, None), list(filler + harmful))
+
+
 def test_checks_are_skipped_for_text_that_cannot_hold_pii() -> None:
     guards = service()
     calls: list[str] = []

@@ -139,6 +139,15 @@ def _plain_word(word: str) -> bool:
     return core.isalpha() and not (len(core) <= 4 and core.isupper())
 
 
+def _last_plain_word_end(text: str) -> int:
+    """Where the last plain word of ``text`` and the whitespace after it end (0: none)."""
+    end = 0
+    for match in _WORD.finditer(text):
+        if _plain_word(match.group(1)):
+            end = match.end()
+    return end
+
+
 class OutputFilter:
     """Output guards on a generated answer, streamed or not, as it is produced.
 
@@ -174,6 +183,8 @@ class OutputFilter:
         self._events: dict[tuple[str, str], dict[str, Any]] = {}
         self._buffer = ""
         self._released = ""
+        # The last released piece ended without finishing its sentence (a forced cut).
+        self._mid_sentence = False
         self._policies = (
             guardrails.policies("output", _principal(ctx), ctx.model if ctx else None)
             if guardrails is not None
@@ -203,8 +214,13 @@ class OutputFilter:
             for match in _WORD.finditer(self._buffer, cut):
                 if _plain_word(match.group(1)):
                     cut = match.end()
+        forced = False
         if cut == 0 and len(self._buffer) > _MAX_BUFFER:
-            cut = len(self._buffer)
+            # No sentence end in sight: release up to the last plain word, so no value is
+            # cut in half (only a text without a single plain word goes out whole), and
+            # let the next piece be read after this one.
+            cut = _last_plain_word_end(self._buffer) or len(self._buffer)
+            forced = True
         if cut == 0:
             return ""
         # Keep a possibly unfinished placeholder ("<CPF_" ...) for the next piece.
@@ -212,7 +228,9 @@ class OutputFilter:
         if opening != -1 and ">" not in self._buffer[opening:cut] and cut - opening < 32:
             cut = opening
         ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        return self._release(ready)
+        released = self._release(ready)
+        self._mid_sentence = forced
+        return released
 
     def flush(self) -> str:
         ready, self._buffer = self._buffer, ""
@@ -225,7 +243,10 @@ class OutputFilter:
         # placeholder of the caller's (their own values are exempt in ``check``).
         text = self.vault.restore(text)
         if self.guardrails is not None and self._policies and self._needs_check(text):
-            context = self._released[-_LOOKBEHIND:] if self._by_word else ""
+            # Word-level guards always read the text just released; sentence-level ones
+            # when the last piece was cut off mid-sentence (a threat or a banned phrase
+            # across the cut is still found whole).
+            context = self._released if self._by_word or self._mid_sentence else ""
             outcome = self.guardrails.check(
                 text, stage="output", policies=self._policies, context=context, vault=self.vault
             )
@@ -236,8 +257,7 @@ class OutputFilter:
                 )
             if outcome.action == "redact":
                 text = outcome.text
-        if self._by_word:
-            self._released = (self._released + text)[-_LOOKBEHIND:]
+        self._released = (self._released + text)[-_LOOKBEHIND:]
         return text
 
     def _note(self, outcome: Outcome) -> None:

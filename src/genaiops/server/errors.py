@@ -114,7 +114,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     loc = [p for p in loc if p not in _UNION_TAGS and not _TAG_WITH_ARGS.fullmatch(p)]
     param = ".".join(loc) or None
     if first.get("type") == "json_invalid":
-        return "The request body is not valid JSON: " + str(first.get("msg", "")), None
+        detail = (first.get("ctx") or {}).get("error") or first.get("msg", "")
+        return f"The request body is not valid JSON: {detail}", None
     where = f" at '{param}'" if param else ""
     extra = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
     return f"Invalid request{where}: {first.get('msg')}{extra}", param

@@ -37,11 +37,12 @@ from genaiops.server.protocol import (
     TenantList,
     TenantOut,
 )
+from genaiops.server.requests import JSONRoute
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404)
 }
-router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+router = APIRouter(route_class=JSONRoute, prefix="/admin", tags=["admin"], responses=ERRORS)
 
 
 def _key_out(record: KeyRecord, secret: str | None = None) -> KeyOut:

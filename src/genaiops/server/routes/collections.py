@@ -41,13 +41,14 @@ from genaiops.server.protocol import (
     ErrorResponse,
     SearchRequest,
 )
+from genaiops.server.requests import JSONRoute
 from genaiops.server.routes.openai import _events_to_sse, _usage
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 504)
 }
-router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERRORS)
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["retrieval"], responses=ERRORS)
 
 
 @router.post("/collections", status_code=201)

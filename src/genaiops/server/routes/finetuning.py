@@ -28,13 +28,14 @@ from genaiops.server.deps import (
     owner_tenant,
 )
 from genaiops.server.protocol import AliasSet, ErrorResponse, FineTuningJobCreate, Hyperparameters
+from genaiops.server.requests import JSONRoute
 from genaiops.training import lora
 from genaiops.training.lora import TrainConfig
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413)
 }
-router = APIRouter(tags=["fine-tuning"], responses=ERRORS)
+router = APIRouter(route_class=JSONRoute, tags=["fine-tuning"], responses=ERRORS)
 
 
 # -- files ---------------------------------------------------------------------------------

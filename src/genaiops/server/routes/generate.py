@@ -9,10 +9,11 @@ from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from genaiops.gateway.pipeline import new_request_id
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.protocol import GenerateRequest, GenerateResponse, Usage
+from genaiops.server.requests import JSONRoute
 from genaiops.server.routes.openai import ERRORS, start
 from genaiops.server.streaming import ClientDisconnected, until_disconnect
 
-router = APIRouter(tags=["simple"])
+router = APIRouter(route_class=JSONRoute, tags=["simple"])
 
 
 def to_generation(body: GenerateRequest, supports_chat: bool, model: str) -> GenerationRequest:

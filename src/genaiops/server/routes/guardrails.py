@@ -9,11 +9,14 @@ from fastapi import APIRouter
 
 from genaiops.server.deps import ContextDep, GuardrailsDep, InferenceDep, SecurityDep
 from genaiops.server.protocol import ErrorResponse, GuardrailsCheckRequest
+from genaiops.server.requests import JSONRoute
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 429)
 }
-router = APIRouter(prefix="/v1/guardrails", tags=["guardrails"], responses=ERRORS)
+router = APIRouter(
+    route_class=JSONRoute, prefix="/v1/guardrails", tags=["guardrails"], responses=ERRORS
+)
 
 
 @router.post("/check")

@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 
 from genaiops import __version__
 from genaiops.server.deps import GatewayDep
+from genaiops.server.requests import JSONRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=JSONRoute, tags=["health"])
 
 
 @router.get("/healthz")

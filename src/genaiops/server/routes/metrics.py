@@ -16,8 +16,9 @@ from fastapi.responses import Response
 from genaiops.errors import AuthenticationError, PermissionDenied
 from genaiops.monitoring.metrics import CONTENT_TYPE
 from genaiops.server.deps import MetricsDep, SecurityDep, SettingsDep
+from genaiops.server.requests import JSONRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=JSONRoute, tags=["operations"])
 
 
 @router.get("/metrics", response_class=Response)

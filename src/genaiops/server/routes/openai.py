@@ -34,9 +34,10 @@ from genaiops.server.protocol import (
     ModelList,
     SamplingIn,
 )
+from genaiops.server.requests import JSONRoute
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, sse, until_disconnect
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["openai"])
 log = logging.getLogger("genaiops.server")
 # /v1/models' ``created``: when this server started serving its catalog.
 _STARTED = int(time.time())
