@@ -118,7 +118,10 @@ def test_malformed_payloads_are_400(server: Server, raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("path", "raw"),
     [
-        ("/v1/chat/completions", b'{"model": "%s", "max_tokens": 2, "messages": [{"role": "user", "content": '),
+        (
+            "/v1/chat/completions",
+            b'{"model": "%s", "max_tokens": 2, "messages": [{"role": "user", "content": ',
+        ),
         ("/v1/completions", b'{"model": "%s", "max_tokens": 2, "prompt": '),
         ("/generate", b'{"max_tokens": 2, "prompt": '),
         ("/v1/guardrails/check", b'{"input": '),

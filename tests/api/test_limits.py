@@ -5,6 +5,7 @@ checks), in the pipeline's order (limits before guardrails and retrieval)."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -73,6 +74,42 @@ def test_token_budget(server: Server) -> None:
     assert refused.headers["x-ratelimit-limit-tokens"] == "50"
     assert int(refused.headers["x-ratelimit-remaining-tokens"]) <= 5
     assert refused.headers["x-ratelimit-reset-tokens"]
+
+
+def chat_usage(server: Server, key: str) -> httpx.Response:
+    # A short message in a chat template: the prompt the model gets is several times the
+    # admission's estimate from the text.
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello there"}]}
+    return httpx.post(
+        server.url + "/v1/chat/completions",
+        json=body | {"max_tokens": 1, "temperature": 0},
+        headers=bearer(key),
+        timeout=120,
+    )
+
+
+def test_the_real_prompt_size_is_charged_before_the_model_starts(server: Server) -> None:
+    created = new_key(server, budget_tokens=60, budget_period="day")
+    key = created["key"]
+    first = chat_usage(server, key)
+    assert first.status_code == 200
+    used = first.json()["usage"]["total_tokens"]
+    assert 30 < used < 60  # the template makes a two-word message a prompt of ~30 tokens
+    # The second request's estimate fits what is left; its real prompt does not.
+    error_of(chat_usage(server, key), 429, "budget_exceeded")
+    usage = admin(server, "GET", "/admin/usage", params={"tenant": created["tenant"]})
+    assert sum(row["total_tokens"] for row in usage.json()["data"]) == used
+
+
+def test_concurrent_requests_cannot_overrun_tokens_per_minute(server: Server) -> None:
+    key = new_key(server, tpm=60)["key"]
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(
+            r.status_code for r in pool.map(lambda _: chat_usage(server, key), "abcd")
+        )
+    # Each prompt is ~30 tokens: one fits the minute's 60 with room for its answer; a
+    # second may fit too, depending on timing, but never all four.
+    assert statuses.count(200) in (1, 2) and statuses.count(429) >= 2
 
 
 def test_streamed_completion_tokens_are_charged(server: Server) -> None:

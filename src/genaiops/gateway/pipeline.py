@@ -349,7 +349,7 @@ async def _admitted(
     # Remote engines do not tokenise locally: the estimate stands until their usage.
     prompt_tokens = prepared.prompt_tokens or _estimate_tokens(request)
     if ctx is not None and settle is not None:
-        settle[0].fit_prompt(ctx, settle[1], prompt_tokens)
+        await settle[0].fit_prompt(ctx, settle[1], prompt_tokens)
     ticket = handle.scheduler.submit(prepared)
     stream = GenerationStream(request, ticket, model, ctx, settle)
     stream.citations = citations

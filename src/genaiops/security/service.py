@@ -260,13 +260,40 @@ class SecurityService:
         with contextlib.suppress(Exception):
             await self.settle(admission, 0, 0)
 
-    def fit_prompt(self, ctx: RequestContext, admission: Admission, prompt_tokens: int) -> None:
-        """Refuse (429) a prompt whose real size, known after tokenisation, is larger than a
-        tokens-per-minute limit that its estimate fitted in."""
+    async def fit_prompt(
+        self, ctx: RequestContext, admission: Admission, prompt_tokens: int
+    ) -> None:
+        """Charge the prompt's real size, known once it is tokenised (chat template
+        included), before the model starts: the admission charged an estimate from the
+        text, and what the estimate missed is charged now, so concurrent requests cannot
+        run past a tokens-per-minute limit or a budget on estimates. Refuses (429) a prompt
+        larger than a limit, or one the limits have no room for now; the caller then
+        refunds the admission."""
         for bucket in admission.token_buckets:
             if prompt_tokens > bucket.capacity:
                 ctx.rate_limited = "tokens_exceeded"
                 raise self._too_large(bucket, prompt_tokens, admission.headers)
+        extra = prompt_tokens - admission.prompt_tokens
+        if extra <= 0 or not (admission.token_buckets or admission.budgets):
+            return  # an overestimate is corrected when the request is settled
+        buckets = [
+            Bucket(b.key, b.capacity, b.rate, extra, b.unit) for b in admission.token_buckets
+        ]
+        budgets = [Budget(b.key, b.limit, extra, b.ttl_s, b.seeded) for b in admission.budgets]
+        decision = await self.limiter.acquire(buckets, budgets)
+        if decision.unseeded:
+            # A budget counter expired since the admission (its period ended): start it
+            # again from the usage table and ask once more.
+            tenant_limits = await self._tenant_limits(admission.principal.tenant)
+            await self._seed(admission.principal, tenant_limits, decision.unseeded)
+            decision = await self.limiter.acquire(buckets, budgets)
+        headers = self._headers(buckets, budgets, decision.remaining)
+        ctx.headers.update(headers)
+        if not decision.allowed:
+            refusal = self._refusal(decision, buckets, prompt_tokens, headers)
+            ctx.rate_limited = refusal.code
+            raise refusal
+        admission.prompt_tokens = prompt_tokens
 
     @staticmethod
     def _too_large(bucket: Bucket, prompt_tokens: int, headers: dict[str, str]) -> RateLimited:
