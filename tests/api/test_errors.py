@@ -84,6 +84,8 @@ def test_unknown_model_is_404(server: Server) -> None:
         (chat(n="1", max_tokens=1), "n"),
         (chat(max_tokens=True), "max_tokens"),
         (chat(stream_options={"include_usage": 1}, max_tokens=1), "stream_options.include_usage"),
+        # As OpenAI answers: stream options without a stream are a mistake, not ignored.
+        (chat(stream_options={"include_usage": True}, max_tokens=1), "stream_options"),
     ],
 )
 def test_invalid_bodies_are_400(server: Server, body: dict[str, object], param: str) -> None:

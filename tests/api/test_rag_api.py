@@ -316,6 +316,20 @@ def test_ask_endpoint(server: Server, tenant: dict[str, Any]) -> None:
     answer = r.json()
     assert answer["object"] == "collection.answer" and answer["answer"]
     assert answer["citations"][0]["heading"] == "Vacaciones > México"
+    # Streamed, the citations come in the finishing chunk, as through chat completions.
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/collections/handbook/ask",
+        json={"question": "¿Cuántos días de vacaciones tengo en México?", "stream": True},
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    ) as streamed:
+        assert streamed.status_code == 200
+        chunks = [json.loads(x[6:]) for x in streamed.iter_lines() if x.startswith("data: {")]
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert len(finishing) == 1
+    citations = finishing[0]["citations"]
+    assert citations and citations[0]["heading"] == "Vacaciones > México"
 
 
 def test_system_admin_answers_from_a_named_tenant(server: Server, tenant: dict[str, Any]) -> None:

@@ -160,6 +160,22 @@ def test_ingest_metadata_tags_documents_for_filters(data: Path, tmp_path: Path) 
     assert json.loads(out) == []
 
 
+def test_filter_numbers_match_numbers_kept_as_text(data: Path, tmp_path: Path) -> None:
+    # A CSV column holds text ("2024"); --filter year=2024 finds it as well as the number.
+    table = tmp_path / "contratos.csv"
+    table.write_text(
+        "texto,year\nEl contrato de limpieza vence en marzo,2024\n"
+        "El contrato de vigilancia vence en abril,2025\n",
+        encoding="utf-8",
+    )
+    ingest = ("ingest", str(table), "--collection", "kb", "--tenant", "acme")
+    cli(data, *ingest, "--text-field", "texto", "--metadata-field", "year", "--json")
+    search = ("search", "contrato vence", "--collection", "kb", "--tenant", "acme", "--json")
+    _, out, _ = cli(data, *search, "--filter", "year=2024")
+    [hit] = json.loads(out)
+    assert hit["metadata"]["year"] == "2024" and "limpieza" in hit["text"]
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -67,3 +67,28 @@ def test_plugins_register_the_same_way(tmp_path: Path) -> None:
 def test_unknown_engine_lists_available() -> None:
     with pytest.raises(ConfigError, match="llama_cpp"):
         engine_factory("nonexistent")
+
+
+def test_remote_body_keeps_what_the_caller_left_to_the_upstream(tmp_path: Path) -> None:
+    from genaiops.server.protocol import ChatCompletionRequest, CompletionRequest
+    from genaiops.server.routes.openai import chat_request, completion_request
+
+    settings = load_settings(data_dir=tmp_path)
+    remote = RemoteEngine(ModelConfig(name="r", engine="remote", base_url="http://x/v1"), settings)
+    messages = [{"role": "user", "content": "hi"}]
+
+    def body(**fields: object) -> dict[str, object]:
+        wire = ChatCompletionRequest.model_validate({"model": "r", "messages": messages} | fields)
+        return remote._body(chat_request(wire))[1]
+
+    # Unset sampling values are not sent: the upstream's own defaults apply.
+    plain = body()
+    assert not {"temperature", "top_p", "max_tokens", "max_completion_tokens"} & set(plain)
+    # Set ones go under the name the caller used, zeros included.
+    sent = body(temperature=0, top_p=0.5, max_completion_tokens=7, reasoning_effort="low")
+    assert (sent["temperature"], sent["top_p"], sent["max_completion_tokens"]) == (0, 0.5, 7)
+    assert "max_tokens" not in sent and sent["reasoning_effort"] == "low"
+    assert body(max_tokens=5)["max_tokens"] == 5
+    completion = CompletionRequest.model_validate({"model": "r", "prompt": "x", "max_tokens": 3})
+    path, wire = remote._body(completion_request(completion))
+    assert path == "completions" and wire["max_tokens"] == 3 and "temperature" not in wire

@@ -301,7 +301,13 @@ def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidRequest(f"--filter takes key=value, got {pair!r}", param="filter")
-        out.setdefault(key, []).append(_filter_value(value))
+        typed = _filter_value(value)
+        values = out.setdefault(key, [])
+        values.append(typed)
+        if typed is not value:
+            # Metadata read from CSV columns or front matter holds numbers as text:
+            # ``year=2024`` matches the number 2024 and the text "2024".
+            values.append(value)
     return out
 
 
@@ -338,7 +344,7 @@ def search(
         list[str] | None,
         typer.Option(
             "--filter",
-            help="Metadata key=value (numbers and true/false match as such); repeatable.",
+            help="Metadata key=value (numbers and true/false match as such and as text); repeatable.",
         ),
     ] = None,
     tenant: TenantOption = SYSTEM_TENANT,

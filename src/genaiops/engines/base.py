@@ -51,6 +51,10 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    # Fields the caller set, by their wire name ("temperature", "top_p",
+    # "max_completion_tokens"...): a remote upstream gets those, and keeps its own
+    # defaults for the rest.
+    explicit: frozenset[str] = frozenset()
 
 
 @dataclass

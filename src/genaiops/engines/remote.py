@@ -127,9 +127,15 @@ class RemoteEngine:
         else:
             path = "completions"
             body["prompt"] = request.prompt
-        body.update(temperature=p.temperature, top_p=p.top_p)
+        # Sampling values the caller left out stay out: the upstream's own defaults (a
+        # vLLM or Ollama model's generation config) apply, as they would if called directly.
+        for name, value in (("temperature", p.temperature), ("top_p", p.top_p)):
+            if name in p.explicit:
+                body[name] = value
         if p.max_tokens is not None:
-            body["max_tokens"] = p.max_tokens
+            # Under the name the caller used (OpenAI's reasoning models take only the new one).
+            named = "max_completion_tokens" in p.explicit and request.messages is not None
+            body["max_completion_tokens" if named else "max_tokens"] = p.max_tokens
         if p.stop:
             body["stop"] = p.stop
         if p.seed is not None:

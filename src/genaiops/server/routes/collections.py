@@ -233,6 +233,7 @@ async def ask(
     params = SamplingParams(
         max_tokens=body.max_tokens,
         temperature=0.2 if body.temperature is None else body.temperature,
+        explicit=frozenset({"temperature"}),  # the answer's default, for remote models too
     )
     gen = GenerationRequest(
         request_id=new_request_id("ask"),
@@ -252,7 +253,7 @@ async def ask(
     )
     stream = await gateway.generate(gen, ctx)
     if body.stream:
-        return SSEResponse(_events_to_sse(stream, True, True))
+        return SSEResponse(_events_to_sse(stream, True, True, ctx, rag=True))
     try:
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:

@@ -47,11 +47,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # Fields the wire schema declares but that are not sampling parameters.
 _NOT_EXTRA = {"ignore_eos"}
+# Sampling fields a caller may set or leave to the model's defaults (see
+# SamplingParams.explicit).
+_SAMPLING_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens"})
 
 
 def _params(body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat) -> SamplingParams:
     if body.n not in (None, 1):
         raise InvalidRequest("only n=1 is supported", param="n")
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequest(
+            "stream_options is only allowed when stream is true", param="stream_options"
+        )
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if body.temperature is None else body.temperature,
@@ -62,6 +69,7 @@ def _params(body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat) -> Sa
         frequency_penalty=body.frequency_penalty or 0.0,
         ignore_eos=body.ignore_eos,
         response_format=fmt,
+        explicit=frozenset(body.model_fields_set & _SAMPLING_FIELDS),
     )
 
 
