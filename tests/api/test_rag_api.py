@@ -83,6 +83,40 @@ def test_upload_reports_per_file(tenant: dict[str, Any]) -> None:
     assert failed["broken.pdf"].startswith("broken.pdf: cannot read PDF")
 
 
+def test_uploads_keep_their_folders(server: Server) -> None:
+    """Two files named alike in different folders are two documents; paths that try to
+    leave their folder are reduced to a plain relative name."""
+    operator = new_key(server, "up-" + uuid.uuid4().hex[:8], "operator")
+    r = httpx.post(
+        server.url + "/v1/collections",
+        json={"name": "notes", "language": "es"},
+        headers=bearer(operator),
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    files = [
+        ("files", ("equipo-a/notas.txt", "El equipo A se reúne los lunes.".encode(), "text/plain")),
+        (
+            "files",
+            ("equipo-b/notas.txt", "El equipo B se reúne los jueves.".encode(), "text/plain"),
+        ),
+        ("files", ("../../etc/C:/otras.txt", "Las otras notas del mes.".encode(), "text/plain")),
+    ]
+    r = httpx.post(
+        server.url + "/v1/collections/notes/documents",
+        files=files,
+        headers=bearer(operator),
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["added"] == 3
+    listed = httpx.get(
+        server.url + "/v1/collections/notes/documents", headers=bearer(operator), timeout=30
+    )
+    sources = sorted(d["source"] for d in listed.json()["data"])
+    assert sources == ["equipo-a/notas.txt", "equipo-b/notas.txt", "etc/otras.txt"]
+
+
 def test_search_modes(server: Server, tenant: dict[str, Any]) -> None:
     def search(query: str, **body: Any) -> list[dict[str, Any]]:
         r = httpx.post(

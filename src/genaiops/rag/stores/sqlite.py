@@ -309,6 +309,9 @@ class SQLiteStore:
                 )
                 added.append(int(cursor.lastrowid or 0))
             conn.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (cid,))
+            # Read back in the same transaction: once it commits, another process may
+            # replace the document at once (a second ingest of the same folder).
+            row = conn.execute("SELECT * FROM documents WHERE id = ?", (document_id,)).fetchone()
         self.indexes.apply(
             collection.uid,
             version,
@@ -317,7 +320,7 @@ class SQLiteStore:
             np.asarray(added, dtype=np.int64),
             np.ascontiguousarray(vectors, dtype=np.float32),
         )
-        return self._document(collection, document_id)
+        return self._document_record(collection, row)
 
     @staticmethod
     def _version(conn: sqlite3.Connection, cid: int) -> int:

@@ -128,8 +128,7 @@ def upload_documents(
             raise InvalidRequest("metadata must be a JSON object", param="metadata")
     uploads = []
     for upload in files:
-        filename = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
-        uploads.append((filename, upload.file.read()))
+        uploads.append((_upload_source(upload.filename), upload.file.read()))
     fields = (
         [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
     )
@@ -217,6 +216,16 @@ async def search(
             filters=body.filters,
         )
     return {"object": "list", "mode": body.mode, "data": [h.public() for h in hits]}
+
+
+def _upload_source(filename: str | None) -> str:
+    """An upload's document source: the file name as the client sent it, with the folders
+    it named (``handbook/es/README.md``), so two files of the same name in different
+    folders stay two documents. Absolute paths, drive letters and ``..`` are dropped: the
+    source names the document, it never points into the server's disk."""
+    parts = (filename or "").replace("\\", "/").split("/")
+    kept = [p for p in parts if p not in ("", ".", "..") and not p.endswith(":")]
+    return "/".join(kept) or "upload"
 
 
 @router.post("/collections/{name}/ask")

@@ -316,8 +316,12 @@ class PgVectorStore:
                 " n_chunks = n_chunks + %s, n_terms = n_terms + %s WHERE id = %s",
                 (len(chunks), total_terms, cid),
             )
+            # Read back in the same transaction (see the SQLite store).
+            row = conn.execute(
+                "SELECT * FROM rag_documents WHERE id = %s", (document_id,)
+            ).fetchone()
         self.indexes.after_write(collection, len(chunks))
-        return self._document(collection, document_id)
+        return self._document_record(collection, row)
 
     def _document(self, collection: Collection, document_id: int) -> DocumentRecord:
         with self.pool.connection() as conn:
