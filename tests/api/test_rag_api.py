@@ -100,7 +100,7 @@ def test_uploads_keep_their_folders(server: Server) -> None:
             "files",
             ("equipo-b/notas.txt", "El equipo B se reúne los jueves.".encode(), "text/plain"),
         ),
-        ("files", ("../../etc/C:/otras.txt", "Las otras notas del mes.".encode(), "text/plain")),
+        ("files", ("../../etc/C:/otras.txt", b"Las otras notas del mes.", "text/plain")),
     ]
     r = httpx.post(
         server.url + "/v1/collections/notes/documents",
@@ -428,10 +428,12 @@ def test_embeddings_endpoint(server: Server, tenant: dict[str, Any]) -> None:
     )
     raw = base64.b64decode(short.data[0].embedding)  # type: ignore[arg-type]
     assert len(raw) == 64 * 4
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.NotFoundError) as missing:
         client.embeddings.create(model="nope", input="hola")
+    assert missing.value.code == "model_not_found" and "use-multilingual" in missing.value.message
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="use-multilingual", input=[])
+    client.close()
 
 
 def test_remote_embedder_over_another_gateway(

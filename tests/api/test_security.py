@@ -213,6 +213,18 @@ def test_model_allowlist(server: Server) -> None:
     assert info.value.status_code == 403
     error_of(httpx.get(server.url + "/v1/models/gemma3-270m", headers=bearer(key), timeout=30), 403)
     assert client.completions.create(model=MODEL, prompt="Hi", max_tokens=2).choices
+    # Embedders are models too: a key limited to a chat model may not use them.
+    with pytest.raises(openai.PermissionDeniedError):
+        client.embeddings.create(model="use-multilingual", input="hola")
+    embedder_only = new_key(server, models=["use-multilingual"])["key"]
+    embedding = httpx.post(
+        server.url + "/v1/embeddings",
+        json={"model": "use-multilingual", "input": "hola"},
+        headers=bearer(embedder_only),
+        timeout=60,
+    )
+    assert embedding.status_code == 200, embedding.text
+    client.close()
 
 
 # -- tenant isolation -------------------------------------------------------------------------
@@ -435,6 +447,14 @@ def test_first_start_created_an_owner_only_admin_key(server: Server) -> None:
     assert server.log.read_text().count(key) == 1
     me = admin(server, "GET", "/admin/keys", params={"tenant": "system"}).json()["data"]
     assert [k["role"] for k in me] == ["admin"]
+
+
+def test_databases_are_readable_by_their_owner_only(server: Server) -> None:
+    # Key hashes, the audit log and the tenants' documents: no other local user reads them.
+    databases = [server.data_dir / "genaiops.db", *server.data_dir.rglob("rag.db")]
+    assert len(databases) >= 2
+    for path in databases:
+        assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 def test_auth_can_only_be_disabled_explicitly_and_loudly(tmp_path: Path) -> None:

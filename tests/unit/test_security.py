@@ -241,7 +241,9 @@ def test_periods() -> None:
     assert start == "2026-02-01" and ttl == 28 * 86400
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "-1d", "0h", "1y", "30 days"])
+@pytest.mark.parametrize(
+    "text", ["", "30", "d", "-1d", "0h", "1y", "30 days", "99999999999999d", "36601d"]
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(InvalidRequest):
         parse_duration(text)
@@ -251,6 +253,24 @@ def test_durations() -> None:
     assert parse_duration("90m") == 5400
     assert parse_duration("30d") == 30 * 86400
     assert parse_duration("2w") == 14 * 86400
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999999999999", "1e9", "9999-99-99", "yesterday", "-5", "10000-01-01"]
+)
+def test_bad_instants(text: str) -> None:
+    from genaiops.security.audit import parse_instant
+
+    with pytest.raises(InvalidRequest, match="since"):
+        parse_instant(text, "since")
+
+
+def test_instants() -> None:
+    from genaiops.security.audit import parse_instant
+
+    assert parse_instant("1700000000", "since") == 1_700_000_000_000_000
+    assert parse_instant("2026-01-01", "since") == 1_767_225_600_000_000
+    assert parse_instant("9999-12-31T23:59:59Z", "until") == 253_402_300_799_000_000
 
 
 def test_key_id_parsing() -> None:

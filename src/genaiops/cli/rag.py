@@ -344,7 +344,7 @@ def search(
         list[str] | None,
         typer.Option(
             "--filter",
-            help="Metadata key=value (numbers and true/false match as such and as text); repeatable.",
+            help="Metadata key=value (a number or true/false also matches its text); repeatable.",
         ),
     ] = None,
     tenant: TenantOption = SYSTEM_TENANT,

@@ -26,7 +26,7 @@ def serve(
         if port is not None:
             server["port"] = port
         settings = settings_from(config, server=server or None)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         from genaiops.monitoring import logs
 
         logs.configure(settings.server.log_level, settings.server.log_format)

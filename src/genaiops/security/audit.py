@@ -230,15 +230,25 @@ def parse_instant(text: str, param: str) -> int:
     from genaiops.errors import InvalidRequest
 
     value = text.strip()
+    invalid = InvalidRequest(
+        f"{param} must be a date, an ISO date-time or epoch seconds (before the year "
+        f"10000); got {text[:64]!r}",
+        param=param,
+    )
     try:
         if value.replace(".", "", 1).isdigit():
-            return int(float(value) * 1_000_000)
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidRequest(
-            f"{param} must be a date, an ISO date-time or epoch seconds; got {text!r}",
-            param=param,
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1_000_000)
+            seconds = float(value)
+        else:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            seconds = moment.timestamp()
+    except (ValueError, OverflowError) as exc:
+        raise invalid from exc
+    if not 0 <= seconds < _YEAR_10000:
+        raise invalid
+    return int(seconds * 1_000_000)
+
+
+# 10000-01-01T00:00:00Z in epoch seconds: the end of what ISO dates can name.
+_YEAR_10000 = 253402300800

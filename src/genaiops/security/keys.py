@@ -45,6 +45,10 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+# Past this an expiry is a typo, and its timestamp would not fit the database's integers.
+_MAX_DURATION_S = 100 * 366 * 86400
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -57,7 +61,14 @@ def parse_duration(text: str) -> int:
             f"invalid duration {text!r}; use a number and a unit, e.g. 90m, 12h, 30d",
             param="expires",
         )
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _MAX_DURATION_S:
+        raise InvalidRequest(
+            f"duration {text!r} is longer than 100 years; leave it out for a key that "
+            "never expires",
+            param="expires",
+        )
+    return seconds
 
 
 def check_tenant(name: str) -> str:

@@ -8,9 +8,10 @@ newer schema than this code knows is refused instead of being written to.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ from genaiops.errors import ConfigError
 from genaiops.storage.tables import SCHEMA_VERSION, audit_head, audit_log, metadata, schema_info
 
 GENESIS_HASH = "0" * 64
+
+
+def private_file(path: Path) -> None:
+    """Make sure ``path`` exists readable and writable by its owner only, creating its
+    folder (0700) if missing: databases hold key hashes, the audit log, tenants' documents.
+    SQLite gives the WAL and shared-memory files the database's own mode. A file that
+    exists keeps its mode (an operator may have chosen another)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _: Any) -> None:
@@ -57,7 +68,7 @@ class Database:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:
             kwargs["pool_pre_ping"] = True

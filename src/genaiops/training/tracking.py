@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from genaiops.config import Settings
+from genaiops.storage.db import private_file
 
 
 def quiet_mlflow() -> None:
@@ -40,7 +41,7 @@ def client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(uri.removeprefix("sqlite:///")))
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

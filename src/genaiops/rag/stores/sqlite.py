@@ -38,6 +38,7 @@ from genaiops.rag.stores.base import (
 )
 from genaiops.rag.stores.faiss_index import IndexCache
 from genaiops.rag.stores.schema import SCHEMA
+from genaiops.storage.db import private_file
 
 if TYPE_CHECKING:
     from genaiops.config import Settings
@@ -62,7 +63,8 @@ class SQLiteStore:
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         self._plain = Sealer(None)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_file(Path(self.path))
         self._conn().executescript(SCHEMA)
         self._migrate()
 

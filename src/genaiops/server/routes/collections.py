@@ -19,7 +19,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
-from genaiops.errors import InvalidRequest
+from genaiops.errors import InvalidRequest, ModelNotFound
 from genaiops.gateway.pipeline import new_request_id
 from genaiops.rag.chunking import count_tokens
 from genaiops.rag.service import RagService
@@ -285,10 +285,18 @@ async def ask(
 
 @router.post("/embeddings")
 async def embeddings(
-    body: EmbeddingRequest, _: InferenceDep, rag: RagDep, security: SecurityDep, ctx: ContextDep
+    body: EmbeddingRequest,
+    principal: InferenceDep,
+    rag: RagDep,
+    security: SecurityDep,
+    ctx: ContextDep,
 ) -> dict[str, Any]:
     name = body.model or rag.settings.rag.default_embedder
-    rag.embedders.spec(name)  # 400 for an unknown embedder before anything is charged
+    # As for chat models: 404 for an unknown one, 403 for one the key may not use, before
+    # anything is charged.
+    if name not in rag.embedders.names():
+        raise ModelNotFound(name, rag.embedders.names())
+    principal.require_model(name)
     ctx.model = name
     texts = [body.input] if isinstance(body.input, str) else body.input
     tokens = sum(count_tokens(t) for t in texts)
