@@ -202,6 +202,13 @@ def test_roles(server: Server) -> None:
     error_of(r, 403)
     r = admin(server, "GET", "/admin/audit/verify", headers=bearer(tenant_admin))
     error_of(r, 403)
+    # Every refusal of a valid key is in the tenant's own audit log.
+    records = admin(
+        server, "GET", "/admin/audit", params={"tenant": tenant, "event": "auth.denied"}
+    ).json()["data"]
+    paths = sorted(r["detail"]["path"] for r in records)
+    assert paths.count("/admin/keys") == 3 and "/admin/audit/verify" in paths
+    assert {r["status"] for r in records} == {403} and {r["tenant"] for r in records} == {tenant}
 
 
 def test_model_allowlist(server: Server) -> None:

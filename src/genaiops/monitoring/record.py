@@ -53,6 +53,16 @@ class RequestRecorder:
                     status=status,
                     detail=event | {"model": ctx.model},
                 )
+        if status == 403 and self.security is not None:
+            # A valid credential asking for what its role, tenant or model list does not
+            # allow: audited like a refused credential, under the caller's tenant.
+            self.security.record_event(
+                "auth.denied",
+                principal=principal,
+                request_id=ctx.request_id,
+                status=status,
+                detail={"method": ctx.method, "path": ctx.path[:200], "model": ctx.model},
+            )
         if ctx.rate_limited is not None:
             kind = ctx.rate_limited.removesuffix("_exceeded")
             self.metrics.rate_limited.labels(tenant, kind).inc()

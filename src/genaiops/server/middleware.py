@@ -103,17 +103,23 @@ class Authenticate:
         try:
             ctx.principal = await state.security.authenticate(_header(scope, b"authorization"))
         except AuthenticationError as exc:
-            state.security.record_event(
-                "auth.failure",
-                status=401,
-                request_id=ctx.request_id,
-                detail={"reason": exc.code, "path": path[:200], "client": _client(scope)},
-            )
-            state.metrics.auth_failures.labels(exc.code or "invalid").inc()
+            record_auth_failure(scope, ctx, exc)
             response = error_response(exc)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def record_auth_failure(scope: Scope, ctx: RequestContext, exc: AuthenticationError) -> None:
+    """Audit and count a refused credential (here, and on /metrics with its own token)."""
+    state = scope["app"].state
+    state.security.record_event(
+        "auth.failure",
+        status=401,
+        request_id=ctx.request_id,
+        detail={"reason": exc.code, "path": scope.get("path", "")[:200], "client": _client(scope)},
+    )
+    state.metrics.auth_failures.labels(exc.code or "invalid").inc()
 
 
 def _client(scope: Scope) -> str | None:

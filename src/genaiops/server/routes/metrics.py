@@ -9,6 +9,7 @@ everything else."""
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,7 +17,12 @@ from fastapi.responses import Response
 from genaiops.errors import AuthenticationError, PermissionDenied
 from genaiops.monitoring.metrics import CONTENT_TYPE
 from genaiops.server.deps import MetricsDep, SecurityDep, SettingsDep
+from genaiops.server.middleware import record_auth_failure
 from genaiops.server.requests import JSONRoute
+
+if TYPE_CHECKING:
+    from genaiops.config import Settings
+    from genaiops.security.service import SecurityService
 
 router = APIRouter(route_class=JSONRoute, tags=["operations"])
 
@@ -25,18 +31,32 @@ router = APIRouter(route_class=JSONRoute, tags=["operations"])
 async def metrics(
     request: Request, metrics: MetricsDep, settings: SettingsDep, security: SecurityDep
 ) -> Response:
+    try:
+        principal = await _scraper(request, settings, security)
+    except AuthenticationError as exc:
+        # Counted and audited like any other refused credential: this route checks its
+        # own, outside the authentication middleware.
+        record_auth_failure(request.scope, request.scope["state"]["ctx"], exc)
+        raise
+    if principal is not None and not principal.is_system_admin:
+        raise PermissionDenied(
+            "Metrics cover every tenant: they need the system administrator's key, or "
+            "the scraper's metrics.token.",
+            code="insufficient_role",
+        )
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+async def _scraper(request: Request, settings: Settings, security: SecurityService) -> Any:
+    """The caller's principal, or None when the metrics token (or no authentication at
+    all) lets it in."""
     token = settings.metrics.token
     presented = request.headers.get("authorization", "")[:1024]
     if token is not None:
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("A valid metrics token is required.", code="invalid_token")
-    elif security.enabled:
-        principal = await security.authenticate(presented or None)
-        if not principal.is_system_admin:
-            raise PermissionDenied(
-                "Metrics cover every tenant: they need the system administrator's key, or "
-                "the scraper's metrics.token.",
-                code="insufficient_role",
-            )
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+        return None
+    if not security.enabled:
+        return None
+    return await security.authenticate(presented or None)
