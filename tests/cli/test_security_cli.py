@@ -277,3 +277,25 @@ def test_deleted_head_row_is_reported_and_appends_continue(tmp_path: Path) -> No
     # The chain itself is whole, but the missing head row is tampering and is reported.
     result = json.loads(out)
     assert code == 1 and result["ok"] is False and "head" in result["reason"]
+
+
+def test_verify_is_read_only_and_reports_a_deleted_head(tmp_path: Path) -> None:
+    populate(tmp_path, inferences=3)
+    tamper(tmp_path, "DELETE FROM audit_head")
+
+    def contents() -> list[str]:
+        with sqlite3.connect(tmp_path / "genaiops.db") as conn:
+            return list(conn.iterdump())
+
+    before = contents()
+    code, _, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1 and "head row was deleted" in err
+    # Verifying a forensic copy leaves it as it was: nothing restored, nothing appended.
+    assert contents() == before
+
+
+def test_a_wiped_log_is_tampering_when_keys_exist(tmp_path: Path) -> None:
+    populate(tmp_path, inferences=3)
+    tamper(tmp_path, "DELETE FROM audit_log", "DELETE FROM audit_head")
+    code, _, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1 and "audit log is empty although" in err and "key" in err

@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 
-from genaiops.cli.common import ConfigOption, cli_errors, write
+from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
 from genaiops.cli.keys import JsonOption, _emit, security_service
 from genaiops.errors import InvalidRequest
 from genaiops.security import audit, usage
+from genaiops.storage.db import Database
 
 app = typer.Typer(help="Verify and export the hash-chained audit log.", no_args_is_help=True)
 
@@ -27,8 +28,14 @@ TenantOption = Annotated[str | None, typer.Option("--tenant")]
 @app.command("verify")
 def verify(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Check the whole chain; exit 1 and name the first bad record if it was tampered with."""
-    with cli_errors(), security_service(config) as service:
-        result = service.verify_audit()
+    with cli_errors():
+        # Read-only: no migration, no restored head, no recorder (a forensic copy stays
+        # as it was).
+        db = Database(settings_from(config).database_url())
+        try:
+            result = audit.verify(db)
+        finally:
+            db.close()
     if as_json:
         write(json.dumps(result.as_dict()) + "\n")
     elif result.ok:

@@ -20,10 +20,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, inspect, select, update
 
 from genaiops.storage.db import GENESIS_HASH, Database
-from genaiops.storage.tables import audit_head, audit_log
+from genaiops.storage.tables import api_keys, audit_head, audit_log
 
 _SECRET_RE = re.compile(r"gaiops_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}")
 FIELDS = (
@@ -106,51 +106,75 @@ class Verification:
 
 
 def verify(db: Database, batch: int = 5000) -> Verification:
-    """Walk the whole chain in sequence order; stop at the first inconsistency."""
+    """Walk the whole chain in sequence order; stop at the first inconsistency.
+
+    Read-only: the database is not migrated or repaired first (a missing head row is
+    reported, not restored), so verifying a forensic copy leaves it as it was."""
+    if not inspect(db.engine).has_table(audit_log.name):
+        return Verification(True, 0)  # a database that was never used
+    with db.engine.connect() as conn:
+        return _verify(conn, batch)
+
+
+def _verify(conn: Connection, batch: int) -> Verification:
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
     # A restored head leaves an intact chain; it is reported once nothing worse is found.
     restored: Verification | None = None
-    with db.connect() as conn:
-        last_seen = 0
-        while True:
-            rows = conn.execute(
-                select(audit_log)
-                .where(audit_log.c.seq > last_seen)
-                .order_by(audit_log.c.seq)
-                .limit(batch)
-            ).all()
-            if not rows:
-                break
-            for row in rows:
-                fields = {name: getattr(row, name) for name in FIELDS}
-                if row.seq != expected_seq:
-                    reason = (
-                        f"record {expected_seq} is missing (next record is {row.seq})"
-                        if row.seq > expected_seq
-                        else f"record {row.seq} is out of order"
-                    )
-                    return Verification(False, count, expected_seq, reason)
-                if row.prev_hash != expected_prev:
-                    return Verification(
-                        False, count, row.seq, f"record {row.seq} does not link to its predecessor"
-                    )
-                if record_hash(row.prev_hash, fields) != row.hash:
-                    return Verification(
-                        False, count, row.seq, f"record {row.seq} was modified after it was written"
-                    )
-                if row.event == HEAD_RESTORED and restored is None:
-                    restored = Verification(
-                        False,
-                        count,
-                        row.seq,
-                        f"the audit head was deleted (record {row.seq} marks where it was "
-                        "restored from the newest record)",
-                    )
-                expected_prev, expected_seq = row.hash, row.seq + 1
-                count += 1
-                last_seen = row.seq
-        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
+    last_seen = 0
+    while True:
+        rows = conn.execute(
+            select(audit_log)
+            .where(audit_log.c.seq > last_seen)
+            .order_by(audit_log.c.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            fields = {name: getattr(row, name) for name in FIELDS}
+            if row.seq != expected_seq:
+                reason = (
+                    f"record {expected_seq} is missing (next record is {row.seq})"
+                    if row.seq > expected_seq
+                    else f"record {row.seq} is out of order"
+                )
+                return Verification(False, count, expected_seq, reason)
+            if row.prev_hash != expected_prev:
+                return Verification(
+                    False, count, row.seq, f"record {row.seq} does not link to its predecessor"
+                )
+            if record_hash(row.prev_hash, fields) != row.hash:
+                return Verification(
+                    False, count, row.seq, f"record {row.seq} was modified after it was written"
+                )
+            if row.event == HEAD_RESTORED and restored is None:
+                restored = Verification(
+                    False,
+                    count,
+                    row.seq,
+                    f"the audit head was deleted (record {row.seq} marks where it was "
+                    "restored from the newest record)",
+                )
+            expected_prev, expected_seq = row.hash, row.seq + 1
+            count += 1
+            last_seen = row.seq
+    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
     newest = expected_seq - 1
+    if head is None and newest > 0:
+        return Verification(
+            False, count, newest, "the audit head row was deleted (the records are intact)"
+        )
+    if newest == 0:
+        # Every key ever created wrote a record: keys and no records is a wiped log.
+        keys = conn.execute(select(func.count()).select_from(api_keys)).scalar() or 0
+        if keys:
+            return Verification(
+                False,
+                0,
+                1,
+                f"the audit log is empty although {keys} API key(s) exist, each created "
+                "with a record: its records were deleted",
+            )
     if head is not None and head.seq > newest:
         return Verification(
             False,
