@@ -178,6 +178,51 @@ def test_budget_survives_a_restart(tmp_path: Path) -> None:
         asyncio.run(second.close())
 
 
+def test_rotation_keeps_what_the_key_spent(tmp_path: Path) -> None:
+    """Limits and budgets belong to the line of keys: rotating a key (twice here) neither
+    resets its budget in this process nor after a restart (seeded from the usage of every
+    key of the line)."""
+    settings = load_settings(data_dir=tmp_path)
+    first = SecurityService(settings)
+    first.start()
+    limits = Limits(rpm=3, budget_tokens=100, budget_period="day")
+    new = first.create_key(SYSTEM, tenant="acme", role="user", limits=limits)
+    principal = asyncio.run(first.authenticate(f"Bearer {new.secret}"))
+    asyncio.run(first.admit(principal, 0))
+    first.record_inference(
+        principal,
+        model="m",
+        status=200,
+        request_id="r",
+        latency_s=0.1,
+        prompt_tokens=60,
+        completion_tokens=30,
+    )
+    first.recorder.flush()
+    rotated, _ = first.rotate_key(SYSTEM, new.record.id)
+    again, _ = first.rotate_key(SYSTEM, rotated.record.id)
+    newest = asyncio.run(first.authenticate(f"Bearer {again.secret}"))
+    assert newest.lineage == (new.record.id, rotated.record.id, again.record.id)
+    assert newest.limits_id == new.record.id
+    asyncio.run(first.admit(newest, 0))
+    asyncio.run(first.admit(newest, 0))
+    with pytest.raises(RateLimited) as info:
+        asyncio.run(first.admit(newest, 0))  # the fourth request of the line this minute
+    assert info.value.code == "requests_exceeded"
+    asyncio.run(first.close())
+
+    second = SecurityService(settings)
+    second.start()
+    try:
+        newest = asyncio.run(second.authenticate(f"Bearer {again.secret}"))
+        with pytest.raises(RateLimited) as info:
+            asyncio.run(second.admit(newest, 20))
+        assert info.value.code == "budget_exceeded"
+        asyncio.run(second.admit(newest, 10))  # 90 spent by the first key + 10
+    finally:
+        asyncio.run(second.close())
+
+
 def _events(n: int) -> list[AuditEvent]:
     return [AuditEvent(event="inference", ts_us=1_000 + i, tenant="acme") for i in range(n)]
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -43,6 +43,18 @@ _CACHE_MAX = 10_000
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _lineage(conn: Any, record: KeyRecord) -> tuple[str, ...]:
+    """The chain of rotations that led to ``record``, oldest key first."""
+    chain = [record.id]
+    previous = record.rotated_from
+    while previous is not None and previous not in chain and len(chain) < 10_000:
+        chain.append(previous)
+        previous = conn.execute(
+            select(api_keys.c.rotated_from).where(api_keys.c.id == previous)
+        ).scalar()
+    return tuple(reversed(chain))
 
 
 # Past this an expiry is a typo, and its timestamp would not fit the database's integers.
@@ -106,6 +118,15 @@ class KeyRecord:
     revoked_us: int | None
     created_by: str | None
     rotated_from: str | None
+    # The ids of the keys this one was rotated from, oldest first, then its own: rate
+    # limits and budgets are counted for the whole line (see ``load``).
+    lineage: tuple[str, ...] = ()
+
+    @property
+    def limits_id(self) -> str:
+        """The id limits and budgets are counted under: the first key of the line, so a
+        rotation keeps what was spent instead of starting afresh."""
+        return self.lineage[0] if self.lineage else self.id
 
     @classmethod
     def from_row(cls, row: Any) -> KeyRecord:
@@ -204,7 +225,9 @@ class KeyStore:
     def load(self, key_id: str) -> KeyRecord | None:
         with self.db.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
-        record = KeyRecord.from_row(row) if row is not None else None
+            record = KeyRecord.from_row(row) if row is not None else None
+            if record is not None and record.rotated_from is not None:
+                record = replace(record, lineage=_lineage(conn, record))
         with self._lock:
             self._cache[key_id] = (time.monotonic(), record)
             self._cache.move_to_end(key_id)

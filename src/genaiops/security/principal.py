@@ -64,6 +64,13 @@ class Principal:
     via: str  # "api_key" | "jwt" | "disabled"
     models: frozenset[str] | None = None
     limits: Limits = field(default_factory=Limits)
+    # API keys: the key ids whose spending counts against this key's limits and budget
+    # (the keys it was rotated from, then itself); the first names the counters.
+    lineage: tuple[str, ...] = ()
+
+    @property
+    def limits_id(self) -> str:
+        return self.lineage[0] if self.lineage else self.actor
 
     @property
     def is_system_admin(self) -> bool:

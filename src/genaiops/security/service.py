@@ -136,6 +136,7 @@ class SecurityService:
             via="api_key",
             models=record.models,
             limits=record.limits,
+            lineage=record.lineage,
         )
 
     # -- limits ----------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class SecurityService:
         """(counter key, key id or "" for the tenant's, limit, first day, ttl) per budget."""
         out = []
         for scope, ident, limits in (
-            ("key", principal.actor, principal.limits),
+            ("key", principal.limits_id, principal.limits),
             ("tenant", principal.tenant, tenant_limits),
         ):
             if limits.budget_tokens is None:
@@ -181,7 +182,7 @@ class SecurityService:
                     self.db,
                     since_day=start,
                     tenant=principal.tenant,
-                    key_id=key_id or None,
+                    key_ids=(principal.lineage or (key_id,)) if key_id else None,
                 )
                 await self.limiter.seed_budget(key, used, ttl)
 
@@ -197,7 +198,7 @@ class SecurityService:
         tenant_limits = await self._tenant_limits(principal.tenant)
         request_buckets: list[Bucket] = []
         for scope, ident, limits in (
-            ("key", principal.actor, principal.limits),
+            ("key", principal.limits_id, principal.limits),
             ("tenant", principal.tenant, tenant_limits),
         ):
             if limits.rpm is not None:

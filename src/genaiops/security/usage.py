@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,13 +39,16 @@ def parse_day(text: str, param: str) -> str:
         raise InvalidRequest(f"{param} must be a date like 2026-11-01", param=param) from exc
 
 
-def tokens_used(db: Database, *, since_day: str, tenant: str, key_id: str | None = None) -> int:
-    """Prompt + completion tokens since ``since_day`` for a tenant, or one of its keys."""
+def tokens_used(
+    db: Database, *, since_day: str, tenant: str, key_ids: Sequence[str] | None = None
+) -> int:
+    """Prompt + completion tokens since ``since_day`` for a tenant, or some of its keys (a
+    key and those it was rotated from)."""
     stmt = select(
         func.coalesce(func.sum(usage_daily.c.prompt_tokens + usage_daily.c.completion_tokens), 0)
     ).where(usage_daily.c.day >= since_day, usage_daily.c.tenant == tenant)
-    if key_id is not None:
-        stmt = stmt.where(usage_daily.c.key_id == key_id)
+    if key_ids is not None:
+        stmt = stmt.where(usage_daily.c.key_id.in_(list(key_ids)))
     with db.connect() as conn:
         return int(conn.execute(stmt).scalar() or 0)
 
