@@ -78,7 +78,10 @@ def start_server(
     config: str,
     env: dict[str, str] | None = None,
     data_dir: Path | None = None,
+    watch: list[tuple[int, int]] | None = None,
 ) -> Server:
+    """Start ``genaiops serve`` and wait until /readyz answers 200. ``watch`` collects
+    (/healthz status, /readyz status) at every poll once the server answers at all."""
     port = free_port()
     cfg = tmp / f"{name}.toml"
     cfg.write_text(config)
@@ -98,13 +101,16 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server {name} exited:\n{log.read_text()}")
         try:
+            if watch is not None:
+                health = httpx.get(url + "/healthz", timeout=2).status_code
+                watch.append((health, httpx.get(url + "/readyz", timeout=2).status_code))
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 key_file = data / "admin_key"
                 key = key_file.read_text().strip() if key_file.exists() else None
                 return Server(url, process, log, data, cfg, key)
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.2 if watch is None else 0.02)
     process.kill()
     raise RuntimeError(f"server {name} not ready in time:\n{log.read_text()}")
 

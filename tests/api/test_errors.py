@@ -261,7 +261,12 @@ def test_queue_full_is_429_with_retry_after(server: Server) -> None:
     threads = [threading.Thread(target=long_stream)]
     threads[0].start()
     deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/readyz").json()["models"]["smollm2-tight"]["running"] < 1:
+    while (
+        httpx.get(server.url + "/readyz", headers=server.headers).json()["models"]["smollm2-tight"][
+            "running"
+        ]
+        < 1
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     # The second request waits in the queue; its response headers come once it starts.
@@ -273,7 +278,12 @@ def test_queue_full_is_429_with_retry_after(server: Server) -> None:
         )
     )
     queued.start()
-    while httpx.get(server.url + "/readyz").json()["models"]["smollm2-tight"]["queued"] < 1:
+    while (
+        httpx.get(server.url + "/readyz", headers=server.headers).json()["models"]["smollm2-tight"][
+            "queued"
+        ]
+        < 1
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     r = post(server, "/v1/completions", json=body | {"stream": False})
@@ -295,7 +305,9 @@ def test_timeout_is_504(server: Server) -> None:
     assert_error(r, 504, "timeout")
     # The timed-out generation was cancelled, so the model is free again.
     deadline = time.monotonic() + 5
-    while httpx.get(server.url + "/readyz").json()["models"]["smollm2-slow"]["running"]:
+    while httpx.get(server.url + "/readyz", headers=server.headers).json()["models"][
+        "smollm2-slow"
+    ]["running"]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -318,7 +330,7 @@ def test_unknown_route_and_method(server: Server) -> None:
 
 def test_disconnect_mid_stream_stops_generation(server: Server) -> None:
     def stats() -> dict[str, int]:
-        return httpx.get(server.url + "/readyz").json()["models"][MODEL]  # type: ignore[no-any-return]
+        return httpx.get(server.url + "/readyz", headers=server.headers).json()["models"][MODEL]  # type: ignore[no-any-return]
 
     before = stats()
     body = {
@@ -367,7 +379,7 @@ def test_server_survives_everything(server: Server) -> None:
 
 def test_disconnect_while_waiting_for_non_streamed_answer(server: Server) -> None:
     def stats() -> dict[str, int]:
-        return httpx.get(server.url + "/readyz").json()["models"][MODEL]  # type: ignore[no-any-return]
+        return httpx.get(server.url + "/readyz", headers=server.headers).json()["models"][MODEL]  # type: ignore[no-any-return]
 
     before = stats()["cancelled"]
     body = (
@@ -398,7 +410,9 @@ def test_disconnect_while_queued_frees_the_queue_place(server: Server) -> None:
     queued gives its place back at once and its request never runs."""
 
     def stats() -> dict[str, int]:
-        return httpx.get(server.url + "/readyz").json()["models"]["smollm2-tight"]  # type: ignore[no-any-return]
+        return httpx.get(server.url + "/readyz", headers=server.headers).json()["models"][
+            "smollm2-tight"
+        ]  # type: ignore[no-any-return]
 
     before = stats()
     long_body = {

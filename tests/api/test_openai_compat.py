@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from pathlib import Path
 
 import httpx
 import jsonschema
 import openai
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
@@ -292,10 +293,31 @@ def test_generate_endpoint(server: Server) -> None:
     assert base["usage"]["prompt_tokens"] < 10
 
 
+def test_liveness_answers_while_the_server_loads(tmp_path: Path) -> None:
+    """/healthz answers as soon as the process listens; /readyz says 503 until the models
+    and guards are loaded, then 200."""
+    seen: list[tuple[int, int]] = []
+    server = start_server(
+        tmp_path, "loading", 'bundled_models = ["smollm2-135m-instruct"]\n', watch=seen
+    )
+    try:
+        assert (200, 503) in seen, seen
+        assert all(health == 200 for health, _ in seen)
+    finally:
+        stop_server(server)
+
+
 def test_health_ready_and_docs(server: Server) -> None:
     assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
-    ready = httpx.get(server.url + "/readyz").json()
-    assert ready["status"] == "ready"
+    # A probe without a key learns the status and counts, not the catalog or its traffic.
+    probe = httpx.get(server.url + "/readyz")
+    assert probe.status_code == 200
+    body = probe.json()
+    assert body["status"] == "ready" and MODEL not in json.dumps(body)
+    assert body["models"]["total"] == body["models"]["ready"] + body["models"]["failed"]
+    assert body["models"]["loading"] == 0
+    ready = httpx.get(server.url + "/readyz", headers=server.headers).json()
+    assert ready["status"] == "ready" and ready["guardrails"] == "ready"
     assert ready["models"][MODEL]["state"] == "ready"
     assert httpx.get(server.url + "/docs").status_code == 200
     spec = httpx.get(server.url + "/openapi.json").json()

@@ -4,6 +4,7 @@ hands them to routes through typed dependencies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -61,6 +62,19 @@ def _announce_security(settings: Settings, security: SecurityService) -> None:
         )
 
 
+async def _warm_up(gateway: Gateway, guardrails: GuardrailsService) -> None:
+    """The guards, then every model (a failure is the model's own state, shown by
+    /readyz); then everything loaded so far is put out of the garbage collector's sight. It
+    lives as long as the server, and a full collection during a request then walks only
+    what requests made (with the models and guards loaded one took about 0.1 s, a pause for
+    whichever requests were running). Unfrozen at shutdown, so nothing is kept."""
+    await asyncio.to_thread(guardrails.warm)
+    with contextlib.suppress(Exception):
+        await gateway.wait_ready()
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
@@ -90,20 +104,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.record = RequestRecorder(app.state.metrics, security)
         _announce_security(settings, security)
         security.record_start(gateway.names(), {"version": __version__, "auth": security.enabled})
-        # Guards load (scikit-learn, the injection model, the sentence encoder) while the
-        # models do, so neither the first request nor readiness waits for them later.
-        await asyncio.gather(gateway.start(), asyncio.to_thread(guardrails.warm))
-        # Everything loaded so far lives as long as the server: out of the garbage
-        # collector's sight, a full collection during a request walks only what requests
-        # made (with the models and guards loaded one took about 0.1 s, a pause for
-        # whichever requests were running). Unfrozen at shutdown, so nothing is kept.
-        gc.collect()
-        gc.freeze()
+        # Models load in the background (gateway.start returns at once), and so do the
+        # guards (scikit-learn, the injection model, the sentence encoder): the server
+        # answers /healthz at once and /readyz with 503 until both are done.
+        await gateway.start()
+        app.state.warm_up = asyncio.create_task(_warm_up(gateway, guardrails), name="warm-up")
         if runner is not None:
             runner.start()
         try:
             yield
         finally:
+            if not app.state.warm_up.done():
+                app.state.warm_up.cancel()
             gc.unfreeze()
             if runner is not None:
                 await asyncio.to_thread(runner.stop)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from genaiops import __version__
-from genaiops.server.deps import GatewayDep
+from genaiops.errors import AuthenticationError
+from genaiops.security.principal import Permission
+from genaiops.security.service import SecurityService
+from genaiops.server.deps import GatewayDep, SecurityDep
 from genaiops.server.requests import JSONRoute
 
 router = APIRouter(route_class=JSONRoute, tags=["health"])
@@ -20,15 +24,43 @@ async def healthz() -> dict[str, Any]:
 
 
 @router.get("/readyz")
-async def readyz(gateway: GatewayDep) -> JSONResponse:
-    """Ready once every model has finished loading and the default model is usable.
+async def readyz(request: Request, gateway: GatewayDep, security: SecurityDep) -> JSONResponse:
+    """Ready once the guards and every model have finished loading and the default model
+    is usable. A model that failed to load does not hold the others back.
 
-    A model that failed to load is listed with its reason; it does not hold the others back.
+    Anyone may ask (probes carry no key) and learns the status and how many models are in
+    each state. Model names, states with their reasons and queue statistics are for an
+    operator or administrator presenting their key (or anyone with authentication off).
     """
     models = gateway.status()
+    warm_up = getattr(request.app.state, "warm_up", None)
+    warming = warm_up is not None and not warm_up.done()
     loading = [n for n, m in models.items() if m["state"] == "loading"]
     default = gateway.settings.default_model
     default_ok = models.get(default, {}).get("state") == "ready"
-    ready = not loading and default_ok
-    body = {"status": "ready" if ready else "not_ready", "default_model": default, "models": models}
+    ready = not loading and default_ok and not warming
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
+    if await _may_see_details(request, security):
+        body |= {"default_model": default, "guardrails": "loading" if warming else "ready"}
+        body["models"] = models
+    else:
+        counts = Counter(
+            m["state"] if m["state"] in ("ready", "loading") else "failed" for m in models.values()
+        )
+        body["models"] = {"total": len(models)} | {
+            state: counts.get(state, 0) for state in ("ready", "loading", "failed")
+        }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _may_see_details(request: Request, security: SecurityService) -> bool:
+    if not security.enabled:
+        return True
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return False
+    try:
+        principal = await security.authenticate(authorization)
+    except AuthenticationError:
+        return False
+    return principal.can(Permission.READ_LOGS)
