@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,17 @@ def test_txt_falls_back_to_latin1(tmp_path: Path) -> None:
     path.write_bytes("Información en español: año, niño.".encode("latin-1"))
     [doc] = load_file(path)
     assert doc.text == "Información en español: año, niño."
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_txt_in_utf16_with_its_mark_is_text(tmp_path: Path, encoding: str) -> None:
+    # Windows tools (Notepad's "Unicode", PowerShell's Out-File) save UTF-16 with a BOM.
+    path = tmp_path / "notas.txt"
+    text = "Notas de la reunión: el niño pidió café."
+    data = text.encode(encoding)
+    path.write_bytes(data if encoding == "utf-16" else b"\xfe\xff" + data)
+    [doc] = load_file(path)
+    assert doc.text == text
 
 
 def test_binary_junk_named_txt_is_refused(tmp_path: Path) -> None:
@@ -286,6 +299,16 @@ def test_corrupt_pdf_is_refused(tmp_path: Path) -> None:
     assert load_error(load_file, path).startswith("report.pdf: cannot read PDF: ")
     path.write_bytes(b"this is not a pdf at all")
     assert load_error(load_file, path).startswith("report.pdf: cannot read PDF: ")
+    # The error is the one report: pypdf's own log lines do not reach the terminal (in a
+    # process of its own, where no test harness catches the log).
+    script = (
+        "import sys; from pathlib import Path; from genaiops.rag.loaders import load_file\n"
+        "try:\n    load_file(Path(sys.argv[1]))\nexcept Exception as exc:\n    print(exc)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert run.stdout.startswith("report.pdf: cannot read PDF") and run.stderr == ""
 
 
 def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:

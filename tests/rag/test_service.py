@@ -105,9 +105,12 @@ def test_ingest_search_update_and_delete(rag: RagService, docs: Path) -> None:
     assert set(hits[0].retrievers) == {"lexical", "dense"}
     assert hits[0].ranks == {"lexical": 1, "dense": 1}
 
-    # A changed file replaces its chunks; unchanged chunks keep their vectors.
+    # A changed file replaces its chunks; unchanged chunks keep their vectors, and the
+    # document keeps its id.
+    ids = {d.source: d.id for d in rag.documents(TENANT, "handbook")}
     (docs / "lora.md").write_text(LORA.replace("perplejidad", "exactitud"), encoding="utf-8")
     changed = rag.ingest_paths(TENANT, "handbook", [docs])
+    assert {d.source: d.id for d in rag.documents(TENANT, "handbook")} == ids
     assert (changed.updated, changed.unchanged) == (1, 2)
     assert changed.reused >= 1 and changed.embedded >= 1
     assert rag.search(TENANT, "handbook", "perplejidad", mode="lexical") == []

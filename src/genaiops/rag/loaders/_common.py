@@ -7,6 +7,7 @@ Kept free of heavy imports so that importing any loader module stays cheap.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,18 +92,27 @@ class Input:
 
 
 def decode_text(item: Input) -> str:
-    """UTF-8 (BOM allowed), else latin-1, refusing what looks like a binary file.
+    """UTF-16 with its byte-order mark (what Windows tools often save), UTF-8 (BOM
+    allowed), else latin-1, refusing what looks like a binary file.
 
     latin-1 decodes any byte sequence, so the fallback never fails; the NUL and
     non-printable checks are what keep an image or archive renamed to .txt out.
     """
     data = item.data
-    if b"\x00" in data:
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise item.fail("is not valid UTF-16 text") from exc
+    elif b"\x00" in data:
         raise item.fail("is not a text file")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    if "\x00" in text:
+        raise item.fail("is not a text file")
     sample = text[:_BINARY_SAMPLE]
     if sample:
         bad = sum(1 for ch in sample if not ch.isprintable() and ch not in _ALLOWED_CONTROLS)

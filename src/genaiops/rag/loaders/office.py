@@ -13,6 +13,7 @@ and is refused with a message saying so, as there is no OCR.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import warnings
 from typing import TYPE_CHECKING
@@ -54,6 +55,9 @@ def _pdf_title(reader: PdfReader) -> str:
 
 
 def load_pdf(item: Input) -> list[LoadedDocument]:
+    # pypdf logs what it repairs or gives up on ("EOF marker not found") on top of raising;
+    # the LoadError this turns into is the one report.
+    logging.getLogger("pypdf").setLevel(logging.ERROR + 10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -271,10 +271,12 @@ class SQLiteStore:
             if old is not None:
                 removed = self._chunk_ids(conn, old["id"])
                 self._delete_document_rows(conn, cid, old["id"])
+            # A changed document keeps its id (its chunks get new ones, never reused).
             cursor = conn.execute(
-                "INSERT INTO documents (collection_id, key, source, title, kind, locator,"
-                " content_hash, metadata, chunks, updated_us) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO documents (id, collection_id, key, source, title, kind, locator,"
+                " content_hash, metadata, chunks, updated_us) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
+                    old["id"] if old is not None else None,
                     cid,
                     document.key,
                     document.source,

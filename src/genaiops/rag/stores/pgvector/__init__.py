@@ -251,11 +251,14 @@ class PgVectorStore:
             ).fetchone()
             if old is not None:
                 self._drop_document(conn, old["id"])
+            # A changed document keeps its id (its chunks get new ones, never reused).
             inserted = conn.execute(
-                "INSERT INTO rag_documents (collection_id, key, source, title, kind, locator,"
-                " content_hash, metadata, chunks, updated_us)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
+                "INSERT INTO rag_documents (id, collection_id, key, source, title, kind,"
+                " locator, content_hash, metadata, chunks, updated_us) VALUES ("
+                " COALESCE(%s, nextval(pg_get_serial_sequence('rag_documents', 'id'))),"
+                " %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
                 (
+                    old["id"] if old is not None else None,
                     cid,
                     document.key,
                     document.source,
