@@ -114,3 +114,24 @@ def test_context_overflow_exit_2(tmp_path: Path) -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "x", "--top-k", "0"], "Invalid value for '--top-k'"),
+        (["search", "x", "--top-k", "abc"], "Invalid value for '--top-k'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["models", "list", "--bogus"], "No such option: --bogus"),
+        (["generate"], "Missing argument 'prompt'"),
+    ],
+)
+def test_usage_mistakes_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    """Through the console script: a mistake in the command line is one line on stderr
+    (not a box of help) and exit code 2."""
+    from tests.conftest import genaiops_cli
+
+    result = genaiops_cli(*args, data_dir=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: " + message)
+    assert len(result.stderr.strip().splitlines()) == 1 and "--help" in result.stderr

@@ -25,6 +25,21 @@ def data(tmp_path: Path) -> Path:
     return root
 
 
+def test_ingest_with_some_bad_files_goes_on_and_exits_3(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "bom.md").write_text("# Bom\n\nUm documento legível.", encoding="utf-8")
+    (folder / "vazio.txt").write_text("", encoding="utf-8")
+    (folder / "quebrado.pdf").write_bytes(b"%PDF-1.4 not really")
+    ingest = ("ingest", str(folder), "--collection", "kb", "--tenant", "acme", "--json")
+    code, out, _ = cli(data, *ingest, check=False)
+    report = json.loads(out)
+    assert code == 3 and report["added"] == 1 and len(report["failed"]) == 2
+    (folder / "bom.md").unlink()
+    code, out, _ = cli(data, *ingest, check=False)
+    assert code == 1 and json.loads(out)["documents"] == 0  # nothing readable at all
+
+
 def test_collections_ingest_search_documents(data: Path, tmp_path: Path) -> None:
     faq = tmp_path / "faq.csv"
     faq.write_text(

@@ -50,4 +50,21 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The console script: every failure is one line on stderr and a non-zero exit code,
+    usage mistakes (an unknown option, a value out of range) included."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # Typer's usage and parameter errors
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # the help, as a bare group asks for
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            format_message = getattr(exc, "format_message", None)
+            message = format_message() if callable(format_message) else str(exc)
+            typer.echo(f"error: {message}{where}", err=True)
+        code = getattr(exc, "exit_code", 2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 130
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -278,8 +278,10 @@ def ingest(
                 f"({summary['embedded']} embedded, {summary['reused']} reused) "
                 f"in {summary['seconds']:.1f} s"
             )
-        if summary["failed"] and not summary["documents"]:
-            raise typer.Exit(1)
+        if summary["failed"]:
+            # Every file that could be read is in; scripts still learn that some were not:
+            # 1 when nothing could be ingested, 3 when only some files failed.
+            raise typer.Exit(3 if summary["documents"] else 1)
 
 
 def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
