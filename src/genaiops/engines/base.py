@@ -17,13 +17,13 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from genaiops.errors import ConfigError
+from genaiops.errors import ConfigError, InvalidRequest
 
 if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls", "content_filter"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,19 @@ class ChatMessage:
     role: Role
     content: str
     name: str | None = None
+    # Wire fields beyond role, content and name (``tool_calls``, ``tool_call_id``...), as
+    # the caller sent them: remote upstreams get them back; local engines refuse tool use.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The content's parts, as sent, when they are not all text (images, audio, files);
+    # ``content`` holds the text parts joined, which is what the guards read.
+    parts: tuple[dict[str, Any], ...] | None = field(default=None, compare=False)
+
+    def uses_tools_or_media(self) -> bool:
+        """Whether this message needs more than a text model (a tool call or its result,
+        or a non-text part)."""
+        return bool(self.parts) or any(
+            self.extra.get(k) for k in ("tool_calls", "tool_call_id", "function_call")
+        )
 
 
 @dataclass(frozen=True)
@@ -98,7 +111,27 @@ class Finished:
     completion_tokens: int
 
 
-GenerationEvent = TextDelta | Finished
+def require_text_messages(model: str, request: GenerationRequest) -> None:
+    """For engines of text-only models: a conversation with tool calls, tool results or
+    non-text parts is refused (400) instead of being shown to the model as bare text."""
+    for i, message in enumerate(request.messages or ()):
+        if message.uses_tools_or_media():
+            raise InvalidRequest(
+                f"model '{model}' takes text only: tool calls, tool results and image, "
+                "audio or file parts need a remote model that supports them",
+                param=f"messages.{i}",
+            )
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The tool calls of an answer, each whole, in OpenAI's shape (``id``, ``type``,
+    ``function`` with ``name`` and ``arguments``); sent before Finished."""
+
+    calls: tuple[dict[str, Any], ...]
+
+
+GenerationEvent = TextDelta | ToolCalls | Finished
 
 
 class CancelToken:

@@ -23,6 +23,7 @@ from genaiops.engines.base import (
     ModelInfo,
     PreparedRequest,
     TextDelta,
+    require_text_messages,
 )
 from genaiops.engines.text import StopMatcher
 from genaiops.engines.threaded import Job, ThreadedEngine
@@ -162,6 +163,7 @@ class LlamaCppEngine(ThreadedEngine):
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
+        require_text_messages(self.name, request)
         unsupported = [k for k in _UNSUPPORTED if request.extra.get(k) not in (None, False, 0, [])]
         if unsupported:
             raise InvalidRequest(

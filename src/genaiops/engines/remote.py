@@ -3,8 +3,9 @@ genaiops) reached over HTTP.
 
 Requests are forwarded in the mode the client asked for (a streamed request streams from
 the upstream) with the sampling fields the gateway understood plus every field it did not
-(``extra``), so upstream-specific options pass through; fields whose answers cannot be
-carried back yet (tools, logprobs) are refused with a 400 instead. Upstream answers are parsed back
+(``extra``), so upstream-specific options pass through; tool definitions and calls, and
+non-text content parts, are relayed both ways; log probabilities, whose answers cannot be
+carried back yet, are refused with a 400 instead. Upstream answers are parsed back
 into engine events; the gateway re-frames them, so ids and model names are the gateway's.
 Failures map to domain errors: unreachable or 5xx upstream -> UpstreamError (502), timeout
 -> GenerationTimeout (504). Of the upstream's 4xx answers, those about the caller's request
@@ -26,12 +27,14 @@ import httpx
 
 from genaiops.engines.base import (
     CancelToken,
+    ChatMessage,
     Finished,
     GenerationEvent,
     GenerationRequest,
     ModelInfo,
     PreparedRequest,
     TextDelta,
+    ToolCalls,
 )
 from genaiops.errors import (
     ConfigError,
@@ -44,7 +47,8 @@ from genaiops.errors import (
 if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
 
-_UNRELAYED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "top_logprobs")
+# Log probabilities would be forwarded and then lost on the way back: refused instead.
+_UNRELAYED = ("logprobs", "top_logprobs")
 
 # Upstream answers about the caller's own request, passed on with their status.
 PASSTHROUGH_STATUSES = frozenset({400, 413, 422, 429})
@@ -103,8 +107,8 @@ class RemoteEngine:
         self._state = "closed"
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
-        # Fields whose answers the gateway cannot carry back yet (tool calls, log
-        # probabilities): refused rather than forwarded and silently dropped on the way back.
+        # Fields whose answers the gateway cannot carry back yet (log probabilities):
+        # refused rather than forwarded and silently dropped on the way back.
         unrelayed = [k for k in _UNRELAYED if request.extra.get(k) not in (None, False, 0, [])]
         if unrelayed:
             raise InvalidRequest(
@@ -120,10 +124,7 @@ class RemoteEngine:
         body["model"] = self.config.upstream_model or self.name
         if request.messages is not None:
             path = "chat/completions"
-            body["messages"] = [
-                {"role": m.role, "content": m.content} | ({"name": m.name} if m.name else {})
-                for m in request.messages
-            ]
+            body["messages"] = [_wire_message(m) for m in request.messages]
         else:
             path = "completions"
             body["prompt"] = request.prompt
@@ -209,11 +210,13 @@ class RemoteEngine:
         )
 
     def _parse_json(self, response: httpx.Response) -> list[GenerationEvent]:
+        calls: list[dict[str, Any]] = []
         try:
             data = response.json()
             choice = data["choices"][0]
             if "message" in choice:
                 text = choice["message"].get("content") or ""
+                calls = [_tool_call(c) for c in choice["message"].get("tool_calls") or []]
             else:
                 text = choice.get("text") or ""
             usage = data.get("usage") or {}
@@ -224,13 +227,17 @@ class RemoteEngine:
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream for '{self.name}' sent a malformed answer") from exc
-        return [TextDelta(text), finished] if text else [finished]
+        events: list[GenerationEvent] = [TextDelta(text)] if text else []
+        if calls:
+            events.append(ToolCalls(tuple(calls)))
+        return [*events, finished]
 
     async def _parse_stream(
         self, response: httpx.Response, cancel: CancelToken
     ) -> AsyncIterator[GenerationEvent]:
         reason: str | None = None
         usage: dict[str, Any] = {}
+        calls = _CallBuilder()
         async for line in response.aiter_lines():
             if cancel.cancelled:
                 return
@@ -249,7 +256,10 @@ class RemoteEngine:
                 texts: list[str] = []
                 for choice in chunk.get("choices") or []:
                     if "delta" in choice:
-                        text = (choice["delta"] or {}).get("content")
+                        delta = choice["delta"] or {}
+                        text = delta.get("content")
+                        for fragment in delta.get("tool_calls") or []:
+                            calls.add(fragment)
                     else:
                         text = choice.get("text")
                     if text:
@@ -267,6 +277,8 @@ class RemoteEngine:
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream for '{self.name}' sent malformed usage") from exc
+        if calls:
+            yield ToolCalls(calls.whole())
         yield finished
 
 
@@ -277,4 +289,59 @@ def _retry_after(response: httpx.Response) -> str | None:
 
 
 def _reason(value: object) -> Any:
-    return "length" if value == "length" else "stop"
+    if value in ("length", "tool_calls", "content_filter"):
+        return value
+    return "tool_calls" if value == "function_call" else "stop"
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A chat message as the upstream gets it: every field the caller sent, with the text
+    as the input guards left it (redacted where they redacted)."""
+    content: Any = message.content
+    if message.parts is not None:
+        content = list(message.parts)
+    elif not content and message.extra.get("tool_calls"):
+        content = None  # an assistant turn that only called tools
+    wire = dict(message.extra) | {"role": message.role, "content": content}
+    if message.name:
+        wire["name"] = message.name
+    return wire
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        raise TypeError("a tool call must be an object with a function")
+    return call
+
+
+class _CallBuilder:
+    """Tool calls of a streamed answer, put together from their fragments: the first
+    fragment of a call brings its id, type and name; the arguments come in pieces."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def add(self, fragment: Any) -> None:
+        if not isinstance(fragment, dict):
+            raise TypeError("a tool call fragment must be an object")
+        index = int(fragment.get("index", len(self._calls)))
+        call = self._calls.setdefault(
+            index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        if fragment.get("id"):
+            call["id"] = fragment["id"]
+        if fragment.get("type"):
+            call["type"] = fragment["type"]
+        function = fragment.get("function") or {}
+        if not isinstance(function, dict):
+            raise TypeError("a tool call's function must be an object")
+        if function.get("name"):
+            call["function"]["name"] += str(function["name"])
+        if function.get("arguments"):
+            call["function"]["arguments"] += str(function["arguments"])
+
+    def whole(self) -> tuple[dict[str, Any], ...]:
+        return tuple(self._calls[i] for i in sorted(self._calls))

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from genaiops.engines.base import ChatMessage, GenerationRequest
+from genaiops.engines.base import ChatMessage, GenerationRequest, ToolCalls
 from genaiops.errors import ContentBlocked
 from genaiops.guardrails.pii.redaction import Vault
 
@@ -57,6 +58,20 @@ async def _check(
             vault=vault,
         )
     return guardrails.check(text, stage=stage, policies=policies, vault=vault)  # type: ignore[arg-type]
+
+
+def _redacted(message: ChatMessage, text: str) -> ChatMessage:
+    """``message`` with its text redacted; in a message of mixed parts the redacted text
+    takes the place of its first text part (the other text parts were joined into it)."""
+    parts = message.parts
+    if parts is not None:
+        first = next((i for i, p in enumerate(parts) if p.get("type") == "text"), None)
+        if first is not None:
+            kept = [p for i, p in enumerate(parts) if p.get("type") != "text" or i == first]
+            position = sum(1 for p in parts[:first] if p.get("type") != "text")
+            kept[position] = {"type": "text", "text": text}
+            parts = tuple(kept)
+    return replace(message, content=text, parts=parts)
 
 
 def _principal(ctx: RequestContext | None) -> Principal | None:
@@ -104,7 +119,7 @@ async def guard_input(
             if outcome.blocked:
                 blocked.append(outcome.reasons())
             elif outcome.action == "redact":
-                request.messages[i] = ChatMessage(message.role, outcome.text, message.name)
+                request.messages[i] = _redacted(message, outcome.text)
     elif request.prompt:
         vault.reserve(request.prompt)
         outcome = await _check(guardrails, request.prompt, "input", policies, vault)
@@ -259,6 +274,35 @@ class OutputFilter:
                 text = outcome.text
         self._released = (self._released + text)[-_LOOKBEHIND:]
         return text
+
+    def tool_calls(self, event: ToolCalls) -> ToolCalls:
+        """The output policy on each call's arguments (they arrive whole): the caller's
+        reversible values are put back, a block stops the answer, a redaction masks the
+        value inside the JSON text (placeholders hold no quote or backslash)."""
+        if not self._active:
+            return event
+        calls = []
+        for call in event.calls:
+            function = call.get("function")
+            if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+                calls.append(call)
+                continue
+            arguments: str = function["arguments"]
+            checked = self.vault.restore(arguments)
+            if self.guardrails is not None and self._policies:
+                outcome = self.guardrails.check(
+                    checked, stage="output", policies=self._policies, vault=self.vault
+                )
+                self._note(outcome)
+                if outcome.blocked:
+                    raise ContentBlocked(
+                        "The answer's tool call was stopped by the guardrails policy: "
+                        + outcome.reasons()
+                    )
+                if outcome.action == "redact":
+                    checked = outcome.text
+            calls.append(call | {"function": function | {"arguments": checked}})
+        return ToolCalls(tuple(calls))
 
     def _note(self, outcome: Outcome) -> None:
         """Like ``note``, merged into the answer's event for the same guard and action."""

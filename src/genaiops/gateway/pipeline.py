@@ -38,7 +38,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from genaiops.engines.base import Finished, GenerationEvent, GenerationRequest, TextDelta
+from genaiops.engines.base import (
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+    ToolCalls,
+)
 from genaiops.engines.scheduler import Ticket
 from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound
 from genaiops.gateway.context import RequestContext
@@ -73,6 +79,8 @@ class Completion:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # The answer's tool calls (remote upstreams only), in OpenAI's shape.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class GenerationStream:
@@ -157,7 +165,10 @@ class GenerationStream:
             text = output.feed(event.text)
             out = [TextDelta(text)] if text else []
         else:
+            # The text held so far goes out first (whole: nothing follows it).
             rest = output.flush()
+            if isinstance(event, ToolCalls):
+                event = output.tool_calls(event)
             out = [TextDelta(rest), event] if rest else [event]
         if self.sources:
             for item in out:
@@ -213,16 +224,23 @@ class GenerationStream:
 
     async def collect(self) -> Completion:
         parts: list[str] = []
+        calls: list[dict[str, Any]] = []
         finished: Finished | None = None
         async for event in self:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
+            elif isinstance(event, ToolCalls):
+                calls.extend(event.calls)
             elif isinstance(event, Finished):
                 finished = event
         if finished is None:
             finished = Finished("stop", 0, 0)
         return Completion(
-            "".join(parts), finished.reason, finished.prompt_tokens, finished.completion_tokens
+            "".join(parts),
+            finished.reason,
+            finished.prompt_tokens,
+            finished.completion_tokens,
+            calls or None,
         )
 
 

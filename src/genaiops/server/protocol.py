@@ -31,9 +31,23 @@ class TextPart(BaseModel):
     text: str
 
 
+class OtherPart(_Open):
+    """A non-text content part (``image_url``, ``input_audio``, ``file``...): relayed to
+    remote upstreams as sent; local text models refuse it."""
+
+    type: str = Field(min_length=1, max_length=64)
+
+    @field_validator("type")
+    @classmethod
+    def _not_text(cls, value: str) -> str:
+        if value == "text":
+            raise ValueError("a text part needs a 'text' string")
+        return value
+
+
 class ChatMessageIn(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart | OtherPart] | None = None
     name: str | None = Field(default=None, max_length=256)
 
     def text(self) -> str:
@@ -41,7 +55,13 @@ class ChatMessageIn(_Open):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def media_parts(self) -> tuple[dict[str, Any], ...] | None:
+        """Every part, as sent, when any of them is not text (None otherwise)."""
+        if not isinstance(self.content, list) or all(isinstance(p, TextPart) for p in self.content):
+            return None
+        return tuple(p.model_dump(exclude_unset=True) for p in self.content)
 
 
 class StreamOptions(BaseModel):

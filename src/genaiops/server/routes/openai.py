@@ -18,6 +18,7 @@ from genaiops.engines.base import (
     ResponseFormat,
     SamplingParams,
     TextDelta,
+    ToolCalls,
 )
 from genaiops.errors import ContextLengthExceeded, GenaiopsError, InvalidRequest
 from genaiops.gateway import structured
@@ -95,7 +96,10 @@ def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
         else:
             fmt = ResponseFormat(kind)
     max_tokens = body.max_completion_tokens or body.max_tokens
-    messages = [ChatMessage(m.role, m.text(), m.name) for m in body.messages]
+    messages = [
+        ChatMessage(m.role, m.text(), m.name, dict(m.model_extra or {}), m.media_parts())
+        for m in body.messages
+    ]
     return GenerationRequest(
         request_id=new_request_id("chatcmpl"),
         model=body.model,
@@ -128,7 +132,9 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 def _reason(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
+    # "cancelled" never reaches a client that is still there; what a remote upstream
+    # answered with (tool_calls, content_filter) is passed on.
+    return reason if reason in ("length", "tool_calls", "content_filter") else "stop"
 
 
 async def _events_to_sse(
@@ -154,16 +160,7 @@ async def _events_to_sse(
         return sse(payload(content, finish, role))
 
     def payload(content: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
-        if chat:
-            delta: dict[str, Any] = {}
-            if role:
-                delta["role"] = "assistant"
-            if content is not None:
-                delta["content"] = content
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
-        return head | {"choices": [choice]}
+        return head | {"choices": [_choice(chat, content, finish, role)]}
 
     # Text deltas are the hot path (one per token): serialise the invariant part of their
     # chunk once and splice in the JSON-encoded text.
@@ -176,6 +173,12 @@ async def _events_to_sse(
     def encode(event: Any) -> bytes:
         if isinstance(event, TextDelta):
             return text_chunk(event.text)
+        if isinstance(event, ToolCalls):
+            # Each call whole in one delta (an upstream's argument fragments were joined
+            # so the output guards could read them).
+            calls = [{"index": i} | call for i, call in enumerate(event.calls)]
+            choice = {"index": 0, "delta": {"tool_calls": calls}, "logprobs": None}
+            return sse(head | {"choices": [choice | {"finish_reason": None}]})
         if not isinstance(event, Finished):
             return b""
         # Retrieval answers carry their sources in the finishing chunk.
@@ -201,6 +204,15 @@ async def _events_to_sse(
     finally:
         await stream.aclose()
     yield sse("[DONE]")
+
+
+def _choice(chat: bool, content: str | None, finish: str | None, role: bool) -> dict[str, Any]:
+    if not chat:
+        return {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
+    delta: dict[str, Any] = {"role": "assistant"} if role else {}
+    if content is not None:
+        delta["content"] = content
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
 def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) -> bytes:
@@ -239,11 +251,20 @@ async def start(
         raise
 
 
-def _message(text: str, refused: bool) -> dict[str, Any]:
+def _message(
+    text: str, refused: bool, tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     # A structured request answered "nothing relevant found" carries no JSON to parse:
     # like OpenAI's refusals, the text goes in ``refusal`` and ``content`` is null.
     if refused:
         return {"role": "assistant", "content": None, "refusal": text}
+    if tool_calls:
+        return {
+            "role": "assistant",
+            "content": text or None,
+            "refusal": None,
+            "tool_calls": tool_calls,
+        }
     return {"role": "assistant", "content": text, "refusal": None}
 
 
@@ -320,7 +341,9 @@ async def chat_completions(
             {
                 "index": 0,
                 "message": _message(
-                    done.text, stream.canned and gen.params.response_format.type != "text"
+                    done.text,
+                    stream.canned and gen.params.response_format.type != "text",
+                    done.tool_calls,
                 ),
                 "logprobs": None,
                 "finish_reason": _reason(done.finish_reason),
