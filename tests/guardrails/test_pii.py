@@ -527,3 +527,33 @@ def test_huge_and_binary_input() -> None:
     PIIGuard().check(noise)
     for junk in ("1 " * 200_000, "a@" * 200_000, "ab:cd:" * 60_000, "(1)" * 100_000, "\x00" * 10):
         PIIGuard().check(junk)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A negative word does not hide a value written as its kind is written, or one
+        # whose kind was named earlier in the sentence.
+        (
+            "my visa card, code 4111 1111 1111 1111, exp 12/27",
+            [("CREDIT_CARD", "4111 1111 1111 1111")],
+        ),
+        ("Meu CPF (ref) 52998224725", [("CPF", "52998224725")]),
+        # An international number written without its "+", after a phone word.
+        ("me chama no whatsapp 5511987654321", [("PHONE", "5511987654321")]),
+        # Other ways of writing the same values.
+        ("card 4111.1111.1111.1111", [("CREDIT_CARD", "4111.1111.1111.1111")]),
+        ("iban gb82west12345698765432", [("IBAN", "gb82west12345698765432")]),
+    ],
+)
+def test_values_written_unusually_are_still_found(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert found(text) == expected
+
+
+def test_an_order_number_that_passes_a_checksum_stays_an_order_number() -> None:
+    # Bare, after "pedido"/"ticket", with no keyword of its kind: taken for what the text
+    # says it is (the trade-off; written as a card or after "CPF" it is reported).
+    assert found("Pedido número 52998224725 enviado") == []
+    assert found("ticket 4532015112830366") == []

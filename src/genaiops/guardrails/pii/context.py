@@ -164,6 +164,22 @@ class Context:
         self._memo[start] = hit
         return hit
 
+    def names_earlier(self, start: int, kind: str) -> bool:
+        """Whether a keyword of ``kind`` comes earlier in the sentence of the number at
+        ``start`` (within ``_LOOKBACK``), whatever words follow it: "mi CPF (ref) ...",
+        "my visa card, code ..."."""
+        lo = max(0, start - _LOOKBACK)
+        for m in _WORD.finditer(self.norm, lo, start):
+            word = m.group().rstrip(".")
+            group = _CASED.get(word) or _KEYWORDS.get(word.lower())
+            if (
+                group is not None
+                and kind in _VOUCHES[group]
+                and not _SENTENCE_END.search(self.norm, m.end(), start)
+            ):
+                return True
+        return False
+
     def _find(self, lo: int, start: int) -> KeywordHit | None:
         hit = None
         for m in _WORD.finditer(self.norm, lo, start):

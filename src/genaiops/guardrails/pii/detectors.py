@@ -110,11 +110,17 @@ _CNPJ_ALNUM = re.compile(
     r"(?<![0-9A-Za-z])[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-[0-9]{2}" + _R
 )
 _CARD = re.compile(
-    _D + r"(?:(?P<body>[0-9]{3}(?P<s>[ -])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{4})"
+    _D + r"(?:(?P<body>[0-9]{3}(?P<s>[ .-])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{4})"
     r"(?P<tail>(?P=s)[0-9]{3})?|[0-9]{3}(?P<a>[ -])[0-9]{6}(?P=a)[0-9]{4,5}|[0-9]{12,18})" + _R
 )
+# A card number written the way cards print it (4-4-4-4, Amex 4-6-5): not an order number.
+_CARD_GROUPS = re.compile(r"[0-9]{4}(?: [0-9]{4}){3}|[0-9]{4} [0-9]{6} [0-9]{5}")
 _IBAN = re.compile(
     r"[A-Z](?<![0-9A-Za-z].)[A-Z][0-9]{2}(?: ?[0-9A-Z]{4}){2,7}(?: ?[0-9A-Z]{1,4})?(?![0-9A-Za-z])"
+)
+_IBAN_LOWER = re.compile(
+    r"[a-z](?<![0-9A-Za-z].)[a-z][0-9]{2}(?: ?[0-9A-Za-z]{4}){2,7}(?: ?[0-9A-Za-z]{1,4})?"
+    r"(?![0-9A-Za-z])"
 )
 _IBAN_BEFORE = re.compile(r"[A-Z]{2}[0-9]{2}(?: [0-9A-Z]{4})* $")
 _SIX_DIGITS = re.compile(r"[0-9][0-9]{5}")
@@ -295,12 +301,15 @@ class _Scan:
             prio = _PHONE_PRIORITY + (100 if p.vouched else 0)
             yield Candidate(p.start, p.end, "PHONE", p.validator, prio, {"country": p.country})
 
-    def _suppressed(self, start: int, value: str) -> bool:
-        """A bare number right after "pedido", "invoice", "versión"... is not PII."""
-        if not value.replace(".", "").isdigit():
+    def _suppressed(self, start: int, value: str, kind: str, grouped: bool = False) -> bool:
+        """A bare number right after "pedido", "invoice", "versión"... is not PII, even
+        when it passes a checksum: an order number or an amount, not a card or a CPF.
+        Unless the number is written as its kind is (a card in groups of four) or a
+        keyword of its kind came earlier in the sentence ("mi CPF (ref) ...")."""
+        if grouped or not value.replace(".", "").isdigit():
             return False
         hit = self.ctx.keyword(start)
-        return hit is not None and hit.negative
+        return hit is not None and hit.negative and not self.ctx.names_earlier(start, kind)
 
     def _checksum_rules(self) -> Iterator[Candidate]:
         norm = self.norm
@@ -308,7 +317,7 @@ class _Scan:
             check = rule.check
             for m in rule.pattern.finditer(norm):
                 value = m.group()
-                if check(value) and not self._suppressed(m.start(), value):
+                if check(value) and not self._suppressed(m.start(), value, rule.kind):
                     yield Candidate(m.start(), m.end(), rule.kind, rule.validator, rule.priority)
         if "/" in norm:
             for m in _CNPJ_ALNUM.finditer(norm):
@@ -326,7 +335,9 @@ class _Scan:
                 end = m.end("body")
             if _IBAN_BEFORE.search(norm, max(0, m.start() - 40), m.start()):
                 continue  # digits inside an IBAN-shaped chain ("ES12 4100 0418 ...")
-            if not self._suppressed(m.start(), norm[m.start() : end].replace(" ", "")):
+            written = norm[m.start() : end]
+            grouped = bool(_CARD_GROUPS.fullmatch(written))
+            if not self._suppressed(m.start(), written.replace(" ", ""), "CREDIT_CARD", grouped):
                 yield Candidate(m.start(), end, "CREDIT_CARD", "credit_card", 56)
 
     def _emails(self) -> Iterator[Candidate]:
@@ -353,6 +364,13 @@ class _Scan:
             found = _iban_prefix(m.group())
             if found is not None:
                 yield Candidate(m.start(), m.start() + found, "IBAN", "iban", 62)
+        # Written in lower case ("gb82west1234..."): the same check on the upper-cased text.
+        for m in _IBAN_LOWER.finditer(norm):
+            value = m.group()
+            if not value.isupper():
+                found = _iban_prefix(value.upper())
+                if found is not None:
+                    yield Candidate(m.start(), m.start() + found, "IBAN", "iban", 62)
         # CURP and RFC both hold a six-digit date right after three or four letters.
         for m in _SIX_DIGITS.finditer(norm):
             p = m.start()
@@ -382,7 +400,7 @@ class _Scan:
                 pos = run.end() if run is not None else hint.end()
                 continue
             pos = m.end()
-            if v.ip_address(m.group()) and not self._suppressed(m.start(), "0"):
+            if v.ip_address(m.group()) and not self._suppressed(m.start(), "0", "IP_ADDRESS"):
                 yield Candidate(m.start(), m.end(), "IP_ADDRESS", "ip_address", 50)
 
     def _context_ids(self) -> Iterator[Candidate]:

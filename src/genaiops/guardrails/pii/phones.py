@@ -198,6 +198,13 @@ def _window(
             return None  # 612.345.678 is an amount, 71.177.03.71 an (invalid) IP address
         plans = _grouped_plans(norm, groups[i:j], lengths, plans, norm[start] == "(")
     country = v.phone_national(norm[start:end], plans) if plans else None
+    if country is None and len(lengths) == 1 and 11 <= lengths[0] <= 15:
+        # After a phone word, a bare run that is no national number may be an
+        # international one written without its "+" ("whatsapp 5511987654321").
+        hit = hit or ctx.keyword(start)
+        international = v.phone_international("+" + norm[start:end])
+        if international is not None and _phone_word(hit):
+            return PhoneMatch(start, end, international, "phone_international", True)
     if country is None:
         return None
     hit = hit or ctx.keyword(start)
