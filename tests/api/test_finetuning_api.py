@@ -105,10 +105,14 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
     # Bad data is refused before anything is queued, every problem with its line.
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": []}\n{oops\n' + json.dumps(fact_rows(FACT_A, 1)[0]) + "\n")
-    r = http.post("/v1/fine_tuning/jobs", json={"model": BASE, "training_file": _upload(http, bad)})
+    bad_id = _upload(http, bad)
+    r = http.post("/v1/fine_tuning/jobs", json={"model": BASE, "training_file": bad_id})
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == "invalid_training_file"
+    # Named by its file id: where the server keeps uploads is nobody's business.
+    assert error["message"].startswith(bad_id + ":")
+    assert str(server.data_dir) not in error["message"]
     assert (
         "line 1: no assistant message" in error["message"]
         and "line 2: invalid JSON" in error["message"]
@@ -282,6 +286,21 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
         assert _ask(server, "imported:1") == _ask(server, base)
         records = http.get("/admin/audit", params={"event": "model.registered"}).json()["data"]
         assert any(r["detail"].get("name") == "imported" for r in records)
+
+        # A stored version whose adapter was damaged afterwards is the installation's
+        # problem: the caller gets 503, not a 400 about their request.
+        content = _tiny_adapter(tmp_path / "damaged.gguf")
+        assert upload(content, name="damaged").status_code == 200
+        stored = [p for p in server.data_dir.rglob("*.gguf") if p.read_bytes() == content]
+        assert stored
+        for path in stored:
+            path.write_bytes(b"GGUF" + b"\0" * 100)
+        r = http.post(
+            "/v1/chat/completions",
+            json={"model": "damaged:1", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "model_not_ready" and "damaged:1" in r.text
 
         # /v1/models lists registered versions by alias and latest version: the
         # installation's to everyone, a tenant's own to that tenant only.

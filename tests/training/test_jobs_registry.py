@@ -117,6 +117,9 @@ def test_versions_aliases_and_tenants(registry: Registry, smol: SmolBase, tmp_pa
     registry.delete_alias("acme", "support-bot", "champion")
     with pytest.raises(NotFound):
         registry.resolve("acme", "support-bot@champion")
+    # Deleting an alias that is not there is a 404, not a silent success.
+    with pytest.raises(NotFound, match="no alias 'champion'"):
+        registry.delete_alias("acme", "support-bot", "champion")
     with pytest.raises(NotFound):
         registry.set_alias("acme", "support-bot", "champion", 9)
 
@@ -215,6 +218,26 @@ def test_a_failure_of_the_machine_is_not_blamed_on_the_request(tmp_path: Path) -
     assert runner.error_code(InvalidRequest("bad", code="invalid_training_file")) == (
         "invalid_training_file"
     )
+
+
+def test_a_training_file_edited_while_queued_is_not_trained_on(tmp_path: Path) -> None:
+    from genaiops.training import runner
+
+    settings = load_settings(None, data_dir=tmp_path / "data")
+    db = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = JobStore(db)
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b"}\n')
+    validated = runner.datasets.file_sha256(data)
+    job = store.create("acme", "smollm2-135m-instruct", "bot", str(data), None,
+                       {"epochs": 1}, dataset_sha256=validated)  # fmt: skip
+    data.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}\n')
+    claimed = store.claim("test", job.id)
+    assert claimed is not None
+    final = runner.run(settings, db, claimed)
+    assert final.status == "failed" and final.error is not None
+    assert final.error["code"] == "training_file_changed"
+    assert "changed after the job was created" in final.error["message"]
 
 
 def test_job_object_has_openai_types(store: JobStore) -> None:

@@ -170,6 +170,10 @@ def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="r must be") as err:
         lora.TrainConfig(r=0, dtype="fp8", target_modules=("mlp",)).validate()
     assert "dtype must be" in str(err.value) and "target_modules must be among" in str(err.value)
+    # Settings that would only fail once the job ran are refused up front too.
+    with pytest.raises(ValueError, match="seed must be") as err:
+        lora.TrainConfig(seed=-1, checkpoint_every=0).validate()
+    assert "checkpoint_every must be" in str(err.value)
 
 
 @pytest.mark.timeout(900)

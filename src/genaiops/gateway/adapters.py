@@ -197,7 +197,7 @@ class AdapterModels:
         self, key: str, version: Version, catalog: Mapping[str, ModelHandle]
     ) -> ModelHandle:
         from genaiops.engines import bundled
-        from genaiops.training.export import check
+        from genaiops.training.export import AdapterError, check
 
         base = catalog.get(version.base_model)
         if base is None:
@@ -222,7 +222,16 @@ class AdapterModels:
             base_path = bundled.resolve_path(
                 base.config.bundled, base.config.path, self.settings.models_dir()
             )
-            await asyncio.to_thread(check, adapter, base_path)
+            try:
+                await asyncio.to_thread(check, adapter, base_path)
+            except AdapterError as exc:
+                # A stored version that no longer loads is the installation's fault, not
+                # the caller's: 503 naming the version, not a 400 about their request.
+                log.error("registry version %s: %s", version.model_id, exc.message)
+                raise ModelNotReady(
+                    f"{version.model_id} cannot be served: its stored adapter is damaged "
+                    f"({exc.message}); an operator must re-import or re-train it"
+                ) from exc
             config = base.config.model_copy(
                 update={"name": version.model_id, "lora_path": adapter,
                         "chat_template": template, "description": description}

@@ -219,7 +219,10 @@ class Registry:
     def delete_alias(self, tenant: str, name: str, alias: str) -> None:
         MlflowException = _mlflow_error()
 
-        self.show(tenant, name)
+        # MLflow deletes a missing alias without complaint: check first, so a typo is a 404
+        # (and no "deleted" audit record) rather than a silent success.
+        if alias not in self.show(tenant, name)["aliases"]:
+            raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")
         try:
             self.client.delete_registered_model_alias(self.qualified(tenant, name), alias)
         except MlflowException as exc:

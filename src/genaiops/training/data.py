@@ -39,15 +39,22 @@ MAX_ERRORS = 20
 ROLES = ("system", "user", "assistant")
 
 
+def public_file_name(path: str) -> str:
+    """How a job's training or validation file is shown: an upload by its file id, a
+    local file (CLI jobs) by its name; never where the server keeps it."""
+    name = Path(path).name
+    return name.split(".", 1)[0] if name.startswith("file-") else name
+
+
 class DatasetError(InvalidRequest):
     """The dataset cannot be trained on; ``problems`` lists ``(line, message)`` pairs."""
 
     def __init__(self, path: str, problems: Sequence[tuple[int, str]]):
         self.problems = list(problems)
-        shown = "; ".join(f"line {n}: {msg}" if n else msg for n, msg in self.problems[:5])
-        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        shown = "; ".join(f"line {n}: {msg}" if n else msg for n, msg in self.problems[:10])
+        more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
         super().__init__(
-            f"{path}: {len(self.problems)} problem(s): {shown}{more}",
+            f"{public_file_name(path)}: {len(self.problems)} problem(s): {shown}{more}",
             param="training_file",
             code="invalid_training_file",
         )

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from genaiops.config import GuardPolicy, Settings
-from genaiops.errors import GenaiopsError
+from genaiops.errors import GenaiopsError, InvalidRequest
 from genaiops.registry.service import Registry
 from genaiops.storage.db import Database
 from genaiops.training import base as bases
@@ -199,6 +199,23 @@ def error_code(exc: BaseException) -> str:
     return str(getattr(exc, "code", None) or "invalid_request")
 
 
+def _check_unchanged(job: Job) -> None:
+    """Lineage names the data that was validated: a training file edited while its job
+    waited in the queue is refused rather than trained on in its place."""
+    path = Path(job.training_file)
+    if job.dataset_sha256 is None or not path.is_file():
+        return  # a missing file is reported by load_data, with the others
+    now = datasets.file_sha256(path)
+    if now != job.dataset_sha256:
+        raise InvalidRequest(
+            f"the training file changed after the job was created (sha256 "
+            f"{job.dataset_sha256[:12]}…, now {now[:12]}…); create a new job to train on "
+            "the new content",
+            param="training_file",
+            code="training_file_changed",
+        )
+
+
 def train_config(stored: dict[str, Any]) -> lora.TrainConfig:
     """The training settings of a job row (other keys, such as ``merged``, are the job's)."""
     fields = set(lora.TrainConfig.__dataclass_fields__) - {"target_modules"}
@@ -211,6 +228,7 @@ def _run(
     settings: Settings, store: JobStore, tracker: Tracker, job: Job, outer: lora.Hooks
 ) -> None:
     cfg = train_config(job.config)
+    _check_unchanged(job)
     base = bases.resolve(settings, job.base_model)
     work = job_dir(settings, job.id)
     work.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ from genaiops.storage.db import Database
 from genaiops.storage.tables import files
 from genaiops.training import base as bases
 from genaiops.training import lora, runner
-from genaiops.training.data import TEXT_SUFFIXES
+from genaiops.training.data import TEXT_SUFFIXES, public_file_name
 from genaiops.training.jobs import Job, JobStore, now_us
 
 log = logging.getLogger("genaiops.training")
@@ -148,8 +148,11 @@ class FineTuning:
             raise InvalidRequest(str(exc), param="hyperparameters") from exc
         base = bases.resolve(self.settings, base_model)
         rendered = runner.validation_renderer(self.settings, base)
+        # The owner's PII policy applies as it will in training, so lengths checked here
+        # are the lengths trained on.
         job_probe = Job("", tenant, base_model, name, str(training_file),
-                        str(validation_file) if validation_file else None, {}, "", 0)  # fmt: skip
+                        str(validation_file) if validation_file else None, {}, "", 0,
+                        created_by=created_by)  # fmt: skip
         train, _valid = runner.load_data(self.settings, base, rendered, job_probe, config)
         multiplier = learning_rate_multiplier
         if multiplier is None:
@@ -198,13 +201,6 @@ class FineTuning:
 def _stored_name(file_id: str, filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return file_id + suffix if suffix in TEXT_SUFFIXES else file_id
-
-
-def public_file_name(path: str) -> str:
-    """How a job's training or validation file is shown: an upload by its file id, a
-    local file (CLI jobs) by its name."""
-    name = Path(path).name
-    return name.split(".", 1)[0] if name.startswith("file-") else name
 
 
 def _file_public(row: dict[str, Any]) -> dict[str, Any]:
