@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,42 @@ def test_unknown_page_cursors_are_not_found(store: JobStore) -> None:
         with pytest.raises(NotFound) as exc:
             store.events(first, after=cursor)
         assert exc.value.param == "after"
+
+
+def test_the_training_lock_outlives_a_killed_server_while_its_worker_runs(
+    tmp_path: Path,
+) -> None:
+    """The worker shares the lock its server took: the server SIGKILLed, no second job may
+    start beside the worker still training."""
+    from genaiops.training import runner
+
+    settings = load_settings(None, data_dir=tmp_path / "data")
+    script = f"""
+import os, signal, subprocess, sys
+from genaiops.config import load_settings
+from genaiops.training import runner
+settings = load_settings(None, data_dir={str(settings.data_dir)!r})
+with runner.training_slot(settings) as lock:
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              pass_fds=(lock,), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    print(worker.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    server = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert server.returncode == -9
+    worker = int(server.stdout.split()[0])
+    try:
+        with runner.training_slot(settings, wait=False) as lock:
+            assert lock is None  # the worker still holds it
+    finally:
+        os.kill(worker, 9)
+    deadline = time.monotonic() + 10
+    while True:
+        with runner.training_slot(settings, wait=False) as lock:
+            if lock is not None:
+                break
+        assert time.monotonic() < deadline, "the lock was never released"
+        time.sleep(0.1)

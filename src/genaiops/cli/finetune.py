@@ -78,7 +78,7 @@ def _run_foreground(settings: Settings, db: Database, job_id: str, quiet: bool) 
     store = JobStore(db)
     console = Console(stderr=True, quiet=quiet)
     with runner.training_slot(settings, wait=False) as free:
-        if not free:
+        if free is None:
             console.print("another fine-tuning job is running here; waiting for it to finish")
     with runner.training_slot(settings):
         job = store.claim(f"cli:{runner.worker_name()}", job_id)

@@ -52,19 +52,23 @@ def worker_name() -> str:
 
 
 @contextlib.contextmanager
-def training_slot(settings: Settings, wait: bool = True) -> Iterator[bool]:
-    """Hold the data directory's training lock; yields False at once if ``wait`` is false
-    and another process holds it."""
+def training_slot(settings: Settings, wait: bool = True) -> Iterator[int | None]:
+    """Hold the data directory's training lock; yields its file descriptor, or None at
+    once if ``wait`` is false and another process holds it.
+
+    A worker process started with the descriptor (``pass_fds``) shares the lock: if the
+    process that took it dies (a killed server), the lock stays held until the worker
+    ends too, so no second training can start beside the one still running."""
     path = settings.data_dir / "training" / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            yield False
+            yield None
             return
         try:
-            yield True
+            yield f.fileno()
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 

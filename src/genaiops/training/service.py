@@ -249,15 +249,15 @@ class JobRunner:
                 log.exception("fine-tuning runner")
 
     def _step(self) -> None:
-        with runner.training_slot(self.settings, wait=False) as free:
-            if not free:
+        with runner.training_slot(self.settings, wait=False) as lock:
+            if lock is None:
                 return
             job = self.store.claim(runner.worker_name())
             if job is None:
                 return
-            self._train(job)
+            self._train(job, lock)
 
-    def _train(self, job: Job) -> None:
+    def _train(self, job: Job, lock: int) -> None:
         settings_json = self._settings_json()
         cmd = [
             sys.executable,
@@ -270,7 +270,10 @@ class JobRunner:
         log_path = runner.job_dir(self.settings, job.id) / "worker.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as out:
-            self.current = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            # The worker inherits the training lock: it outlives this process if need be.
+            self.current = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(lock,)
+            )
             cancel_seen: float | None = None
             while self.current.poll() is None:
                 if self._stop.wait(self.settings.finetune.poll_interval_s):
