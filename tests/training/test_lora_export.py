@@ -215,3 +215,24 @@ def test_a_last_partial_group_is_averaged_over_its_own_batches() -> None:
     assert lora.group_sizes(12, 5) == [5] * 10 + [2] * 2
     assert lora.group_sizes(6, 3) == [3] * 6
     assert lora.group_sizes(3, 1) == [1, 1, 1]
+
+
+def test_a_failed_export_leaves_no_half_written_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gguf
+    import torch
+
+    state = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(4, 576),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(576, 4),
+    }
+
+    def disk_full(self: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", disk_full)
+    out = tmp_path / "adapter.gguf"
+    with pytest.raises(OSError, match="No space"):
+        export.export(state, out, "llama", 16, 30, 9, 3)
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ Tensors are written as float32 (a rank-16 adapter on a 270M model is a few MB).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,28 +87,52 @@ def export(
         raise AdapterError("the adapter holds no LoRA weights")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
-    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
-    writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
-    rank = 0
-    for module, (a, b) in sorted(pairs.items()):
-        name = names.get_name(module + ".weight", try_suffixes=(".weight",))
-        if name is None:
-            raise AdapterError(f"no GGUF tensor for {module}")
-        if architecture == "llama" and module.endswith("q_proj"):
-            b = rotary_permute(b, n_head)
-        elif architecture == "llama" and module.endswith("k_proj"):
-            b = rotary_permute(b, n_kv_head)
-        rank = a.shape[0]
-        writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
-        writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(output)
+    try:
+        rank = _write(gguf, tmp, arch, names, pairs, alpha, architecture, n_head, n_kv_head)
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no half file
     return AdapterInfo(architecture, float(alpha), rank, len(pairs), output.stat().st_size)
+
+
+def _write(
+    gguf: Any,
+    tmp: Path,
+    arch: Any,
+    names: Any,
+    pairs: dict[str, tuple[Any, Any]],
+    alpha: float,
+    architecture: str,
+    n_head: int,
+    n_kv_head: int,
+) -> int:
+    """Write the adapter to ``tmp``; returns its rank."""
+    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
+    try:
+        writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
+        rank = 0
+        for module, (a, b) in sorted(pairs.items()):
+            name = names.get_name(module + ".weight", try_suffixes=(".weight",))
+            if name is None:
+                raise AdapterError(f"no GGUF tensor for {module}")
+            if architecture == "llama" and module.endswith("q_proj"):
+                b = rotary_permute(b, n_head)
+            elif architecture == "llama" and module.endswith("k_proj"):
+                b = rotary_permute(b, n_kv_head)
+            rank = a.shape[0]
+            writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
+            writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    return rank
 
 
 def check(adapter: Path, base_gguf: Path) -> AdapterInfo:
