@@ -172,7 +172,7 @@ def test_config_is_validated() -> None:
     assert "dtype must be" in str(err.value) and "target_modules must be among" in str(err.value)
     # Settings that would only fail once the job ran are refused up front too.
     with pytest.raises(ValueError, match="seed must be") as err:
-        lora.TrainConfig(seed=-1, checkpoint_every=0).validate()
+        lora.TrainConfig(seed=-1, checkpoint_every=-1).validate()
     assert "checkpoint_every must be" in str(err.value)
 
 

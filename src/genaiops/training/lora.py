@@ -77,7 +77,7 @@ class TrainConfig:
             (self.alpha > 0, "alpha must be positive"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (0 <= self.seed < 2**32, "seed must be between 0 and 4294967295"),
-            (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be 0 (none) or more"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
             (0 < self.learning_rate < 1, "learning_rate must be in (0, 1)"),
