@@ -49,6 +49,9 @@ class Scripted(BaseHTTPRequestHandler):
         Scripted.received.append(body)
         call = {"id": "call_1", "type": "function", "function": {"name": "get_weather"}}
         base = {"id": "up-1", "object": "chat.completion", "created": 1, "model": "up"}
+        if "tools" not in body:
+            self._text_without_usage(body, base)
+            return
         if not body.get("stream"):
             message = {
                 "role": "assistant",
@@ -86,6 +89,27 @@ class Scripted(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(stream)))
         self.end_headers()
         self.wfile.write(stream)
+
+    def _text_without_usage(self, body: dict[str, Any], base: dict[str, Any]) -> None:
+        """An upstream that reports no token counts (ignores include_usage)."""
+        if body.get("stream"):
+            head = base | {"object": "chat.completion.chunk"}
+            deltas = [{"role": "assistant", "content": "Hola"}, {"content": " mundo"}]
+            events = [head | {"choices": [{"index": 0, "delta": d}]} for d in deltas]
+            events.append(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+            data += b"data: [DONE]\n\n"
+            kind = "text/event-stream"
+        else:
+            message = {"role": "assistant", "content": "Hola mundo, ¿qué tal?"}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            data = json.dumps(base | {"choices": [choice]}).encode()
+            kind = "application/json"
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +236,28 @@ def test_local_models_refuse_tool_turns_and_images(relay: tuple[Server, list[Any
         timeout=60,
     )
     assert r.status_code == 400
+
+
+def test_an_upstream_without_token_counts_is_charged_estimates(
+    relay: tuple[Server, list[Any]],
+) -> None:
+    server, _ = relay
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
+    question = "¿Cómo estás hoy? Cuéntame algo breve."  # 37 characters: 10 tokens
+    whole = client.chat.completions.create(
+        model="tool-model", messages=[{"role": "user", "content": question}]
+    )
+    assert whole.usage is not None
+    assert whole.usage.prompt_tokens == 10 and whole.usage.completion_tokens == 6
+    chunks = list(
+        client.chat.completions.create(
+            model="tool-model",
+            messages=[{"role": "user", "content": question}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens == 10
+    assert usage.completion_tokens == 3  # "Hola mundo": 10 characters, two chunks
+    client.close()

@@ -172,11 +172,11 @@ class RemoteEngine:
                     await response.aread()
                     raise self._status_error(response)
                 if request.stream:
-                    async for event in self._parse_stream(response, cancel):
+                    async for event in self._parse_stream(response, cancel, request):
                         yield event
                 else:
                     await response.aread()
-                    for event in self._parse_json(response):
+                    for event in self._parse_json(response, request):
                         yield event
         except httpx.TimeoutException as exc:
             raise GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}") from exc
@@ -209,7 +209,9 @@ class RemoteEngine:
             retry_after=_retry_after(response) if status == 429 else None,
         )
 
-    def _parse_json(self, response: httpx.Response) -> list[GenerationEvent]:
+    def _parse_json(
+        self, response: httpx.Response, request: GenerationRequest
+    ) -> list[GenerationEvent]:
         calls: list[dict[str, Any]] = []
         try:
             data = response.json()
@@ -219,12 +221,8 @@ class RemoteEngine:
                 calls = [_tool_call(c) for c in choice["message"].get("tool_calls") or []]
             else:
                 text = choice.get("text") or ""
-            usage = data.get("usage") or {}
-            finished = Finished(
-                _reason(choice.get("finish_reason")),
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-            )
+            prompt, completion = _counts(data.get("usage"), request, text, 1 if text else 0)
+            finished = Finished(_reason(choice.get("finish_reason")), prompt, completion)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream for '{self.name}' sent a malformed answer") from exc
         events: list[GenerationEvent] = [TextDelta(text)] if text else []
@@ -233,11 +231,12 @@ class RemoteEngine:
         return [*events, finished]
 
     async def _parse_stream(
-        self, response: httpx.Response, cancel: CancelToken
+        self, response: httpx.Response, cancel: CancelToken, request: GenerationRequest
     ) -> AsyncIterator[GenerationEvent]:
         reason: str | None = None
         usage: dict[str, Any] = {}
         calls = _CallBuilder()
+        answer: list[str] = []
         async for line in response.aiter_lines():
             if cancel.cancelled:
                 return
@@ -268,13 +267,11 @@ class RemoteEngine:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise UpstreamError(f"upstream for '{self.name}' sent invalid SSE data") from exc
             for text in texts:
+                answer.append(text)
                 yield TextDelta(text)
         try:
-            finished = Finished(
-                _reason(reason),
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-            )
+            prompt, completion = _counts(usage, request, "".join(answer), len(answer))
+            finished = Finished(_reason(reason), prompt, completion)
         except (ValueError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream for '{self.name}' sent malformed usage") from exc
         if calls:
@@ -286,6 +283,25 @@ def _retry_after(response: httpx.Response) -> str | None:
     """The upstream's Retry-After (seconds or an HTTP date), if it is a sane value."""
     value = response.headers.get("retry-after", "").strip()
     return value if re.fullmatch(r"[A-Za-z0-9 ,:.+-]{1,64}", value) else None
+
+
+def _counts(
+    usage: Any, request: GenerationRequest, answer: str, chunks: int
+) -> tuple[int, int]:
+    """The upstream's token counts; where it reports none (an upstream that ignores
+    ``stream_options.include_usage``), estimates (four characters per token, and at least
+    one token per streamed chunk), so limits and budgets are still charged."""
+    usage = usage if isinstance(usage, dict) else {}
+    if "prompt_tokens" in usage:
+        prompt = int(usage.get("prompt_tokens") or 0)
+    else:
+        chars = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
+        prompt = max(1, -(-chars // 4))
+    if "completion_tokens" in usage:
+        completion = int(usage.get("completion_tokens") or 0)
+    else:
+        completion = max(chunks, -(-len(answer) // 4))
+    return prompt, completion
 
 
 def _reason(value: object) -> Any:
