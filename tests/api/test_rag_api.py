@@ -433,6 +433,10 @@ def test_embeddings_endpoint(server: Server, tenant: dict[str, Any]) -> None:
     assert missing.value.code == "model_not_found" and "use-multilingual" in missing.value.message
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="use-multilingual", input=[])
+    # Token arrays (what LangChain sends by default) are refused with the way out.
+    with pytest.raises(openai.BadRequestError) as tokens:
+        client.embeddings.create(model="use-multilingual", input=[[9906, 1917]])
+    assert "check_embedding_ctx_length=False" in tokens.value.message
     client.close()
 
 

@@ -305,6 +305,18 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
 
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value: Any) -> Any:
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(i, int) or (isinstance(i, list) and i) for i in items):
+            raise ValueError(
+                "token arrays are not accepted: the embedders read text with their own "
+                "tokenizers, so send the text itself (LangChain's OpenAIEmbeddings sends "
+                "token arrays unless check_embedding_ctx_length=False)"
+            )
+        return value
+
     @field_validator("input")
     @classmethod
     def _inputs(cls, value: str | list[str]) -> str | list[str]:
