@@ -285,9 +285,7 @@ def _retry_after(response: httpx.Response) -> str | None:
     return value if re.fullmatch(r"[A-Za-z0-9 ,:.+-]{1,64}", value) else None
 
 
-def _counts(
-    usage: Any, request: GenerationRequest, answer: str, chunks: int
-) -> tuple[int, int]:
+def _counts(usage: Any, request: GenerationRequest, answer: str, chunks: int) -> tuple[int, int]:
     """The upstream's token counts; where it reports none (an upstream that ignores
     ``stream_options.include_usage``), estimates (four characters per token, and at least
     one token per streamed chunk), so limits and budgets are still charged."""
