@@ -37,6 +37,14 @@ def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
 
     listed = json.loads(genaiops_cli("registry", "list", "--json", data_dir=data).stdout)
     assert [(m["name"], m["latest_version"]) for m in listed] == [("bot", 1)]
+    # Jobs page like the API: newest first, --after the last id shown.
+    queued = genaiops_cli("finetune", "--base", BASE, "--data", str(train), "--name", "later",
+                          "--detach", "--json", data_dir=data)  # fmt: skip
+    newest = json.loads(queued.stdout)["id"]
+    page = json.loads(genaiops_cli("jobs", "list", "--limit", "1", "--json", data_dir=data).stdout)
+    assert [j["id"] for j in page] == [newest]
+    rest = genaiops_cli("jobs", "list", "--after", newest, "--json", data_dir=data)
+    assert [j["id"] for j in json.loads(rest.stdout)] == [job["id"]]
     assert (
         "bot@champion -> version 1"
         in genaiops_cli("registry", "alias", "set", "bot", "champion", "1", data_dir=data).stdout

@@ -185,16 +185,19 @@ def _report(job: Any, as_json: bool) -> None:
 @jobs_app.command("list")
 def list_jobs(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    after: Annotated[
+        str | None, typer.Option("--after", help="List the jobs older than this job id.")
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Fine-tuning jobs, newest first."""
+    """Fine-tuning jobs, newest first (page with --after the last id shown)."""
     from genaiops.training.jobs import JobStore
 
     with cli_errors(), _database(config) as (_, db):
         store = JobStore(db)
-        rows = [store.public(j) for j in store.list_jobs(tenant, limit)]
+        rows = [store.public(j) for j in store.list_jobs(tenant, limit, after)]
     _emit(rows, as_json, _JOB_COLUMNS, "fine-tuning jobs")
 
 
