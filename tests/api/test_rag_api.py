@@ -606,6 +606,18 @@ def test_upload_metadata_tags_documents_for_filters(server: Server, tenant: dict
     [hit] = search(team="legal")
     assert hit["source"] == "nda.txt" and hit["metadata"] == {"team": "legal", "year": 2025}
     assert search(team="legal", year=2024) == []
+    # Operators over HTTP: a range, and "not legal" keeps the document with no team.
+    [hit] = search(year={"$gte": 2020, "$lt": 2030})
+    assert hit["source"] == "nda.txt"
+    [hit] = search(team={"$ne": "legal"})
+    assert hit["source"] == "menu.txt"
+    r = httpx.post(
+        server.url + "/v1/collections/tagged/search",
+        json={"query": "acuerdo", "filters": {"year": {"$between": [1, 2]}}},
+        headers=bearer(tenant["user"]),
+        timeout=60,
+    )
+    assert r.status_code == 400 and "unknown operator '$between'" in r.json()["error"]["message"]
 
     for bad, message in [
         ('{"source": "x"}', "metadata key 'source' is reserved"),

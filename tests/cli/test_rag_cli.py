@@ -189,6 +189,12 @@ def test_filter_numbers_match_numbers_kept_as_text(data: Path, tmp_path: Path) -
     _, out, _ = cli(data, *search, "--filter", "year=2024")
     [hit] = json.loads(out)
     assert hit["metadata"]["year"] == "2024" and "limpieza" in hit["text"]
+    # Operators through --where (text compares with text: "2025" >= "2025").
+    _, out, _ = cli(data, *search, "--where", '{"year": {"$gte": "2025"}}')
+    [hit] = json.loads(out)
+    assert "vigilancia" in hit["text"]
+    code, _, err = cli(data, *search, "--where", '{"year": {"$gte": ', check=False)
+    assert code == 2 and err.startswith("error: --where is not valid JSON")
 
 
 @pytest.mark.parametrize(

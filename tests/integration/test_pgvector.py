@@ -95,6 +95,7 @@ def rag(tmp_path: Path, database_url: str) -> Iterator[RagService]:
 test_collections_are_validated_and_scoped = embedded.test_collections_are_validated_and_scoped
 test_ingest_search_update_and_delete = embedded.test_ingest_search_update_and_delete
 test_rows_metadata_and_filters = embedded.test_rows_metadata_and_filters
+test_operator_filters = embedded.test_operator_filters
 test_rows_deleted_from_a_file_leave_the_collection = (
     embedded.test_rows_deleted_from_a_file_leave_the_collection
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import sqlite3
@@ -157,6 +158,54 @@ def test_rows_metadata_and_filters(rag: RagService, tmp_path: Path) -> None:
     assert rag.search(TENANT, "handbook", "gastos", filters={"kind": "pdf"}) == []
     with pytest.raises(InvalidRequest):
         rag.search(TENANT, "handbook", "gastos", filters={"bad field!": 1})
+
+
+POLICIES = [
+    {"id": "1", "q": "Política de gastos de viaje 2019", "year": 2019, "date": "2019-05-01",
+     "draft": False, "team": "finanzas"},
+    {"id": "2", "q": "Política de gastos de viaje 2021", "year": 2021, "date": "2021-03-10",
+     "draft": True, "team": "legal"},
+    {"id": "3", "q": "Política de gastos de viaje 2024", "year": "2024", "date": "2024-01-15",
+     "team": "finanzas"},
+    {"id": "4", "q": "Política de gastos de viaje 2023", "year": 2023, "date": "2023-07-20",
+     "draft": False},
+]  # fmt: skip
+
+
+def test_operator_filters(rag: RagService, tmp_path: Path) -> None:
+    """Ranges, exclusions and lists, as the LangChain/LlamaIndex stores take them; a range
+    compares like with like (the "2024" kept as text is no number)."""
+    rows = tmp_path / "politicas.jsonl"
+    rows.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in POLICIES) + "\n")
+    fields = ["year", "date", "draft", "team"]
+    rag.ingest_paths(TENANT, "handbook", [rows], text_field="q", id_field="id",
+                     metadata_fields=fields)  # fmt: skip
+
+    def found(filters: dict[str, object]) -> list[str]:
+        hits = rag.search(TENANT, "handbook", "politica gastos viaje", top_k=10,
+                          mode="lexical", filters=filters)  # fmt: skip
+        return sorted(h.locator or "" for h in hits)
+
+    assert found({}) == ["1", "2", "3", "4"]
+    assert found({"year": {"$gte": 2020}}) == ["2", "4"]
+    assert found({"year": {"$gte": 2020, "$lt": 2022}}) == ["2"]
+    assert found({"date": {"$gte": "2021-01-01", "$lte": "2023-12-31"}}) == ["2", "4"]
+    assert found({"team": {"$ne": "legal"}}) == ["1", "3", "4"]  # no team counts as not legal
+    assert found({"team": {"$nin": ["legal", "finanzas"]}}) == ["4"]
+    assert found({"draft": {"$in": [True]}}) == ["2"]
+    assert found({"draft": {"$eq": False}, "year": {"$lt": 2020}}) == ["1"]
+    assert found({"year": [2019, "2024"]}) == ["1", "3"]
+    assert found({"document_id": {"$gt": 0}}) == ["1", "2", "3", "4"]
+    assert found({"source": {"$gt": 5}}) == []  # a number against text matches nothing
+    for bad in (
+        {"year": {"$foo": 1}},
+        {"year": {}},
+        {"year": {"$gt": True}},
+        {"year": {"$in": []}},
+        {"year": {"$gt": [2020]}},
+    ):
+        with pytest.raises(InvalidRequest, match="filter 'year'"):
+            found(bad)
 
 
 def test_bad_files_are_reported_and_skipped(rag: RagService, docs: Path) -> None:

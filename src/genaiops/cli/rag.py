@@ -313,6 +313,19 @@ def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
     return out
 
 
+def _where(text: str | None, pairs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``--where`` (a JSON object of filters) over ``--filter`` pairs."""
+    if text is None:
+        return pairs
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"--where is not valid JSON: {exc.msg}", param="where") from exc
+    if not isinstance(given, dict):
+        raise InvalidRequest("--where takes a JSON object of filters", param="where")
+    return (pairs or {}) | given
+
+
 def _metadata(pairs: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -349,6 +362,13 @@ def search(
             help="Metadata key=value (a number or true/false also matches its text); repeatable.",
         ),
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help='Filters as JSON, operators included: \'{"year": {"$gte": 2020}}\'.',
+        ),
+    ] = None,
     tenant: TenantOption = SYSTEM_TENANT,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -365,7 +385,7 @@ def search(
             query,
             top_k=top_k,
             mode=cast(Mode, mode),
-            filters=_filters(filter_),
+            filters=_where(where, _filters(filter_)),
         )
         if as_json:
             write(json.dumps([h.public() for h in hits], ensure_ascii=False, indent=2) + "\n")

@@ -7,7 +7,6 @@ Vectors are L2-normalised float32, so inner product is cosine similarity.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -16,29 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from genaiops.errors import InvalidRequest
 from genaiops.rag.documents import Chunk, LoadedDocument
+from genaiops.rag.stores.filters import Filters as Filters
 
 Vectors = npt.NDArray[np.float32]
-# Metadata equality filters: {"lang": "es"} or {"lang": ["es", "pt"]}.
-Filters = dict[str, Any]
-_FIELD_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def filter_terms(filters: Filters | None) -> list[tuple[str, list[Any]]]:
-    """``filters`` checked and normalised: (field, allowed values) pairs, every store's
-    input for its WHERE clause. Field names are limited to a safe alphabet."""
-    out: list[tuple[str, list[Any]]] = []
-    for name, wanted in (filters or {}).items():
-        if not isinstance(name, str) or not _FIELD_RE.fullmatch(name):
-            raise InvalidRequest(f"invalid filter field {name!r}", param="filters")
-        values = wanted if isinstance(wanted, list) else [wanted]
-        if not values or not all(isinstance(v, str | int | float | bool) for v in values):
-            raise InvalidRequest(
-                f"filter {name!r} takes a value or a list of values", param="filters"
-            )
-        out.append((name, values))
-    return out
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from genaiops.rag.stores.base import (
     DocumentRecord,
     Filters,
     Vectors,
-    filter_terms,
 )
 from genaiops.rag.stores.faiss_index import IndexCache
+from genaiops.rag.stores.filters import RANGES, column_type, conditions
 from genaiops.rag.stores.schema import SCHEMA
 from genaiops.storage.db import private_file
 
@@ -413,14 +413,34 @@ class SQLiteStore:
 
     @staticmethod
     def _filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
-        clauses, args = [], []
-        for field, values in filter_terms(filters):
-            column = _COLUMNS.get(field)
-            if column is None:
-                column = "json_extract(d.metadata, ?)"
-                args.append(f'$."{field}"')
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-            args.extend(values)
+        clauses: list[str] = []
+        args: list[Any] = []
+        for c in conditions(filters):
+            column = _COLUMNS.get(c.field)
+            path = f'$."{c.field}"'
+            value = column or "json_extract(d.metadata, ?)"
+            field_args = [] if column else [path]
+            marks = ",".join("?" * len(c.values))
+            if c.op == "in":
+                clauses.append(f"{value} IN ({marks})")
+                args += [*field_args, *c.values]
+            elif c.op == "not_in":
+                clauses.append(f"({value} IS NULL OR {value} NOT IN ({marks}))")
+                args += [*field_args, *field_args, *c.values]
+            else:
+                # Like with like: a number compares only with numbers, text with text.
+                kind = column_type(c.field) if column else None
+                if column is None:
+                    types = "('integer', 'real')" if c.numeric else "('text')"
+                    clauses.append(
+                        f"(json_type(d.metadata, ?) IN {types} AND {value} {RANGES[c.op]} ?)"
+                    )
+                    args += [path, path, c.values[0]]
+                elif kind == ("number" if c.numeric else "text"):
+                    clauses.append(f"{value} {RANGES[c.op]} ?")
+                    args.append(c.values[0])
+                else:
+                    clauses.append("0")
         return (" AND " + " AND ".join(clauses), args) if clauses else ("", [])
 
     def lexical(

@@ -16,7 +16,8 @@ import numpy as np
 
 from genaiops.rag import lexical
 from genaiops.rag.crypto import Sealer
-from genaiops.rag.stores.base import Collection, Filters, filter_terms
+from genaiops.rag.stores.base import Collection, Filters
+from genaiops.rag.stores.filters import RANGES, column_type, conditions
 from genaiops.rag.stores.pgvector.pool import vector_text
 
 if TYPE_CHECKING:
@@ -38,16 +39,50 @@ def words(text: str, sealer: Sealer) -> list[str]:
 def filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
-    for field, values in filter_terms(filters):
-        column = _COLUMNS.get(field)
+    for c in conditions(filters):
+        column = _COLUMNS.get(c.field)
         if column is not None:
-            clauses.append(f"{column} = ANY(%s)")
-            args.append([int(v) if field == "document_id" else v for v in values])
-        else:
-            # JSON values compare as JSON: 1 matches 1.0, "1" does not match 1.
+            values = [_column_value(c.field, v) for v in c.values]
+            if c.op == "in":
+                clauses.append(f"{column} = ANY(%s)")
+                args.append(values)
+            elif c.op == "not_in":
+                clauses.append(f"NOT ({column} = ANY(%s))")
+                args.append(values)
+            elif column_type(c.field) == ("number" if c.numeric else "text"):
+                clauses.append(f"{column} {RANGES[c.op]} %s")
+                args.append(values[0])
+            else:
+                clauses.append("FALSE")  # a number against text, or text against a number
+            continue
+        # JSON values compare as JSON: 1 matches 1.0, "1" does not match 1.
+        encoded = [json.dumps(v) for v in c.values]
+        if c.op == "in":
             clauses.append("d.metadata -> %s = ANY(%s::jsonb[])")
-            args += [field, [json.dumps(v) for v in values]]
+            args += [c.field, encoded]
+        elif c.op == "not_in":
+            clauses.append(
+                "(d.metadata -> %s IS NULL OR NOT (d.metadata -> %s = ANY(%s::jsonb[])))"
+            )
+            args += [c.field, c.field, encoded]
+        else:
+            # Like with like: a number compares only with numbers, a string with strings.
+            clauses.append(
+                f"(jsonb_typeof(d.metadata -> %s) = %s AND d.metadata -> %s {RANGES[c.op]}"
+                " %s::jsonb)"
+            )
+            args += [c.field, "number" if c.numeric else "string", c.field, encoded[0]]
     return (" AND " + " AND ".join(clauses), args) if clauses else ("", [])
+
+
+def _column_value(field: str, value: Any) -> Any:
+    """A filter value as the column's type: a document id given as digits is that id;
+    anything else that is no number matches no document (id -1)."""
+    if column_type(field) == "number":
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else -1
+    return value if isinstance(value, str) else str(value)
 
 
 def bm25(
