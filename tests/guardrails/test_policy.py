@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from genaiops.errors import ContentBlocked, InvalidRequest
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.guarding import OutputFilter, guard_input
 from genaiops.gateway.retrieval import _screen
+from genaiops.guardrails.pii.redaction import Vault
 from genaiops.guardrails.service import GuardrailsService, restore
 from genaiops.rag.fusion import Hit
 
@@ -462,3 +464,58 @@ def test_hashing_policies_need_the_hash_key_in_production(
     monkeypatch.delenv("GENAIOPS_PII_HASH_KEY")
     with pytest.raises(ValueError, match="GENAIOPS_PII_HASH_KEY"):
         Settings(env="production", guardrails={"input": {"pii": hashing["pii"]}})
+
+
+def test_results_are_remembered_for_texts_seen_before() -> None:
+    """A conversation re-sends its history with every turn: deterministic guards read each
+    text once, while the policy (thresholds, actions, the request's own redaction numbering)
+    still applies to every request."""
+    guards = service(input={"pii": {"action": "redact"}, "toxicity": {"action": "flag"}})
+    pii = guards.guard("pii")
+    calls: list[str] = []
+    real = pii.check
+
+    def counting(text: str) -> Any:
+        calls.append(text)
+        return real(text)
+
+    pii.check = counting  # type: ignore[method-assign]
+    first_turn = f"Mi CPF es {CPF}."
+    first = guards.check(first_turn)
+    assert first.text == "Mi CPF es <CPF_1>." and calls == [first_turn]
+    # The next request of the conversation: the old message again, and a new one.
+    vault = Vault()
+    again = guards.check(first_turn, vault=vault)
+    new = guards.check("Y el de mi hermana es 111.444.777-35.", vault=vault)
+    assert calls == [first_turn, "Y el de mi hermana es 111.444.777-35."]
+    assert again.text == "Mi CPF es <CPF_1>." and new.text == "Y el de mi hermana es <CPF_2>."
+    assert [sp.text for sp in again.results[0].spans] == [CPF]
+    # Remembered without the values themselves: no personal data outlives its request.
+    assert CPF not in repr(guards._memo)
+    # What a caller does to a result does not change what is remembered.
+    again.results[0].spans.clear()
+    assert guards.check(first_turn).text == "Mi CPF es <CPF_1>."
+    # Another request's policy decides for itself on the remembered result.
+    flag_only = {"pii": GuardPolicy(action="flag")}
+    flagged = guards.check(first_turn, policies=flag_only)
+    assert flagged.action == "flag" and flagged.text == first_turn
+    assert len(calls) == 2
+
+
+def test_guards_that_may_change_their_mind_are_not_remembered() -> None:
+    from genaiops.guardrails.base import GuardResult
+
+    answers = iter([0.9, 0.1])
+
+    class Moody:
+        name = "moody"
+
+        def check(self, text: str) -> GuardResult:
+            score = next(answers)
+            return GuardResult("moody", score > 0.5, score)
+
+    guards = service()
+    guards._guards[("moody", "[]")] = Moody()  # type: ignore[assignment]
+    policy = {"moody": GuardPolicy(action="flag")}
+    assert guards.check("same text", policies=policy).flagged
+    assert not guards.check("same text", policies=policy).flagged

@@ -60,7 +60,9 @@ class Guard(Protocol):
     ``streaming_unit = "word"`` when everything it finds lies inside words (PII values),
     so a streamed answer can be checked a word at a time rather than a sentence at a time;
     ``may_flag(text) -> bool``, a cheap test that is False when ``check`` could not flag
-    ``text``, so the check can be skipped.
+    ``text``, so the check can be skipped; ``deterministic = True`` when the same text
+    always gets the same result (no clock, no network, no randomness), so results may be
+    remembered (see ``GuardrailsService``).
     """
 
     name: str

@@ -19,10 +19,12 @@ cheap and a value anywhere must be found, so they always read the whole text.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import import_module
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
     from genaiops.security.principal import Principal
 
 log = logging.getLogger("genaiops.guardrails")
+# Guard results remembered (``GuardrailsService._run``): how many, and for texts up to how
+# long (a conversation's messages and system prompts, not whole uploaded documents).
+_MEMO_ENTRIES = 4096
+_MEMO_MAX_CHARS = 32_000
 
 Stage = Literal["input", "context", "output"]
 _ORDER = {"log": 1, "flag": 2, "redact": 3, "block": 4}
@@ -110,12 +116,22 @@ class Outcome:
 
 
 class GuardrailsService:
-    def __init__(self, settings: GuardrailsSettings, store: PolicyStore | None = None):
+    def __init__(
+        self,
+        settings: GuardrailsSettings,
+        store: PolicyStore | None = None,
+        remember: int = _MEMO_ENTRIES,
+    ):
         self.settings = settings
         # Overrides per tenant, key and model (guardrails/policies.py); None: config only.
         self.store = store
         self._guards: dict[tuple[str, str], Guard] = {}
         self._lock = threading.Lock()
+        # Results of deterministic guards by (guard, text digest), most recent last.
+        self._memo: OrderedDict[tuple[int, bytes], GuardResult] = OrderedDict()
+        # How many results to remember (0: none).
+        self._remember = remember
+        self._memo_lock = threading.Lock()
         key = os.environ.get(settings.pii_hash_key_env)
         self._hash_key = key.encode() if key else os.urandom(32)
         hashing = settings.pii_mode == "hash" or any(
@@ -203,7 +219,7 @@ class GuardrailsService:
             if not whole:
                 sampled.add(name)
             started = time.perf_counter()
-            result = _run(guard, text if whole else sample, context)
+            result = self._run(guard, text if whole else sample, context)
             result.latency_ms = (time.perf_counter() - started) * 1000
             if policy.threshold is not None:
                 result.flagged = result.score >= policy.threshold and result.score > 0
@@ -217,7 +233,7 @@ class GuardrailsService:
         if action == "redact":
             # Offsets must index the whole text: rerun the sampled redacting guards on it.
             results = [
-                _run(self.guard(r.guard, chosen[r.guard].options), text, context)
+                self._run(self.guard(r.guard, chosen[r.guard].options), text, context)
                 if actions.get(r.guard) == "redact" and r.guard in sampled
                 else r
                 for r in results
@@ -226,6 +242,33 @@ class GuardrailsService:
             keep = stage == "input" and mode == "reversible"
             outcome.text, outcome.vault = self._redact(text, results, actions, vault, keep, mode)
         return outcome
+
+    def _run(self, guard: Guard, text: str, context: str) -> GuardResult:
+        """``_run``, remembering what deterministic guards found in a text: a chat sends
+        its whole history with every turn, and an application its system prompt with every
+        request, so most of the text a conversation's later requests carry was checked
+        before. The result is a copy; the policy (thresholds, actions, redaction with the
+        request's own vault) still applies per request."""
+        remembered = getattr(guard, "deterministic", False) and len(text) <= _MEMO_MAX_CHARS
+        if context or not self._remember or not remembered:
+            return _run(guard, text, context)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+        key = (id(guard), digest.digest())
+        with self._memo_lock:
+            known = self._memo.get(key)
+            if known is not None:
+                self._memo.move_to_end(key)
+                spans = [replace(sp, text=text[sp.start : sp.end]) for sp in known.spans]
+                return replace(known, spans=spans)
+        result = _run(guard, text, context)
+        # Kept without the values found (a span's text is cut again from the same text on
+        # the next hit), so no personal data outlives its request in memory.
+        kept = replace(result, spans=[replace(sp, text="") for sp in result.spans])
+        with self._memo_lock:
+            self._memo[key] = kept
+            while len(self._memo) > self._remember:
+                self._memo.popitem(last=False)
+        return result
 
     def redaction_mode(self, chosen: dict[str, GuardPolicy], actions: dict[str, str]) -> str:
         """How a redaction replaces values: the redacting policies' own ``mode``, else the

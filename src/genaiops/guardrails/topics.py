@@ -24,6 +24,7 @@ def _pattern(words: list[str]) -> re.Pattern[str] | None:
 
 
 class BannedTermsGuard:
+    deterministic = True  # the same text, the same result: results may be remembered
     name = "banned_terms"
 
     def __init__(self, options: Mapping[str, Any] | None = None):

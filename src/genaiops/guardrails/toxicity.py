@@ -359,6 +359,7 @@ def _parse_options(options: dict[str, Any] | None) -> tuple[float, frozenset[str
 class ToxicityGuard:
     """Guard protocol implementation; options ``{"threshold": float, "categories": [...]}``."""
 
+    deterministic = True  # the same text, the same result: results may be remembered
     name = "toxicity"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

@@ -96,6 +96,7 @@ class InjectionGuard:
     at some recall), ``model`` (path to another model file) and ``max_classify_chars``
     (default 100,000)."""
 
+    deterministic = True  # the same text, the same result: results may be remembered
     name = "prompt_injection"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

@@ -25,6 +25,7 @@ _MAY_HOLD_PII = re.compile(r"[\d@:＠：]")
 
 
 class PIIGuard:
+    deterministic = True  # the same text, the same result: results may be remembered
     name = "pii"
     # Values live inside words, so streamed answers are checked a word at a time.
     streaming_unit = "word"
