@@ -29,6 +29,7 @@ Writes benchmarks/results/gateway_vs_llama_cpp.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -48,6 +49,18 @@ import httpx
 from genaiops.engines.bundled import smollm2_path
 
 PROMPT = "Write a long, detailed story about a robot who learns to paint."
+_SERIAL = itertools.count(1)
+
+
+def prompt() -> str:
+    """The request's prompt, new text every time (a story number at the end): the
+    gateway's guardrails remember texts they have read, and a benchmark that sent one
+    prompt over and over would measure that memory instead of the checks a new message
+    gets. Both sides evaluate the few new tokens; the rest of the prompt stays in the
+    model's prefix cache on both."""
+    return f"{PROMPT} Story number {next(_SERIAL)}."
+
+
 CTX = 2048
 RESULTS = Path(__file__).parent / "results" / "gateway_vs_llama_cpp.json"
 
@@ -81,7 +94,7 @@ def raw_request(llm: Any) -> dict[str, float]:
     first = last = None
     parts = []
     for chunk in llm.create_chat_completion(
-        [{"role": "user", "content": PROMPT}],
+        [{"role": "user", "content": prompt()}],
         temperature=0,
         max_tokens=ARGS.max_tokens,
         stream=True,
@@ -138,7 +151,7 @@ def free_port() -> int:
 def gateway_request(client: httpx.Client, url: str) -> dict[str, float]:
     body = {
         "model": "smollm2-135m-instruct",
-        "messages": [{"role": "user", "content": PROMPT}],
+        "messages": [{"role": "user", "content": prompt()}],
         "temperature": 0,
         "max_tokens": ARGS.max_tokens,
         "stream": True,
