@@ -519,3 +519,14 @@ def test_guards_that_may_change_their_mind_are_not_remembered() -> None:
     policy = {"moody": GuardPolicy(action="flag")}
     assert guards.check("same text", policies=policy).flagged
     assert not guards.check("same text", policies=policy).flagged
+
+
+def test_a_blocked_request_records_its_other_findings_as_flags() -> None:
+    # Nothing was redacted in a request that never went on: the PII it held is recorded
+    # (found, kinds only) as a flag next to the block.
+    ctx = RequestContext("r")
+    request = chat(("user", f"{ATTACK} Mi CPF es {CPF}."))
+    with pytest.raises(ContentBlocked):
+        asyncio.run(guard_input(service(), request, ctx))
+    events = {e["guard"]: e["action"] for e in ctx.guardrail_events}
+    assert events == {"prompt_injection": "block", "pii": "flag"}

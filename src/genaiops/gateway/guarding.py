@@ -78,11 +78,20 @@ def _principal(ctx: RequestContext | None) -> Principal | None:
     return ctx.principal if ctx is not None else None
 
 
+def taken(outcome: Outcome, guard: str) -> str | None:
+    """The action a guard's finding actually led to: in a check that blocked, the other
+    guards' redactions never happened, so they are recorded as flags (found, noted)."""
+    action = outcome.actions.get(guard)
+    if action is not None and outcome.blocked and action != "block":
+        return "flag"
+    return action
+
+
 def note(ctx: RequestContext | None, outcome: Outcome, stage: str) -> None:
     if ctx is None:
         return
     for result in outcome.results:
-        action = outcome.actions.get(result.guard)
+        action = taken(outcome, result.guard)
         if action is not None:
             kinds = sorted({span.kind for span in result.spans})
             ctx.guardrail_events.append(
@@ -309,7 +318,7 @@ class OutputFilter:
         if self.ctx is None:
             return
         for result in outcome.results:
-            action = outcome.actions.get(result.guard)
+            action = taken(outcome, result.guard)
             if action is None:
                 continue
             kinds = {span.kind for span in result.spans}
