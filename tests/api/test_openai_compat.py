@@ -39,6 +39,10 @@ def test_models_list_shows_catalog(client: openai.OpenAI) -> None:
     # Unix timestamps, as OpenAI's clients expect; never the epoch itself.
     assert all(m.created > 1_600_000_000 for m in models)
     assert client.models.retrieve("gemma3-270m").id == "gemma3-270m"
+    # The embedders /v1/embeddings serves are models too, as on OpenAI.
+    embedder = next(m for m in models if m.id == "use-multilingual")
+    assert embedder.model_dump()["capabilities"]["embeddings"] is True
+    assert client.models.retrieve("use-multilingual").id == "use-multilingual"
 
 
 def test_chat_completion_has_text_usage_and_ids(client: openai.OpenAI) -> None:

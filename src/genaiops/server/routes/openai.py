@@ -288,11 +288,35 @@ async def list_models(gateway: GatewayDep, principal: InferenceDep) -> ModelList
                     description=f"{entry['name']} v{entry['version']}, fine-tuned (registry)",
                 )
             )
+    rag = gateway.rag
+    if rag is not None:
+        cards += [
+            _embedder_card(rag, name)
+            for name in rag.embedders.names()
+            if principal.allows_model(name)
+        ]
     return ModelList(data=cards)
+
+
+def _embedder_card(rag: Any, name: str) -> ModelCard:
+    """An embedder, for /v1/embeddings (OpenAI lists its embedding models here too)."""
+    spec = rag.embedders.spec(name)
+    dim = spec.get("dim")
+    return ModelCard(
+        id=name,
+        created=_STARTED,
+        owned_by="genaiops",
+        capabilities={"chat": False, "completion": False, "embeddings": True},
+        description=f"embedder ({spec.get('kind', 'embedder')}"
+        + (f", {dim} dimensions)" if dim else ")"),
+    )
 
 
 @router.get("/models/{model:path}", response_model=ModelCard, responses=ERRORS)
 async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) -> ModelCard:
+    if gateway.rag is not None and model in gateway.rag.embedders.names():
+        principal.require_model(model)
+        return _embedder_card(gateway.rag, model)
     handle = await gateway.acquire(model, principal.tenant)
     if not gateway.is_registry_reference(handle.config.name):
         principal.require_model(handle.config.name)
