@@ -159,21 +159,25 @@ class GuardrailsService:
                 self._guards[cache_key] = guard
             return guard
 
+    def build(self) -> list[Guard]:
+        """Build every guard the configured policies name, so a guard unknown or given
+        invalid options is a ConfigError at start-up (cheap: models load in ``warm``)."""
+        guards = []
+        for stage in ("input", "context", "output"):
+            policy: dict[str, GuardPolicy] = getattr(self.settings, stage)
+            guards += [self.guard(name, p.options) for name, p in policy.items() if p.enabled]
+        return guards
+
     def warm(self) -> None:
         """Load every guard the configured policies name (models, lexicons, imports) and
         run it once, so the first request is as fast as the others; the server calls this
         while its models load."""
-        for stage in ("input", "context", "output"):
-            policy: dict[str, GuardPolicy] = getattr(self.settings, stage)
-            for name, p in policy.items():
-                if not p.enabled:
-                    continue
-                guard = self.guard(name, p.options)
-                warm = getattr(guard, "warm", None)
-                if callable(warm):
-                    warm()
-                else:
-                    guard.check("Warm up: hola, olá, hello.")
+        for guard in self.build():
+            warm = getattr(guard, "warm", None)
+            if callable(warm):
+                warm()
+            else:
+                guard.check("Warm up: hola, olá, hello.")
 
     def policies(
         self, stage: Stage, principal: Principal | None = None, model: str | None = None

@@ -68,7 +68,12 @@ async def _warm_up(gateway: Gateway, guardrails: GuardrailsService) -> None:
     lives as long as the server, and a full collection during a request then walks only
     what requests made (with the models and guards loaded one took about 0.1 s, a pause for
     whichever requests were running). Unfrozen at shutdown, so nothing is kept."""
-    await asyncio.to_thread(guardrails.warm)
+    try:
+        await asyncio.to_thread(guardrails.warm)
+    except Exception:
+        # /readyz stays 503 and names the failure; requests would load the guards again.
+        log.exception("the guardrails failed to load")
+        raise
     with contextlib.suppress(Exception):
         await gateway.wait_ready()
     gc.collect()
@@ -107,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Models load in the background (gateway.start returns at once), and so do the
         # guards (scikit-learn, the injection model, the sentence encoder): the server
         # answers /healthz at once and /readyz with 503 until both are done.
+        guardrails.build()  # a misconfigured guard stops the start, as before any model loads
         await gateway.start()
         app.state.warm_up = asyncio.create_task(_warm_up(gateway, guardrails), name="warm-up")
         if runner is not None:

@@ -35,13 +35,22 @@ async def readyz(request: Request, gateway: GatewayDep, security: SecurityDep) -
     models = gateway.status()
     warm_up = getattr(request.app.state, "warm_up", None)
     warming = warm_up is not None and not warm_up.done()
+    failed = (
+        warm_up is not None
+        and warm_up.done()
+        and not warm_up.cancelled()
+        and warm_up.exception() is not None
+    )
     loading = [n for n, m in models.items() if m["state"] == "loading"]
     default = gateway.settings.default_model
     default_ok = models.get(default, {}).get("state") == "ready"
-    ready = not loading and default_ok and not warming
+    ready = not loading and default_ok and not warming and not failed
     body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
     if await _may_see_details(request, security):
-        body |= {"default_model": default, "guardrails": "loading" if warming else "ready"}
+        guards = "loading" if warming else "ready"
+        if failed and warm_up is not None:
+            guards = f"failed: {warm_up.exception()}"
+        body |= {"default_model": default, "guardrails": guards}
         body["models"] = models
     else:
         counts = Counter(
