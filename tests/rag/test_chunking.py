@@ -389,9 +389,10 @@ def test_large_document_is_fast() -> None:
     [
         ({"chunk_tokens": 15}, "chunk_tokens"),
         ({"chunk_tokens": 0}, "chunk_tokens"),
-        ({"chunk_tokens": 64, "overlap_tokens": -1}, "overlap_tokens"),
-        ({"chunk_tokens": 64, "overlap_tokens": 33}, "overlap_tokens"),
-        ({"chunk_tokens": 17, "overlap_tokens": 9}, "overlap_tokens"),
+        # Named as the collection's setting is, in the API and the CLI.
+        ({"chunk_tokens": 64, "overlap_tokens": -1}, "chunk_overlap"),
+        ({"chunk_tokens": 64, "overlap_tokens": 33}, "chunk_overlap"),
+        ({"chunk_tokens": 17, "overlap_tokens": 9}, "chunk_overlap"),
     ],
 )
 def test_invalid_arguments(kwargs: dict[str, int], param: str) -> None:

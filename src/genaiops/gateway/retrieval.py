@@ -88,6 +88,8 @@ def parse_options(raw: Any) -> RagOptions:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:  # the option itself is not an object
+            raise InvalidRequest(f"Invalid 'rag' option: {first['msg']}", param="rag") from None
         raise InvalidRequest(
             f"Invalid 'rag' option {where}: {first['msg']}", param=f"rag.{where}"
         ) from None

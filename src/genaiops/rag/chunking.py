@@ -228,9 +228,9 @@ def check_sizes(chunk_tokens: int, overlap_tokens: int) -> None:
         )
     if not 0 <= overlap_tokens <= chunk_tokens // 2:
         raise InvalidRequest(
-            f"overlap_tokens must be between 0 and half of chunk_tokens "
+            f"chunk_overlap must be between 0 and half of chunk_tokens "
             f"({chunk_tokens // 2}), got {overlap_tokens}.",
-            param="overlap_tokens",
+            param="chunk_overlap",
         )
 
 
