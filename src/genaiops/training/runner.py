@@ -260,7 +260,8 @@ def _run(
              "train_examples": len(train.examples), "train_tokens": train.tokens,
              "validation_sha256": valid.sha256 if valid else "",
              "validation_examples": len(valid.examples) if valid else 0,
-             "pii_redacted": train.redacted},
+             "pii_redacted": train.redacted,
+             "validation_pii_redacted": valid.redacted if valid else 0},
         )  # fmt: skip
 
     # A resumed job replays the steps after its last checkpoint; those were reported before
