@@ -130,10 +130,15 @@ class GenerationTimeout(GenaiopsError):
 
 
 class AuthenticationError(GenaiopsError):
-    """Missing, malformed, unknown, expired or revoked credentials."""
+    """Missing, malformed, unknown, expired or revoked credentials. ``key_id`` and
+    ``tenant`` name the existing key a refused credential pointed at (a wrong secret, a
+    revoked or expired key), for the audit record its tenant reads; never shown to the
+    caller."""
 
     kind = "unauthenticated"
     code = "invalid_api_key"
+    key_id: str | None = None
+    tenant: str | None = None
 
 
 class PermissionDenied(GenaiopsError):

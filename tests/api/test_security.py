@@ -143,6 +143,22 @@ def test_revoked_and_rotated_keys_stop_working(server: Server) -> None:
     assert complete(server, fresh["key"]).status_code == 200
 
 
+def test_attempts_on_a_tenants_keys_are_in_its_audit_log(server: Server) -> None:
+    created = new_key(server, role="admin")
+    tenant, key_id = created["tenant"], created["id"]
+    wrong = created["key"][:-4] + "XXXX"  # the real key id, a wrong secret
+    error_of(complete(server, wrong), 401, "invalid_api_key")
+    records = admin(
+        server,
+        "GET",
+        "/admin/audit",
+        params={"event": "auth.failure"},
+        headers=bearer(created["key"]),
+    ).json()["data"]
+    assert [r["detail"]["key_id"] for r in records] == [key_id]
+    assert records[0]["tenant"] == tenant and records[0]["status"] == 401
+
+
 def test_expired_key_is_401(server: Server) -> None:
     key = new_key(server, expires="1s")["key"]
     time.sleep(1.2)

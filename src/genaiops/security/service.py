@@ -125,10 +125,15 @@ class SecurityService:
                 record = await asyncio.to_thread(self.keys.load, key_id)
         # Always one constant-time comparison, found or not.
         if not KeyStore.matches(record, token) or record is None:
-            raise AuthenticationError("Incorrect API key provided.")
+            refused = AuthenticationError("Incorrect API key provided.")
+            if record is not None:  # a real key id with a wrong secret: its tenant is told
+                refused.key_id, refused.tenant = record.id, record.tenant
+            raise refused
         status = record.status()
         if status != "active":
-            raise AuthenticationError(f"This API key is {status}.", code=f"{status}_api_key")
+            refused = AuthenticationError(f"This API key is {status}.", code=f"{status}_api_key")
+            refused.key_id, refused.tenant = record.id, record.tenant
+            raise refused
         return Principal(
             tenant=record.tenant,
             role=record.role,
