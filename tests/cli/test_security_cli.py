@@ -299,3 +299,36 @@ def test_a_wiped_log_is_tampering_when_keys_exist(tmp_path: Path) -> None:
     tamper(tmp_path, "DELETE FROM audit_log", "DELETE FROM audit_head")
     code, _, err = cli(tmp_path, "audit", "verify", check=False)
     assert code == 1 and "audit log is empty although" in err and "key" in err
+
+
+def test_an_anchor_catches_a_log_rewritten_with_recomputed_hashes(tmp_path: Path) -> None:
+    """The chain alone cannot tell a log whose every later hash was recomputed; a hash kept
+    outside the database (an earlier verification's head, an export) can."""
+    from genaiops.security.audit import FIELDS, record_hash
+
+    populate(tmp_path, inferences=4)
+    code, out, _ = cli(tmp_path, "audit", "verify")
+    head = out.strip().rsplit("head ", 1)[1]
+    seq, digest = head.split(":")
+    assert code == 0 and seq == "5" and len(digest) == 64
+    assert cli(tmp_path, "audit", "verify", "--anchor", head)[0] == 0
+    # Rewrite record 2 and recompute every hash after it, and the head: the chain checks.
+    with sqlite3.connect(tmp_path / "genaiops.db") as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM audit_log ORDER BY seq")]
+        rows[1]["status"] = 204
+        previous = rows[0]["hash"]
+        for row in rows[1:]:
+            row["prev_hash"] = previous
+            row["hash"] = record_hash(previous, {k: row[k] for k in FIELDS})
+            previous = row["hash"]
+            conn.execute(
+                "UPDATE audit_log SET status = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (row["status"], row["prev_hash"], row["hash"], row["seq"]),
+            )
+        conn.execute("UPDATE audit_head SET hash = ?", (previous,))
+    assert cli(tmp_path, "audit", "verify")[0] == 0  # undetectable without an anchor
+    code, _, err = cli(tmp_path, "audit", "verify", "--anchor", head, check=False)
+    assert code == 1 and "record 5 does not hold the anchored hash" in err
+    code, _, err = cli(tmp_path, "audit", "verify", "--anchor", "5:xyz", check=False)
+    assert code == 2 and "SEQ:HASH" in err

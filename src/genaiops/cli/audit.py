@@ -26,20 +26,33 @@ TenantOption = Annotated[str | None, typer.Option("--tenant")]
 
 
 @app.command("verify")
-def verify(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def verify(
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anchor",
+            help="SEQ:HASH of a record kept outside the database (an export, an earlier "
+            "verification's head); repeatable.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Check the whole chain; exit 1 and name the first bad record if it was tampered with."""
     with cli_errors():
+        anchors = [audit.parse_anchor(a) for a in anchor or []]
         # Read-only: no migration, no restored head, no recorder (a forensic copy stays
         # as it was).
         db = Database(settings_from(config).database_url())
         try:
-            result = audit.verify(db)
+            result = audit.verify(db, anchors=anchors)
         finally:
             db.close()
     if as_json:
         write(json.dumps(result.as_dict()) + "\n")
     elif result.ok:
-        write(f"audit log intact: {result.records} records\n")
+        head = f"; head {result.records}:{result.head_hash}" if result.head_hash else ""
+        write(f"audit log intact: {result.records} records{head}\n")
     else:
         typer.echo(f"audit log TAMPERED: {result.reason}", err=True)
     if not result.ok:

@@ -100,20 +100,42 @@ class Verification:
     records: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    # The newest record's hash: keep it (or any record's, from an export) somewhere the
+    # database's writers cannot reach, and pass it back as an anchor later.
+    head_hash: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def verify(db: Database, batch: int = 5000) -> Verification:
+def verify(
+    db: Database, batch: int = 5000, anchors: Sequence[tuple[int, str]] = ()
+) -> Verification:
     """Walk the whole chain in sequence order; stop at the first inconsistency.
+
+    ``anchors`` are (sequence number, hash) pairs kept outside the database (a SIEM's
+    copy of an export, the head hash of an earlier verification): each record named must
+    still hold that hash. The chain alone cannot tell a rewritten log whose every later
+    hash was recomputed from the original; an anchor can.
 
     Read-only: the database is not migrated or repaired first (a missing head row is
     reported, not restored), so verifying a forensic copy leaves it as it was."""
     if not inspect(db.engine).has_table(audit_log.name):
+        if anchors:
+            return Verification(False, 0, anchors[0][0], "the audit log does not exist")
         return Verification(True, 0)  # a database that was never used
     with db.engine.connect() as conn:
-        return _verify(conn, batch)
+        result = _verify(conn, batch)
+        if not result.ok:
+            return result
+        for seq, expected in anchors:
+            stored = conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == seq)).scalar()
+            if stored != expected.lower():
+                found = "is missing" if stored is None else "does not hold the anchored hash"
+                return Verification(
+                    False, result.records, seq, f"record {seq} {found}: the log was rewritten"
+                )
+        return result
 
 
 def _verify(conn: Connection, batch: int) -> Verification:
@@ -197,7 +219,7 @@ def _verify(conn: Connection, batch: int) -> Verification:
         return Verification(
             False, count, newest, f"record {newest} was modified after it was written"
         )
-    return restored or Verification(True, count)
+    return restored or Verification(True, count, head_hash=expected_prev if newest else None)
 
 
 def query(
@@ -245,6 +267,21 @@ def _record(row: Any) -> dict[str, Any]:
     record = {name: getattr(row, name) for name in EXPORT_FIELDS}
     record["detail"] = json.loads(row.detail)
     return record
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as ``audit verify`` prints a head, or an exported record's seq and
+    hash) -> (seq, hash)."""
+    from genaiops.errors import InvalidRequest
+
+    seq, _, digest = text.strip().partition(":")
+    if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+        raise InvalidRequest(
+            f"an anchor is SEQ:HASH (a record's sequence number and its 64-hex-digit hash); "
+            f"got {text[:80]!r}",
+            param="anchor",
+        )
+    return int(seq), digest.lower()
 
 
 def parse_instant(text: str, param: str) -> int:

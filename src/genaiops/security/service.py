@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -537,9 +537,9 @@ class SecurityService:
                 self.record_event("models.changed", detail={"added": added, "removed": removed})
         self.record_event("server.started", detail=detail | {"models": models}, durable=True)
 
-    def verify_audit(self) -> audit_log.Verification:
+    def verify_audit(self, anchors: Sequence[tuple[int, str]] = ()) -> audit_log.Verification:
         self.recorder.flush()
-        return audit_log.verify(self.db)
+        return audit_log.verify(self.db, anchors=anchors)
 
 
 def admin_key_path(settings: Settings) -> Path:

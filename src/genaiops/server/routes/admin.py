@@ -166,13 +166,21 @@ def get_audit(
 
 
 @router.get("/audit/verify")
-def verify_audit(principal: LogsReaderDep, security: SecurityDep, response: Response) -> Any:
+def verify_audit(
+    principal: LogsReaderDep,
+    security: SecurityDep,
+    response: Response,
+    anchor: Annotated[
+        list[str] | None,
+        Query(description="SEQ:HASH of a record kept outside the database; repeatable."),
+    ] = None,
+) -> Any:
     if not principal.is_system_admin:
         raise PermissionDenied(
             "Only the system administrator can verify the whole audit chain.",
             code="insufficient_role",
         )
-    result = security.verify_audit()
+    result = security.verify_audit([audit.parse_anchor(a) for a in anchor or []])
     if not result.ok:
         response.status_code = 409
     return result.as_dict()
