@@ -89,6 +89,13 @@ class GenerationRequest:
     def is_chat(self) -> bool:
         return self.messages is not None
 
+    def prompt_chars(self) -> int:
+        return len(self.prompt or "") + sum(len(m.content) for m in self.messages or [])
+
+    def estimated_tokens(self) -> int:
+        """Prompt tokens before (or without) tokenisation: four characters per token."""
+        return max(1, -(-self.prompt_chars() // 4))
+
 
 @dataclass
 class PreparedRequest:

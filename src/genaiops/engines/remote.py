@@ -293,8 +293,7 @@ def _counts(usage: Any, request: GenerationRequest, answer: str, chunks: int) ->
     if "prompt_tokens" in usage:
         prompt = int(usage.get("prompt_tokens") or 0)
     else:
-        chars = len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
-        prompt = max(1, -(-chars // 4))
+        prompt = request.estimated_tokens()
     if "completion_tokens" in usage:
         completion = int(usage.get("completion_tokens") or 0)
     else:

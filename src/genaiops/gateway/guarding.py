@@ -163,10 +163,11 @@ def _plain_word(word: str) -> bool:
     return core.isalpha() and not (len(core) <= 4 and core.isupper())
 
 
-def _last_plain_word_end(text: str) -> int:
-    """Where the last plain word of ``text`` and the whitespace after it end (0: none)."""
-    end = 0
-    for match in _WORD.finditer(text):
+def _last_plain_word_end(text: str, start: int = 0) -> int:
+    """Where the last plain word of ``text`` after ``start``, and the whitespace after
+    it, end (``start`` when there is none)."""
+    end = start
+    for match in _WORD.finditer(text, start):
         if _plain_word(match.group(1)):
             end = match.end()
     return end
@@ -235,9 +236,7 @@ class OutputFilter:
         for match in _BOUNDARY.finditer(self._buffer):
             cut = match.end()
         if self._by_word:
-            for match in _WORD.finditer(self._buffer, cut):
-                if _plain_word(match.group(1)):
-                    cut = match.end()
+            cut = _last_plain_word_end(self._buffer, cut)
         forced = False
         if cut == 0 and len(self._buffer) > _MAX_BUFFER:
             # No sentence end in sight: release up to the last plain word, so no value is

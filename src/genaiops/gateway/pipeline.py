@@ -60,15 +60,6 @@ if TYPE_CHECKING:
 _INLINE_PREPARE_CHARS = 16_000
 
 
-def _prompt_chars(request: GenerationRequest) -> int:
-    return len(request.prompt or "") + sum(len(m.content) for m in request.messages or [])
-
-
-def _estimate_tokens(request: GenerationRequest) -> int:
-    """Prompt tokens before tokenisation: four characters per token."""
-    return max(1, -(-_prompt_chars(request) // 4))
-
-
 def new_request_id(prefix: str = "req") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
@@ -310,7 +301,7 @@ async def _run(
     if ctx is not None and security is not None:
         # Limits come before any other work (guardrails, retrieval, the model), charged
         # with an estimate of the prompt that settle corrects to the real count.
-        admission = await security.admit_request(ctx, _estimate_tokens(request))
+        admission = await security.admit_request(ctx, request.estimated_tokens())
     try:
         return await _admitted(gateway, request, ctx, handle, prior, admission)
     except BaseException:
@@ -360,12 +351,12 @@ async def _admitted(
         citations = found.citations
         sources = found.sources
     engine = handle.engine
-    if _prompt_chars(request) > _INLINE_PREPARE_CHARS:
+    if request.prompt_chars() > _INLINE_PREPARE_CHARS:
         prepared = await asyncio.to_thread(engine.prepare, request)
     else:
         prepared = engine.prepare(request)
     # Remote engines do not tokenise locally: the estimate stands until their usage.
-    prompt_tokens = prepared.prompt_tokens or _estimate_tokens(request)
+    prompt_tokens = prepared.prompt_tokens or request.estimated_tokens()
     if ctx is not None and settle is not None:
         await settle[0].fit_prompt(ctx, settle[1], prompt_tokens)
     ticket = handle.scheduler.submit(prepared)

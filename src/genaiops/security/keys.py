@@ -122,12 +122,6 @@ class KeyRecord:
     # limits and budgets are counted for the whole line (see ``load``).
     lineage: tuple[str, ...] = ()
 
-    @property
-    def limits_id(self) -> str:
-        """The id limits and budgets are counted under: the first key of the line, so a
-        rotation keeps what was spent instead of starting afresh."""
-        return self.lineage[0] if self.lineage else self.id
-
     @classmethod
     def from_row(cls, row: Any) -> KeyRecord:
         models = json.loads(row.models) if row.models else None

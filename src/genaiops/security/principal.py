@@ -70,6 +70,8 @@ class Principal:
 
     @property
     def limits_id(self) -> str:
+        """The id limits and budgets are counted under: the first key of the line, so a
+        rotation keeps what was spent instead of starting afresh."""
         return self.lineage[0] if self.lineage else self.actor
 
     @property

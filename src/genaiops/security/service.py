@@ -223,14 +223,39 @@ class SecurityService:
         buckets = request_buckets + admission.token_buckets
         if not buckets and not admission.budgets:
             return admission
-        decision = await self.limiter.acquire(buckets, admission.budgets)
-        if decision.unseeded:
-            await self._seed(principal, tenant_limits, decision.unseeded)
-            decision = await self.limiter.acquire(buckets, admission.budgets)
+        decision = await self._acquire(principal, buckets, admission.budgets, tenant_limits)
         admission.headers = self._headers(buckets, admission.budgets, decision.remaining)
         if not decision.allowed:
             raise self._refusal(decision, buckets, prompt_tokens, admission.headers)
         return admission
+
+    async def _acquire(
+        self,
+        principal: Principal,
+        buckets: list[Bucket],
+        budgets: list[Budget],
+        tenant_limits: Limits | None = None,
+    ) -> Decision:
+        """The limiter's decision, after starting the budget counters it lacked (first use
+        of a period in this process, a counter that expired, a Redis that lost it) from
+        the usage table."""
+        decision = await self.limiter.acquire(buckets, budgets)
+        if decision.unseeded:
+            if tenant_limits is None:
+                tenant_limits = await self._tenant_limits(principal.tenant)
+            await self._seed(principal, tenant_limits, decision.unseeded)
+            decision = await self.limiter.acquire(buckets, budgets)
+        return decision
+
+    @staticmethod
+    def _recharge(admission: Admission, extra: int) -> tuple[list[Bucket], list[Budget]]:
+        """The admission's token buckets and budgets, charged ``extra`` tokens more (or,
+        negative, given back)."""
+        buckets = [
+            Bucket(b.key, b.capacity, b.rate, extra, b.unit) for b in admission.token_buckets
+        ]
+        budgets = [Budget(b.key, b.limit, extra, b.ttl_s, b.seeded) for b in admission.budgets]
+        return buckets, budgets
 
     async def admit_request(self, ctx: RequestContext, prompt_tokens: int) -> Admission | None:
         """``admit`` for an HTTP request: the rate headers go to its response, a refusal is
@@ -282,17 +307,8 @@ class SecurityService:
         extra = prompt_tokens - admission.prompt_tokens
         if extra <= 0 or not (admission.token_buckets or admission.budgets):
             return  # an overestimate is corrected when the request is settled
-        buckets = [
-            Bucket(b.key, b.capacity, b.rate, extra, b.unit) for b in admission.token_buckets
-        ]
-        budgets = [Budget(b.key, b.limit, extra, b.ttl_s, b.seeded) for b in admission.budgets]
-        decision = await self.limiter.acquire(buckets, budgets)
-        if decision.unseeded:
-            # A budget counter expired since the admission (its period ended): start it
-            # again from the usage table and ask once more.
-            tenant_limits = await self._tenant_limits(admission.principal.tenant)
-            await self._seed(admission.principal, tenant_limits, decision.unseeded)
-            decision = await self.limiter.acquire(buckets, budgets)
+        buckets, budgets = self._recharge(admission, extra)
+        decision = await self._acquire(admission.principal, buckets, budgets)
         headers = self._headers(buckets, budgets, decision.remaining)
         ctx.headers.update(headers)
         if not decision.allowed:
@@ -376,11 +392,7 @@ class SecurityService:
         extra = completion_tokens + prompt_tokens - admission.prompt_tokens
         if extra == 0 or not (admission.token_buckets or admission.budgets):
             return
-        buckets = [
-            Bucket(b.key, b.capacity, b.rate, extra, b.unit) for b in admission.token_buckets
-        ]
-        budgets = [Budget(b.key, b.limit, extra, b.ttl_s, b.seeded) for b in admission.budgets]
-        await self.limiter.settle(buckets, budgets)
+        await self.limiter.settle(*self._recharge(admission, extra))
 
     # -- recording -------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ Tensors are written as float32 (a rank-16 adapter on a 270M model is a few MB).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,26 +86,6 @@ def export(
         raise AdapterError("the adapter holds no LoRA weights")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
-    try:
-        rank = _write(gguf, tmp, arch, names, pairs, alpha, architecture, n_head, n_kv_head)
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no half file
-    return AdapterInfo(architecture, float(alpha), rank, len(pairs), output.stat().st_size)
-
-
-def _write(
-    gguf: Any,
-    tmp: Path,
-    arch: Any,
-    names: Any,
-    pairs: dict[str, tuple[Any, Any]],
-    alpha: float,
-    architecture: str,
-    n_head: int,
-    n_kv_head: int,
-) -> int:
-    """Write the adapter to ``tmp``; returns its rank."""
     writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
     try:
         writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
@@ -128,11 +107,12 @@ def _write(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            writer.close()
-        raise
-    return rank
+        tmp.replace(output)
+    finally:
+        # A failed write (a full disk) closes its file and leaves no half-written adapter.
+        writer.close()  # does nothing when already closed
+        tmp.unlink(missing_ok=True)
+    return AdapterInfo(architecture, float(alpha), rank, len(pairs), output.stat().st_size)
 
 
 def check(adapter: Path, base_gguf: Path) -> AdapterInfo:

@@ -30,6 +30,8 @@ RANGES = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _MATCH = ("$eq", "$in")
 _EXCLUDE = ("$ne", "$nin")
 OPERATORS = (*_MATCH, *_EXCLUDE, *RANGES)
+# The document columns a filter may name besides metadata keys, and their types.
+COLUMN_TYPES = {"source": "text", "kind": "text", "document_id": "number"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Condition:
     def numeric(self) -> bool:
         """A range over numbers (else over strings)."""
         return not isinstance(self.values[0], str)
+
+    @property
+    def kind(self) -> str:
+        """What a range compares, as ``COLUMN_TYPES`` names it."""
+        return "number" if self.numeric else "text"
 
 
 def _scalar(value: Any) -> bool:
@@ -95,11 +102,3 @@ def _operator(name: str, op: Any, operand: Any) -> Condition:
             )
         return Condition(name, op, (operand,))
     return Condition(name, "in" if op == "$eq" else "not_in", (operand,))
-
-
-# The document columns a filter may name besides metadata keys, and their types.
-COLUMN_TYPES = {"source": "text", "kind": "text", "document_id": "number"}
-
-
-def column_type(field: str) -> str | None:
-    return COLUMN_TYPES.get(field)

@@ -36,7 +36,7 @@ from genaiops.rag.stores.base import (
     Vectors,
 )
 from genaiops.rag.stores.faiss_index import IndexCache
-from genaiops.rag.stores.filters import RANGES, column_type, conditions
+from genaiops.rag.stores.filters import COLUMN_TYPES, RANGES, conditions
 from genaiops.rag.stores.schema import SCHEMA
 from genaiops.storage.db import private_file
 
@@ -427,20 +427,18 @@ class SQLiteStore:
             elif c.op == "not_in":
                 clauses.append(f"({value} IS NULL OR {value} NOT IN ({marks}))")
                 args += [*field_args, *field_args, *c.values]
-            else:
+            elif column is None:
                 # Like with like: a number compares only with numbers, text with text.
-                kind = column_type(c.field) if column else None
-                if column is None:
-                    types = "('integer', 'real')" if c.numeric else "('text')"
-                    clauses.append(
-                        f"(json_type(d.metadata, ?) IN {types} AND {value} {RANGES[c.op]} ?)"
-                    )
-                    args += [path, path, c.values[0]]
-                elif kind == ("number" if c.numeric else "text"):
-                    clauses.append(f"{value} {RANGES[c.op]} ?")
-                    args.append(c.values[0])
-                else:
-                    clauses.append("0")
+                types = "('integer', 'real')" if c.numeric else "('text')"
+                clauses.append(
+                    f"(json_type(d.metadata, ?) IN {types} AND {value} {RANGES[c.op]} ?)"
+                )
+                args += [path, path, c.values[0]]
+            elif COLUMN_TYPES[c.field] == c.kind:
+                clauses.append(f"{value} {RANGES[c.op]} ?")
+                args.append(c.values[0])
+            else:
+                clauses.append("0")  # a number against text, or text against a number
         return (" AND " + " AND ".join(clauses), args) if clauses else ("", [])
 
     def lexical(

@@ -9,7 +9,7 @@ everything else."""
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -22,6 +22,7 @@ from genaiops.server.requests import JSONRoute
 
 if TYPE_CHECKING:
     from genaiops.config import Settings
+    from genaiops.security.principal import Principal
     from genaiops.security.service import SecurityService
 
 router = APIRouter(route_class=JSONRoute, tags=["operations"])
@@ -47,7 +48,9 @@ async def metrics(
     return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
 
-async def _scraper(request: Request, settings: Settings, security: SecurityService) -> Any:
+async def _scraper(
+    request: Request, settings: Settings, security: SecurityService
+) -> Principal | None:
     """The caller's principal, or None when the metrics token (or no authentication at
     all) lets it in."""
     token = settings.metrics.token

@@ -17,7 +17,7 @@ import numpy as np
 from genaiops.rag import lexical
 from genaiops.rag.crypto import Sealer
 from genaiops.rag.stores.base import Collection, Filters
-from genaiops.rag.stores.filters import RANGES, column_type, conditions
+from genaiops.rag.stores.filters import COLUMN_TYPES, RANGES, conditions
 from genaiops.rag.stores.pgvector.pool import vector_text
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
             elif c.op == "not_in":
                 clauses.append(f"NOT ({column} = ANY(%s))")
                 args.append(values)
-            elif column_type(c.field) == ("number" if c.numeric else "text"):
+            elif COLUMN_TYPES[c.field] == c.kind:
                 clauses.append(f"{column} {RANGES[c.op]} %s")
                 args.append(values[0])
             else:
@@ -78,7 +78,7 @@ def filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
 def _column_value(field: str, value: Any) -> Any:
     """A filter value as the column's type: a document id given as digits is that id;
     anything else that is no number matches no document (id -1)."""
-    if column_type(field) == "number":
+    if COLUMN_TYPES[field] == "number":
         if isinstance(value, str) and value.isdigit():
             return int(value)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else -1
