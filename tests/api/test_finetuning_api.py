@@ -81,13 +81,15 @@ def _events(http: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     return data
 
 
-def _ask(server: Server, model: str, question: str = FACT_QUESTIONS[0]) -> str:
+def _ask(
+    server: Server, model: str, question: str = FACT_QUESTIONS[0], max_tokens: int = 24
+) -> str:
     with openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0) as client:
         r = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": question}],
             temperature=0,
-            max_tokens=24,
+            max_tokens=max_tokens,
         )
     return r.choices[0].message.content or ""
 
@@ -246,17 +248,21 @@ def _worker_pid(server: Server, job_id: str) -> str:
     raise AssertionError("no worker process recorded")
 
 
-def _tiny_adapter(path: Path, arch: str = "llama", width: int = 576) -> bytes:
-    """A valid GGUF LoRA adapter for SmolLM2 (rank 8 on one projection, all zeros)."""
+def _tiny_adapter(path: Path, arch: str = "llama", width: int = 576, scale: float = 0) -> bytes:
+    """A valid GGUF LoRA adapter for SmolLM2 (rank 8 on one projection): all zeros, or
+    random weights of ``scale`` that change what the model says."""
     import gguf
     import numpy as np
+
+    rng = np.random.default_rng(0)
 
     w = gguf.GGUFWriter(str(path), arch)
     w.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
     w.add_string(gguf.Keys.Adapter.TYPE, "lora")
     w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 16.0)
-    w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((8, width), dtype=np.float32))
-    w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((width, 8), dtype=np.float32))
+    for name, shape in (("lora_a", (8, width)), ("lora_b", (width, 8))):
+        weights = (rng.standard_normal(shape) * scale).astype(np.float32)
+        w.add_tensor(f"blk.0.attn_q.weight.{name}", weights)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -329,6 +335,47 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
                 model="private-bot:1", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
             )
         assert reply.model == "private-bot:1"
+
+
+def test_deleting_registered_models_over_http(server: Server, tmp_path: Path) -> None:
+    base = "smollm2-135m-instruct"
+    chat = {"model": "recycled:1", "messages": [{"role": "user", "content": "Hi"}]}
+    with _client(server) as http:
+
+        def upload(content: bytes) -> httpx.Response:
+            return http.post("/admin/registry/recycled/versions", data={"base_model": base},
+                             files={"adapter": ("a.gguf", content)})  # fmt: skip
+
+        assert upload(_tiny_adapter(tmp_path / "zero.gguf")).status_code == 200
+        # Loaded, and (the adapter being zeros) it starts its answer like the base.
+        first_words = _ask(server, base, max_tokens=6)
+        assert _ask(server, "recycled:1", max_tokens=6) == first_words
+        assert http.put("/admin/registry/recycled/aliases/live", json={"version": 1}).is_success
+        # Nothing an alias serves is deleted without force, and the refusal changes nothing.
+        refused = http.delete("/admin/registry/recycled/versions/1")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "version_in_use"
+        refused = http.delete("/admin/registry/recycled")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "model_in_use"
+        assert http.post("/v1/chat/completions", json=chat).status_code == 200
+        # Another tenant's operator cannot see it to delete it.
+        other = http.post("/admin/keys", json={"tenant": "globex", "role": "operator"}).json()
+        r = httpx.delete(server.url + "/admin/registry/recycled",
+                         headers={"Authorization": f"Bearer {other['key']}"})  # fmt: skip
+        assert r.status_code == 404
+        gone = http.delete("/admin/registry/recycled", params={"force": "true"})
+        assert gone.status_code == 200 and gone.json()["versions"] == [1]
+        assert http.get("/admin/registry/recycled").status_code == 404
+        r = http.post("/v1/chat/completions", json=chat)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        audit = http.get("/admin/audit", params={"event": "model.deleted"}).json()["data"]
+        assert [a["detail"]["name"] for a in audit] == ["recycled"]
+
+        # Registered again, "recycled:1" is a different adapter: the server serves the new
+        # one, not the copy it loaded under the same name and number before.
+        assert upload(_tiny_adapter(tmp_path / "new.gguf", scale=0.5)).json()["version"] == 1
+        assert _ask(server, "recycled:1", max_tokens=6) != first_words
+        assert http.delete("/admin/registry/recycled/versions/1").status_code == 200
+        assert http.delete("/admin/registry/recycled/versions/1").status_code == 404
 
 
 def test_a_plain_text_upload_is_read_as_text(server: Server, tmp_path: Path) -> None:

@@ -93,3 +93,28 @@ def test_version_like_aliases_are_refused(tmp_path: Path) -> None:
         assert "reserved" in refused.stderr and "Traceback" not in refused.stderr
     ok = genaiops_cli("registry", "alias", "set", "bot", "v2-candidate", "1", data_dir=data)
     assert "bot@v2-candidate -> version 1" in ok.stdout
+
+
+def test_registry_delete(tmp_path: Path) -> None:
+    from genaiops.config import load_settings
+    from genaiops.registry.service import Registry
+
+    data = tmp_path / "data"
+    registry = Registry(load_settings(None, data_dir=data))
+    for n in (1, 2):
+        registry.register("system", "bot", str(tmp_path / f"{n}.gguf"), None, BASE, {})
+    registry.set_alias("system", "bot", "champion", 2)
+    refused = genaiops_cli("registry", "delete", "bot", "--version", "2", data_dir=data,
+                           check=False)  # fmt: skip
+    assert refused.returncode == 2 and "bot@champion" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "deleted bot:1" in genaiops_cli("registry", "delete", "bot", "--version", "1",
+                                           data_dir=data).stdout  # fmt: skip
+    missing = genaiops_cli("registry", "delete", "nobot", data_dir=data, check=False)
+    assert missing.returncode != 0 and "nobot" in missing.stderr
+    assert "deleted bot (1 version)" in genaiops_cli("registry", "delete", "bot", "--force",
+                                        data_dir=data).stdout  # fmt: skip
+    assert registry.list_models("system") == []
+    audit = genaiops_cli("audit", "export", "--format", "jsonl", data_dir=data).stdout
+    events = [json.loads(line)["event"] for line in audit.splitlines()]
+    assert "model.version_deleted" in events and "model.deleted" in events

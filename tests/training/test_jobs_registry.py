@@ -183,6 +183,43 @@ def test_a_job_registers_one_version_even_when_resumed(registry: Registry) -> No
     assert [v["version"] for v in registry.show("acme", "bot")["versions"]] == [2, 1]
 
 
+def test_deleting_versions_and_models(registry: Registry) -> None:
+    def add(n: int) -> int:
+        return registry.register("acme", "bot", f"/jobs/{n}/a.gguf", None, "smol", {}).version
+
+    assert [add(n) for n in (1, 2, 3)] == [1, 2, 3]
+    registry.set_alias("acme", "bot", "champion", 2)
+    # A version an alias serves is not deleted behind the alias's back.
+    with pytest.raises(InvalidRequest, match="bot@champion") as refused:
+        registry.delete_version("acme", "bot", 2)
+    assert refused.value.code == "version_in_use"
+    assert registry.resolve("acme", "bot@champion").version == 2
+    assert registry.delete_version("acme", "bot", 3).version == 3
+    with pytest.raises(NotFound):
+        registry.resolve("acme", "bot:3")
+    with pytest.raises(NotFound):
+        registry.delete_version("acme", "bot", 3)
+    # Numbers are never reused within a model: the next version is 4.
+    assert add(4) == 4
+    gone = registry.delete_version("acme", "bot", 2, force=True)
+    assert gone.aliases == ("champion",)
+    shown = registry.show("acme", "bot")
+    assert shown["aliases"] == {} and [v["version"] for v in shown["versions"]] == [4, 1]
+    # Another tenant cannot delete acme's model; a model with aliases needs force.
+    with pytest.raises(NotFound):
+        registry.delete_model("globex", "bot")
+    registry.set_alias("acme", "bot", "prod", 4)
+    with pytest.raises(InvalidRequest, match="bot@prod") as refused:
+        registry.delete_model("acme", "bot")
+    assert refused.value.code == "model_in_use"
+    assert registry.delete_model("acme", "bot", force=True) == [4, 1]
+    assert registry.list_models("acme") == []
+    # Registered again, the name starts over, and the new version 1 is told apart from
+    # the old one by its identity (what loaded models and local copies are keyed on).
+    again = registry.register("acme", "bot", "/jobs/9/a.gguf", "run-9", "smol", {})
+    assert again.version == 1 and again.identity.endswith("-run-9")
+
+
 def test_a_failed_first_version_leaves_no_empty_model(registry: Registry) -> None:
     from mlflow.exceptions import MlflowException
 

@@ -332,3 +332,31 @@ def alias_delete(
         _registry(config).delete_alias(tenant, name, alias)
         _audit(config, "model.alias_deleted", tenant, name=name, alias=alias)
     write(f"{name}@{alias} deleted\n")
+
+
+@registry_app.command("delete")
+def registry_delete(
+    name: str,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Delete this version only.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also delete the aliases that point at it.")
+    ] = False,
+    tenant: TenantOption = SYSTEM_TENANT,
+    config: ConfigOption = None,
+) -> None:
+    """Delete NAME with all its versions, or one --version. Refused while an alias points at
+    it unless --force; the runs and their artifacts stay in the tracking store."""
+    with cli_errors():
+        registry = _registry(config)
+        if version is None:
+            versions = registry.delete_model(tenant, name, force)
+            _audit(config, "model.deleted", tenant, name=name, versions=versions)
+            count = f"{len(versions)} version{'' if len(versions) == 1 else 's'}"
+            write(f"deleted {name} ({count})\n")
+            return
+        gone = registry.delete_version(tenant, name, version, force)
+        _audit(config, "model.version_deleted", tenant, name=name, version=version,
+               aliases=list(gone.aliases))  # fmt: skip
+    write(f"deleted {gone.model_id}\n")

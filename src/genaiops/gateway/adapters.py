@@ -156,7 +156,7 @@ class AdapterModels:
         ``reserve`` the version stays loaded until ``release(handle)``; without it (a
         lookup that sends the model no work) it may be unloaded at any later load."""
         version = await self.resolve(reference, tenant)
-        key = f"{version.tenant}.{version.name}:{version.version}"
+        key = version.identity
         # Held while it loads too, so that another version's load cannot unload it between
         # the end of its load and this request's turn to run.
         self._refs[key] = self._refs.get(key, 0) + 1

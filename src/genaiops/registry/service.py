@@ -83,6 +83,13 @@ class Version:
     def model_id(self) -> str:
         return f"{self.name}:{self.version}"
 
+    @property
+    def identity(self) -> str:
+        """Names this version and no other, ever: a model deleted and registered again
+        starts its numbers over, so "support-bot:1" alone may name two adapters in time;
+        the run that produced the version tells them apart (loaded models, local copies)."""
+        return f"{self.tenant}.{self.name}:{self.version}-{self.run_id or self.created_at}"
+
     def public(self) -> dict[str, Any]:
         metrics = {k.removeprefix("metric."): _number(v) for k, v in self.tags.items()
                    if k.startswith("metric.")}  # fmt: skip
@@ -228,6 +235,41 @@ class Registry:
         except MlflowException as exc:
             raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias") from exc
 
+    def delete_version(self, tenant: str, name: str, version: int, force: bool = False) -> Version:
+        """Remove one version from the registry. A version an alias points at is refused
+        unless ``force`` (which removes those aliases with it), so deleting never silently
+        changes what ``name@alias`` serves. The version's run and its artifacts stay in the
+        tracking store as experiment history; MLflow never reuses the number."""
+        found = self.get(tenant, name, version)
+        if found.aliases and not force:
+            raise InvalidRequest(
+                f"version {version} of {name!r} is served as "
+                f"{', '.join(f'{name}@{a}' for a in found.aliases)}; move or delete the "
+                "alias first, or delete with force",
+                param="version",
+                code="version_in_use",
+            )
+        self.client.delete_model_version(self.qualified(tenant, name), str(version))
+        shutil.rmtree(self._cache_dir(found), ignore_errors=True)
+        return found
+
+    def delete_model(self, tenant: str, name: str, force: bool = False) -> list[int]:
+        """Remove a registered model and every version of it; the numbers of the versions
+        deleted. Refused while aliases exist unless ``force``. A model registered again
+        under the name starts at version 1."""
+        shown = self.show(tenant, name)
+        if shown["aliases"] and not force:
+            served = ", ".join(f"{name}@{a}" for a in sorted(shown["aliases"]))
+            raise InvalidRequest(
+                f"model {name!r} is served as {served}; delete the aliases first, "
+                "or delete with force",
+                param="name",
+                code="model_in_use",
+            )
+        self.client.delete_registered_model(self.qualified(tenant, name))
+        shutil.rmtree(self.settings.data_dir / "registry" / tenant / name, ignore_errors=True)
+        return [int(v["version"]) for v in shown["versions"]]
+
     # -- reading ---------------------------------------------------------------------------
 
     def list_models(self, tenant: str | None) -> list[dict[str, Any]]:
@@ -318,8 +360,7 @@ class Registry:
         parsed = urlparse(uri)
         if parsed.scheme in ("", "file"):
             return Path(unquote(parsed.path) if parsed.scheme else uri)
-        cache = (self.settings.data_dir / "registry" / version.tenant / version.name
-                 / str(version.version) / Path(parsed.path).name)  # fmt: skip
+        cache = self._cache_dir(version) / Path(parsed.path).name
         if not cache.exists():
             quiet_mlflow()
             import mlflow.artifacts
@@ -333,6 +374,11 @@ class Registry:
         return cache
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _cache_dir(self, version: Version) -> Path:
+        """Where remote artifacts of ``version`` are downloaded, one folder per identity."""
+        tag = version.identity.rsplit(":", 1)[1]
+        return self.settings.data_dir / "registry" / version.tenant / version.name / tag
 
     def _registered(self, full: str, name: str) -> Any:
         MlflowException = _mlflow_error()

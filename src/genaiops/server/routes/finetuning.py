@@ -295,3 +295,43 @@ def delete_alias(
     gateway.adapters.forget()
     audit(security, "model.alias_deleted", principal, owner, name=name, alias=alias)
     return {"name": name, "alias": alias, "deleted": True}
+
+
+@router.delete("/admin/registry/{name}/versions/{version}", tags=["admin"])
+def delete_version(
+    name: str,
+    version: int,
+    principal: ModelsManagerDep,
+    settings: SettingsDep,
+    security: SecurityDep,
+    gateway: GatewayDep,
+    tenant: TenantQuery = None,
+    force: Annotated[bool, Query(description="Also delete the aliases that point at it.")] = False,
+) -> dict[str, Any]:
+    """Remove one version (400 version_in_use while an alias points at it, unless force).
+    Requests already running on it finish; new ones get 404."""
+    owner = owner_tenant(principal, tenant)
+    deleted = Registry(settings).delete_version(owner, name, version, force)
+    gateway.adapters.forget()
+    audit(security, "model.version_deleted", principal, owner, name=name, version=version,
+          aliases=list(deleted.aliases))  # fmt: skip
+    return {"name": name, "version": version, "deleted": True, "aliases": list(deleted.aliases)}
+
+
+@router.delete("/admin/registry/{name}", tags=["admin"])
+def delete_registered(
+    name: str,
+    principal: ModelsManagerDep,
+    settings: SettingsDep,
+    security: SecurityDep,
+    gateway: GatewayDep,
+    tenant: TenantQuery = None,
+    force: Annotated[bool, Query(description="Delete even while aliases exist.")] = False,
+) -> dict[str, Any]:
+    """Remove a registered model with all its versions (400 model_in_use while it has
+    aliases, unless force). Registered again, the name starts at version 1."""
+    owner = owner_tenant(principal, tenant)
+    versions = Registry(settings).delete_model(owner, name, force)
+    gateway.adapters.forget()
+    audit(security, "model.deleted", principal, owner, name=name, versions=versions)
+    return {"name": name, "deleted": True, "versions": versions}
