@@ -17,12 +17,17 @@ the shipped model. ``near_duplicates`` in the results counts test prompts whose 
 Reported on the test split, with the shipped model and the default threshold:
 precision, recall and F1 overall and per language; false-positive rate on benign prompts
 overall, per language and on the hard look-alike category; recall per attack category.
+Documents (``documents``): the false-positive rate on the 150 benign passages of the
+retrieval benchmark's corpus, each checked as the context stage checks a retrieved chunk,
+and precision/recall on the dataset's held-out ``passages`` split (knowledge-base passages
+and copies with an instruction to the model planted inside).
 Latency: one ``InjectionGuard.check`` of a 2,000-character benign prompt (p50/p95 over
 many runs after a warm-up; the model load is not counted) and of a 2,000-character
 document with an injection in the middle.
 
 Targets: recall >= 0.90 with FPR <= 0.05 overall, no language more than 0.10 below the
-others (recall and F1), p95 latency under 5 ms.
+others (recall and F1), p95 latency under 5 ms, and (our own) at most 5% of the handbook
+passages flagged.
 
 Usage: python benchmarks/injection_quality.py [--runs 500]
 Writes benchmarks/results/injection_quality.json.
@@ -52,6 +57,7 @@ from genaiops.guardrails.injection.classifier import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "injection_quality.json"
+HANDBOOK = Path(__file__).parent / "data" / "retrieval" / "corpus.jsonl"
 LATENCY_CHARS = 2000
 
 
@@ -102,6 +108,44 @@ def quality(guard: InjectionGuard, test: list[Example]) -> dict[str, Any]:
             for f, e in pairs
             if e.label == 0 and f
         ],
+    }
+
+
+def documents(guard: InjectionGuard, examples: list[Example]) -> dict[str, Any]:
+    """Retrieved chunks, where the context stage scans them: bare document passages.
+
+    ``handbook``: the 150 passages of the retrieval benchmark's corpus (company handbook
+    pages and LLMOps notes in three languages, all benign, never used in training), each
+    checked alone as a retrieved chunk is. ``passages``: the dataset's held-out passage
+    groups (split ``passages``): handbook-style passages and copies of some of them with
+    an instruction to the model planted inside, neither ever trained on."""
+    rows = [json.loads(line) for line in HANDBOOK.read_text(encoding="utf-8").splitlines()]
+    flagged = {r["id"]: guard.check(f"{r['title']}\n{r['text']}").flagged for r in rows}
+    by_lang: dict[str, list[bool]] = {}
+    for r in rows:
+        by_lang.setdefault(r["lang"], []).append(flagged[r["id"]])
+    held = [e for e in examples if e.split == "passages"]
+    flags = [guard.check(e.text).flagged for e in held]
+    pairs = list(zip(flags, held, strict=True))
+    return {
+        "handbook": {
+            "passages": len(rows),
+            "fpr": round(sum(flagged.values()) / len(rows), 4),
+            "fpr_by_lang": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_lang.items())},
+            "false_positives": sorted(k for k, v in flagged.items() if v),
+        },
+        "passages": {
+            **binary_metrics(flags, [e.label for e in held]),
+            "by_lang": {
+                lang: binary_metrics(
+                    [f for f, e in pairs if e.lang == lang],
+                    [e.label for f, e in pairs if e.lang == lang],
+                )
+                for lang in sorted({e.lang for e in held})
+            },  # fmt: skip
+            "missed": [e.text[:160] for f, e in pairs if e.label == 1 and not f],
+            "false_positives": [e.text[:160] for f, e in pairs if e.label == 0 and f],
+        },
     }
 
 
@@ -192,6 +236,7 @@ def main() -> None:
     guard = InjectionGuard()
     model = load()
     q = quality(guard, test)
+    docs = documents(guard, examples)
     train = [e for e in examples if e.split == "train"]
 
     benign_text, attacked_text = latency_prompts(examples)
@@ -211,6 +256,7 @@ def main() -> None:
         "language_recall_gap<=0.10": max(recalls) - min(recalls) <= 0.10,
         "language_f1_gap<=0.10": max(f1s) - min(f1s) <= 0.10,
         "latency_p95<5ms": lat["benign_2000"]["p95_ms"] < 5.0,
+        "handbook_fpr<=0.05": docs["handbook"]["fpr"] <= 0.05,
     }
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -242,6 +288,7 @@ def main() -> None:
             "semantic": model.metrics.get("semantic"),
         },
         "quality": q,
+        "documents": docs,
         "ablation": ablation(test),
         "latency": lat,
         "language_gap": {
@@ -265,6 +312,11 @@ def main() -> None:
     for name, m in result["ablation"].items():
         print(f"ablation {name:18} recall {m['recall']:.3f} fpr {m['fpr']:.3f}")
     print(f"near-duplicates of training prompts in the test split: {near}")
+    hb, ps = docs["handbook"], docs["passages"]
+    print(f"handbook passages ({hb['passages']}, benign): fpr {hb['fpr']:.3f} {hb['fpr_by_lang']}")
+    if ps["n"]:
+        print(f"held-out passages: precision {ps['precision']:.3f} recall {ps['recall']:.3f} "
+              f"fpr {ps['fpr']:.3f}")  # fmt: skip
     b = lat["benign_2000"]
     print(f"latency 2,000 chars: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms")
     e = lat["embedding_2000_when_borderline"]
