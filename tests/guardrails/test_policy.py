@@ -12,7 +12,7 @@ import pytest
 
 from genaiops.config import GuardPolicy, GuardrailsSettings
 from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
-from genaiops.errors import ContentBlocked, InvalidRequest
+from genaiops.errors import ConfigError, ContentBlocked, InvalidRequest
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.guarding import OutputFilter, guard_input
 from genaiops.gateway.retrieval import _screen
@@ -429,6 +429,36 @@ def test_context_redaction_keeps_the_chunk_with_the_values_masked() -> None:
     assert out == "Escribe a <EMAIL_2> desde ana@example.com."
     blocking = service(context={"pii": {"action": "block"}})
     assert _screen(blocking, hits[:2], None, blocking.policies("context")) == hits[:1]
+
+
+def test_values_the_caller_reads_in_its_sources_are_not_masked_in_the_answer() -> None:
+    # The default policy: no PII masking of retrieved chunks, PII redaction of the answer.
+    guards = service()
+    vault = asyncio.run(guard_input(guards, chat(("user", "¿A quién escribo por RR. HH.?")), None))
+    hits = [hit(1, "Dudas de nómina: escriba a rrhh@corp.example o llame al +52 55 5123 4567.")]
+    kept = _screen(guards, hits, None, guards.policies("context"), vault)
+    assert kept == hits  # the chunk goes to the model, and to the caller in the citations
+    answer = "Escriba a rrhh@corp.example o al 55 5123 4567; no a jefe@corp.example."
+    out = stream(OutputFilter(guards, vault, None), tokens(answer))
+    # The source's contacts stay (in any spelling); a value from nowhere is still masked.
+    assert out == "Escriba a rrhh@corp.example o al 55 5123 4567; no a <EMAIL_1>."
+    # Without the sources, the same answer is masked throughout.
+    bare = stream(OutputFilter(guards, Vault(), None), tokens(answer))
+    assert "rrhh@corp.example" not in bare and "5123 4567" not in bare
+
+
+def test_pii_allow_list() -> None:
+    allow = ["soporte@acme.example", "*@prensa.acme.example", "+55 11 4000-1234", "0800 *"]
+    guards = service(input={"pii": {"action": "redact", "options": {"allow": allow}}})
+    text = ("Escriba a SOPORTE@acme.example, a ana@prensa.acme.example o a ana@gmail.example; "
+            "llame al (11) 4000-1234, al 0800 123 4567 o al +55 11 91234-5678.")  # fmt: skip
+    outcome = guards.check(text)
+    assert outcome.text == (
+        "Escriba a SOPORTE@acme.example, a ana@prensa.acme.example o a <EMAIL_1>; "
+        "llame al (11) 4000-1234, al 0800 123 4567 o al <PHONE_1>."
+    )
+    with pytest.raises(ConfigError, match="allow"):
+        service(input={"pii": {"action": "redact", "options": {"allow": "x"}}}).build()
 
 
 def test_a_streamed_answer_records_one_event_per_guard_and_action() -> None:

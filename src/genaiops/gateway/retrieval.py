@@ -64,6 +64,8 @@ def _screen(
     ``vault``, never restored in the answer), when every guard that asked for it finds
     values (``finds_values``: PII); a redaction asked by any other guard drops the chunk,
     since masking the phrases of an instruction planted in a document does not disarm it.
+    Values in a chunk kept unmasked are ones the caller can read: the output guard leaves
+    them in the answer (``Vault.see``); values the context policy masked stay masked.
     """
     from genaiops.gateway.guarding import note
 
@@ -73,6 +75,10 @@ def _screen(
         note(ctx, outcome, "context")
         if outcome.action is None or outcome.action in ("flag", "log"):
             kept.append(hit)
+            if vault is not None:
+                # The caller reads this chunk's values in the citations (and could search
+                # for them): repeating one in the answer is not a leak for the output guard.
+                vault.see(hit.text)
         elif outcome.action == "redact" and all(
             getattr(guardrails.guard(name, policies[name].options), "finds_values", False)
             for name, action in outcome.actions.items()

@@ -3,22 +3,30 @@
 Options (from the policy): ``entities``, a list of ``ENTITY_KINDS`` or None for all, and
 ``keywords``, extra words that vouch for identity numbers without a check digit, and
 ``dni_country`` ("AR" or "PE"), the country of a DNI the text does not place (without it
-such a number is reported as ``DNI``). The guard
-only reports; masking or blocking is the policy's decision (see ``redaction``).
+such a number is reported as ``DNI``), and ``allow``, values that are never reported: the
+organisation's own public contacts ("soporte@acme.com", "0800 123 4567") as exact values,
+matched in any spelling (case, separators, a phone with or without its country code), or
+as patterns with ``*`` and ``?`` ("*@acme.com"). The guard only reports; masking or
+blocking is the policy's decision (see ``redaction``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from genaiops.errors import ConfigError
-from genaiops.guardrails.base import GuardResult
+from genaiops.guardrails.base import GuardResult, Span
 from genaiops.guardrails.pii.detectors import PIIDetector
+from genaiops.guardrails.pii.validators import compact, digits_of
 
-_OPTIONS = frozenset({"entities", "keywords", "dni_country"})
+_OPTIONS = frozenset({"entities", "keywords", "dni_country", "allow"})
+# A phone allowed with its country code matches without it (and the other way round) when
+# the shorter number still has this many digits.
+_MIN_SUFFIX_DIGITS = 8
 # Every entity has a digit, an "@" (e-mail) or a ":" (IPv6) in it, in ASCII or in one of
 # the look-alikes the detector folds (full-width forms, other digit scripts).
 _MAY_HOLD_PII = re.compile(r"[\d@:＠：]")
@@ -47,7 +55,13 @@ class PIIGuard:
         dni_country = options.get("dni_country")
         if dni_country is not None and not isinstance(dni_country, str):
             raise ConfigError("pii guard: 'dni_country' must be AR or PE", param="dni_country")
+        allow = options.get("allow") or []
+        if not _is_str_list(allow):
+            raise ConfigError(
+                "pii guard: 'allow' must be a list of values or patterns", param="allow"
+            )
         self.detector = PIIDetector(entities, keywords, dni_country)
+        self.allow = Allowlist(allow)
 
     def may_flag(self, text: str) -> bool:
         """False when ``text`` cannot hold any PII value (checking it would be wasted)."""
@@ -56,6 +70,8 @@ class PIIGuard:
     def check(self, text: str) -> GuardResult:
         t0 = time.perf_counter()
         spans = self.detector.detect(text)
+        if self.allow:
+            spans = [s for s in spans if not self.allow.covers(s)]
         kinds = list(dict.fromkeys(s.kind for s in spans))
         return GuardResult(
             guard=self.name,
@@ -65,6 +81,34 @@ class PIIGuard:
             latency_ms=(time.perf_counter() - t0) * 1000,
             reason=f"PII: {', '.join(kinds)}" if kinds else None,
         )
+
+
+class Allowlist:
+    """Values a policy declares public. Exact entries match any spelling of the value;
+    entries with ``*``, ``?`` or ``[`` are case-insensitive glob patterns on the value as
+    written."""
+
+    def __init__(self, entries: Iterable[str]):
+        entries = [e.strip() for e in entries if e.strip()]
+        self._globs = [e.lower() for e in entries if any(c in e for c in "*?[")]
+        exact = [e for e in entries if e.lower() not in self._globs]
+        self._texts = {e.lower() for e in exact}
+        self._compact = {c for e in exact if (c := compact(e))}
+        self._digits = {d for e in exact if len(d := digits_of(e)) >= _MIN_SUFFIX_DIGITS}
+
+    def __bool__(self) -> bool:
+        return bool(self._globs or self._texts)
+
+    def covers(self, span: Span) -> bool:
+        value = span.text.strip().lower()
+        if value in self._texts or compact(value) in self._compact:
+            return True
+        digits = digits_of(value)
+        if len(digits) >= _MIN_SUFFIX_DIGITS and any(
+            a.endswith(digits) or digits.endswith(a) for a in self._digits
+        ):
+            return True
+        return any(fnmatch.fnmatchcase(value, g) for g in self._globs)
 
 
 def _is_str_list(value: object) -> bool:

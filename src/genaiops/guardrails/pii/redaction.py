@@ -135,6 +135,9 @@ class Vault:
         # Placeholder -> original value, for the values that are the caller's to get back.
         self._kept: dict[str, str] = {}
         self._reserved: set[str] = set()
+        # Values the caller may read elsewhere (retrieved chunks of its own collections,
+        # shown in citations too): (kind, canonical value). Never restored, never listed.
+        self._visible: set[tuple[str, str]] = set()
 
     @property
     def detector(self) -> PIIDetector:
@@ -162,10 +165,26 @@ class Vault:
 
         return _replace(text, spans, make)
 
+    def see(self, text: str) -> None:
+        """Count the values in ``text`` as ones the caller can already read (a retrieved
+        chunk given to the model unmasked), so an answer that repeats them is no leak."""
+        for span in self.detector.detect(text):
+            kind = span.kind.upper()
+            self._visible.add((kind, canonical(kind, span.text)))
+
     def owns(self, span: Span) -> bool:
-        """Whether ``span`` holds one of the kept (the caller's own) values."""
+        """Whether ``span`` holds one of the caller's own values: kept (sent by it) or
+        visible to it (in the sources it was given)."""
         kind = span.kind.upper()
-        token = self._numbering.by_value.get((kind, canonical(kind, span.text)))
+        value = (kind, canonical(kind, span.text))
+        if value in self._visible:
+            return True
+        if kind == "PHONE" and len(value[1]) >= 8:
+            # One number written with and without its country code.
+            for seen_kind, seen in self._visible:
+                if seen_kind == "PHONE" and (seen.endswith(value[1]) or value[1].endswith(seen)):
+                    return True
+        token = self._numbering.by_value.get(value)
         return token is not None and token in self._kept
 
     def restore(self, text: str) -> str:
