@@ -93,6 +93,10 @@ class AuthSettings(BaseModel):
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     # Authorization headers longer than this are refused before any parsing.
     max_header_bytes: int = Field(default=8192, ge=256)
+    # Refused credentials recorded one by one per minute and per (client address, reason,
+    # key named); the rest of the minute are summed into one auth.failure_suppressed
+    # record, so a flood of bad keys cannot grow the audit log at will. 0: record all.
+    audit_failures_per_minute: int = Field(default=30, ge=0)
     jwt: JWTSettings | None = None
 
 

@@ -553,3 +553,37 @@ def test_policy_changes_are_audited_under_the_scope_tenant(server: Server) -> No
         server, "GET", "/admin/audit", params={"tenant": "system", "limit": 10000}
     ).json()["data"]
     assert not [r for r in system if r["detail"].get("scope", "").endswith(user["id"])]
+
+
+def test_a_flood_of_bad_keys_cannot_grow_the_audit_log(tmp_path: Path) -> None:
+    config = (
+        'bundled_models = ["smollm2-135m-instruct"]\n[auth]\naudit_failures_per_minute = 5\n'
+        f'[metrics]\ntoken = "{METRICS_TOKEN}"\n'
+    )
+    server = start_server(tmp_path, "flood", config)
+    try:
+        victim = new_key(server, role="user")
+        wrong = victim["key"][:-4] + "XXXX"
+        for _ in range(12):
+            error_of(complete(server, wrong), 401, "invalid_api_key")
+        for _ in range(8):  # another group: no key named
+            error_of(complete(server, "gaiops_0123456789ab_" + "S" * 43), 401)
+        records = admin(
+            server, "GET", "/admin/audit", params={"event": "auth.failure", "limit": 1000}
+        ).json()["data"]
+        assert sum(r["detail"].get("key_id") == victim["id"] for r in records) == 5
+        assert sum("key_id" not in r["detail"] for r in records) == 5
+        counted = scrape(server)['genaiops_auth_failures_total{reason="invalid_api_key"}']
+        assert counted >= 20  # /metrics counts every refusal
+    finally:
+        stop_server(server)
+    # The rest of the minute is one record per group, written at the latest at shutdown,
+    # in the chain like any record.
+    exported = genaiops_cli("audit", "export", "--format", "jsonl", data_dir=server.data_dir)
+    summaries = [json.loads(line) for line in exported.stdout.splitlines()]
+    summaries = [s for s in summaries if s["event"] == "auth.failure_suppressed"]
+    by_key = {s["detail"].get("key_id"): s for s in summaries}
+    assert by_key[victim["id"]]["detail"]["count"] == 7
+    assert by_key[victim["id"]]["tenant"] == victim["tenant"]
+    assert by_key[None]["detail"]["count"] == 3
+    assert genaiops_cli("audit", "verify", data_dir=server.data_dir).returncode == 0

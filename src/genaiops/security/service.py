@@ -24,6 +24,7 @@ from genaiops.security.keys import KEY_PREFIX, KeyRecord, KeyStore, NewKey, Tena
 from genaiops.security.limits.base import Bucket, Budget, Decision, RateLimiter, create_limiter
 from genaiops.security.principal import ANONYMOUS_ADMIN, SYSTEM_TENANT, Limits, Principal
 from genaiops.security.recorder import Recorder, UsageDelta
+from genaiops.security.refusals import SUPPRESSED, RefusalSampler, Suppressed
 from genaiops.security.usage import period_bounds, tokens_used, utc_day
 from genaiops.storage.db import Database
 
@@ -62,6 +63,7 @@ class SecurityService:
         self.db = db or Database(settings.database_url())
         self.keys = KeyStore(self.db, settings.auth.key_cache_ttl_s)
         self.recorder = Recorder(self.db, settings.storage.flush_interval_s)
+        self.refusals = RefusalSampler(settings.auth.audit_failures_per_minute)
         self._limiter: RateLimiter | None = None
         self._jwt: Any = None
         if settings.auth.jwt is not None:
@@ -92,6 +94,8 @@ class SecurityService:
     async def close(self) -> None:
         if self._limiter is not None:
             await self._limiter.close()
+        for suppressed in self.refusals.drain():
+            self._record_suppressed(suppressed)
         await asyncio.to_thread(self.recorder.close)
         self.db.close()
 
@@ -434,6 +438,34 @@ class SecurityService:
                 completion_tokens=completion_tokens,
                 detail=detail or {},
             )
+        )
+
+    def record_refusal(
+        self,
+        exc: AuthenticationError,
+        *,
+        client: str | None,
+        path: str,
+        request_id: str | None = None,
+    ) -> None:
+        """Audit a refused credential, filed under the tenant of the key it names (that
+        tenant's operators see attempts on their own keys), within the sampler's budget."""
+        reason = exc.code or "invalid"
+        own, closed = self.refusals.admit((client, reason, exc.key_id), exc.tenant, path)
+        for suppressed in closed:
+            self._record_suppressed(suppressed)
+        if not own:
+            return
+        detail: dict[str, Any] = {"reason": exc.code, "path": path, "client": client}
+        if exc.key_id is not None:
+            detail["key_id"] = exc.key_id
+        self.record_event(
+            "auth.failure", tenant=exc.tenant, status=401, request_id=request_id, detail=detail
+        )
+
+    def _record_suppressed(self, suppressed: Suppressed) -> None:
+        self.record_event(
+            SUPPRESSED, tenant=suppressed.tenant, status=401, detail=suppressed.detail()
         )
 
     def record_event(

@@ -113,13 +113,8 @@ class Authenticate:
 def record_auth_failure(scope: Scope, ctx: RequestContext, exc: AuthenticationError) -> None:
     """Audit and count a refused credential (here, and on /metrics with its own token)."""
     state = scope["app"].state
-    detail = {"reason": exc.code, "path": scope.get("path", "")[:200], "client": _client(scope)}
-    if exc.key_id is not None:
-        detail["key_id"] = exc.key_id
-    # Filed under the tenant of the key it names, when it names one: that tenant's
-    # operators see attempts on their own keys.
-    state.security.record_event(
-        "auth.failure", tenant=exc.tenant, status=401, request_id=ctx.request_id, detail=detail
+    state.security.record_refusal(
+        exc, client=_client(scope), path=scope.get("path", "")[:200], request_id=ctx.request_id
     )
     state.metrics.auth_failures.labels(exc.code or "invalid").inc()
 
