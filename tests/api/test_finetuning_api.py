@@ -183,6 +183,32 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
     base_answer = http.post("/v1/completions", json=completion).json()["choices"][0]["text"]
     assert "Zafiro" not in base_answer
 
+    # Checkpoints: one per epoch (the last one is the final model), newest first, each
+    # servable under its name without being registered; another tenant cannot use them.
+    with openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0) as client:
+        checkpoints = client.fine_tuning.jobs.checkpoints.list(job_a["id"]).data
+    per_epoch = m["steps"] // 3
+    assert [c.step_number for c in checkpoints] == [3 * per_epoch, 2 * per_epoch, per_epoch]
+    assert [c.fine_tuning_job_id for c in checkpoints] == [job_a["id"]] * 3
+    final, first = checkpoints[0].metrics, checkpoints[-1].metrics
+    assert final.full_valid_loss == m["validation_loss_after"]
+    assert first.full_valid_loss is not None
+    assert first.full_valid_loss < m["validation_loss_before"] and first.train_loss is not None
+    name = checkpoints[0].fine_tuned_model_checkpoint
+    assert name == f"{job_a['id']}:ckpt-step-{m['steps']}"
+    assert _ask(server, name) == _ask(server, "support-bot:1")  # the same adapter
+    epoch_one = checkpoints[-1].fine_tuned_model_checkpoint
+    chat = {"model": epoch_one, "messages": [{"role": "user", "content": FACT_QUESTIONS[0]}],
+            "max_tokens": 8}  # fmt: skip
+    reply = http.post("/v1/chat/completions", json=chat)
+    assert reply.status_code == 200 and reply.json()["model"] == epoch_one
+    other = http.post("/admin/keys", json={"tenant": "elsewhere", "role": "user"}).json()["key"]
+    refused = httpx.post(server.url + "/v1/chat/completions", json=chat,
+                         headers={"Authorization": f"Bearer {other}"}, timeout=60)  # fmt: skip
+    assert refused.status_code == 404, refused.text
+    assert http.get(f"/v1/fine_tuning/jobs/{job_a['id']}/checkpoints",
+                    params={"after": "ftckpt-0"}).status_code == 404  # fmt: skip
+
     # An alias moves under a running stream: the stream finishes on its version, new
     # requests use the new one, no restart.
     assert (

@@ -54,6 +54,9 @@ def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
     assert shown["versions"][0]["lineage"]["dataset_sha256"] == job["dataset_sha256"]
     events = genaiops_cli("jobs", "events", job["id"], data_dir=data).stdout
     assert "registered bot version 1" in events
+    listed = genaiops_cli("jobs", "checkpoints", job["id"], "--json", data_dir=data).stdout
+    (final,) = json.loads(listed)  # one epoch: the final model only
+    assert final["model"] == f"{job['id']}:ckpt-step-{final['step']}" and final["train_loss"]
 
     corrupt = tmp_path / "corrupt.gguf"
     corrupt.write_bytes(b"GGUF" + b"\0" * 64)

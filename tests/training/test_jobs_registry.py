@@ -183,6 +183,30 @@ def test_a_job_registers_one_version_even_when_resumed(registry: Registry) -> No
     assert [v["version"] for v in registry.show("acme", "bot")["versions"]] == [2, 1]
 
 
+def test_checkpoints_are_listed_once_per_step_and_resolved_in_their_tenant(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(None, data_dir=tmp_path / "data")
+    db = Database(settings.database_url())
+    db.migrate()
+    store = JobStore(db)
+    job = _job(store)
+    for step, epoch in ((10, 1), (10, 1), (20, 2)):  # a resumed run records step 10 again
+        record = {"step": step, "epoch": epoch, "uri": f"/x/step-{step}.gguf", "train_loss": 1.0}
+        store.event(job, "info", f"checkpoint at step {step}", {"checkpoint": record})
+    store.event(job, "info", "step 11/20: loss 1.0", {"step": 11, "loss": 1.0})
+    assert [c["step"] for c in store.checkpoints(job)] == [20, 10]
+    registry = Registry(settings)
+    found = registry.resolve("acme", f"{job}:ckpt-step-10")
+    assert found.model_id == f"{job}:ckpt-step-10" and found.adapter_uri == "/x/step-10.gguf"
+    assert found.base_model == "smollm2-135m-instruct" and found.tenant == "acme"
+    assert is_reference(f"{job}:ckpt-step-10")
+    with pytest.raises(NotFound):
+        registry.resolve("globex", f"{job}:ckpt-step-10")  # another tenant's job
+    with pytest.raises(NotFound):
+        registry.resolve("acme", f"{job}:ckpt-step-15")
+
+
 def test_deleting_versions_and_models(registry: Registry) -> None:
     def add(n: int) -> int:
         return registry.register("acme", "bot", f"/jobs/{n}/a.gguf", None, "smol", {}).version

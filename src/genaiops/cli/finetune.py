@@ -235,6 +235,20 @@ def job_events(
             write(f"{event['created_at']} {event['level']:5} {event['message']}\n")
 
 
+@jobs_app.command("checkpoints")
+def job_checkpoints(job_id: str, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """The job's checkpoints (one per epoch), newest first, with the model name that serves
+    each and its losses."""
+    from genaiops.training.service import FineTuning
+
+    with cli_errors(), _database(config) as (settings, db):
+        listed = FineTuning(settings, db).checkpoints(None, job_id, limit=100)["data"]
+    rows = [{"model": c["fine_tuned_model_checkpoint"], "step": c["step_number"],
+             "epoch": c["epoch"], "train_loss": c["metrics"].get("train_loss"),
+             "valid_loss": c["metrics"].get("valid_loss")} for c in listed]  # fmt: skip
+    _emit(rows, as_json, ["model", "step", "epoch", "train_loss", "valid_loss"], "checkpoints")
+
+
 @jobs_app.command("cancel")
 def cancel_job(job_id: str, config: ConfigOption = None) -> None:
     """Cancel a queued job, or stop a running one at its next step."""

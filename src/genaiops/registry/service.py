@@ -44,6 +44,15 @@ REF = re.compile(
 )
 
 
+# A fine-tuning job's checkpoint: "ftjob-<id>:ckpt-step-<N>" (OpenAI's
+# fine_tuned_model_checkpoint), served like a version without being registered.
+CHECKPOINT = re.compile(r"^(?P<job>ftjob-[0-9a-f]{1,64}):ckpt-step-(?P<step>[0-9]{1,9})$")
+
+
+def checkpoint_reference(job_id: str, step: int) -> str:
+    return f"{job_id}:ckpt-step-{step}"
+
+
 def _mlflow_error() -> type[MlflowException]:
     """MLflow's exception class, imported only after its telemetry is switched off."""
     quiet_mlflow()
@@ -53,8 +62,9 @@ def _mlflow_error() -> type[MlflowException]:
 
 
 def is_reference(model: str) -> bool:
-    """True for "name@alias" and "name:version", the forms that go through the registry."""
-    return REF.match(model) is not None
+    """True for "name@alias", "name:version" and a job's "ftjob-…:ckpt-step-N", the forms
+    served from fine-tuning results rather than the catalog."""
+    return REF.match(model) is not None or CHECKPOINT.match(model) is not None
 
 
 def check_name(name: str) -> str:
@@ -78,10 +88,11 @@ class Version:
     aliases: tuple[str, ...]
     tags: dict[str, str] = field(default_factory=dict)
     created_at: int = 0
+    reference: str = ""  # how a job checkpoint (not a registered version) is named
 
     @property
     def model_id(self) -> str:
-        return f"{self.name}:{self.version}"
+        return self.reference or f"{self.name}:{self.version}"
 
     @property
     def identity(self) -> str:
@@ -120,6 +131,7 @@ class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._client: Any = None
+        self._jobs: Any = None  # the job store, for checkpoints
 
     @property
     def client(self) -> Any:
@@ -322,7 +334,10 @@ class Registry:
 
     def resolve(self, tenant: str, reference: str) -> Version:
         """The version "name@alias" or "name:version" names, in the caller's tenant or else
-        among the installation's (system) models."""
+        among the installation's (system) models; or the checkpoint of one of the caller's
+        own fine-tuning jobs."""
+        if CHECKPOINT.match(reference):
+            return self._checkpoint(tenant, reference)
         m = REF.match(reference)
         if m is None:
             raise InvalidRequest(f"not a registry reference: {reference!r}", param="model")
@@ -349,6 +364,25 @@ class Registry:
         except MlflowException as exc:
             raise NotFound(f"model {name!r} has no alias {alias!r}", param="model") from exc
         return self._version(tenant, name, mv)
+
+    def _checkpoint(self, tenant: str, reference: str) -> Version:
+        from genaiops.storage.db import Database
+        from genaiops.training.jobs import JobStore
+
+        m = CHECKPOINT.match(reference)
+        assert m is not None
+        if self._jobs is None:
+            self._jobs = JobStore(Database(self.settings.database_url()))
+        job = self._jobs.get(m["job"], tenant)
+        step = int(m["step"])
+        found = [c for c in self._jobs.checkpoints(job.id) if c["step"] == step] if job else []
+        if job is None or not found:
+            raise NotFound(f"no checkpoint {reference!r}", param="model")
+        c = found[0]
+        return Version(tenant=job.tenant, name=job.id, version=step, base_model=job.base_model,
+                       adapter_uri=str(c["uri"]), run_id=job.run_id, aliases=(),
+                       tags={"chat_template": str(c.get("chat_template") or "")},
+                       created_at=int(c["created_at"]), reference=reference)  # fmt: skip
 
     def local_adapter(self, version: Version) -> Path:
         """A local path to the version's GGUF adapter (downloaded once if remote)."""

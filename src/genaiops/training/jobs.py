@@ -40,6 +40,10 @@ def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
+# The message prefix of the events that record a servable checkpoint.
+CHECKPOINT_EVENT = "checkpoint"
+
+
 @dataclass
 class Job:
     id: str
@@ -288,6 +292,27 @@ class JobStore:
         with self.db.connect() as conn:
             data = conn.execute(query).scalar()
         return int(json.loads(data).get("step", 0)) if data else 0
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's servable checkpoints (one per epoch, the last being the final model),
+        newest step first: ``{"id", "created_at", "step", ...data}``. They are recorded as
+        events whose message starts with "checkpoint"; a step recorded twice (a resumed
+        run) is listed once."""
+        query = (
+            select(fine_tuning_events)
+            .where(fine_tuning_events.c.job_id == job_id)
+            .where(fine_tuning_events.c.message.like(f"{CHECKPOINT_EVENT}%"))
+            .order_by(fine_tuning_events.c.id)
+        )
+        with self.db.connect() as conn:
+            rows = conn.execute(query).all()
+        found: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            data = json.loads(r.data or "{}").get("checkpoint")
+            if isinstance(data, dict) and int(data.get("step", 0)) not in found:
+                found[int(data["step"])] = {"id": r.id, "created_at": r.ts_us // 1_000_000,
+                                            **data}  # fmt: skip
+        return [found[step] for step in sorted(found, reverse=True)]
 
     def events(
         self, job_id: str, limit: int = 20, after: int | None = None

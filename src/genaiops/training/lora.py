@@ -21,6 +21,8 @@ cancelled, and resume exactly where a killed process stopped, and the loop is sh
   previous checkpoint or the new one. ``train`` resumes from the newest one present.
 * Evaluation: loss and perplexity on the validation set (the training set when there is
   none) before the first step and after the last one.
+* Epochs: ``Hooks.on_epoch_end`` sees the model after every epoch but the last (the job's
+  runner keeps it as a servable checkpoint).
 """
 
 from __future__ import annotations
@@ -130,6 +132,10 @@ class Hooks:
     on_step: Callable[[Progress], None] = lambda p: None
     on_event: Callable[[str], None] = lambda message: None
     should_cancel: Callable[[], bool] = lambda: False
+    # After every epoch but the last (the last one's model is the result): the epoch
+    # number (from 1), the optimizer step and the model. A resumed run may call it again
+    # for an epoch it had finished, so it must be idempotent.
+    on_epoch_end: Callable[[int, int, Any], None] = lambda epoch, step, model: None
 
 
 @dataclass
@@ -319,6 +325,8 @@ def train(
             hooks.on_step(_progress(state, total_steps, window, scheduler, started))
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and not last:
                 _save(checkpoint, model, optimizer, scheduler, state, eval_before)
+        if epoch < cfg.epochs - 1:
+            hooks.on_epoch_end(epoch + 1, state.step, model)
         state.batch = 0
         state.epoch = epoch + 1
 

@@ -37,7 +37,7 @@ from genaiops.storage.db import Database
 from genaiops.training import base as bases
 from genaiops.training import data as datasets
 from genaiops.training import export, lora
-from genaiops.training.jobs import Job, JobStore
+from genaiops.training.jobs import CHECKPOINT_EVENT, Job, JobStore
 from genaiops.training.tracking import Tracker
 
 HEARTBEAT_S = 10.0
@@ -271,7 +271,10 @@ def _run(
     evented = store.last_step(job.id)
     logged = max((step for step, _ in tracker.run_metrics(run_id, "train_loss")), default=0)
 
+    losses: dict[int, float] = {}
+
     def on_step(p: lora.Progress) -> None:
+        losses[p.step] = p.loss
         if p.step > evented:
             data = {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(p).items()}
             store.event(job.id, "info", f"step {p.step}/{p.total_steps}: loss {p.loss:.4f}", data)
@@ -284,13 +287,32 @@ def _run(
         store.event(job.id, "info", message)
         outer.on_event(message)
 
+    def on_epoch_end(epoch: int, step: int, model: Any) -> None:
+        if any(c["step"] == step for c in store.checkpoints(job.id)):
+            return  # recorded before a restart
+        valid_set = valid.examples if valid else []
+        scores = lora.evaluate(model, valid_set, pad, cfg.batch_size) if valid_set else {}
+        folder = work / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"step-{step}.gguf"
+        _export(model, base, cfg, path)
+        uri = tracker.artifact(run_id, path, f"checkpoints/step-{step}")
+        path.unlink(missing_ok=True)  # the tracking store keeps it
+        record = {"step": step, "epoch": epoch, "uri": uri,
+                  "chat_template": _served_template(base, train),
+                  "train_loss": losses.get(step), "valid_loss": scores.get("loss"),
+                  "valid_perplexity": scores.get("perplexity")}  # fmt: skip
+        store.event(job.id, "info", f"{CHECKPOINT_EVENT} at step {step} (epoch {epoch})",
+                    {"checkpoint": record})  # fmt: skip
+
+    pad = renderer.tokenizer.pad_token_id
+    pad = renderer.tokenizer.eos_token_id if pad is None else pad
     hooks = lora.Hooks(
         on_step=on_step,
         on_event=on_event,
         should_cancel=lambda: store.cancel_requested(job.id) or outer.should_cancel(),
+        on_epoch_end=on_epoch_end,
     )
-    pad = renderer.tokenizer.pad_token_id
-    pad = renderer.tokenizer.eos_token_id if pad is None else pad
     model, result = lora.train(
         lambda: bases.load_model(checkpoint, cfg.dtype),
         train.examples,
@@ -309,8 +331,6 @@ def _finish(
     cfg: lora.TrainConfig, model: Any, result: lora.TrainResult, train: datasets.Dataset,
     run_id: str, work: Path, tokenizer: Any,
 ) -> None:  # fmt: skip
-    from peft import get_peft_model_state_dict
-
     which = "validation" if job.validation_file else "train"
     metrics = {
         f"{which}_loss_before": result.eval_before.get("loss"),
@@ -325,19 +345,9 @@ def _finish(
     clean = {k: float(v) for k, v in metrics.items() if v is not None}
     tracker.metrics(run_id, clean, result.steps)
 
-    config = model.base_model.model.config
     adapter = work / "adapter.gguf"
     t0 = time.monotonic()
-    info = export.export(
-        get_peft_model_state_dict(model),
-        adapter,
-        base.architecture,
-        cfg.alpha,
-        config.num_hidden_layers,
-        config.num_attention_heads,
-        getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-    )
-    export.check(adapter, base.gguf_path)
+    info = _export(model, base, cfg, adapter)
     store.event(
         job.id, "info",
         f"exported a GGUF LoRA adapter ({info.size_bytes / 1e6:.1f} MB, rank {info.rank}, "
@@ -360,10 +370,7 @@ def _finish(
         "job_id": job.id,
         "run_id": run_id,
         "base_gguf": base.gguf_path.name,
-        # A named template the base lacks (Gemma's) is served only if it was trained on.
-        "chat_template": base.chat_template
-        if train.format == "chat" and base.chat_template in ("chatml", "gemma")
-        else "",
+        "chat_template": _served_template(base, train),
         **{f"metric.{k}": f"{v:.6g}" for k, v in clean.items()},
         **extra_tags,
     }
@@ -372,6 +379,14 @@ def _finish(
         description=f"fine-tuned from {base.name} by job {job.id}",
     )  # fmt: skip
     store.event(job.id, "info", f"registered {job.name} version {version.version}")
+    final = {"step": result.steps, "epoch": cfg.epochs, "uri": uri, "final": True,
+             "chat_template": tags["chat_template"],
+             "train_loss": result.losses[-1] if result.losses else None,
+             "valid_loss": result.eval_after.get("loss") if job.validation_file else None,
+             "valid_perplexity": result.eval_after.get("perplexity")
+             if job.validation_file else None}  # fmt: skip
+    store.event(job.id, "info", f"{CHECKPOINT_EVENT} at step {result.steps} (final)",
+                {"checkpoint": final})  # fmt: skip
     store.finish(
         job.id,
         "succeeded",
@@ -381,6 +396,35 @@ def _finish(
     )
     for checkpoint in ("checkpoint", "checkpoint.old"):
         shutil.rmtree(work / checkpoint, ignore_errors=True)
+
+
+def _export(model: Any, base: bases.BaseModel, cfg: lora.TrainConfig, path: Path) -> Any:
+    """The model's LoRA weights as a GGUF adapter at ``path`` (written whole or not at
+    all), checked against the base; returns the export's summary."""
+    from peft import get_peft_model_state_dict
+
+    config = model.base_model.model.config
+    tmp = path.with_name(path.name + ".tmp")
+    info = export.export(
+        get_peft_model_state_dict(model),
+        tmp,
+        base.architecture,
+        cfg.alpha,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+    )
+    export.check(tmp, base.gguf_path)
+    os.replace(tmp, path)
+    return info
+
+
+def _served_template(base: bases.BaseModel, train: datasets.Dataset) -> str:
+    """The chat template a version is served with when its base has none: a named one
+    (Gemma's) only if the model was trained on conversations in it."""
+    if train.format == "chat" and base.chat_template in ("chatml", "gemma"):
+        return base.chat_template
+    return ""
 
 
 def _merged(

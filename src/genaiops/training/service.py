@@ -189,6 +189,48 @@ class FineTuning:
             raise NotFound(f"no fine-tuning job {job_id!r}", param="fine_tuning_job_id")
         return job
 
+    def checkpoints(
+        self, tenant: str | None, job_id: str, limit: int = 10, after: str | None = None
+    ) -> dict[str, Any]:
+        """OpenAI's checkpoint list: one per epoch, the last being the final model, newest
+        first; each ``fine_tuned_model_checkpoint`` is a model name requests may use."""
+        from genaiops.registry.service import checkpoint_reference
+
+        job = self.get_job(tenant, job_id)
+        found = self.jobs.checkpoints(job.id)
+        start = 0
+        if after is not None:
+            ids = [f"ftckpt-{c['id']}" for c in found]
+            if after not in ids:
+                raise NotFound(f"the job has no checkpoint {after!r} to list after", param="after")
+            start = ids.index(after) + 1
+        page = found[start : start + limit]
+        data = []
+        for c in page:
+            metrics = {"step": float(c["step"]), "train_loss": c.get("train_loss")}
+            if c.get("valid_loss") is not None:
+                # Over the whole validation set, which is also OpenAI's "full" figure.
+                metrics |= {"valid_loss": c["valid_loss"], "full_valid_loss": c["valid_loss"],
+                            "valid_perplexity": c.get("valid_perplexity")}  # fmt: skip
+            data.append({
+                "object": "fine_tuning.job.checkpoint",
+                "id": f"ftckpt-{c['id']}",
+                "created_at": c["created_at"],
+                "fine_tuned_model_checkpoint": checkpoint_reference(job.id, c["step"]),
+                "fine_tuning_job_id": job.id,
+                "step_number": c["step"],
+                "epoch": c.get("epoch"),
+                "final": bool(c.get("final")),
+                "metrics": metrics,
+            })  # fmt: skip
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": start + limit < len(found),
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
     def cancel(self, tenant: str | None, job_id: str) -> Job:
         job = self.get_job(tenant, job_id)
         if job.status in ("succeeded", "failed", "cancelled"):

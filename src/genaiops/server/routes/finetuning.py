@@ -219,6 +219,20 @@ def job_events(
     return {"object": "list", "data": events[:limit], "has_more": len(events) > limit}
 
 
+@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+def job_checkpoints(
+    job_id: str,
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    after: str | None = None,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    """One checkpoint per epoch, the last being the final model, newest first; each
+    ``fine_tuned_model_checkpoint`` can be passed as ``model`` to serve it."""
+    return service.checkpoints(principal.scope(tenant), job_id, limit, after)
+
+
 # -- registry ------------------------------------------------------------------------------
 
 
