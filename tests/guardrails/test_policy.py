@@ -532,6 +532,30 @@ def test_results_are_remembered_for_texts_seen_before() -> None:
     assert len(calls) == 2
 
 
+def test_a_long_document_is_remembered_unless_it_is_full_of_findings() -> None:
+    # A document pasted into a chat's first message comes back with every turn.
+    guards = service(input={"pii": {"action": "redact"}})
+    pii = guards.guard("pii")
+    calls: list[int] = []
+    real = pii.check
+
+    def counting(text: str) -> Any:
+        calls.append(len(text))
+        return real(text)
+
+    pii.check = counting  # type: ignore[method-assign]
+    filler = "El contrato se renueva cada año salvo aviso en contrario. "
+    document = filler * 1000 + f"Contacto: ana@example.com, CPF {CPF}. " + filler * 10
+    assert len(document) > 50_000
+    first, again = guards.check(document), guards.check(document)
+    assert len(calls) == 1 and first.text == again.text and "<CPF_1>" in again.text
+    # A text with more findings than are worth remembering is simply checked again.
+    emails = " ".join(f"u{i}@example.com" for i in range(100))
+    guards.check(emails)
+    guards.check(emails)
+    assert len(calls) == 3
+
+
 def test_guards_that_may_change_their_mind_are_not_remembered() -> None:
     from genaiops.guardrails.base import GuardResult
 

@@ -41,10 +41,12 @@ if TYPE_CHECKING:
     from genaiops.security.principal import Principal
 
 log = logging.getLogger("genaiops.guardrails")
-# Guard results remembered (``GuardrailsService._run``): how many, and for texts up to how
-# long (a conversation's messages and system prompts, not whole uploaded documents).
+# Guard results remembered (``GuardrailsService._run``): how many, and with at most how
+# many findings each (what bounds the memory: the texts themselves are never kept). A
+# document pasted into the first message of a chat comes back with every later turn, so
+# texts of any length are remembered; a text full of findings is simply checked again.
 _MEMO_ENTRIES = 4096
-_MEMO_MAX_CHARS = 32_000
+_MEMO_MAX_SPANS = 64
 
 Stage = Literal["input", "context", "output"]
 _ORDER = {"log": 1, "flag": 2, "redact": 3, "block": 4}
@@ -253,8 +255,7 @@ class GuardrailsService:
         request, so most of the text a conversation's later requests carry was checked
         before. The result is a copy; the policy (thresholds, actions, redaction with the
         request's own vault) still applies per request."""
-        remembered = getattr(guard, "deterministic", False) and len(text) <= _MEMO_MAX_CHARS
-        if context or not self._remember or not remembered:
+        if context or not self._remember or not getattr(guard, "deterministic", False):
             return _run(guard, text, context)
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
         key = (id(guard), digest.digest())
@@ -265,6 +266,8 @@ class GuardrailsService:
                 spans = [replace(sp, text=text[sp.start : sp.end]) for sp in known.spans]
                 return replace(known, spans=spans)
         result = _run(guard, text, context)
+        if len(result.spans) > _MEMO_MAX_SPANS:
+            return result
         # Kept without the values found (a span's text is cut again from the same text on
         # the next hit), so no personal data outlives its request in memory.
         kept = replace(result, spans=[replace(sp, text="") for sp in result.spans])
