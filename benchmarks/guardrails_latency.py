@@ -62,16 +62,13 @@ def percentile(values: list[float], q: float) -> float:
 TURNS = 20
 
 
-def conversations(settings: Any, remembering: GuardrailsService) -> dict[str, Any]:
-    """A chat re-sends its whole history with every request: the input policy over all
-    ``TURNS`` messages at the last turn, with the guards reading every message again
-    (``remember=0``) and with what they found in earlier turns remembered."""
-    forgetful = GuardrailsService(settings.guardrails, remember=0)
-    forgetful.check(prompt(random.Random(5), "es", 600))
-    rng = random.Random(11)
+def at_last_turn(
+    histories: list[list[str]], remembering: GuardrailsService, forgetful: GuardrailsService
+) -> dict[str, float]:
+    """The input policy over each whole history at its last turn (median ms): reading every
+    message again (``forgetful``), and remembering what the earlier turns' requests found."""
     timings: dict[str, list[float]] = {"with": [], "without": []}
-    for _ in range(20):
-        history = [prompt(rng, lang, 600) for lang in rng.choices(list(SENTENCES), k=TURNS)]
+    for history in histories:
         for earlier in history[:-1]:  # the earlier requests of this conversation
             remembering.check(earlier)
         for side, service in (("with", remembering), ("without", forgetful)):
@@ -80,39 +77,39 @@ def conversations(settings: Any, remembering: GuardrailsService) -> dict[str, An
                 service.check(message)
             timings[side].append((time.perf_counter() - t0) * 1000)
     return {
-        "turns": TURNS,
-        "message_chars": 600,
         "with_memory_ms": round(statistics.median(timings["with"]), 3),
         "without_memory_ms": round(statistics.median(timings["without"]), 3),
     }
+
+
+def conversations(settings: Any, remembering: GuardrailsService) -> dict[str, Any]:
+    """A chat re-sends its whole history with every request: ``TURNS`` messages of 600
+    characters, 20 conversations."""
+    forgetful = GuardrailsService(settings.guardrails, remember=0)
+    forgetful.check(prompt(random.Random(5), "es", 600))
+    rng = random.Random(11)
+    histories = [
+        [prompt(rng, lang, 600) for lang in rng.choices(list(SENTENCES), k=TURNS)]
+        for _ in range(20)
+    ]
+    return {"turns": TURNS, "message_chars": 600,
+            **at_last_turn(histories, remembering, forgetful)}  # fmt: skip
 
 
 DOCUMENT_CHARS = 50_000
 
 
 def document_chat(settings: Any, remembering: GuardrailsService) -> dict[str, Any]:
-    """A document pasted into a chat's first message comes back with every later turn:
-    the input policy over a 50,000-character document and four short follow-ups, at the
-    fifth turn, with and without what the guards found in the earlier turns remembered."""
+    """A document pasted into a chat's first message comes back with every later turn: a
+    50,000-character document and four short follow-ups, at the fifth turn, 5 chats."""
     forgetful = GuardrailsService(settings.guardrails, remember=0)
     rng = random.Random(23)
-    timings: dict[str, list[float]] = {"with": [], "without": []}
+    histories = []
     for _ in range(5):
         document = " ".join(prompt(rng, lang) for lang in rng.choices(list(SENTENCES), k=25))
-        history = [document[:DOCUMENT_CHARS]] + [prompt(rng, "es", 200) for _ in range(4)]
-        for earlier in history[:-1]:
-            remembering.check(earlier)
-        for side, service in (("with", remembering), ("without", forgetful)):
-            t0 = time.perf_counter()
-            for message in history:
-                service.check(message)
-            timings[side].append((time.perf_counter() - t0) * 1000)
-    return {
-        "document_chars": DOCUMENT_CHARS,
-        "turns": 5,
-        "with_memory_ms": round(statistics.median(timings["with"]), 3),
-        "without_memory_ms": round(statistics.median(timings["without"]), 3),
-    }
+        histories.append([document[:DOCUMENT_CHARS]] + [prompt(rng, "es", 200) for _ in range(4)])
+    return {"document_chars": DOCUMENT_CHARS, "turns": 5,
+            **at_last_turn(histories, remembering, forgetful)}  # fmt: skip
 
 
 def main() -> None:
