@@ -30,6 +30,13 @@ def test_a_burst_is_recorded_then_counted_and_summed_when_its_minute_ends() -> N
     assert summary.detail()["paths"] == ["/v1/models"] and summary.detail()["count"] == 7
     # A new minute, a new budget.
     assert sampler.admit(group, None, "/v1/models")[0]
+    for _ in range(3):  # two more recorded, the last one counted
+        sampler.admit(group, None, "/v1/models")
+    assert sampler.expired() == []  # nothing due yet
+    clock.now += 61
+    # The request path closes what is due, without waiting for another refusal.
+    assert [s.count for s in sampler.expired()] == [1]
+    assert sampler.expired() == []
 
 
 def test_attempts_on_one_key_are_grouped_apart_and_filed_under_its_tenant() -> None:

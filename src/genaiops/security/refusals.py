@@ -6,7 +6,7 @@ grow the database (and fill the disk) at the attacker's pace. Refusals are group
 (client address, reason, key named); the first ``per_minute`` of each group in a minute
 are recorded one by one, as before, and the rest of that minute are counted and recorded
 as one ``auth.failure_suppressed`` record with the count, once the minute is over (at the
-next refusal from anyone, or at shutdown). At most ``max_groups`` groups are tracked; the
+next request or refusal after that, or at shutdown). At most ``max_groups`` groups are tracked; the
 oldest is closed early when more arrive. ``genaiops_auth_failures_total`` in /metrics
 still counts every refusal.
 """
@@ -93,6 +93,16 @@ class RefusalSampler:
             if len(window.paths) < 5:
                 window.paths.add(path)
             return False, closed
+
+    def expired(self) -> list[Suppressed]:
+        """The windows whose minute is over, closed now: called on the request path, so a
+        flood that stopped is summed up soon, not at shutdown. Nothing due costs a look
+        at the oldest window."""
+        if not self._windows:
+            return []
+        with self._lock:
+            now = self._clock()
+            return self._close(lambda w: w.closes <= now)
 
     def drain(self) -> list[Suppressed]:
         """Every open window's suppressed count (at shutdown)."""

@@ -412,6 +412,8 @@ class SecurityService:
         completion_tokens: int,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        for suppressed in self.refusals.expired():
+            self._record_suppressed(suppressed)
         stamp = now_us()
         self.recorder.usage(
             UsageDelta(
