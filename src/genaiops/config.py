@@ -282,6 +282,9 @@ class GuardrailsSettings(BaseModel):
     # How PII is redacted: numbered placeholders, keyed hashes, or placeholders restored
     # in the answer for the caller (a per-request vault).
     pii_mode: PIIMode = "mask"
+    # Values in the retrieved chunks a grounded answer cites (unmasked by the context
+    # policy) count as the caller's own: the output guards leave them in the answer.
+    source_values_visible: bool = True
     # Key for pii_mode = "hash" (any string); without it hashes use a per-process key.
     pii_hash_key_env: str = "GENAIOPS_PII_HASH_KEY"
     # Texts longer than this are checked in their first and last parts only, by every guard

@@ -431,24 +431,49 @@ def test_context_redaction_keeps_the_chunk_with_the_values_masked() -> None:
     assert _screen(blocking, hits[:2], None, blocking.policies("context")) == hits[:1]
 
 
-def test_values_the_caller_reads_in_its_sources_are_not_masked_in_the_answer() -> None:
-    # The default policy: no PII masking of retrieved chunks, PII redaction of the answer.
-    guards = service()
-    vault = asyncio.run(guard_input(guards, chat(("user", "¿A quién escribo por RR. HH.?")), None))
-    hits = [hit(1, "Dudas de nómina: escriba a rrhh@corp.example o llame al +52 55 5123 4567.")]
-    kept = _screen(guards, hits, None, guards.policies("context"), vault)
-    assert kept == hits  # the chunk goes to the model, and to the caller in the citations
+@pytest.mark.parametrize("visible", [True, False])
+def test_values_the_caller_reads_in_its_sources_are_not_masked_in_the_answer(
+    tmp_path: Path, visible: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from genaiops.config import load_settings
+    from genaiops.gateway.retrieval import retrieve
+    from genaiops.rag.service import RagService
+
+    rag = RagService(load_settings(data_dir=tmp_path))
+    try:
+        rag.create_collection("system", "handbook")  # a request without a principal
+        doc = tmp_path / "rrhh.txt"
+        doc.write_text("Dudas de nómina y vacaciones: escriba a rrhh@corp.example o llame al "
+                       "+52 55 5123 4567, de lunes a viernes.", encoding="utf-8")  # fmt: skip
+        rag.ingest_paths("system", "handbook", [doc])
+        # The default policy: no PII masking of retrieved chunks, PII redaction of answers.
+        guards = service(source_values_visible=visible)
+        request = chat(("user", "¿A quién escribo por dudas de nómina?"))
+        vault = asyncio.run(guard_input(guards, request, None))
+        engine = SimpleNamespace(info=lambda: SimpleNamespace(context_length=2048))
+        handle = SimpleNamespace(engine=engine, config=SimpleNamespace(name="m"))
+        found = asyncio.run(retrieve(rag, request, handle, None, {"collection": "handbook"},  # type: ignore[arg-type]
+                                     guards, None, vault))  # fmt: skip
+        assert found.citations and "rrhh@corp.example" in found.sources[0]
+    finally:
+        rag.close()
     answer = "Escriba a rrhh@corp.example o al 55 5123 4567; no a jefe@corp.example."
     out = stream(OutputFilter(guards, vault, None), tokens(answer))
-    # The source's contacts stay (in any spelling); a value from nowhere is still masked.
-    assert out == "Escriba a rrhh@corp.example o al 55 5123 4567; no a <EMAIL_1>."
-    # Without the sources, the same answer is masked throughout.
-    bare = stream(OutputFilter(guards, Vault(), None), tokens(answer))
-    assert "rrhh@corp.example" not in bare and "5123 4567" not in bare
+    if visible:
+        # The cited source's contacts stay (in any spelling); a value from nowhere does not.
+        assert out == "Escriba a rrhh@corp.example o al 55 5123 4567; no a <EMAIL_1>."
+    else:
+        assert out == "Escriba a <EMAIL_1> o al <PHONE_1>; no a <EMAIL_2>."
+    # A number that only ends like the source's is someone else's.
+    other = stream(OutputFilter(guards, vault, None), tokens("Llame al +52 81 5123 4567."))
+    assert other == "Llame al <PHONE_2>." if not visible else other == "Llame al <PHONE_1>."
 
 
 def test_pii_allow_list() -> None:
-    allow = ["soporte@acme.example", "*@prensa.acme.example", "+55 11 4000-1234", "0800 *"]
+    allow = ["soporte@acme.example", "*@prensa.acme.example", "+55 11 4000-1234", "0800 *",
+             "52998224725"]  # fmt: skip
     guards = service(input={"pii": {"action": "redact", "options": {"allow": allow}}})
     text = ("Escriba a SOPORTE@acme.example, a ana@prensa.acme.example o a ana@gmail.example; "
             "llame al (11) 4000-1234, al 0800 123 4567 o al +55 11 91234-5678.")  # fmt: skip
@@ -457,6 +482,11 @@ def test_pii_allow_list() -> None:
         "Escriba a SOPORTE@acme.example, a ana@prensa.acme.example o a <EMAIL_1>; "
         "llame al (11) 4000-1234, al 0800 123 4567 o al <PHONE_1>."
     )
+    # An identifier allowed without its separators is allowed with them; matching stays
+    # within a kind: an allowed phone does not hide an identity number made of its last
+    # digits, nor an allowed mailbox a look-alike one.
+    outcome = guards.check(f"CPF {CPF}, so.porte@acme.example, DNI 40.001.234")
+    assert outcome.text.startswith(f"CPF {CPF}, <EMAIL_1>, DNI <DNI")
     with pytest.raises(ConfigError, match="allow"):
         service(input={"pii": {"action": "redact", "options": {"allow": "x"}}}).build()
 

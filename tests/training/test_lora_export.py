@@ -236,3 +236,16 @@ def test_a_failed_export_leaves_no_half_written_file(
     with pytest.raises(OSError, match="No space"):
         export.export(state, out, "llama", 16, 30, 9, 3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_epoch_hooks_see_each_trained_state_once(smol: SmolBase, tmp_path: Path) -> None:
+    # 12 examples in batches of 4: 3 batches an epoch. One step per batch: epochs end on
+    # steps 3 and 6 (the last epoch's model is the result, not a checkpoint).
+    seen: list[tuple[int, int]] = []
+    hooks = lora.Hooks(on_epoch_end=lambda epoch, step, model: seen.append((epoch, step)))
+    _tiny_run(smol, tmp_path, tmp_path / "a", hooks, epochs=3)
+    assert seen == [(1, 3), (2, 6)]
+    # Accumulating 4 batches a step, across epochs: the first epoch ends before any step.
+    seen.clear()
+    _tiny_run(smol, tmp_path, tmp_path / "b", hooks, epochs=3, grad_accum=4)
+    assert seen == [(2, 1)]

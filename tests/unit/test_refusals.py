@@ -62,3 +62,21 @@ def test_groups_are_bounded_and_zero_records_every_refusal() -> None:
     assert own and [s.group for s in closed] == [a]
     every = RefusalSampler(0)
     assert all(every.admit(a, None, "/")[0] for _ in range(100))
+
+
+def test_many_sources_share_one_summary_past_the_installations_budget() -> None:
+    clock = Clock()
+    sampler = RefusalSampler(2, clock=clock, wall=clock)  # 40 records a minute in all
+    own = [sampler.admit((f"10.0.{i // 250}.{i % 250}", "invalid_api_key", None), None, "/")[0]
+           for i in range(100)]  # fmt: skip
+    assert sum(own) == 40
+    clock.now += 61
+    summaries = sampler.expired()
+    assert [(s.group, s.count) for s in summaries] == [(("*", "invalid_api_key", None), 60)]
+    # IPv6 addresses of one /64 network are one source.
+    first = sampler.admit(("2001:db8:1:2::1", "invalid_api_key", None), None, "/")
+    second = sampler.admit(("2001:db8:1:2:ffff::9", "invalid_api_key", None), None, "/")
+    third = sampler.admit(("2001:db8:1:2:aaaa::5", "invalid_api_key", None), None, "/")
+    assert (first[0], second[0], third[0]) == (True, True, False)
+    (summary,) = sampler.drain()
+    assert summary.detail()["client"] == "2001:db8:1:2::/64" and summary.count == 1

@@ -64,8 +64,6 @@ def _screen(
     ``vault``, never restored in the answer), when every guard that asked for it finds
     values (``finds_values``: PII); a redaction asked by any other guard drops the chunk,
     since masking the phrases of an instruction planted in a document does not disarm it.
-    Values in a chunk kept unmasked are ones the caller can read: the output guard leaves
-    them in the answer (``Vault.see``); values the context policy masked stay masked.
     """
     from genaiops.gateway.guarding import note
 
@@ -75,10 +73,6 @@ def _screen(
         note(ctx, outcome, "context")
         if outcome.action is None or outcome.action in ("flag", "log"):
             kept.append(hit)
-            if vault is not None:
-                # The caller reads this chunk's values in the citations (and could search
-                # for them): repeating one in the answer is not a leak for the output guard.
-                vault.see(hit.text)
         elif outcome.action == "redact" and all(
             getattr(guardrails.guard(name, policies[name].options), "finds_values", False)
             for name, action in outcome.actions.items()
@@ -157,4 +151,10 @@ async def retrieve(
     request.messages = grounded.messages
     cited = {c["chunk_id"] for c in grounded.citations}
     sources = [h.text for h in hits if h.chunk_id in cited]
+    if vault is not None and guardrails is not None and guardrails.settings.source_values_visible:
+        # The caller may read these chunks (they are cited, and search returns them whole):
+        # an answer that repeats their values leaks nothing to it. Values the context
+        # policy masked are placeholders here and stay masked.
+        for text in sources:
+            vault.see(text)
     return Retrieval(citations=grounded.citations, sources=sources)

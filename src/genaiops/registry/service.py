@@ -251,7 +251,8 @@ class Registry:
         """Remove one version from the registry. A version an alias points at is refused
         unless ``force`` (which removes those aliases with it), so deleting never silently
         changes what ``name@alias`` serves. The version's run and its artifacts stay in the
-        tracking store as experiment history; MLflow never reuses the number."""
+        tracking store as experiment history; MLflow never reuses the number. The
+        checkpoints of the job that registered it are no longer served either."""
         found = self.get(tenant, name, version)
         if found.aliases and not force:
             raise InvalidRequest(
@@ -378,6 +379,14 @@ class Registry:
         found = [c for c in self._jobs.checkpoints(job.id) if c["step"] == step] if job else []
         if job is None or not found:
             raise NotFound(f"no checkpoint {reference!r}", param="model")
+        if job.fine_tuned_model is not None and (
+            self._job_version(self.qualified(job.tenant, job.name), job.id) is None
+        ):
+            # The job's registered version was deleted: its checkpoints go with it.
+            raise NotFound(
+                f"no checkpoint {reference!r}: the version its job registered was deleted",
+                param="model",
+            )
         c = found[0]
         return Version(tenant=job.tenant, name=job.id, version=step, base_model=job.base_model,
                        adapter_uri=str(c["uri"]), run_id=job.run_id, aliases=(),

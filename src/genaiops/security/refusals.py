@@ -7,12 +7,17 @@ grow the database (and fill the disk) at the attacker's pace. Refusals are group
 are recorded one by one, as before, and the rest of that minute are counted and recorded
 as one ``auth.failure_suppressed`` record with the count, once the minute is over (at the
 next request or refusal after that, or at shutdown). At most ``max_groups`` groups are tracked; the
-oldest is closed early when more arrive. ``genaiops_auth_failures_total`` in /metrics
+oldest is closed early when more arrive. A minute also has a budget for the whole
+installation (``TOTAL_FACTOR`` times the group's): past it, refusals from sources not seen
+yet that minute are summed in one group per reason (client ``*``), so many sources (a
+botnet) cannot buy a record each either. IPv6 clients are grouped by their /64 network,
+which one host can fill with addresses. ``genaiops_auth_failures_total`` in /metrics
 still counts every refusal.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
@@ -22,6 +27,9 @@ from typing import Any
 
 WINDOW_S = 60.0
 SUPPRESSED = "auth.failure_suppressed"
+# Individual records a minute for the whole installation, as a multiple of the per-group
+# budget; past it, refusals from sources not seen this minute are summed in one group.
+TOTAL_FACTOR = 20
 
 Group = tuple[str | None, str, str | None]  # client address, reason, key id named
 
@@ -57,6 +65,16 @@ class Suppressed:
         return out
 
 
+def _network(client: str | None) -> str | None:
+    """The client address, or its /64 network for IPv6."""
+    if client is None or ":" not in client:
+        return client
+    try:
+        return str(ipaddress.ip_network(f"{client}/64", strict=False))
+    except ValueError:
+        return client
+
+
 class RefusalSampler:
     def __init__(
         self,
@@ -71,23 +89,35 @@ class RefusalSampler:
         self._wall = wall
         self._windows: OrderedDict[Group, _Window] = OrderedDict()  # oldest first
         self._lock = threading.Lock()
+        # Individual records of the current minute, all groups together.
+        self._total_closes, self._total = 0.0, 0
 
     def admit(self, group: Group, tenant: str | None, path: str) -> tuple[bool, list[Suppressed]]:
         """Whether this refusal gets its own record, and the windows that closed since the
         last call (to be recorded as ``auth.failure_suppressed``)."""
         if self.per_minute <= 0:
             return True, []
+        client, reason, key_id = group
+        group = (_network(client), reason, key_id)
         with self._lock:
             now = self._clock()
             closed = self._close(lambda w: w.closes <= now)
+            if now >= self._total_closes:
+                self._total_closes, self._total = now + WINDOW_S, 0
+            over = self._total >= self.per_minute * TOTAL_FACTOR
+            if over and group not in self._windows:
+                # Past the installation's budget, new sources (a botnet, rotating IPv6
+                # addresses) share one group per reason: one summary, not one per source.
+                group, tenant = ("*", reason, None), None
             window = self._windows.get(group)
             if window is None:
                 if len(self._windows) >= self.max_groups:
                     closed += self._close(lambda _: True, limit=1)
                 window = _Window(self._wall(), now + WINDOW_S, tenant=tenant)
                 self._windows[group] = window
-            if window.recorded < self.per_minute:
+            if window.recorded < self.per_minute and not over:
                 window.recorded += 1
+                self._total += 1
                 return True, closed
             window.suppressed += 1
             if len(window.paths) < 5:

@@ -325,7 +325,9 @@ def train(
             hooks.on_step(_progress(state, total_steps, window, scheduler, started))
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and not last:
                 _save(checkpoint, model, optimizer, scheduler, state, eval_before)
-        if epoch < cfg.epochs - 1:
+        if epoch < cfg.epochs - 1 and state.step > 0:
+            # With gradient accumulation across epochs, two epochs may end on one step
+            # (the hook sees the same weights twice) and the first may end before any.
             hooks.on_epoch_end(epoch + 1, state.step, model)
         state.batch = 0
         state.epoch = epoch + 1

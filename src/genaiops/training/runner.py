@@ -289,7 +289,14 @@ def _run(
 
     def on_epoch_end(epoch: int, step: int, model: Any) -> None:
         if any(c["step"] == step for c in store.checkpoints(job.id)):
-            return  # recorded before a restart
+            return  # recorded before a restart, or an epoch that ended on the same step
+        try:
+            keep_checkpoint(epoch, step, model)
+        except Exception as exc:  # a checkpoint is a convenience: training goes on
+            model.train()
+            store.event(job.id, "warn", f"no checkpoint at step {step}: {exc}")
+
+    def keep_checkpoint(epoch: int, step: int, model: Any) -> None:
         valid_set = valid.examples if valid else []
         scores = lora.evaluate(model, valid_set, pad, cfg.batch_size) if valid_set else {}
         folder = work / "checkpoints"

@@ -21,12 +21,9 @@ from typing import Any
 from genaiops.errors import ConfigError
 from genaiops.guardrails.base import GuardResult, Span
 from genaiops.guardrails.pii.detectors import PIIDetector
-from genaiops.guardrails.pii.validators import compact, digits_of
+from genaiops.guardrails.pii.validators import MIN_PHONE_MATCH, compact, digits_of, same_phone
 
 _OPTIONS = frozenset({"entities", "keywords", "dni_country", "allow"})
-# A phone allowed with its country code matches without it (and the other way round) when
-# the shorter number still has this many digits.
-_MIN_SUFFIX_DIGITS = 8
 # Every entity has a digit, an "@" (e-mail) or a ":" (IPv6) in it, in ASCII or in one of
 # the look-alikes the detector folds (full-width forms, other digit scripts).
 _MAY_HOLD_PII = re.compile(r"[\d@:＠：]")
@@ -84,31 +81,32 @@ class PIIGuard:
 
 
 class Allowlist:
-    """Values a policy declares public. Exact entries match any spelling of the value;
-    entries with ``*``, ``?`` or ``[`` are case-insensitive glob patterns on the value as
-    written."""
+    """Values a policy declares public. Exact entries match any spelling of the value of
+    the same kind: an e-mail case-insensitively, a phone with or without its country code,
+    an identifier with or without its separators. Entries with ``*``, ``?`` or ``[`` are
+    case-insensitive glob patterns on the value as written."""
 
     def __init__(self, entries: Iterable[str]):
         entries = [e.strip() for e in entries if e.strip()]
         self._globs = [e.lower() for e in entries if any(c in e for c in "*?[")]
         exact = [e for e in entries if e.lower() not in self._globs]
         self._texts = {e.lower() for e in exact}
-        self._compact = {c for e in exact if (c := compact(e))}
-        self._digits = {d for e in exact if len(d := digits_of(e)) >= _MIN_SUFFIX_DIGITS}
+        self._compact = {c for e in exact if "@" not in e and (c := compact(e))}
+        self._phones = {d for e in exact if len(d := digits_of(e)) >= MIN_PHONE_MATCH}
 
     def __bool__(self) -> bool:
         return bool(self._globs or self._texts)
 
     def covers(self, span: Span) -> bool:
         value = span.text.strip().lower()
-        if value in self._texts or compact(value) in self._compact:
+        if value in self._texts or any(fnmatch.fnmatchcase(value, g) for g in self._globs):
             return True
-        digits = digits_of(value)
-        if len(digits) >= _MIN_SUFFIX_DIGITS and any(
-            a.endswith(digits) or digits.endswith(a) for a in self._digits
-        ):
-            return True
-        return any(fnmatch.fnmatchcase(value, g) for g in self._globs)
+        kind = span.kind.upper()
+        if kind == "EMAIL":
+            return False
+        if kind == "PHONE":
+            return same_phone(digits_of(value), self._phones)
+        return compact(value) in self._compact
 
 
 def _is_str_list(value: object) -> bool:

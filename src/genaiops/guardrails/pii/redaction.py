@@ -30,7 +30,7 @@ from typing import Literal
 from genaiops.errors import ConfigError
 from genaiops.guardrails.base import Span
 from genaiops.guardrails.pii.detectors import PIIDetector, default_detector
-from genaiops.guardrails.pii.validators import compact, digits_of
+from genaiops.guardrails.pii.validators import compact, digits_of, same_phone
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_([0-9]+)>")
 HASH_HEX = 10
@@ -179,11 +179,9 @@ class Vault:
         value = (kind, canonical(kind, span.text))
         if value in self._visible:
             return True
-        if kind == "PHONE" and len(value[1]) >= 8:
-            # One number written with and without its country code.
-            for seen_kind, seen in self._visible:
-                if seen_kind == "PHONE" and (seen.endswith(value[1]) or value[1].endswith(seen)):
-                    return True
+        # One phone number written with and without its country code.
+        if kind == "PHONE" and same_phone(value[1], (s for k, s in self._visible if k == kind)):
+            return True
         token = self._numbering.by_value.get(value)
         return token is not None and token in self._kept
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 _NON_ALNUM = re.compile(r"[^0-9A-Za-zÑñ&]")
 _NON_DIGIT = re.compile(r"[^0-9]")
@@ -88,6 +88,21 @@ _CURP_ALPHABET = "0123456789ABCDEFGHIJKLMNÑOPQRSTUVWXYZ"
 
 def digits_of(value: str) -> str:
     return _NON_DIGIT.sub("", value)
+
+
+# Two spellings of one phone number match when the shorter still has this many digits:
+# a national number with its area code (with or without the country code around it).
+MIN_PHONE_MATCH = 10
+
+
+def same_phone(digits: str, known: Iterable[str]) -> bool:
+    """Whether ``digits`` is one of ``known`` with or without a country code (both sides
+    keep at least the national number with its area code)."""
+    if len(digits) < MIN_PHONE_MATCH:
+        return False
+    return any(
+        len(k) >= MIN_PHONE_MATCH and (k.endswith(digits) or digits.endswith(k)) for k in known
+    )
 
 
 def compact(value: str) -> str:
