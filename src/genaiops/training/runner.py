@@ -305,9 +305,13 @@ def _run(
         _export(model, base, cfg, path)
         uri = tracker.artifact(run_id, path, f"checkpoints/step-{step}")
         path.unlink(missing_ok=True)  # the tracking store keeps it
+        loss = losses.get(step)
+        if loss is None:  # reported before a restart: MLflow has it
+            logged_loss = [v for s, v in tracker.run_metrics(run_id, "train_loss") if s == step]
+            loss = logged_loss[-1] if logged_loss else None
         record = {"step": step, "epoch": epoch, "uri": uri,
                   "chat_template": _served_template(base, train),
-                  "train_loss": losses.get(step), "valid_loss": scores.get("loss"),
+                  "train_loss": loss, "valid_loss": scores.get("loss"),
                   "valid_perplexity": scores.get("perplexity")}  # fmt: skip
         store.event(job.id, "info", f"{CHECKPOINT_EVENT} at step {step} (epoch {epoch})",
                     {"checkpoint": record})  # fmt: skip
