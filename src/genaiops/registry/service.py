@@ -95,11 +95,16 @@ class Version:
         return self.reference or f"{self.name}:{self.version}"
 
     @property
+    def revision(self) -> str:
+        """The version number and the run that produced it: a model deleted and registered
+        again starts its numbers over, so "support-bot:1" alone may name two adapters in
+        time; the run tells them apart."""
+        return f"{self.version}-{self.run_id or self.created_at}"
+
+    @property
     def identity(self) -> str:
-        """Names this version and no other, ever: a model deleted and registered again
-        starts its numbers over, so "support-bot:1" alone may name two adapters in time;
-        the run that produced the version tells them apart (loaded models, local copies)."""
-        return f"{self.tenant}.{self.name}:{self.version}-{self.run_id or self.created_at}"
+        """Names this version and no other, ever (the key of loaded models)."""
+        return f"{self.tenant}.{self.name}:{self.revision}"
 
     def public(self) -> dict[str, Any]:
         metrics = {k.removeprefix("metric."): _number(v) for k, v in self.tags.items()
@@ -280,7 +285,7 @@ class Registry:
                 code="model_in_use",
             )
         self.client.delete_registered_model(self.qualified(tenant, name))
-        shutil.rmtree(self.settings.data_dir / "registry" / tenant / name, ignore_errors=True)
+        shutil.rmtree(self._model_dir(tenant, name), ignore_errors=True)
         return [int(v["version"]) for v in shown["versions"]]
 
     # -- reading ---------------------------------------------------------------------------
@@ -418,10 +423,13 @@ class Registry:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _model_dir(self, tenant: str, name: str) -> Path:
+        """Where remote artifacts of a model's versions are downloaded."""
+        return self.settings.data_dir / "registry" / tenant / name
+
     def _cache_dir(self, version: Version) -> Path:
-        """Where remote artifacts of ``version`` are downloaded, one folder per identity."""
-        tag = version.identity.rsplit(":", 1)[1]
-        return self.settings.data_dir / "registry" / version.tenant / version.name / tag
+        """One folder per revision of a version under its model's."""
+        return self._model_dir(version.tenant, version.name) / version.revision
 
     def _registered(self, full: str, name: str) -> Any:
         MlflowException = _mlflow_error()

@@ -309,12 +309,8 @@ def _run(
         if loss is None:  # reported before a restart: MLflow has it
             logged_loss = [v for s, v in tracker.run_metrics(run_id, "train_loss") if s == step]
             loss = logged_loss[-1] if logged_loss else None
-        record = {"step": step, "epoch": epoch, "uri": uri,
-                  "chat_template": _served_template(base, train),
-                  "train_loss": loss, "valid_loss": scores.get("loss"),
-                  "valid_perplexity": scores.get("perplexity")}  # fmt: skip
-        store.event(job.id, "info", f"{CHECKPOINT_EVENT} at step {step} (epoch {epoch})",
-                    {"checkpoint": record})  # fmt: skip
+        _record_checkpoint(store, job.id, f"epoch {epoch}", step, epoch, uri,
+                           _served_template(base, train), loss, scores)  # fmt: skip
 
     pad = renderer.tokenizer.pad_token_id
     pad = renderer.tokenizer.eos_token_id if pad is None else pad
@@ -390,14 +386,9 @@ def _finish(
         description=f"fine-tuned from {base.name} by job {job.id}",
     )  # fmt: skip
     store.event(job.id, "info", f"registered {job.name} version {version.version}")
-    final = {"step": result.steps, "epoch": cfg.epochs, "uri": uri, "final": True,
-             "chat_template": tags["chat_template"],
-             "train_loss": result.losses[-1] if result.losses else None,
-             "valid_loss": result.eval_after.get("loss") if job.validation_file else None,
-             "valid_perplexity": result.eval_after.get("perplexity")
-             if job.validation_file else None}  # fmt: skip
-    store.event(job.id, "info", f"{CHECKPOINT_EVENT} at step {result.steps} (final)",
-                {"checkpoint": final})  # fmt: skip
+    _record_checkpoint(store, job.id, "final", result.steps, cfg.epochs, uri,
+                       tags["chat_template"], result.losses[-1] if result.losses else None,
+                       result.eval_after if job.validation_file else {}, final=True)  # fmt: skip
     store.finish(
         job.id,
         "succeeded",
@@ -428,6 +419,21 @@ def _export(model: Any, base: bases.BaseModel, cfg: lora.TrainConfig, path: Path
     export.check(tmp, base.gguf_path)
     os.replace(tmp, path)
     return info
+
+
+def _record_checkpoint(
+    store: JobStore, job_id: str, label: str, step: int, epoch: int, uri: str, template: str,
+    train_loss: float | None, scores: dict[str, float], final: bool = False,
+) -> None:  # fmt: skip
+    """A servable checkpoint as a job event (``JobStore.checkpoints`` lists them); ``scores``
+    are the validation loss and perplexity, empty without a validation file."""
+    record = {"step": step, "epoch": epoch, "uri": uri, "chat_template": template,
+              "train_loss": train_loss, "valid_loss": scores.get("loss"),
+              "valid_perplexity": scores.get("perplexity")}  # fmt: skip
+    if final:
+        record["final"] = True
+    store.event(job_id, "info", f"{CHECKPOINT_EVENT} at step {step} ({label})",
+                {"checkpoint": record})  # fmt: skip
 
 
 def _served_template(base: bases.BaseModel, train: datasets.Dataset) -> str:
