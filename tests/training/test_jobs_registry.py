@@ -6,8 +6,10 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,6 +244,46 @@ def test_deleting_versions_and_models(registry: Registry) -> None:
     # the old one by its identity (what loaded models and local copies are keyed on).
     again = registry.register("acme", "bot", "/jobs/9/a.gguf", "run-9", "smol", {})
     assert again.version == 1 and again.identity.endswith("-run-9")
+
+
+def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Registry) -> None:
+    """delete_version checks for aliases, then deletes: an alias set in between must not
+    be reported as set and then vanish with the version (MLflow drops a deleted version's
+    aliases)."""
+    registry.register("acme", "bot", "/jobs/1/a.gguf", None, "smol", {})
+    checked, aliasing = threading.Event(), threading.Event()
+    real_get = registry.get
+
+    def get_then_pause(tenant: str, name: str, version: int) -> Any:
+        found = real_get(tenant, name, version)
+        if threading.current_thread().name == "deleter":
+            checked.set()  # the check passed: no alias yet
+            aliasing.wait(5)
+            time.sleep(0.3)  # room for the other request to write its alias
+        return found
+
+    registry.get = get_then_pause  # type: ignore[method-assign]
+    outcome: dict[str, Any] = {}
+
+    def set_alias() -> None:
+        checked.wait(5)
+        aliasing.set()
+        try:
+            outcome["alias"] = registry.set_alias("acme", "bot", "champion", 1)
+        except NotFound as exc:
+            outcome["alias"] = exc
+
+    deleter = threading.Thread(target=registry.delete_version, args=("acme", "bot", 1),
+                               name="deleter")  # fmt: skip
+    setter = threading.Thread(target=set_alias)
+    for thread in (deleter, setter):
+        thread.start()
+    for thread in (deleter, setter):
+        thread.join(30)
+    registry.get = real_get  # type: ignore[method-assign]
+    # The alias request waited for the deletion and was told the version is gone.
+    assert isinstance(outcome["alias"], NotFound)
+    assert registry.list_models("acme") == [] or registry.show("acme", "bot")["aliases"] == {}
 
 
 def test_a_failed_first_version_leaves_no_empty_model(registry: Registry) -> None:

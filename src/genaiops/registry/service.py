@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,10 @@ class Registry:
         self.settings = settings
         self._client: Any = None
         self._jobs: Any = None  # the job store, for checkpoints
+        # Changes that check the registry before they write (an alias's version exists, a
+        # version has no alias) run one at a time, so a check never goes stale before its
+        # write within this process; MLflow's store has no transaction to span both.
+        self._writing = threading.RLock()
 
     @property
     def client(self) -> Any:
@@ -167,35 +172,36 @@ class Registry:
         gets the version it registered before."""
         MlflowException = _mlflow_error()
 
-        check_name(name)
-        full = self.qualified(tenant, name)
-        job_id = tags.get("job_id")
-        if job_id:
-            existing = self._job_version(full, job_id)
-            if existing is not None:
-                return self._version(tenant, name, existing)
-        try:
-            self.client.create_registered_model(
-                full, tags={"tenant": tenant, "name": name}, description=description
-            )
-        except MlflowException as exc:
-            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+        with self._writing:
+            check_name(name)
+            full = self.qualified(tenant, name)
+            job_id = tags.get("job_id")
+            if job_id:
+                existing = self._job_version(full, job_id)
+                if existing is not None:
+                    return self._version(tenant, name, existing)
+            try:
+                self.client.create_registered_model(
+                    full, tags={"tenant": tenant, "name": name}, description=description
+                )
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                    raise
+            try:
+                mv = self.client.create_model_version(
+                    full,
+                    source=adapter_uri,
+                    run_id=run_id,
+                    tags={"base_model": base_model, **tags},
+                    description=description,
+                )
+            except Exception:
+                # A model whose first version failed would be listed with nothing to serve.
+                with contextlib.suppress(Exception):
+                    if not self.client.search_model_versions(f"name = '{full}'"):
+                        self.client.delete_registered_model(full)
                 raise
-        try:
-            mv = self.client.create_model_version(
-                full,
-                source=adapter_uri,
-                run_id=run_id,
-                tags={"base_model": base_model, **tags},
-                description=description,
-            )
-        except Exception:
-            # A model whose first version failed would be listed with nothing to serve.
-            with contextlib.suppress(Exception):
-                if not self.client.search_model_versions(f"name = '{full}'"):
-                    self.client.delete_registered_model(full)
-            raise
-        return self._version(tenant, name, mv)
+            return self._version(tenant, name, mv)
 
     def _job_version(self, full: str, job_id: str) -> Any:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", job_id):
@@ -229,28 +235,32 @@ class Registry:
         return self.register(tenant, name, uri, run_id, base.name, tags, description)
 
     def set_alias(self, tenant: str, name: str, alias: str, version: int) -> Version:
-        if not ALIAS.match(alias) or alias == "latest":
-            raise InvalidRequest(f"invalid alias {alias!r}", param="alias")
-        if VERSION_LIKE.match(alias):
-            raise InvalidRequest(
-                f"alias {alias!r} is reserved: names like v1, v2... refer to versions",
-                param="alias",
+        with self._writing:
+            if not ALIAS.match(alias) or alias == "latest":
+                raise InvalidRequest(f"invalid alias {alias!r}", param="alias")
+            if VERSION_LIKE.match(alias):
+                raise InvalidRequest(
+                    f"alias {alias!r} is reserved: names like v1, v2... refer to versions",
+                    param="alias",
+                )
+            self.get(tenant, name, version)  # 404 for an unknown version
+            self.client.set_registered_model_alias(
+                self.qualified(tenant, name), alias, str(version)
             )
-        self.get(tenant, name, version)  # 404 for an unknown version
-        self.client.set_registered_model_alias(self.qualified(tenant, name), alias, str(version))
-        return self.get(tenant, name, version)
+            return self.get(tenant, name, version)
 
     def delete_alias(self, tenant: str, name: str, alias: str) -> None:
-        MlflowException = _mlflow_error()
+        with self._writing:
+            MlflowException = _mlflow_error()
 
-        # MLflow deletes a missing alias without complaint: check first, so a typo is a 404
-        # (and no "deleted" audit record) rather than a silent success.
-        if alias not in self.show(tenant, name)["aliases"]:
-            raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")
-        try:
-            self.client.delete_registered_model_alias(self.qualified(tenant, name), alias)
-        except MlflowException as exc:
-            raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias") from exc
+            # MLflow deletes a missing alias without complaint: check first, so a typo is a 404
+            # (and no "deleted" audit record) rather than a silent success.
+            if alias not in self.show(tenant, name)["aliases"]:
+                raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")
+            try:
+                self.client.delete_registered_model_alias(self.qualified(tenant, name), alias)
+            except MlflowException as exc:
+                raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias") from exc
 
     def delete_version(self, tenant: str, name: str, version: int, force: bool = False) -> Version:
         """Remove one version from the registry. A version an alias points at is refused
@@ -258,35 +268,37 @@ class Registry:
         changes what ``name@alias`` serves. The version's run and its artifacts stay in the
         tracking store as experiment history; MLflow never reuses the number. The
         checkpoints of the job that registered it are no longer served either."""
-        found = self.get(tenant, name, version)
-        if found.aliases and not force:
-            raise InvalidRequest(
-                f"version {version} of {name!r} is served as "
-                f"{', '.join(f'{name}@{a}' for a in found.aliases)}; move or delete the "
-                "alias first, or delete with force",
-                param="version",
-                code="version_in_use",
-            )
-        self.client.delete_model_version(self.qualified(tenant, name), str(version))
-        shutil.rmtree(self._cache_dir(found), ignore_errors=True)
-        return found
+        with self._writing:
+            found = self.get(tenant, name, version)
+            if found.aliases and not force:
+                raise InvalidRequest(
+                    f"version {version} of {name!r} is served as "
+                    f"{', '.join(f'{name}@{a}' for a in found.aliases)}; move or delete the "
+                    "alias first, or delete with force",
+                    param="version",
+                    code="version_in_use",
+                )
+            self.client.delete_model_version(self.qualified(tenant, name), str(version))
+            shutil.rmtree(self._cache_dir(found), ignore_errors=True)
+            return found
 
     def delete_model(self, tenant: str, name: str, force: bool = False) -> list[int]:
         """Remove a registered model and every version of it; the numbers of the versions
         deleted. Refused while aliases exist unless ``force``. A model registered again
         under the name starts at version 1."""
-        shown = self.show(tenant, name)
-        if shown["aliases"] and not force:
-            served = ", ".join(f"{name}@{a}" for a in sorted(shown["aliases"]))
-            raise InvalidRequest(
-                f"model {name!r} is served as {served}; delete the aliases first, "
-                "or delete with force",
-                param="name",
-                code="model_in_use",
-            )
-        self.client.delete_registered_model(self.qualified(tenant, name))
-        shutil.rmtree(self._model_dir(tenant, name), ignore_errors=True)
-        return [int(v["version"]) for v in shown["versions"]]
+        with self._writing:
+            shown = self.show(tenant, name)
+            if shown["aliases"] and not force:
+                served = ", ".join(f"{name}@{a}" for a in sorted(shown["aliases"]))
+                raise InvalidRequest(
+                    f"model {name!r} is served as {served}; delete the aliases first, "
+                    "or delete with force",
+                    param="name",
+                    code="model_in_use",
+                )
+            self.client.delete_registered_model(self.qualified(tenant, name))
+            shutil.rmtree(self._model_dir(tenant, name), ignore_errors=True)
+            return [int(v["version"]) for v in shown["versions"]]
 
     # -- reading ---------------------------------------------------------------------------
 
