@@ -173,6 +173,16 @@ def _last_plain_word_end(text: str, start: int = 0) -> int:
     return end
 
 
+# Characters no PII value contains (values hold digits, letters, dots, dashes, spaces,
+# "+", "@", ":" and parentheses): a piece may end after one without cutting a value.
+_SEPARATORS = frozenset('",;{}[]|=')
+
+
+def _last_separator_end(text: str) -> int:
+    """Just after the last separator of ``text`` (0 when there is none)."""
+    return max((i + 1 for i, char in enumerate(text) if char in _SEPARATORS), default=0)
+
+
 class OutputFilter:
     """Output guards on a generated answer, streamed or not, as it is produced.
 
@@ -188,9 +198,10 @@ class OutputFilter:
     values inside words (``streaming_unit = "word"`` on the guard: PII), text is released
     a word at a time: everything up to the last finished plain word (see ``_plain_word``)
     is safe, since no value can span it, and only a trailing run of digits, codes or
-    addresses waits for the word that closes it. Those guards read the last
-    ``_LOOKBEHIND`` released characters as context, and a piece every guard rules out at a
-    glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not checked at all. A
+    addresses waits for the word that closes it. Every guard reads the last
+    ``_LOOKBEHIND`` released characters as context (a keyword such as "C.C." ending the
+    previous sentence vouches for the number that opens this one), and a piece every
+    guard rules out at a glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not checked at all. A
     streamed answer therefore starts as soon as its first word is finished, not its first
     sentence.
     """
@@ -208,8 +219,6 @@ class OutputFilter:
         self._events: dict[tuple[str, str], dict[str, Any]] = {}
         self._buffer = ""
         self._released = ""
-        # The last released piece ended without finishing its sentence (a forced cut).
-        self._mid_sentence = False
         self._policies = (
             guardrails.policies("output", _principal(ctx), ctx.model if ctx else None)
             if guardrails is not None
@@ -237,13 +246,12 @@ class OutputFilter:
             cut = match.end()
         if self._by_word:
             cut = _last_plain_word_end(self._buffer, cut)
-        forced = False
         if cut == 0 and len(self._buffer) > _MAX_BUFFER:
-            # No sentence end in sight: release up to the last plain word, so no value is
-            # cut in half (only a text without a single plain word goes out whole), and
-            # let the next piece be read after this one.
-            cut = _last_plain_word_end(self._buffer) or len(self._buffer)
-            forced = True
+            # No sentence end in sight: release up to the last plain word, or else up to
+            # the last character no value contains (the quotes and commas of minified
+            # JSON), so no value is cut in half; only a text with neither goes out whole.
+            cut = _last_plain_word_end(self._buffer) or _last_separator_end(self._buffer)
+            cut = cut or len(self._buffer)
         if cut == 0:
             return ""
         # Keep a possibly unfinished placeholder ("<CPF_" ...) for the next piece.
@@ -252,7 +260,6 @@ class OutputFilter:
             cut = opening
         ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
         released = self._release(ready)
-        self._mid_sentence = forced
         return released
 
     def flush(self) -> str:
@@ -266,10 +273,10 @@ class OutputFilter:
         # placeholder of the caller's (their own values are exempt in ``check``).
         text = self.vault.restore(text)
         if self.guardrails is not None and self._policies and self._needs_check(text):
-            # Word-level guards always read the text just released; sentence-level ones
-            # when the last piece was cut off mid-sentence (a threat or a banned phrase
-            # across the cut is still found whole).
-            context = self._released if self._by_word or self._mid_sentence else ""
+            # The guards read the text just released as context: a keyword there ("C.C.",
+            # "CPF" ending the previous sentence or piece) still vouches for a number
+            # here, and a threat or a banned phrase across a forced cut is found whole.
+            context = self._released
             outcome = self.guardrails.check(
                 text, stage="output", policies=self._policies, context=context, vault=self.vault
             )

@@ -52,6 +52,10 @@ class Retrieval:
     canned: str | None = None
 
 
+# The parts of a retrieved chunk that reach the prompt.
+_SCREENED = ("text", "title", "heading")
+
+
 def _screen(
     guardrails: GuardrailsService,
     hits: list[Any],
@@ -67,18 +71,33 @@ def _screen(
     """
     from genaiops.gateway.guarding import note
 
-    kept = []
-    for hit in hits:
-        outcome = guardrails.check(hit.text, stage="context", policies=policies, vault=vault)
-        note(ctx, outcome, "context")
-        if outcome.action is None or outcome.action in ("flag", "log"):
-            kept.append(hit)
-        elif outcome.action == "redact" and all(
+    def values_only(outcome: Any) -> bool:
+        return all(
             getattr(guardrails.guard(name, policies[name].options), "finds_values", False)
             for name, action in outcome.actions.items()
             if action == "redact"
-        ):
-            kept.append(replace(hit, text=outcome.text))
+        )
+
+    kept = []
+    for hit in hits:
+        # The prompt carries the chunk's document title and section heading beside its
+        # text (``grounding.ground``), so an instruction planted in a heading is screened
+        # like one in the body.
+        changes: dict[str, str] = {}
+        for field in _SCREENED:
+            value = getattr(hit, field)
+            if not value:
+                continue
+            outcome = guardrails.check(value, stage="context", policies=policies, vault=vault)
+            note(ctx, outcome, "context")
+            if outcome.action is None or outcome.action in ("flag", "log"):
+                continue
+            if outcome.action == "redact" and values_only(outcome):
+                changes[field] = outcome.text
+                continue
+            break
+        else:
+            kept.append(replace(hit, **changes) if changes else hit)
     return kept
 
 
