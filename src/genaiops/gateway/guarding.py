@@ -116,19 +116,25 @@ async def guard_input(
     if request.messages is not None:
         for message in request.messages:
             vault.reserve(message.content)
+            for function in _functions(message.extra):
+                vault.reserve(_arguments(function) or "")
         instruction_policies = {
             name: p for name, p in policies.items() if name not in _INSTRUCTION_EXEMPT
         }
         for i, message in enumerate(request.messages):
             chosen = instruction_policies if message.role in _INSTRUCTION_ROLES else policies
-            if not message.content or not chosen:
+            if not chosen:
                 continue
-            outcome = await _check(guardrails, message.content, "input", chosen, vault)
-            note(ctx, outcome, "input")
-            if outcome.blocked:
-                blocked.append(outcome.reasons())
-            elif outcome.action == "redact":
-                request.messages[i] = _redacted(message, outcome.text)
+            if message.content:
+                outcome = await _check(guardrails, message.content, "input", chosen, vault)
+                note(ctx, outcome, "input")
+                if outcome.blocked:
+                    blocked.append(outcome.reasons())
+                elif outcome.action == "redact":
+                    message = request.messages[i] = _redacted(message, outcome.text)
+            extra = await _guard_calls(guardrails, message.extra, chosen, vault, ctx, blocked)
+            if extra is not message.extra:
+                request.messages[i] = replace(message, extra=extra)
     elif request.prompt:
         vault.reserve(request.prompt)
         outcome = await _check(guardrails, request.prompt, "input", policies, vault)
@@ -143,6 +149,61 @@ async def guard_input(
             param="messages" if request.messages is not None else "prompt",
         )
     return vault
+
+
+def _functions(extra: dict[str, Any]) -> list[Any]:
+    """The ``function`` objects of a message's tool calls, one per call (None where a call
+    is malformed), then its older single ``function_call`` (None when absent)."""
+    calls = extra.get("tool_calls")
+    calls = calls if isinstance(calls, list) else []
+    functions = [c.get("function") if isinstance(c, dict) else None for c in calls]
+    return [*functions, extra.get("function_call")]
+
+
+def _arguments(function: Any) -> str | None:
+    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+        return str(function["arguments"])
+    return None
+
+
+async def _guard_calls(
+    guardrails: GuardrailsService,
+    extra: dict[str, Any],
+    policies: dict[str, GuardPolicy],
+    vault: Vault,
+    ctx: RequestContext | None,
+    blocked: list[str],
+) -> dict[str, Any]:
+    """The input policy on the arguments of the tool calls an earlier assistant turn made
+    (``tool_calls``, or the older ``function_call``), which a remote upstream reads like
+    any other text: a client sending back an answer the gateway de-anonymised for it must
+    not hand the caller's values to the model. Returns ``extra`` itself when nothing
+    changed, else a copy with the redacted arguments (placeholders hold no quote or
+    backslash, so the JSON stays valid)."""
+    functions = _functions(extra)
+    changed: dict[int, dict[str, Any]] = {}
+    for n, function in enumerate(functions):
+        arguments = _arguments(function)
+        if not arguments:
+            continue
+        outcome = await _check(guardrails, arguments, "input", policies, vault)
+        note(ctx, outcome, "input")
+        if outcome.blocked:
+            blocked.append(outcome.reasons())
+        elif outcome.action == "redact":
+            changed[n] = function | {"arguments": outcome.text}
+    if not changed:
+        return extra
+    out = dict(extra)
+    calls = len(functions) - 1
+    if any(n < calls for n in changed):
+        out["tool_calls"] = [
+            call | {"function": changed[n]} if n in changed else call
+            for n, call in enumerate(extra["tool_calls"])
+        ]
+    if calls in changed:
+        out["function_call"] = changed[calls]
+    return out
 
 
 _BOUNDARY = re.compile(r"[.!?…](?=\s)|\n")
@@ -201,9 +262,9 @@ class OutputFilter:
     addresses waits for the word that closes it. Every guard reads the last
     ``_LOOKBEHIND`` released characters as context (a keyword such as "C.C." ending the
     previous sentence vouches for the number that opens this one), and a piece every
-    guard rules out at a glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not checked at all. A
-    streamed answer therefore starts as soon as its first word is finished, not its first
-    sentence.
+    guard rules out at a glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not
+    checked at all. A streamed answer therefore starts as soon as its first word is
+    finished, not its first sentence.
     """
 
     def __init__(
