@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 
 from genaiops.config import load_settings
 from genaiops.errors import ConfigError, InvalidRequest, StoreUnavailable
-from genaiops.rag.crypto import Sealer
+from genaiops.rag.crypto import FINGERPRINT, Sealer
 from genaiops.rag.service import Mode, RagService
 from genaiops.rag.stores.base import CollectionSpec
 from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
@@ -312,6 +312,13 @@ def test_encrypted_at_rest(
     stored += [r[0].encode() for r in query(database_url, "SELECT term FROM rag_terms")]
     raw = b"\n".join(stored)
     assert len(raw) > 1000
+    # Content hashes are keyed: a stored hash never confirms a guess of the text.
+    secret = "(SELECT id FROM rag_collections WHERE name = 'secret')"
+    hashes = [r[0] for r in query(database_url, "SELECT content_hash FROM rag_documents"
+                                  f" WHERE collection_id = {secret}")]  # fmt: skip
+    hashes += [r[0] for r in query(database_url, "SELECT text_hash FROM rag_chunks"
+                                   f" WHERE collection_id = {secret}")]  # fmt: skip
+    assert len(hashes) > 5 and all(h.startswith(FINGERPRINT) for h in hashes)
     for word in ("colaborador", "Passwords", "perplejidad", "adaptadores", "matrices", "ninety"):
         assert word.encode() not in raw and word.lower().encode() not in raw, word
 
@@ -322,6 +329,33 @@ def test_encrypted_at_rest(
             wrong.search(TENANT, "secret", "ferias")
     finally:
         wrong.close()
+
+
+def test_bare_hashes_of_an_older_store_are_keyed_in_place(
+    tmp_path: Path, docs: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    with monkeypatch.context() as old:  # a release that stored bare SHA-256 digests
+        old.setattr(Sealer, "fingerprint", lambda self, digest: digest)
+        rag = pg_service(tmp_path / "data", database_url)
+        try:
+            rag.create_collection(TENANT, "secret")
+            assert rag.ingest_paths(TENANT, "secret", [docs]).added > 0
+        finally:
+            rag.close()
+    with psycopg.connect(conninfo(database_url)) as conn:
+        conn.execute("UPDATE rag_collections SET hashes_keyed = false")
+    bare = "SELECT count(*) FROM rag_chunks WHERE text_hash NOT LIKE 'k:%%'"
+    assert query(database_url, bare)[0][0] > 0
+    rag = pg_service(tmp_path / "data", database_url)
+    try:
+        again = rag.ingest_paths(TENANT, "secret", [docs])
+        assert again.added == again.updated == again.embedded == 0 and again.unchanged > 0
+    finally:
+        rag.close()
+    assert query(database_url, bare)[0][0] == 0
+    documents = "SELECT count(*) FROM rag_documents WHERE content_hash NOT LIKE 'k:%%'"
+    assert query(database_url, documents)[0][0] == 0
 
 
 def test_configuration_errors_are_clear(tmp_path: Path, database_url: str) -> None:

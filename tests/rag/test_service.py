@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import pytest
 
 from genaiops.config import load_settings
 from genaiops.errors import InvalidRequest, NotFound
+from genaiops.rag.crypto import FINGERPRINT, Sealer
 from genaiops.rag.service import RagService
 
 TENANT = "acme"
@@ -326,6 +328,61 @@ def test_encrypted_at_rest(tmp_path: Path, docs: Path, monkeypatch: pytest.Monke
             missing.collection(TENANT, "secret")
     finally:
         missing.close()
+
+
+def test_no_stored_hash_confirms_a_guess_of_encrypted_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain SHA-256 of a short row ("salary: 52750") would let anyone holding the file
+    test guesses without the key: an encrypted collection keys its hashes, and a store
+    written before that is upgraded in place without embedding anything again."""
+    monkeypatch.setenv("GENAIOPS_RAG_KEY", base64.b64encode(os.urandom(32)).decode())
+    rows = tmp_path / "salaries.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"e{n}", "text": f"Salario anual de la persona {n}: {50_000 + n} euros"}
+            )
+            + "\n"
+            for n in range(5)
+        ),  # fmt: skip
+        encoding="utf-8",
+    )
+    data = tmp_path / "data"
+
+    def ingest() -> Any:
+        rag = make_service(data)
+        try:
+            with contextlib.suppress(InvalidRequest):
+                rag.create_collection(TENANT, "hr")
+            return rag.ingest_paths(TENANT, "hr", [rows], text_field="text", id_field="id")
+        finally:
+            rag.close()
+
+    def stored() -> list[str]:
+        with contextlib.closing(sqlite3.connect(data / "rag" / "rag.db")) as db:
+            hashes = [r[0] for r in db.execute("SELECT content_hash FROM documents")]
+            return hashes + [r[0] for r in db.execute("SELECT text_hash FROM chunks")]
+
+    # A store written by a release that kept bare digests.
+    with monkeypatch.context() as old:
+        old.setattr(Sealer, "fingerprint", lambda self, digest: digest)
+        assert ingest().added == 5
+    with contextlib.closing(sqlite3.connect(data / "rag" / "rag.db")) as db:
+        db.execute("UPDATE collections SET hashes_keyed = 0")
+        db.commit()
+    legacy = stored()
+    assert len(legacy) == 10 and all(re.fullmatch("[0-9a-f]{64}", h) for h in legacy)
+    # Opened with its key, the store keys every hash once; nothing is embedded again.
+    again = ingest()
+    assert (again.unchanged, again.added, again.updated, again.embedded) == (5, 0, 0, 0)
+    keyed = stored()
+    assert all(h.startswith(FINGERPRINT) for h in keyed) and not set(keyed) & set(legacy)
+    # New writes are keyed too: a changed row is re-embedded, the others are not.
+    rows.write_text(rows.read_text(encoding="utf-8").replace("50003", "60003"), encoding="utf-8")
+    changed = ingest()
+    assert (changed.unchanged, changed.updated, changed.embedded) == (4, 1, 1)
+    assert all(h.startswith(FINGERPRINT) for h in stored())
 
 
 def test_store_stays_consistent(rag: RagService, docs: Path) -> None:

@@ -32,6 +32,11 @@ class UnreadableText(InvalidRequest):
     code = "encrypted_text_unreadable"
 
 
+# Marks a keyed content hash (``Sealer.fingerprint``); stores written before hashes were
+# keyed hold bare SHA-256 hex digests, which ``keyed_hashes`` upgrades in place.
+FINGERPRINT = "k:"
+
+
 class Sealer:
     def __init__(self, key: bytes | None):
         self.key = key
@@ -41,6 +46,7 @@ class Sealer:
 
             self._aead = AESGCM(key)
             self._term_key = hmac.new(key, b"genaiops-lexical-terms", hashlib.sha256).digest()
+            self._print_key = hmac.new(key, b"genaiops-fingerprints", hashlib.sha256).digest()
 
     @classmethod
     def from_env(cls, variable: str) -> Sealer:
@@ -98,6 +104,16 @@ class Sealer:
                 "encrypted in a collection stored in clear). Re-ingest the affected documents.",
                 code="encrypted_text_unreadable",
             ) from None
+
+    def fingerprint(self, digest: str) -> str:
+        """What is stored for a content hash (a document's, or a chunk's to reuse its
+        vector). In clear it is the hash itself; in an encrypted collection it is keyed
+        (``FINGERPRINT`` then an HMAC of the hash), since a plain SHA-256 of a short,
+        guessable text (a CSV row, a salary line) lets anyone holding the file confirm a
+        guess of the text without the key."""
+        if self._aead is None or digest.startswith(FINGERPRINT):
+            return digest
+        return FINGERPRINT + hmac.new(self._print_key, digest.encode(), hashlib.sha256).hexdigest()
 
     def term(self, token: str) -> str:
         if self._aead is None:

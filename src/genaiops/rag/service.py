@@ -22,7 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -323,6 +323,8 @@ class RagService:
         """What storing ``document`` takes (its chunks and which need embedding), or the
         outcome when nothing does ("unchanged", "failed")."""
         report.documents += 1
+        fingerprint = self.store.sealer_for(collection).fingerprint
+        document = replace(document, content_hash=fingerprint(document.content_hash))
         previous = self.store.document_hash(collection, document.key)
         if previous == document.content_hash:
             report.unchanged += 1
@@ -335,7 +337,10 @@ class RagService:
             report.failed.append({"source": document.key, "error": "no text to index"})
             return "failed"
         texts = [chunking.embedding_text(c, document.title) for c in chunks]
-        hashes = [hashlib.sha256(f"{spec.embedder}\x00{t}".encode()).hexdigest() for t in texts]
+        hashes = [
+            fingerprint(hashlib.sha256(f"{spec.embedder}\x00{t}".encode()).hexdigest())
+            for t in texts
+        ]
         known = self.store.known_vectors(collection, hashes)
         missing = [i for i, h in enumerate(hashes) if h not in known]
         return _Plan(document, previous, chunks, texts, hashes, known, missing)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from genaiops.rag.crypto import Sealer
 from genaiops.rag.documents import Chunk, LoadedDocument
 from genaiops.rag.stores.filters import Filters as Filters
 
@@ -114,6 +115,10 @@ class VectorStore(Protocol):
     def get_collection(self, tenant: str, name: str) -> Collection: ...
     def list_collections(self, tenant: str | None) -> list[Collection]: ...
     def delete_collection(self, tenant: str, name: str) -> None: ...
+    def sealer_for(self, collection: Collection) -> Sealer:
+        """How the collection's text and content hashes are stored (keyed when it is
+        encrypted)."""
+        ...
 
     def document_hash(self, collection: Collection, key: str) -> str | None: ...
     def known_vectors(

@@ -24,7 +24,7 @@ import numpy as np
 
 from genaiops.errors import NotFound
 from genaiops.rag import lexical
-from genaiops.rag.crypto import Sealer
+from genaiops.rag.crypto import FINGERPRINT, Sealer
 from genaiops.rag.documents import Chunk, LoadedDocument
 from genaiops.rag.stores import rows as records
 from genaiops.rag.stores.base import (
@@ -115,6 +115,35 @@ class SQLiteStore:
             for path in (self.directory / "indexes").glob("*.*"):
                 if path.stem.isdigit() and path.suffix in (".faiss", ".json"):
                     path.unlink(missing_ok=True)
+        self._key_hashes()
+
+    def _key_hashes(self) -> None:
+        """Encrypted collections written before content hashes were keyed hold bare
+        SHA-256 digests of their texts: replace them with keyed ones (``Sealer.
+        fingerprint``), once per collection, when the collection's key is configured."""
+        with self._write() as conn:
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(collections)")}
+            if "hashes_keyed" not in columns:
+                conn.execute(
+                    "ALTER TABLE collections ADD COLUMN hashes_keyed INTEGER NOT NULL DEFAULT 0"
+                )
+            if not self.sealer.enabled:
+                return
+            todo = conn.execute(
+                "SELECT id FROM collections WHERE key_check = ? AND hashes_keyed = 0",
+                (self.sealer.check_value(),),
+            ).fetchall()
+            if not todo:
+                return
+            conn.create_function("genaiops_fingerprint", 1, self.sealer.fingerprint)
+            for row in todo:
+                for table, column in (("documents", "content_hash"), ("chunks", "text_hash")):
+                    conn.execute(
+                        f"UPDATE {table} SET {column} = genaiops_fingerprint({column})"
+                        f" WHERE collection_id = ? AND {column} NOT LIKE '{FINGERPRINT}%'",
+                        (row["id"],),
+                    )
+                conn.execute("UPDATE collections SET hashes_keyed = 1 WHERE id = ?", (row["id"],))
 
     def sealer_for(self, collection: Collection) -> Sealer:
         """The sealer of a collection: an encrypted collection (created while a key was
@@ -148,8 +177,8 @@ class SQLiteStore:
                 raise records.exists(spec.name)
             cursor = conn.execute(
                 "INSERT INTO collections (tenant, name, embedder, dim, chunk_tokens,"
-                " chunk_overlap, language, description, key_check, created_us, uid)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " chunk_overlap, language, description, key_check, created_us, uid,"
+                " hashes_keyed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 (
                     spec.tenant,
                     spec.name,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genaiops.errors import ConfigError, NotFound
-from genaiops.rag.crypto import Sealer
+from genaiops.rag.crypto import FINGERPRINT, Sealer
 from genaiops.rag.documents import Chunk, LoadedDocument
 from genaiops.rag.stores import rows as records
 from genaiops.rag.stores.base import (
@@ -118,6 +118,38 @@ class PgVectorStore:
                 conn.execute(
                     "INSERT INTO rag_schema (id, version) VALUES (1, %s)", (SCHEMA_VERSION,)
                 )
+            self._key_hashes(conn)
+
+    def _key_hashes(self, conn: psycopg.Connection[Any]) -> None:
+        """Encrypted collections written before content hashes were keyed hold bare
+        SHA-256 digests of their texts: replace them with keyed ones (``Sealer.
+        fingerprint``), once per collection, when the collection's key is configured."""
+        conn.execute(
+            "ALTER TABLE rag_collections ADD COLUMN IF NOT EXISTS"
+            " hashes_keyed BOOLEAN NOT NULL DEFAULT false"
+        )
+        if not self.sealer.enabled:
+            return
+        todo = conn.execute(
+            "SELECT id FROM rag_collections WHERE key_check = %s AND NOT hashes_keyed FOR UPDATE",
+            (self.sealer.check_value(),),
+        ).fetchall()
+        legacy = f"{FINGERPRINT}%%"
+        for row in todo:
+            for table, column in (("rag_documents", "content_hash"), ("rag_chunks", "text_hash")):
+                stale = conn.execute(
+                    f"SELECT id, {column} AS h FROM {table}"
+                    f" WHERE collection_id = %s AND {column} NOT LIKE '{legacy}'",
+                    (row["id"],),
+                ).fetchall()
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"UPDATE {table} SET {column} = %s WHERE id = %s",
+                        [(self.sealer.fingerprint(r["h"]), r["id"]) for r in stale],
+                    )
+            conn.execute(
+                "UPDATE rag_collections SET hashes_keyed = true WHERE id = %s", (row["id"],)
+            )
 
     def sealer_for(self, collection: Collection) -> Sealer:
         return self.sealer if collection.encrypted else self._plain
@@ -134,8 +166,8 @@ class PgVectorStore:
             with self.pool.connection() as conn:
                 conn.execute(
                     "INSERT INTO rag_collections (uid, tenant, name, embedder, dim, chunk_tokens,"
-                    " chunk_overlap, language, description, key_check, created_us)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " chunk_overlap, language, description, key_check, created_us, hashes_keyed)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true)",
                     (
                         uuid.uuid4().hex,
                         spec.tenant,
