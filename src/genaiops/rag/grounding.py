@@ -117,7 +117,8 @@ def ground(
     default_language: str = "en",
 ) -> Grounded:
     """Messages for the model: an instruction with as many sources as fit ``budget_tokens``
-    (approximate tokens, best first), the caller's earlier messages, then the question."""
+    (approximate tokens, best first; one too long for what is left is skipped, not the
+    end of the list), the caller's earlier messages, then the question."""
     language = detect_language(question, default_language)
     header = _INSTRUCTIONS[language]
     used = count_tokens(header) + count_tokens(question) + 16
@@ -131,7 +132,7 @@ def ground(
         block = f"[{len(blocks) + 1}] ({where})\n{hit.text.strip()}"
         cost = count_tokens(block) + 4
         if used + cost > budget_tokens:
-            break
+            continue  # a smaller source further down may still fit
         blocks.append(block)
         cited.append(citation(len(blocks), hit))
         used += cost
@@ -142,6 +143,10 @@ def ground(
         system = "\n\n".join(m.content for m in earlier_system) + "\n\n" + system
     messages = [ChatMessage("system", system), *rest, ChatMessage("user", question)]
     return Grounded(messages, cited, language)
+
+
+def _indexed_text(hit: Hit) -> str:
+    return "\n".join(part for part in (hit.title, hit.heading, hit.text) if part)
 
 
 def relevant(hits: Sequence[Hit], question: str, rag: RagSettings, mode: str) -> list[Hit]:
@@ -158,7 +163,9 @@ def relevant(hits: Sequence[Hit], question: str, rag: RagSettings, mode: str) ->
             return True
         if "lexical" not in hit.scores:
             return False
-        share = lexical.coverage(wanted, hit.text)
+        # The lexical index holds the title and heading with the text: so does the gate
+        # ("¿Qué es LoRA?" against a section headed "LoRA").
+        share = lexical.coverage(wanted, _indexed_text(hit))
         if mode == "lexical" or share >= 1.0:
             return share >= rag.min_lexical_coverage
         similar = dense is not None and dense >= rag.min_lexical_dense

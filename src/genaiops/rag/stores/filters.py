@@ -17,6 +17,8 @@ metadata value is converted. Booleans take only equality operators.
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +79,23 @@ def conditions(filters: Filters | None) -> list[Condition]:
                 param="filters",
             )
         out.append(Condition(name, "in", tuple(values)))
+    for condition in out:
+        for value in condition.values:
+            _in_range(condition.field, value)
     return out
+
+
+def _in_range(name: str, value: Any) -> None:
+    """Numbers the stores can compare: 64-bit integers, finite floats."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise InvalidRequest(
+            f"filter {name!r}: {value} is out of range (integers have at most 64 bits)",
+            param="filters",
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(f"filter {name!r}: {value} is not a finite number", param="filters")
 
 
 def _operator(name: str, op: Any, operand: Any) -> Condition:
