@@ -277,6 +277,37 @@ def test_recorder_batches_usage_and_keeps_order(tmp_path: Path) -> None:
     db.close()
 
 
+def test_a_record_the_database_refuses_never_stops_the_writer(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    recorder = Recorder(db, flush_interval_s=0.05)
+    recorder.start()
+    # SQLite stores at most 64-bit integers: this batch can never be written.
+    recorder.audit(AuditEvent("inference", ts_us=1, request_id="bad", prompt_tokens=10**20))
+    with pytest.raises(OverflowError):
+        recorder.flush()
+    # The writer lives on: later records are written, and the chain is intact.
+    recorder.audit(AuditEvent("key.created", ts_us=2, request_id="next"))
+    recorder.flush()
+    assert [r["request_id"] for r in audit.query(db)] == ["next"]
+    assert audit.verify(db).ok
+    recorder.close()
+    db.close()
+
+
+def test_upstream_token_counts_are_taken_only_when_they_are_counts() -> None:
+    from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
+    from genaiops.engines.remote import _counts
+
+    request = GenerationRequest("r", "m", SamplingParams(),
+                                messages=[ChatMessage("user", "x" * 40)])  # fmt: skip
+    estimate = (request.estimated_tokens(), 3)  # 12 characters of answer: 3 tokens
+    assert _counts({"prompt_tokens": 7, "completion_tokens": 2}, request, "a" * 12, 1) == (7, 2)
+    assert _counts({"prompt_tokens": 7.0, "completion_tokens": 0}, request, "", 0) == (7, 0)
+    for bad in (-100_000, 10**20, 1.5, "12", None, True, float("nan")):
+        usage = {"prompt_tokens": bad, "completion_tokens": bad}
+        assert _counts(usage, request, "a" * 12, 1) == estimate, bad
+
+
 def test_periods() -> None:
     noon = dt.datetime(2026, 12, 31, 12, 0, tzinfo=dt.UTC)
     assert period_bounds("day", noon) == ("2026-12-31", 12 * 3600)

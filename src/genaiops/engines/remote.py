@@ -290,15 +290,30 @@ def _counts(usage: Any, request: GenerationRequest, answer: str, chunks: int) ->
     ``stream_options.include_usage``), estimates (four characters per token, and at least
     one token per streamed chunk), so limits and budgets are still charged."""
     usage = usage if isinstance(usage, dict) else {}
-    if "prompt_tokens" in usage:
-        prompt = int(usage.get("prompt_tokens") or 0)
-    else:
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    if prompt is None:
         prompt = request.estimated_tokens()
-    if "completion_tokens" in usage:
-        completion = int(usage.get("completion_tokens") or 0)
-    else:
+    if completion is None:
         completion = max(chunks, -(-len(answer) // 4))
     return prompt, completion
+
+
+# An upstream's count above this is not a count (no context holds two billion tokens).
+_MAX_COUNT = 2**31 - 1
+
+
+def _count(value: object) -> int | None:
+    """An upstream token count, or None where it sent none or nonsense (a negative, huge,
+    fractional or non-numeric value), so the estimate is charged instead: a count the
+    gateway takes at its word feeds rate limits, budgets, metrics and the audit log."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    if not 0 <= value <= _MAX_COUNT:
+        return None
+    return int(value)
 
 
 def _reason(value: object) -> Any:

@@ -84,8 +84,8 @@ def _screen(
         # text (``grounding.ground``), so an instruction planted in a heading is screened
         # like one in the body.
         changes: dict[str, str] = {}
-        for field in _SCREENED:
-            value = getattr(hit, field)
+        for part in _SCREENED:
+            value = getattr(hit, part)
             if not value:
                 continue
             outcome = guardrails.check(value, stage="context", policies=policies, vault=vault)
@@ -93,7 +93,7 @@ def _screen(
             if outcome.action is None or outcome.action in ("flag", "log"):
                 continue
             if outcome.action == "redact" and values_only(outcome):
-                changes[field] = outcome.text
+                changes[part] = outcome.text
                 continue
             break
         else:

@@ -87,14 +87,17 @@ class RequestRecorder:
     def _inference(self, ctx: RequestContext, status: int, latency: float, tenant: str) -> None:
         model = ctx.model or "-"
         m = self.metrics
-        m.requests.labels(model, str(status), tenant).inc()
-        m.latency.labels(model).observe(latency)
-        if ctx.ttft_s is not None:
-            m.ttft.labels(model).observe(ctx.ttft_s)
-        if ctx.prompt_tokens:
-            m.prompt_tokens.labels(model, tenant).inc(ctx.prompt_tokens)
-        if ctx.completion_tokens:
-            m.completion_tokens.labels(model, tenant).inc(ctx.completion_tokens)
+        try:
+            m.requests.labels(model, str(status), tenant).inc()
+            m.latency.labels(model).observe(latency)
+            if ctx.ttft_s is not None:
+                m.ttft.labels(model).observe(ctx.ttft_s)
+            if ctx.prompt_tokens:
+                m.prompt_tokens.labels(model, tenant).inc(ctx.prompt_tokens)
+            if ctx.completion_tokens:
+                m.completion_tokens.labels(model, tenant).inc(ctx.completion_tokens)
+        except ValueError as exc:  # a count a counter refuses never costs the audit record
+            access.error("metrics of request %s not recorded: %s", ctx.request_id, exc)
         if self.security is not None and ctx.principal is not None:
             detail = {"path": ctx.path}
             if ctx.stream_error:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from genaiops.security import audit
 from genaiops.security.audit import AuditEvent
@@ -151,17 +151,36 @@ class Recorder:
                     barriers.append(extra)
                 else:
                     self._take(extra)
-            error: Exception | None = None
-            try:
-                self._write()
-            except SQLAlchemyError as exc:
-                error = exc
-                log.error("audit/usage write failed, will retry: %s", exc)
-                self._trim()
-                time.sleep(min(1.0, self.flush_interval_s))
+            error = self._write_batch()
             for barrier in barriers:
                 barrier.error = error
                 barrier.done.set()
+
+    def _write_batch(self) -> Exception | None:
+        """``_write``, keeping the writer alive whatever fails; the error, if any."""
+        try:
+            self._write()
+        except SQLAlchemyError as exc:
+            if isinstance(exc, DataError):  # the values, not the database: never retried
+                self._drop(exc)
+            else:
+                log.error("audit/usage write failed, will retry: %s", exc)
+                self._trim()
+                time.sleep(min(1.0, self.flush_interval_s))
+            return exc
+        except Exception as exc:  # a record the driver cannot take must not end the writer
+            self._drop(exc)
+            return exc
+        return None
+
+    def _drop(self, exc: Exception) -> None:
+        """Give up a batch the database refuses for its values (retrying would refuse it
+        forever and hold back every record after it); the writer goes on with the next."""
+        log.error(
+            "dropping %d audit records and %d usage rows the database refuses: %s",
+            len(self._events), len(self._usage), exc,
+        )  # fmt: skip
+        self._events, self._usage = [], {}
 
     def _trim(self) -> None:
         excess = len(self._events) - self.max_pending

@@ -18,7 +18,6 @@ metadata value is converted. Booleans take only equality operators.
 from __future__ import annotations
 
 import math
-
 import re
 from dataclasses import dataclass
 from typing import Any
