@@ -299,6 +299,22 @@ def test_a_wiped_log_is_tampering_when_keys_exist(tmp_path: Path) -> None:
     tamper(tmp_path, "DELETE FROM audit_log", "DELETE FROM audit_head")
     code, _, err = cli(tmp_path, "audit", "verify", check=False)
     assert code == 1 and "audit log is empty although" in err and "key" in err
+    # The next process starts the log over, and says so in its first record: writes
+    # after a wipe do not make it look intact.
+    populate(tmp_path, inferences=2)
+    code, out, _ = cli(tmp_path, "audit", "export")
+    assert json.loads(out.splitlines()[0])["event"] == "audit.log_restarted"
+    code, _, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1 and "wiped" in err and "record 1" in err
+
+
+@pytest.mark.parametrize("table", ["audit_log", "audit_head"])
+def test_a_dropped_audit_table_is_tampering(tmp_path: Path, table: str) -> None:
+    populate(tmp_path, inferences=2)
+    tamper(tmp_path, f"DROP TABLE {table}")
+    code, _, err = cli(tmp_path, "audit", "verify", check=False)
+    assert code == 1 and f"table {table} does not exist" in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
 
 
 def test_an_anchor_catches_a_log_rewritten_with_recomputed_hashes(tmp_path: Path) -> None:

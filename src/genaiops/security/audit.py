@@ -42,6 +42,8 @@ FIELDS = (
 )
 # The event written when a deleted head row had to be restored (see Database.migrate).
 HEAD_RESTORED = "audit.head_restored"
+# Written when the log and its head were both gone while API keys existed: a wiped log.
+LOG_RESTARTED = "audit.log_restarted"
 # What an exported record holds: its fields, then the chain links.
 EXPORT_FIELDS = (*FIELDS, "prev_hash", "hash")
 
@@ -120,9 +122,20 @@ def verify(
 
     Read-only: the database is not migrated or repaired first (a missing head row is
     reported, not restored), so verifying a forensic copy leaves it as it was."""
-    if not inspect(db.engine).has_table(audit_log.name):
-        if anchors:
-            return Verification(False, 0, anchors[0][0], "the audit log does not exist")
+    tables = inspect(db.engine)
+    if not tables.has_table(audit_log.name) or not tables.has_table(audit_head.name):
+        missing = audit_log.name if not tables.has_table(audit_log.name) else audit_head.name
+        keys = 0
+        if tables.has_table(api_keys.name):
+            with db.engine.connect() as conn:
+                keys = conn.execute(select(func.count()).select_from(api_keys)).scalar() or 0
+        if anchors or keys or missing == audit_head.name:
+            return Verification(
+                False, 0, anchors[0][0] if anchors else 1,
+                f"the table {missing} does not exist"
+                + (f" although {keys} API key(s) exist" if keys else "")
+                + ": the audit log was removed",
+            )  # fmt: skip
         return Verification(True, 0)  # a database that was never used
     with db.engine.connect() as conn:
         result = _verify(conn, batch)
@@ -176,6 +189,14 @@ def _verify(conn: Connection, batch: int) -> Verification:
                     row.seq,
                     f"the audit head was deleted (record {row.seq} marks where it was "
                     "restored from the newest record)",
+                )
+            if row.event == LOG_RESTARTED and restored is None:
+                restored = Verification(
+                    False,
+                    count,
+                    row.seq,
+                    f"the audit log was wiped with its head while API keys existed (record "
+                    f"{row.seq} marks where it started over)",
                 )
             expected_prev, expected_seq = row.hash, row.seq + 1
             count += 1

@@ -84,8 +84,11 @@ class SecurityService:
         self.db.migrate()
         self.recorder.start()
         restored, self.db.head_restored = self.db.head_restored, None
-        if restored is not None:
+        if restored == 0:
             # Tampering evidence that stays in the chain: verify reports it.
+            log.error("the audit log and its head were missing although API keys exist")
+            self.record_event(audit_log.LOG_RESTARTED, durable=True)
+        elif restored is not None:
             log.error("the audit head row was missing; restored from record %d", restored)
             self.record_event(
                 audit_log.HEAD_RESTORED, detail={"restored_from_seq": restored}, durable=True

@@ -15,12 +15,19 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from genaiops.errors import ConfigError
-from genaiops.storage.tables import SCHEMA_VERSION, audit_head, audit_log, metadata, schema_info
+from genaiops.storage.tables import (
+    SCHEMA_VERSION,
+    api_keys,
+    audit_head,
+    audit_log,
+    metadata,
+    schema_info,
+)
 
 GENESIS_HASH = "0" * 64
 
@@ -45,7 +52,8 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _: Any) -> None:
 
 
 def _seed_audit_head(conn: Connection) -> int | None:
-    """Create the audit chain's head row; returns the restored seq if records exist.
+    """Create the audit chain's head row; returns the restored seq if records exist (0
+    when none do although API keys exist).
 
     A head row missing beside existing records means it was deleted: restarting it at 0
     would make every later append collide with record 1, so it continues from the newest
@@ -56,7 +64,10 @@ def _seed_audit_head(conn: Connection) -> int | None:
     ).first()
     if newest is None:
         conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
-        return None
+        # Every key was created with a record: keys without records or head is a wiped
+        # log starting over, which the caller records as such (0).
+        keys = conn.execute(select(func.count()).select_from(api_keys)).scalar()
+        return 0 if keys else None
     conn.execute(insert(audit_head).values(id=1, seq=newest.seq, hash=newest.hash))
     return int(newest.seq)
 
