@@ -125,6 +125,13 @@ def test_huge_authorization_header_does_not_crash(server: Server) -> None:
     assert httpx.get(server.url + "/healthz", timeout=30).status_code == 200
 
 
+def test_huge_numbers_in_audit_queries_are_400(server: Server) -> None:
+    huge = "9" * 23
+    error_of(admin(server, "GET", "/admin/audit", params={"after_seq": huge}), 400)
+    anchor = f"{huge}:{'0' * 64}"
+    error_of(admin(server, "GET", "/admin/audit/verify", params={"anchor": anchor}), 400)
+
+
 def test_revoked_and_rotated_keys_stop_working(server: Server) -> None:
     created = new_key(server)
     key, key_id = created["key"], created["id"]

@@ -130,6 +130,9 @@ def test_tenant_limits(tmp_path: Path) -> None:
         (["audit", "export", "--format", "xml"], 2, "--format must be jsonl or csv"),
         (["audit", "export", "--since", "yesterday"], 2, "since must be a date"),
         (["usage", "--group-by", "planet"], 2, "group_by takes"),
+        (["keys", "create", "--tenant", "acme", "--models", ""], 2, "names no model"),
+        (["keys", "create", "--tenant", "acme", "--models", " , "], 2, "names no model"),
+        (["audit", "verify", "--anchor", "9" * 23 + ":" + "0" * 64], 2, "an anchor is SEQ:HASH"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code(

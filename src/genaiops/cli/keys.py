@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
+from genaiops.errors import InvalidRequest
 from genaiops.security.keys import parse_duration
 from genaiops.security.principal import SYSTEM_TENANT, Limits, Principal
 from genaiops.security.service import SecurityService
@@ -45,6 +46,17 @@ def security_service(config: Path | None) -> Iterator[SecurityService]:
     finally:
         service.recorder.close()
         service.db.close()
+
+
+def _models(text: str) -> list[str]:
+    """``--models a,b`` -> the names. An empty value is refused rather than read as "every
+    model" (a script passing an empty variable must not get the widest key)."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise InvalidRequest(
+            "--models names no model; leave it out to allow every model", param="models"
+        )
+    return names
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
@@ -92,7 +104,7 @@ def create(
             role=role,
             name=name,
             limits=Limits(rpm, tpm, budget_tokens, budget_period),
-            models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
+            models=None if models is None else _models(models),
             expires_in_s=parse_duration(expires) if expires else None,
         )
         if as_json:

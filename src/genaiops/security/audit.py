@@ -296,7 +296,11 @@ def parse_anchor(text: str) -> tuple[int, str]:
     from genaiops.errors import InvalidRequest
 
     seq, _, digest = text.strip().partition(":")
-    if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+    if (
+        not re.fullmatch(r"[0-9]{1,18}", seq)
+        or int(seq) < 1
+        or not re.fullmatch(r"[0-9a-fA-F]{64}", digest)
+    ):
         raise InvalidRequest(
             f"an anchor is SEQ:HASH (a record's sequence number and its 64-hex-digit hash); "
             f"got {text[:80]!r}",

@@ -147,7 +147,7 @@ def get_audit(
     since: str | None = None,
     until: str | None = None,
     event: str | None = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     security.recorder.flush()
