@@ -23,7 +23,7 @@ from genaiops.engines.base import (
 )
 from genaiops.engines.remote import RemoteEngine
 from genaiops.engines.scheduler import Scheduler
-from genaiops.errors import Overloaded, UpstreamError
+from genaiops.errors import ConfigError, ModelNotReady, Overloaded, UpstreamError
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
 from genaiops.server.routes.openai import _events_to_sse
@@ -141,7 +141,7 @@ def _remote(handler: httpx.MockTransport) -> RemoteEngine:
 @pytest.mark.parametrize(
     "last",
     [
-        b'data: {"choices": [], "usage": {"prompt_tokens": "many", "completion_tokens": 1}}\n\n',
+        b'data: {"choices": ["text"]}\n\n',
         b"data: [1, 2, 3]\n\n",
         b'data: {"choices": [{"delta": "text"}]}\n\n',
     ],
@@ -164,6 +164,73 @@ async def test_malformed_upstream_stream_is_an_upstream_error(last: bytes) -> No
             events.append(event)
     assert not any(isinstance(e, Finished) for e in events)
     await engine.close()
+
+
+async def _drain(engine: RemoteEngine, stream: bool = True) -> list[GenerationEvent]:
+    request = GenerationRequest("r", "up", SamplingParams(), prompt="x", stream=stream)
+    return [e async for e in engine.generate(PreparedRequest(request, None, None), CancelToken())]
+
+
+async def test_a_stream_cut_before_its_end_is_not_a_finished_answer() -> None:
+    text = b'data: {"choices": [{"index": 0, "delta": {"content": "Hello"}}]}\n\n'
+    finish = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
+    bodies = {"cut": text, "no-done": text + finish, "whole": text + finish + b"data: [DONE]\n\n"}
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        body = bodies[json.loads(request.content)["prompt"]]
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    engine = _remote(httpx.MockTransport(reply))
+    for prompt, whole in (("cut", False), ("no-done", True), ("whole", True)):
+        request = GenerationRequest("r", "up", SamplingParams(), prompt=prompt, stream=True)
+        prepared = PreparedRequest(request, None, None)
+        if whole:
+            events = [e async for e in engine.generate(prepared, CancelToken())]
+            assert isinstance(events[-1], Finished) and events[-1].reason == "stop"
+        else:
+            with pytest.raises(UpstreamError, match="ended the stream mid-answer"):
+                async for _ in engine.generate(prepared, CancelToken()):
+                    pass
+    await engine.close()
+
+
+async def test_what_an_upstream_says_about_itself_stays_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "db password=hunter2 at 10.0.0.5"}})
+
+    engine = _remote(httpx.MockTransport(reply))
+    with pytest.raises(UpstreamError) as failed:
+        await _drain(engine, stream=False)
+    assert "answered 500" in str(failed.value) and "hunter2" not in str(failed.value)
+    assert "hunter2" in caplog.text  # the operators still see it
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    engine = _remote(httpx.MockTransport(refuse))
+    with pytest.raises(UpstreamError) as unreachable:
+        await _drain(engine)
+    assert "upstream.test" not in str(unreachable.value) and "ConnectError" in str(
+        unreachable.value
+    )
+    assert "http://upstream.test/v1" in caplog.text
+    assert "upstream.test" not in engine.info().description
+
+
+async def test_a_remote_model_that_failed_to_start_is_not_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GENAIOPS_TEST_UNSET_KEY", raising=False)
+    config = ModelConfig(name="up", engine="remote", base_url="http://upstream.test/v1",
+                         api_key_env="GENAIOPS_TEST_UNSET_KEY")  # fmt: skip
+    engine = RemoteEngine(config, Settings())
+    with pytest.raises(ConfigError):
+        await engine.start()
+    request = GenerationRequest("r", "up", SamplingParams(), prompt="x")
+    with pytest.raises(ModelNotReady, match="failed to start"):
+        engine.prepare(request)
 
 
 async def test_first_write_of_a_chat_stream_carries_the_first_token() -> None:

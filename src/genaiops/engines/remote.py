@@ -7,9 +7,12 @@ the upstream) with the sampling fields the gateway understood plus every field i
 non-text content parts, are relayed both ways; log probabilities, whose answers cannot be
 carried back yet, are refused with a 400 instead. Upstream answers are parsed back
 into engine events; the gateway re-frames them, so ids and model names are the gateway's.
-Failures map to domain errors: unreachable or 5xx upstream -> UpstreamError (502), timeout
--> GenerationTimeout (504). Of the upstream's 4xx answers, those about the caller's request
-(400, 413, 422, and 429 with its Retry-After) keep their status and message; the others
+Failures map to domain errors: unreachable or 5xx upstream -> UpstreamError (502; what the
+upstream said about itself, and its address, go to the log, not to the caller), a stream
+that ends with neither a finish reason nor ``[DONE]`` -> UpstreamError too, a model that
+failed to start -> ModelNotReady (503), timeout -> GenerationTimeout (504). Of the
+upstream's 4xx answers, those about the caller's request (400, 413, 422, and 429 with its
+Retry-After) keep their status and message; the others
 (401, 403, 404...) mean the gateway itself is misconfigured (wrong upstream key or
 upstream_model) and become 502, naming the upstream's status. A malformed answer is a 502
 too. The request's ``x-request-id`` is sent on, so both sides log the same id.
@@ -18,6 +21,7 @@ too. The request's ``x-request-id`` is sent on, so both sides log the same id.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -40,12 +44,15 @@ from genaiops.errors import (
     ConfigError,
     GenerationTimeout,
     InvalidRequest,
+    ModelNotReady,
     UpstreamError,
     UpstreamHTTPError,
 )
 
 if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
+
+log = logging.getLogger("genaiops.engines")
 
 # Log probabilities would be forwarded and then lost on the way back: refused instead.
 _UNRELAYED = ("logprobs", "top_logprobs")
@@ -75,7 +82,7 @@ class RemoteEngine:
         return ModelInfo(
             name=self.name,
             engine="remote",
-            description=self.config.description or f"proxied to {self.config.base_url}",
+            description=self.config.description or "remote OpenAI-compatible upstream",
             context_length=None,
             supports_chat=True,
             owned_by="remote",
@@ -107,6 +114,9 @@ class RemoteEngine:
         self._state = "closed"
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
+        if not self.ready:
+            state = "failed to start" if self._state.startswith("failed") else self._state
+            raise ModelNotReady(f"model '{self.name}' is not ready ({state})")
         # Fields whose answers the gateway cannot carry back yet (log probabilities):
         # refused rather than forwarded and silently dropped on the way back.
         unrelayed = [k for k in _UNRELAYED if request.extra.get(k) not in (None, False, 0, [])]
@@ -162,7 +172,7 @@ class RemoteEngine:
         self, prepared: PreparedRequest, cancel: CancelToken
     ) -> AsyncIterator[GenerationEvent]:
         if self._client is None:
-            raise UpstreamError(f"model '{self.name}' is not started")
+            raise ModelNotReady(f"model '{self.name}' is not ready ({self._state})")
         request = prepared.request
         path, body = self._body(request)
         headers = {"x-request-id": request.trace_id} if request.trace_id else None
@@ -181,8 +191,10 @@ class RemoteEngine:
         except httpx.TimeoutException as exc:
             raise GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}") from exc
         except httpx.HTTPError as exc:
+            # The upstream's address stays in the log: callers learn which model failed.
+            log.warning("upstream for %r at %s failed: %r", self.name, self.config.base_url, exc)
             raise UpstreamError(
-                f"upstream for '{self.name}' at {self.config.base_url} failed: {exc!r}"
+                f"upstream for '{self.name}' failed ({type(exc).__name__})"
             ) from exc
 
     def _status_error(self, response: httpx.Response) -> Exception:
@@ -199,7 +211,10 @@ class RemoteEngine:
             pass
         status = response.status_code
         if status not in PASSTHROUGH_STATUSES:
-            return UpstreamError(f"upstream for '{self.name}' answered {status}: {message}")
+            # Its own failure (a 5xx, or a 401 for the gateway's key): what it says about
+            # itself (a stack trace, a database address) is for the operators' log.
+            log.warning("upstream for %r answered %d: %s", self.name, status, message)
+            return UpstreamError(f"upstream for '{self.name}' answered {status}")
         return UpstreamHTTPError(
             message,
             status=status,
@@ -234,6 +249,7 @@ class RemoteEngine:
         self, response: httpx.Response, cancel: CancelToken, request: GenerationRequest
     ) -> AsyncIterator[GenerationEvent]:
         reason: str | None = None
+        done = False
         usage: dict[str, Any] = {}
         calls = _CallBuilder()
         answer: list[str] = []
@@ -244,39 +260,51 @@ class RemoteEngine:
                 continue
             payload = line[5:].strip()
             if payload == "[DONE]":
+                done = True
                 break
             try:
                 chunk = json.loads(payload)
                 if not isinstance(chunk, dict):
                     raise TypeError("an SSE chunk must be a JSON object")
                 if "error" in chunk:
-                    raise UpstreamError(f"upstream for '{self.name}' failed mid-stream: {chunk}")
+                    log.warning("upstream for %r failed mid-stream: %s", self.name, chunk)
+                    raise UpstreamError(f"upstream for '{self.name}' failed mid-stream")
                 usage = chunk.get("usage") or usage
-                texts: list[str] = []
-                for choice in chunk.get("choices") or []:
-                    if "delta" in choice:
-                        delta = choice["delta"] or {}
-                        text = delta.get("content")
-                        for fragment in delta.get("tool_calls") or []:
-                            calls.add(fragment)
-                    else:
-                        text = choice.get("text")
-                    if text:
-                        texts.append(str(text))
-                    reason = choice.get("finish_reason") or reason
+                texts, reason = _read_choices(chunk, calls, reason)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise UpstreamError(f"upstream for '{self.name}' sent invalid SSE data") from exc
             for text in texts:
                 answer.append(text)
                 yield TextDelta(text)
-        try:
-            prompt, completion = _counts(usage, request, "".join(answer), len(answer))
-            finished = Finished(_reason(reason), prompt, completion)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise UpstreamError(f"upstream for '{self.name}' sent malformed usage") from exc
+        if not done and reason is None:
+            # The connection closed with neither a finish_reason nor [DONE]: a cut answer
+            # must not pass for a finished one.
+            raise UpstreamError(f"upstream for '{self.name}' ended the stream mid-answer")
+        prompt, completion = _counts(usage, request, "".join(answer), len(answer))
+        finished = Finished(_reason(reason), prompt, completion)
         if calls:
             yield ToolCalls(calls.whole())
         yield finished
+
+
+def _read_choices(
+    chunk: dict[str, Any], calls: _CallBuilder, reason: str | None
+) -> tuple[list[str], str | None]:
+    """The texts of one SSE chunk's choices, and the finish reason so far; tool-call
+    fragments go to ``calls``."""
+    texts: list[str] = []
+    for choice in chunk.get("choices") or []:
+        if "delta" in choice:
+            delta = choice["delta"] or {}
+            text = delta.get("content")
+            for fragment in delta.get("tool_calls") or []:
+                calls.add(fragment)
+        else:
+            text = choice.get("text")
+        if text:
+            texts.append(str(text))
+        reason = choice.get("finish_reason") or reason
+    return texts, reason
 
 
 def _retry_after(response: httpx.Response) -> str | None:

@@ -266,7 +266,10 @@ async def run(
         request.trace_id = ctx.request_id
     try:
         handle = await gateway.acquire(
-            request.model, principal.tenant if principal is not None else None, reserve=True
+            request.model,
+            principal.tenant if principal is not None else None,
+            reserve=True,
+            visible=principal.allows_model if principal is not None else None,
         )
     except ModelNotFound:
         if ctx is not None:

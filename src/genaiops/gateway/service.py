@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -143,23 +144,30 @@ class Gateway:
         return AdapterModels.handles(name)
 
     async def acquire(
-        self, name: str | None, tenant: str | None = None, *, reserve: bool = False
+        self,
+        name: str | None,
+        tenant: str | None = None,
+        *,
+        reserve: bool = False,
+        visible: Callable[[str], bool] | None = None,
     ) -> ModelHandle:
         """The catalog model ``name``, or the registry version it references (loaded on
         first use) for ``tenant``. With ``reserve`` a registry version stays loaded until
-        ``self.adapters.release(handle)`` (see gateway/adapters.py)."""
+        ``self.adapters.release(handle)`` (see gateway/adapters.py). An unknown name's
+        error lists the models ``visible`` allows (the caller's key), as /v1/models does."""
         key = name or self.settings.default_model
         handle = self._models.get(key)
         if handle is not None:
             return handle
+        shown = [n for n in self.names() if visible is None or visible(n)]
         if self.adapters.handles(key):
             try:
                 return await self.adapters.acquire(
                     key, tenant or "system", self._models, reserve=reserve
                 )
             except ModelNotFound:
-                raise ModelNotFound(key, self.names()) from None
-        raise ModelNotFound(key, self.names())
+                raise ModelNotFound(key, shown) from None
+        raise ModelNotFound(key, shown)
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -41,7 +41,7 @@ async def generate(
     ctx: ContextDep,
     principal: InferenceDep,
 ) -> GenerateResponse | Response:
-    handle = await gateway.acquire(body.model, principal.tenant)
+    handle = await gateway.acquire(body.model, principal.tenant, visible=principal.allows_model)
     gen = to_generation(body, handle.engine.info().supports_chat, handle.config.name)
     try:
         stream = await start(request, gateway, gen, ctx, "prompt")

@@ -317,7 +317,7 @@ async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) ->
     if gateway.rag is not None and model in gateway.rag.embedders.names():
         principal.require_model(model)
         return _embedder_card(gateway.rag, model)
-    handle = await gateway.acquire(model, principal.tenant)
+    handle = await gateway.acquire(model, principal.tenant, visible=principal.allows_model)
     if not gateway.is_registry_reference(handle.config.name):
         principal.require_model(handle.config.name)
     return _card(handle.engine.info())
