@@ -141,6 +141,63 @@ def test_corrupt_or_mismatched_adapters_leave_the_registry_unchanged(
     assert [v["version"] for v in registry.show("acme", "bot")["versions"]] == [1]
 
 
+def _gguf_adapter(path: Path, tensors: list[tuple[str, Any]]) -> Path:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 16.0)
+    for name, array in tensors:
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _zeros(*shape: int, dtype: Any = None) -> Any:
+    import numpy as np
+
+    return np.zeros(shape, dtype or np.float32)
+
+
+PAIR = [("blk.0.attn_q.weight.lora_a", _zeros(8, 576)),
+        ("blk.0.attn_q.weight.lora_b", _zeros(576, 8))]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tensors", "reason"),
+    [
+        (PAIR + [("blk.1.attn_q.weight.lora_b", _zeros(576, 8))], "lacks its lora_a"),
+        (PAIR + [("blk.0.attn_q.weight.scale", _zeros(4))], "is not a LoRA tensor"),
+        ([("blk.0.attn_q.weight.lora_a", _zeros(576)), PAIR[1]], "is not a matrix"),
+        (
+            [
+                ("blk.0.attn_norm.weight.lora_a", _zeros(8, 576)),
+                ("blk.0.attn_norm.weight.lora_b", _zeros(576, 8)),
+            ],
+            "no matrix",
+        ),  # fmt: skip
+        ([(n, a.astype("int32")) for n, a in PAIR], "stored as I32"),
+        ([(PAIR[0][0], PAIR[0][1] + float("nan")), PAIR[1]], "NaN"),
+    ],
+    ids=["orphan-b", "stray-tensor", "vector", "norm-target", "int32", "nan"],
+)
+def test_adapters_llama_cpp_would_crash_on_are_refused(
+    registry: Registry, smol: SmolBase, tmp_path: Path, tensors: list[Any], reason: str
+) -> None:
+    """Each of these passed a looser check and took the serving process down with a
+    segmentation fault at the first request."""
+    adapter = _gguf_adapter(tmp_path / "bad.gguf", tensors)
+    with pytest.raises(export.AdapterError, match=reason):
+        registry.import_adapter("acme", "bot", adapter, smol[0].name)
+    assert registry.list_models("acme") == []
+    good = _gguf_adapter(tmp_path / "good.gguf", PAIR)
+    assert export.check(good, smol[0].gguf_path).tensors == 1
+
+
 def test_names_and_references() -> None:
     assert is_reference("support-bot@champion") and is_reference("support-bot:12")
     assert not is_reference("smollm2-135m-instruct") and not is_reference("Bot@x")

@@ -18,6 +18,7 @@ Tensors are written as float32 (a rank-16 adapter on a 270M model is a few MB).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,31 @@ def export(
     return AdapterInfo(architecture, float(alpha), rank, len(pairs), output.stat().st_size)
 
 
+def _lora_tensors(reader: Any) -> dict[str, tuple[int, ...]]:
+    """The adapter's tensors and their shapes (ggml order). llama.cpp applies what it is
+    given: a stray tensor, an integer type or a tensor that is no matrix crashes the
+    serving process at the first request, so each is refused here."""
+    import gguf
+
+    floats = {gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16,
+              gguf.GGMLQuantizationType.BF16}  # fmt: skip
+    tensors: dict[str, tuple[int, ...]] = {}
+    for t in reader.tensors:
+        if not t.name.endswith((".lora_a", ".lora_b")):
+            raise AdapterError(f"adapter tensor {t.name} is not a LoRA tensor (.lora_a, .lora_b)")
+        if t.tensor_type not in floats:
+            raise AdapterError(
+                f"adapter tensor {t.name} is stored as {t.tensor_type.name}; "
+                "LoRA tensors are F32, F16 or BF16"
+            )
+        tensors[t.name] = tuple(int(x) for x in t.shape)
+        if len(tensors[t.name]) != 2:
+            raise AdapterError(f"adapter tensor {t.name} is not a matrix {tensors[t.name]}")
+        if t.tensor_type != gguf.GGMLQuantizationType.BF16 and not np.isfinite(t.data).all():
+            raise AdapterError(f"adapter tensor {t.name} holds NaN or infinite values")
+    return tensors
+
+
 def check(adapter: Path, base_gguf: Path) -> AdapterInfo:
     """Refuse an adapter that is not a readable GGUF LoRA adapter for ``base_gguf``: wrong
     file type, another architecture, or tensors whose shapes do not fit the base's."""
@@ -136,24 +162,33 @@ def check(adapter: Path, base_gguf: Path) -> AdapterInfo:
     if arch != base_arch:
         raise AdapterError(f"adapter is for {arch} models, the base is {base_arch}")
     shapes = {t.name: tuple(int(x) for x in t.shape) for t in base.tensors}  # ggml order
-    tensors = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}
-    pairs, rank = 0, 0
-    for name, a_shape in tensors.items():
-        if not name.endswith(".lora_a"):
-            continue
-        target = name.removesuffix(".lora_a")
-        b_shape = tensors.get(target + ".lora_b")
-        if target not in shapes or b_shape is None:
+    tensors = _lora_tensors(reader)
+    targets = {n.removesuffix(".lora_a") for n in tensors if n.endswith(".lora_a")}
+    unpaired = targets ^ {n.removesuffix(".lora_b") for n in tensors if n.endswith(".lora_b")}
+    if unpaired:
+        raise AdapterError(f"adapter tensor {min(unpaired)} lacks its lora_a or lora_b half")
+    rank = 0
+    for target in sorted(targets):
+        a_shape, b_shape = tensors[target + ".lora_a"], tensors[target + ".lora_b"]
+        if target not in shapes:
             raise AdapterError(f"adapter tensor {target} has no counterpart in the base")
+        if len(shapes[target]) != 2:
+            raise AdapterError(f"adapter tensor {target} adapts a base tensor that is no matrix")
         # ggml order: a is (in, rank), b is (rank, out), the base weight (in, out).
-        n_in, n_out = shapes[target][0], shapes[target][1]
+        n_in, n_out = shapes[target]
         if a_shape[0] != n_in or b_shape[1] != n_out or a_shape[1] != b_shape[0]:
             raise AdapterError(
                 f"adapter tensor {target} does not fit the base ({a_shape}, {b_shape} "
                 f"for a {shapes[target]} weight)"
             )
-        pairs, rank = pairs + 1, a_shape[1]
+        rank = a_shape[1]
+    pairs = len(targets)
     if pairs == 0:
         raise AdapterError(f"{adapter.name} holds no LoRA tensors")
-    alpha = float(field(reader, "adapter.lora.alpha") or 0.0)
+    try:
+        alpha = float(field(reader, "adapter.lora.alpha") or 0.0)
+    except (TypeError, ValueError):
+        alpha = math.nan
+    if not math.isfinite(alpha) or alpha < 0:
+        raise AdapterError(f"{adapter.name} has an invalid adapter.lora.alpha")
     return AdapterInfo(str(arch), alpha, rank, pairs, adapter.stat().st_size)
