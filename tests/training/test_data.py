@@ -3,6 +3,7 @@ line numbers, redaction and the content hash."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -88,6 +89,12 @@ def test_every_problem_is_reported_with_its_line(smol: SmolBase, tmp_path: Path)
         (b'{"text": ""}\n', "empty text"),
         (b"\xff\xfe\x00garbage", "not valid UTF-8"),
         (b"[1, 2, 3]\n", "no records"),
+        (
+            b'{"messages": [{"role": "assistant", "content": "Hello"}, '
+            b'{"role": "user", "content": "hi"}]}\n',
+            "must start with a user message",
+        ),
+        (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "nested too deeply"),
     ],
 )
 def test_malformed_files(smol: SmolBase, tmp_path: Path, content: bytes, expected: str) -> None:
@@ -246,3 +253,19 @@ def test_chat_templates_get_the_tokenizers_bos_and_eos(
     for add_bos in (True, False):
         ds = datasets.load(tmp_path / "eos.jsonl", replace(plain, add_bos=add_bos), 256)
         assert (ds.examples[0].input_ids[0] == tok.bos_token_id) is add_bos
+
+
+def test_line_separators_inside_strings_and_a_bom_are_text(smol: SmolBase, tmp_path: Path) -> None:
+    _, _, renderer = smol
+    rows = [{"prompt": f"Q{n}\u2028?", "completion": f" a\u0085b{n}"} for n in range(3)]
+    path = tmp_path / "sep.jsonl"
+    path.write_bytes(("\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+                      + "{broken\n").encode())  # fmt: skip
+    with pytest.raises(DatasetError) as err:
+        datasets.load(path, renderer, 128)
+    assert err.value.problems == [(4, err.value.problems[0][1])]  # the one bad line, numbered
+    path.write_bytes(path.read_bytes().replace(b"{broken\n", b""))
+    assert len(datasets.load(path, renderer, 128).examples) == 3
+    with pytest.raises(DatasetError) as err:
+        datasets.load(path.with_name("none.jsonl"), renderer, 128, param="validation_file")
+    assert err.value.param == "validation_file" and err.value.code == "invalid_validation_file"

@@ -49,14 +49,16 @@ def public_file_name(path: str) -> str:
 class DatasetError(InvalidRequest):
     """The dataset cannot be trained on; ``problems`` lists ``(line, message)`` pairs."""
 
-    def __init__(self, path: str, problems: Sequence[tuple[int, str]]):
-        self.problems = list(problems)
+    def __init__(
+        self, path: str, problems: Sequence[tuple[int, str]], param: str = "training_file"
+    ):
+        self.problems = sorted(problems, key=lambda p: p[0])
         shown = "; ".join(f"line {n}: {msg}" if n else msg for n, msg in self.problems[:10])
         more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
         super().__init__(
             f"{public_file_name(path)}: {len(self.problems)} problem(s): {shown}{more}",
-            param="training_file",
-            code="invalid_training_file",
+            param=param,
+            code=f"invalid_{param}",
         )
 
 
@@ -160,16 +162,21 @@ def _records(path: Path) -> tuple[str, list[tuple[int, Any]], list[tuple[int, st
     except UnicodeDecodeError as exc:
         bad_line = raw[: exc.start].count(b"\n") + 1
         raise DatasetError(str(path), [(bad_line, "not valid UTF-8")]) from exc
+    content = content.removeprefix("\ufeff")  # a byte-order mark (Windows editors)
     if path.suffix.lower() in TEXT_SUFFIXES:
         return "text", [(1, {"text": content})], problems
     records: list[tuple[int, Any]] = []
-    for n, line in enumerate(content.splitlines(), start=1):
+    # Lines end at "\n" only: U+2028, U+0085 and the like are text inside a JSON string
+    # (json.dumps with ensure_ascii=False writes them as they are).
+    for n, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             records.append((n, json.loads(line)))
         except json.JSONDecodeError as exc:
             problems.append((n, f"invalid JSON ({exc.msg}, column {exc.colno})"))
+        except RecursionError:
+            problems.append((n, "invalid JSON (nested too deeply)"))
     fmt = _detect(records)
     return fmt, records, problems
 
@@ -199,6 +206,9 @@ def _check_chat(record: Any) -> tuple[list[ChatMessage] | None, str | None]:
         messages.append(ChatMessage(role=m["role"], content=content))
     if not any(m.role == "assistant" for m in messages):
         return None, "no assistant message to learn from"
+    first = next(m for m in messages if m.role not in ("system", "developer"))
+    if first.role != "user":
+        return None, "the conversation must start with a user message (after any system one)"
     return messages, None
 
 
@@ -223,6 +233,10 @@ def _check_text(record: Any) -> tuple[str | None, str | None]:
     return record["text"], None
 
 
+class TemplateMismatch(ValueError):
+    """A conversation the chat template cannot render turn by turn."""
+
+
 def chat_example(renderer: Renderer, messages: list[ChatMessage]) -> Example:
     """Tokens of a conversation; labels only on assistant turns (with their end marker).
     The text is the one the engine serves: the template's, with the tokenizer's BOS and
@@ -244,6 +258,13 @@ def chat_example(renderer: Renderer, messages: list[ChatMessage]) -> Example:
         # boundary between what is learnt and what is not is exact.
         prompt = renderer.render(messages[:i], add_generation_prompt=True)
         full = renderer.render(messages[: i + 1], add_generation_prompt=False)
+        if not (prompt.startswith(done) and full.startswith(prompt)):
+            # The template renders an earlier part of this conversation differently once
+            # it goes on (a default system prompt, a rewritten turn): the boundary between
+            # context and answer would be guessed, and the text would not be the served one.
+            raise TemplateMismatch(
+                f"the chat template does not render message {i} after the messages before it"
+            )
         context = renderer.tokens(prompt[len(done) :])
         answer = renderer.tokens(full[len(prompt) :])
         ids += context + answer
@@ -279,6 +300,7 @@ def load(
     renderer: Renderer,
     max_length: int,
     redactor: Callable[[], Redact] | None = None,
+    param: str = "training_file",
 ) -> Dataset:
     """Read, validate, redact and tokenise ``path``; raise ``DatasetError`` listing every
     problem found (up to ``MAX_ERRORS``) before anything is trained. ``redactor`` gives a
@@ -287,8 +309,11 @@ def load(
     appear in it."""
     sha = file_sha256(path) if path.is_file() else ""
     if not path.is_file():
-        raise DatasetError(str(path), [(0, "no such file")])
-    fmt, records, problems = _records(path)
+        raise DatasetError(str(path), [(0, "no such file")], param)
+    try:
+        fmt, records, problems = _records(path)
+    except DatasetError as exc:
+        raise DatasetError(str(path), exc.problems, param) from None
     if fmt == "unknown" and not problems:
         problems.append((0, "no records: expected 'messages', 'prompt'/'completion' or 'text'"))
     examples: list[Example] = []
@@ -323,7 +348,7 @@ def load(
     if not problems and not examples:
         problems.append((0, "no usable records"))
     if problems:
-        raise DatasetError(str(path), problems)
+        raise DatasetError(str(path), problems, param)
     stats = {
         "examples": len(examples),
         "tokens": sum(len(e.input_ids) for e in examples),
@@ -347,7 +372,10 @@ def _build(
         if renderer.chat_template is None:
             return [], "this base model has no chat template; use prompt/completion records"
         cleaned = [ChatMessage(role=m.role, content=clean(m.content)) for m in messages]
-        return [chat_example(renderer, cleaned)], None
+        try:
+            return [chat_example(renderer, cleaned)], None
+        except TemplateMismatch as exc:
+            return [], str(exc)
     if fmt == "instruction":
         pair, error = _check_instruction(record)
         if pair is None:

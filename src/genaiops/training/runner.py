@@ -140,7 +140,9 @@ def load_data(
     train = datasets.load(Path(job.training_file), renderer, max_length, redact)
     valid = None
     if job.validation_file:
-        valid = datasets.load(Path(job.validation_file), renderer, max_length, redact)
+        valid = datasets.load(
+            Path(job.validation_file), renderer, max_length, redact, param="validation_file"
+        )
     return train, valid
 
 
