@@ -343,6 +343,39 @@ def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Regis
     assert registry.list_models("acme") == [] or registry.show("acme", "bot")["aliases"] == {}
 
 
+def test_a_tenant_with_its_own_model_is_never_served_the_installations(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genaiops.registry import service
+
+    def add(tenant: str, n: int) -> None:
+        registry.register(tenant, "bot", f"/jobs/{tenant}-{n}/a.gguf", f"run-{tenant}-{n}",
+                          "smol", {})  # fmt: skip
+
+    for n in range(3):
+        add("acme", n)
+    for n in range(4):
+        add("system", n)
+    registry.set_alias("system", "bot", "live", 4)
+    registry.register("system", "helper", "/jobs/h/a.gguf", "run-h", "smol", {})
+    assert registry.resolve("acme", "bot:3").tenant == "acme"
+    # Versions and aliases acme's bot lacks are not looked up in the system's bot.
+    with pytest.raises(NotFound):
+        registry.resolve("acme", "bot:4")
+    with pytest.raises(NotFound):
+        registry.resolve("acme", "bot@live")
+    # A name only the installation has is the installation's.
+    assert registry.resolve("acme", "helper:1").tenant == "system"
+    assert registry.resolve("globex", "bot@live").tenant == "system"
+    # Listing pages through MLflow's answers; a tenant name as long as keys allow is fine.
+    monkeypatch.setattr(service, "_PAGE", 2)
+    long_tenant = "t" * 64
+    for n in range(5):
+        registry.register(long_tenant, f"m{n}", f"/jobs/m{n}/a.gguf", None, "smol", {})
+    assert [m["name"] for m in registry.list_models(long_tenant)] == [f"m{n}" for n in range(5)]
+    assert len(registry.list_models(None)) == 8  # acme bot, system bot and helper, 5 more
+
+
 def test_a_failed_first_version_leaves_no_empty_model(registry: Registry) -> None:
     from mlflow.exceptions import MlflowException
 

@@ -23,6 +23,7 @@ import contextlib
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ from genaiops.training.tracking import quiet_mlflow
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
 
+# A tenant's name, as API keys take it (security/keys.py).
+TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_PAGE = 500
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # MLflow reserves these for version references; "latest" is reserved too.
@@ -304,11 +308,11 @@ class Registry:
 
     def list_models(self, tenant: str | None) -> list[dict[str, Any]]:
         """Registered models of ``tenant`` (None: every tenant), newest version first."""
-        if tenant is not None and not NAME.match(tenant):
+        if tenant is not None and not TENANT.fullmatch(tenant):
             raise InvalidRequest(f"invalid tenant {tenant!r}", param="tenant")
         query = f"tags.tenant = '{tenant}'" if tenant is not None else ""
         out = []
-        for rm in self.client.search_registered_models(filter_string=query or None):
+        for rm in self._all_registered(query or None):
             tags = dict(rm.tags or {})
             if "tenant" not in tags:
                 continue
@@ -323,6 +327,19 @@ class Registry:
                 }
             )
         return sorted(out, key=lambda m: (m["tenant"], m["name"]))
+
+    def _all_registered(self, query: str | None) -> Iterator[Any]:
+        """Every registered model ``query`` matches, page by page (MLflow answers 100 at a
+        time)."""
+        token = None
+        while True:
+            page = self.client.search_registered_models(
+                filter_string=query, max_results=_PAGE, page_token=token
+            )
+            yield from page
+            token = page.token
+            if not token:
+                return
 
     def show(self, tenant: str, name: str) -> dict[str, Any]:
         full = self.qualified(tenant, check_name(name))
@@ -351,22 +368,23 @@ class Registry:
         return self._version(tenant, name, mv)
 
     def resolve(self, tenant: str, reference: str) -> Version:
-        """The version "name@alias" or "name:version" names, in the caller's tenant or else
-        among the installation's (system) models; or the checkpoint of one of the caller's
-        own fine-tuning jobs."""
+        """The version "name@alias" or "name:version" names: of the caller's tenant's model
+        of that name, or, when the tenant has none, of the installation's (system) one; or
+        the checkpoint of one of the caller's own fine-tuning jobs."""
         if CHECKPOINT.match(reference):
             return self._checkpoint(tenant, reference)
         m = REF.match(reference)
         if m is None:
             raise InvalidRequest(f"not a registry reference: {reference!r}", param="model")
-        last: NotFound | None = None
-        for owner in dict.fromkeys((tenant, SYSTEM_TENANT)):
+        # The name decides whose model it is, not the reference: a tenant that has its own
+        # "bot" never gets the installation's bot:4 or bot@live, whatever its own lacks.
+        owner = tenant
+        if tenant != SYSTEM_TENANT:
             try:
-                return self._resolve_in(owner, m["name"], m["alias"], m["version"])
-            except NotFound as exc:
-                last = exc
-        assert last is not None
-        raise last
+                self._registered(self.qualified(tenant, m["name"]), m["name"])
+            except NotFound:
+                owner = SYSTEM_TENANT
+        return self._resolve_in(owner, m["name"], m["alias"], m["version"])
 
     def _resolve_in(
         self, tenant: str, name: str, alias: str | None, version: str | None
