@@ -311,6 +311,12 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
             wrong.status_code == 400 and "does not fit the base" in wrong.json()["error"]["message"]
         )
         assert http.get("/admin/registry/imported").status_code == 404
+        # The file name is lineage only: "..", a path or a hidden name is no place to write.
+        dotted_file = ("..", _tiny_adapter(tmp_path / "d.gguf"))
+        dotted = http.post("/admin/registry/dotted/versions", data={"base_model": base},
+                           files={"adapter": dotted_file})  # fmt: skip
+        assert dotted.status_code == 200, dotted.text
+        assert dotted.json()["lineage"]["imported_from"] == "adapter.gguf"
         ok = upload(_tiny_adapter(tmp_path / "ok.gguf"))
         assert ok.status_code == 200, ok.text
         assert ok.json()["model"] == "imported:1" and ok.json()["base_model"] == base
@@ -502,6 +508,9 @@ def test_openai_client_method_metadata_and_pagination(queued: Server, tmp_path: 
         with pytest.raises(openai.NotFoundError) as unknown:
             client.fine_tuning.jobs.list_events(job.id, after="ftevent-999999999")
         assert unknown.value.param == "after"
+        with pytest.raises(openai.BadRequestError) as huge:
+            client.fine_tuning.jobs.list_events(job.id, after="ftevent-" + "9" * 24)
+        assert huge.value.param == "after"
 
         refused: list[tuple[dict[str, Any], str]] = [
             ({"method": {"type": "dpo", "dpo": {}}}, "method"),
@@ -511,6 +520,7 @@ def test_openai_client_method_metadata_and_pagination(queued: Server, tmp_path: 
             ({"metadata": {"k": "v" * 513}}, "metadata"),
             ({"method": {"type": "supervised", "supervised": supervised},
               "hyperparameters": {"n_epochs": 1}}, "hyperparameters"),
+            ({"hyperparameters": {"n_epochs": 1, "lora_alpha": 2**70}}, "hyperparameters"),
         ]  # fmt: skip
         for extra, param in refused:
             with pytest.raises(openai.BadRequestError) as bad:

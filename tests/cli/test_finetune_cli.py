@@ -121,3 +121,29 @@ def test_registry_delete(tmp_path: Path) -> None:
     audit = genaiops_cli("audit", "export", "--format", "jsonl", data_dir=data).stdout
     events = [json.loads(line)["event"] for line in audit.splitlines()]
     assert "model.version_deleted" in events and "model.deleted" in events
+
+
+@pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1)])
+def test_a_foreground_job_that_did_not_succeed_exits_non_zero(
+    status: str, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import typer
+
+    from genaiops.cli.finetune import _report
+
+    class Ended:
+        id, fine_tuned_model = "ftjob-1", "bot:1"
+        error = {"message": "out of memory"} if status == "failed" else None
+
+        def public(self) -> dict[str, object]:
+            return {"metrics": {}}
+
+    Ended.status = status  # type: ignore[attr-defined]
+    try:
+        _report(Ended(), as_json=False)
+        exited = 0
+    except typer.Exit as exc:
+        exited = exc.exit_code
+    assert exited == code
+    if status == "cancelled":
+        assert capsys.readouterr().err.strip() == "ftjob-1: cancelled"

@@ -177,8 +177,9 @@ def _report(job: Any, as_json: bool) -> None:
               f"(perplexity {before} -> {after}); serve it as "
               f"model=\"{job.fine_tuned_model}\" or set an alias\n")  # fmt: skip
     else:
-        typer.echo(f"{job.id}: {job.status}: {(job.error or {}).get('message', '')}", err=True)
-    if job.status == "failed":
+        reason = (job.error or {}).get("message", "")
+        typer.echo(f"{job.id}: {job.status}" + (f": {reason}" if reason else ""), err=True)
+    if job.status in ("failed", "cancelled"):
         raise typer.Exit(1)
 
 

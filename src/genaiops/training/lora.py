@@ -76,7 +76,7 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             (1 <= self.r <= 256, "r must be between 1 and 256"),
-            (self.alpha > 0, "alpha must be positive"),
+            (0 < self.alpha <= 1024, "alpha must be between 1 and 1024"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (0 <= self.seed < 2**32, "seed must be between 0 and 4294967295"),
             (self.checkpoint_every >= 0, "checkpoint_every must be 0 (none) or more"),

@@ -8,6 +8,7 @@ dataset and may convert a base model first, so it runs in FastAPI's thread pool.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -211,10 +212,9 @@ def job_events(
     service.get_job(principal.scope(tenant), job_id)
     cursor = None
     if after is not None:
-        try:
-            cursor = int(after.removeprefix("ftevent-"))
-        except ValueError as exc:
-            raise InvalidRequest("after must be an event id", param="after") from exc
+        if not re.fullmatch(r"(ftevent-)?[0-9]{1,18}", after):
+            raise InvalidRequest("after must be an event id (ftevent-N)", param="after")
+        cursor = int(after.removeprefix("ftevent-"))
     events = service.jobs.events(job_id, limit + 1, cursor)
     return {"object": "list", "data": events[:limit], "has_more": len(events) > limit}
 
@@ -266,7 +266,10 @@ def import_version(
     folder = settings.data_dir / "registry" / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        path = Path(tmp) / (Path(adapter.filename or "").name or "adapter.gguf")
+        # The caller's file name, kept as lineage, is only a name: never "..", a path or
+        # a hidden file.
+        name_of = re.sub(r"[^A-Za-z0-9._-]", "_", Path(adapter.filename or "").name)
+        path = Path(tmp) / (name_of.lstrip(".") or "adapter.gguf")
         with path.open("wb") as out:
             shutil.copyfileobj(adapter.file, out)
         version = Registry(settings).import_adapter(owner, name, path, base_model)
