@@ -151,6 +151,12 @@ def test_split_sentences_spanish_quotes_and_ellipsis() -> None:
     ]
 
 
+def test_spanish_plural_initials_do_not_end_a_sentence() -> None:
+    assert split_sentences("Vivo en EE. UU. desde 2010. Me gusta. Escribe a RR. HH. Gracias.") == [
+        "Vivo en EE. UU. desde 2010.", "Me gusta.", "Escribe a RR. HH. Gracias.",
+    ]  # fmt: skip
+
+
 def test_split_sentences_portuguese() -> None:
     assert split_sentences(PT_1) == [
         "O Sr. Oliveira mora na Av. Paulista, nº 1578, desde que se mudou para São Paulo.",

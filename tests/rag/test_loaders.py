@@ -97,6 +97,15 @@ def test_txt_falls_back_to_latin1(tmp_path: Path) -> None:
     path.write_bytes("Información en español: año, niño.".encode("latin-1"))
     [doc] = load_file(path)
     assert doc.text == "Información en español: año, niño."
+    # Windows' "ANSI" files: the euro sign, dashes and curly quotes are not C1 controls.
+    ansi = "El precio es 5 € – “oferta” de otoño."
+    path.write_bytes(ansi.encode("cp1252"))
+    [doc] = load_file(path)
+    assert doc.text == ansi
+    # Bytes Windows-1252 leaves undefined still read as latin-1.
+    path.write_bytes(("año " * 50).encode("latin-1") + b"\x81")
+    [doc] = load_file(path)
+    assert doc.text.startswith("año ")
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])

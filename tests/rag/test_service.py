@@ -160,6 +160,20 @@ def test_rows_metadata_and_filters(rag: RagService, tmp_path: Path) -> None:
     assert rag.search(TENANT, "handbook", "gastos", filters={"kind": "pdf"}) == []
     with pytest.raises(InvalidRequest):
         rag.search(TENANT, "handbook", "gastos", filters={"bad field!": 1})
+    # Other fields chosen from the same rows change what is stored: the rows are updated.
+    again = rag.ingest_paths(TENANT, "handbook", [faq], text_field="q", id_field="id",
+                             metadata_fields=["lang"])  # fmt: skip
+    assert (again.unchanged, again.updated) == (2, 0)
+    moved = rag.ingest_paths(TENANT, "handbook", [faq], text_field="q", id_field="id")
+    assert (moved.unchanged, moved.updated, moved.embedded) == (0, 2, 0)
+    hits = rag.search(TENANT, "handbook", "expense reimbursement", top_k=5)
+    assert len(hits) == 2 and all("lang" not in h.metadata for h in hits)
+    assert rag.search(TENANT, "handbook", "gastos", filters={"lang": "en"}) == []
+    # The text is another column now: the rows hold it.
+    langs = rag.ingest_paths(TENANT, "handbook", [faq], text_field="lang", id_field="id")
+    assert langs.updated == 2
+    texts = {h.text for h in rag.search(TENANT, "handbook", "es", top_k=5, mode="lexical")}
+    assert texts == {"es"}
 
 
 POLICIES = [

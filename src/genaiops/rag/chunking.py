@@ -109,6 +109,9 @@ def _period_keeps_sentence(token: str, at_block_start: bool, next_char: str) -> 
         return True
     if token in _NUMBER_ABBREVIATIONS:
         return next_char.isdigit()
+    if len(token) == 2 and token.isupper() and token[0] == token[1]:
+        # Spanish plural initials: "EE. UU.", "RR. HH.", "FF. AA.", "CC. OO.".
+        return True
     parts = token.split(".")
     # Initials and dotted abbreviations: "J." (J. R. R. Tolkien), "e.g", "i.e", "U.S",
     # "S.A", "p.m"; also "p." of "p. ej.".

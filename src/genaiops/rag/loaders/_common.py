@@ -93,7 +93,7 @@ class Input:
 
 def decode_text(item: Input) -> str:
     """UTF-16 with its byte-order mark (what Windows tools often save), UTF-8 (BOM
-    allowed), else latin-1, refusing what looks like a binary file.
+    allowed), else Windows-1252, else latin-1, refusing what looks like a binary file.
 
     latin-1 decodes any byte sequence, so the fallback never fails; the NUL and
     non-printable checks are what keep an image or archive renamed to .txt out.
@@ -110,7 +110,12 @@ def decode_text(item: Input) -> str:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            text = data.decode("latin-1")
+            # Windows-1252 ("ANSI") is latin-1 plus printable characters where latin-1 has
+            # C1 controls (€, –, “ ”); latin-1 takes the five bytes cp1252 leaves undefined.
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
     if "\x00" in text:
         raise item.fail("is not a text file")
     sample = text[:_BINARY_SAMPLE]

@@ -124,7 +124,7 @@ def load_sql(
 
     Rows follow the CSV rules: locator = ``id_field`` value or the 1-based row number,
     metadata = the ``metadata_fields`` values plus ``row``, empty text skipped, and
-    content_hash = SHA-256 of the row's canonical JSON.
+    content_hash = SHA-256 of the row's canonical JSON with the fields chosen from it.
     """
     label, title, statement = _statement(query, table)
     parsed = _parse_url(url, label)

@@ -96,7 +96,11 @@ def rows_to_documents(
                 title=f"{title} #{locator}",
                 sections=[Section(text=text)],
                 kind=kind,
-                content_hash=row_hash(row),
+                # What is stored, not only the row: other text or metadata fields chosen on
+                # the next ingest (or a row that moved) make the document changed.
+                content_hash=row_hash(
+                    {"row": row_hash(row), "text_field": text_field, "metadata": metadata}
+                ),  # fmt: skip
                 locator=locator,
                 metadata=metadata,
             )
