@@ -199,7 +199,9 @@ class SQLiteStore:
             )
         return self.get_collection(spec.tenant, spec.name)
 
-    def get_collection(self, tenant: str, name: str) -> Collection:
+    def get_collection(self, tenant: str, name: str, readable: bool = True) -> Collection:
+        """The collection; with ``readable`` (default) refused when it is encrypted with a
+        key this store does not hold."""
         row = (
             self._conn()
             .execute(self._SELECT_COLLECTION + " WHERE c.tenant = ? AND c.name = ?", (tenant, name))
@@ -207,7 +209,7 @@ class SQLiteStore:
         )
         if row is None:
             raise records.not_found(name)
-        return records.collection(row, self.sealer)
+        return records.collection(row, self.sealer) if readable else records.listed_collection(row)
 
     def list_collections(self, tenant: str | None) -> list[Collection]:
         query = self._SELECT_COLLECTION
@@ -219,7 +221,8 @@ class SQLiteStore:
         return [records.listed_collection(r) for r in rows]
 
     def delete_collection(self, tenant: str, name: str) -> None:
-        collection = self.get_collection(tenant, name)
+        # Deleting reads no text: a collection whose key was lost can still be removed.
+        collection = self.get_collection(tenant, name, readable=False)
         with self._write() as conn:
             conn.execute("DELETE FROM chunks WHERE collection_id = ?", (collection.id,))
             conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection.id,))

@@ -186,14 +186,16 @@ class PgVectorStore:
             raise records.exists(spec.name) from None
         return self.get_collection(spec.tenant, spec.name)
 
-    def get_collection(self, tenant: str, name: str) -> Collection:
+    def get_collection(self, tenant: str, name: str, readable: bool = True) -> Collection:
+        """The collection; with ``readable`` (default) refused when it is encrypted with a
+        key this store does not hold."""
         with self.pool.connection() as conn:
             row = conn.execute(
                 "SELECT * FROM rag_collections WHERE tenant = %s AND name = %s", (tenant, name)
             ).fetchone()
         if row is None:
             raise records.not_found(name)
-        return records.collection(row, self.sealer)
+        return records.collection(row, self.sealer) if readable else records.listed_collection(row)
 
     def list_collections(self, tenant: str | None) -> list[Collection]:
         query, args = "SELECT * FROM rag_collections", tuple[str, ...]()
@@ -204,7 +206,8 @@ class PgVectorStore:
         return [records.listed_collection(r) for r in rows]
 
     def delete_collection(self, tenant: str, name: str) -> None:
-        collection = self.get_collection(tenant, name)
+        # Deleting reads no text: a collection whose key was lost can still be removed.
+        collection = self.get_collection(tenant, name, readable=False)
         with self._write(collection.id) as conn:
             # Children first, each in one statement, rather than row by row through the
             # cascades.
