@@ -645,6 +645,23 @@ def test_content_hash_stable_and_changes_on_edit(tmp_path: Path) -> None:
 # --- iter_files ------------------------------------------------------------------------
 
 
+def test_iter_files_follows_links_once(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "s.txt").write_text("canales compartidos")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "d.txt").write_text("canals")
+    (docs / "linkdir").symlink_to(shared, target_is_directory=True)
+    (docs / "linkfile.txt").symlink_to(docs / "sub" / "d.txt")
+    (docs / "dangling.txt").symlink_to(tmp_path / "gone.txt")
+    (docs / "sub" / "up").symlink_to(docs, target_is_directory=True)  # a loop
+    names = [p.relative_to(docs).as_posix() for p in iter_files(docs)]
+    # The linked folder is read, the file reached twice is one document, the dangling
+    # link and the loop are skipped.
+    assert names == ["linkdir/s.txt", "linkfile.txt"]
+
+
 def test_iter_files_recursive_sorted_filtered(tmp_path: Path) -> None:
     for rel in (
         "b.md",

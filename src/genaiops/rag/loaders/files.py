@@ -164,16 +164,27 @@ def iter_files(
 
     Paths come back absolute and resolved: a document is identified by its path, so
     ingesting ``./docs`` and later ``/srv/kb/docs`` (or from another working directory)
-    must name the same files the same way, not add every document twice."""
+    must name the same files the same way, not add every document twice. Linked folders
+    and files are followed; a file reached by two paths is listed once, under the first
+    path in sorted order, and a dangling link is skipped."""
     root = Path(root).expanduser().resolve()
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise LoadError(f"{root}: no such file or directory")
     found: list[tuple[str, Path]] = []
-    for folder, dirs, files in os.walk(root):
+    visited = {os.path.realpath(root)}
+    # Linked folders are followed like the others, each real folder once (a link back up
+    # the tree is no loop).
+    for folder, dirs, files in os.walk(root, followlinks=True):
         # Pruning in place keeps os.walk out of hidden folders (.git, .venv) entirely.
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(folder, d))
+            if not d.startswith(".") and real not in visited:
+                visited.add(real)
+                kept.append(d)
+        dirs[:] = kept
         for file_name in files:
             if file_name.startswith(".") or Path(file_name).suffix.lower() not in SUPPORTED:
                 continue
@@ -184,4 +195,11 @@ def iter_files(
             if exclude and any(_matches(relative, p) for p in exclude):
                 continue
             found.append((relative.as_posix(), path))
-    return [path for _, path in sorted(found)]
+    # A file reached twice (a link beside its target) is one document: the first path.
+    out, seen = [], set()
+    for _, path in sorted(found):
+        real = os.path.realpath(path)
+        if real not in seen and os.path.isfile(real):  # a dangling link is no file
+            seen.add(real)
+            out.append(path)
+    return out
