@@ -291,6 +291,8 @@ def test_texts_with_several_entities(text: str, expected: list[tuple[str, str]])
         "The price is USD 1,299.00 and the code is 612.345.678; call at 10:30:45.",
         "Mi DNI está en trámite; el número 30.123.456 es del inventario.",
         "Coordenadas -34.6037, -58.3816; temperatura 25.5; hora 14:02:11; MAC 00:1A:2B:3C:4D:5E.",
+        "See section 3.2.1.4 of the contract; veja o item 4.1.2.3 do edital.",
+        "Upgrade the firmware to 2.4.1.8; el OID 1.3.6.1 identifica la MIB (cláusula 7.1.2.3).",
     ],
 )
 def test_adversarial_lookalikes_are_not_pii(text: str) -> None:

@@ -56,6 +56,10 @@ _WORDS: dict[str, str] = {
         " code versión version versão versao cep zip postal nota lote batch expediente"
         " radicado folio transacción transaccion transação transacao transaction monto valor"
         " total precio preço preco price importe pesos reais soles usd eur"
+        # Numbered parts of documents and software: "section 3.2.1.4" is no address.
+        " sección seccion seção secao section item ítem capítulo capitulo chapter cláusula"
+        " clausula clause apartado inciso párrafo parrafo paragraph firmware release build"
+        " oid"
     ),
 }
 _KEYWORDS: dict[str, str] = {w: g for g, words in _WORDS.items() for w in words.split()}
