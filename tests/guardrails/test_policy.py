@@ -130,6 +130,7 @@ def test_streamed_answer_is_redacted_and_restored_at_any_split(size: int) -> Non
 # a model streams them (a leading space on most tokens).
 SPREAD = [
     ("IBAN", "La cuenta es ES91 2100 0418 4502 0005 1332 en el banco.", "2100 0418"),
+    ("IBAN", "Transfiere a la cuenta gb82 west 1234 5698 7654 32 hoy.", "gb82"),
     ("CREDIT_CARD", "Paga con la tarjeta 4111 1111 1111 1111 hoy mismo.", "1111 1111"),
     ("PHONE", "Ligue para +55 11 91234-5678 amanhã cedo.", "91234-5678"),
     ("CEDULA_CO", "El cliente tiene la cédula 1.020.304.050 de Bogotá.", "1.020.304.050"),

@@ -217,6 +217,9 @@ _EDGE_PUNCTUATION = ".,;!?¡¿\"'()[]{}«»“”‘’*_—–…"
 _LOOKBEHIND = 96
 
 
+_IBAN_START = re.compile(r"[A-Za-z]{2}[0-9]{2}")
+
+
 def _plain_word(word: str) -> bool:
     """A word that can be no part of any PII value: letters only, and not a short block of
     capitals (IBAN groups, the initials of an RFC written with spaces)."""
@@ -227,10 +230,13 @@ def _plain_word(word: str) -> bool:
 def _last_plain_word_end(text: str, start: int = 0) -> int:
     """Where the last plain word of ``text`` after ``start``, and the whitespace after
     it, end (``start`` when there is none)."""
-    end = start
+    end, previous = start, ""
     for match in _WORD.finditer(text, start):
-        if _plain_word(match.group(1)):
+        word = match.group(1)
+        # A bank code right after an IBAN's country and check digits ("gb82 west ...").
+        if _plain_word(word) and not _IBAN_START.fullmatch(previous):
             end = match.end()
+        previous = word
     return end
 
 
