@@ -521,6 +521,8 @@ def test_openai_client_method_metadata_and_pagination(queued: Server, tmp_path: 
             ({"method": {"type": "supervised", "supervised": supervised},
               "hyperparameters": {"n_epochs": 1}}, "hyperparameters"),
             ({"hyperparameters": {"n_epochs": 1, "lora_alpha": 2**70}}, "hyperparameters"),
+            ({"hyperparameters": {"n_epochs": "3"}}, "hyperparameters"),  # types are strict
+            ({"hyperparameters": {"n_epochs": True}}, "hyperparameters"),
         ]  # fmt: skip
         for extra, param in refused:
             with pytest.raises(openai.BadRequestError) as bad:

@@ -356,7 +356,7 @@ class PolicyUpdate(PolicyScope):
 class Hyperparameters(BaseModel):
     """OpenAI's names where they exist (n_epochs, batch_size), LoRA's for the rest."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     n_epochs: int | Literal["auto"] = "auto"
     batch_size: int | Literal["auto"] = "auto"
