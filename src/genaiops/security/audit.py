@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -151,6 +151,19 @@ def verify(
         return result
 
 
+# Records the log writes about its own tampering, and how verify reports them.
+_MARKERS: dict[str, Callable[[int], str]] = {
+    HEAD_RESTORED: lambda seq: (
+        f"the audit head was deleted (record {seq} marks where it was "
+        "restored from the newest record)"
+    ),
+    LOG_RESTARTED: lambda seq: (
+        "the audit log was wiped with its head while API keys existed "
+        f"(record {seq} marks where it started over)"
+    ),
+}
+
+
 def _verify(conn: Connection, batch: int) -> Verification:
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
     # A restored head leaves an intact chain; it is reported once nothing worse is found.
@@ -182,22 +195,8 @@ def _verify(conn: Connection, batch: int) -> Verification:
                 return Verification(
                     False, count, row.seq, f"record {row.seq} was modified after it was written"
                 )
-            if row.event == HEAD_RESTORED and restored is None:
-                restored = Verification(
-                    False,
-                    count,
-                    row.seq,
-                    f"the audit head was deleted (record {row.seq} marks where it was "
-                    "restored from the newest record)",
-                )
-            if row.event == LOG_RESTARTED and restored is None:
-                restored = Verification(
-                    False,
-                    count,
-                    row.seq,
-                    f"the audit log was wiped with its head while API keys existed (record "
-                    f"{row.seq} marks where it started over)",
-                )
+            if row.event in _MARKERS and restored is None:
+                restored = Verification(False, count, row.seq, _MARKERS[row.event](row.seq))
             expected_prev, expected_seq = row.hash, row.seq + 1
             count += 1
             last_seen = row.seq
