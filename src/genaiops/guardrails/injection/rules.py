@@ -7,10 +7,11 @@ punctuation, or nothing" (spaced-out letters are glued together by the normalise
 "ignoreallpreviousinstructions" must match too); ``<NAME>`` inserts a shared vocabulary
 entry (``_VOCAB``).
 
-The rules are a table (``rule_table.TABLE``), one block per rule: a header ``id; category; lang;
-weight[; asks]``, needle lines (``  = a|b``) and pattern lines (four spaces of indent,
-concatenated as they are). A table keeps 60-odd regexes readable and diffable; it is parsed
-and compiled once, at import, like any module-level regex.
+The rules are a table (``rule_table.TABLE``, then ``rule_table_paraphrases.PARAPHRASES``),
+one block per rule: a header ``id; category; lang; weight[; asks]``, needle lines
+(``  = a|b``) and pattern lines (four spaces of indent, concatenated as they are). A table
+keeps 90-odd regexes readable and diffable; it is parsed and compiled once, at import, like
+any module-level regex.
 
 Precision over recall: every rule targets phrasing aimed *at the model* (imperatives,
 possessives such as "your system prompt", persona adjectives such as "unrestricted"), and
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 
 from genaiops.guardrails.injection.normalize import Normalized
 from genaiops.guardrails.injection.rule_table import TABLE
+from genaiops.guardrails.injection.rule_table_paraphrases import PARAPHRASES
 
 _SEP = r"[\W_]{0,6}"
 # A filler word must be followed by at least one separator: with an optional separator,
@@ -147,7 +149,7 @@ def _parse(table: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-RULES = _parse(TABLE)
+RULES = _parse(TABLE + PARAPHRASES)
 
 # Questions about an attack, and quoted examples in texts about detection, are not attacks.
 _QUESTION = re.compile(
