@@ -456,10 +456,12 @@ def test_jsonl_rows_become_documents(tmp_path: Path) -> None:
     ]
     assert docs[0].metadata == {"categoria": "conta", "row": 1}
     assert docs[1].metadata == {"categoria": {"nivel": 2}, "row": 3}
-    canonical = json.dumps(lines[0], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    import hashlib
-
-    assert docs[0].content_hash == hashlib.sha256(canonical.encode()).hexdigest()
+    # The hash covers the row and what is taken from it: the same options give the same
+    # hash, other fields chosen from the same row another one.
+    again = load_file(path, text_field="texto", id_field="id", metadata_fields=["categoria"])
+    assert [d.content_hash for d in again] == [d.content_hash for d in docs]
+    plain = load_file(path, text_field="texto", id_field="id")
+    assert plain[0].content_hash != docs[0].content_hash
     # The row number is the line number.
     assert [d.locator for d in load_file(path, text_field="texto")] == ["1", "3"]
 
@@ -521,8 +523,11 @@ def test_sql_table(tmp_path: Path) -> None:
     assert same[0].source == docs[0].source
     assert docs[0].kind == "sql"
     assert docs[1].metadata == {"idioma": "pt", "votos": 5, "row": 3}
-    again = load_sql(url, table="preguntas frecuentes", text_field="cuerpo", id_field="id")
+    again = load_sql(url, table="preguntas frecuentes", text_field="cuerpo", id_field="id",
+                     metadata_fields=["idioma", "votos"])  # fmt: skip
     assert [d.content_hash for d in again] == [d.content_hash for d in docs]
+    fewer = load_sql(url, table="preguntas frecuentes", text_field="cuerpo", id_field="id")
+    assert fewer[0].content_hash != docs[0].content_hash
 
 
 def test_sql_query(tmp_path: Path) -> None:
