@@ -365,11 +365,11 @@ class OutputFilter:
             return event
         calls = []
         for call in event.calls:
-            function = call.get("function")
-            if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+            function: Any = call.get("function")
+            arguments = _arguments(function)
+            if arguments is None:
                 calls.append(call)
                 continue
-            arguments: str = function["arguments"]
             checked = self.vault.restore(arguments)
             if self.guardrails is not None and self._policies:
                 outcome = self.guardrails.check(

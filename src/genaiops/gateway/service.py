@@ -159,15 +159,14 @@ class Gateway:
         handle = self._models.get(key)
         if handle is not None:
             return handle
-        shown = [n for n in self.names() if visible is None or visible(n)]
         if self.adapters.handles(key):
             try:
                 return await self.adapters.acquire(
                     key, tenant or "system", self._models, reserve=reserve
                 )
             except ModelNotFound:
-                raise ModelNotFound(key, shown) from None
-        raise ModelNotFound(key, shown)
+                pass
+        raise ModelNotFound(key, [n for n in self.names() if visible is None or visible(n)])
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

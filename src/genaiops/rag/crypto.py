@@ -33,7 +33,7 @@ class UnreadableText(InvalidRequest):
 
 
 # Marks a keyed content hash (``Sealer.fingerprint``); stores written before hashes were
-# keyed hold bare SHA-256 hex digests, which ``keyed_hashes`` upgrades in place.
+# keyed hold bare SHA-256 hex digests, which the stores' ``_key_hashes`` upgrade in place.
 FINGERPRINT = "k:"
 
 

@@ -31,15 +31,14 @@ from urllib.parse import unquote, urlparse
 
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest, NotFound
+from genaiops.security.keys import _TENANT_RE
 from genaiops.security.principal import SYSTEM_TENANT
 from genaiops.training.tracking import quiet_mlflow
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
 
-# A tenant's name, as API keys take it (security/keys.py).
-TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_PAGE = 500
+_PAGE = 500  # registered models per MLflow search page
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # MLflow reserves these for version references; "latest" is reserved too.
@@ -308,7 +307,7 @@ class Registry:
 
     def list_models(self, tenant: str | None) -> list[dict[str, Any]]:
         """Registered models of ``tenant`` (None: every tenant), newest version first."""
-        if tenant is not None and not TENANT.fullmatch(tenant):
+        if tenant is not None and not _TENANT_RE.fullmatch(tenant):
             raise InvalidRequest(f"invalid tenant {tenant!r}", param="tenant")
         query = f"tags.tenant = '{tenant}'" if tenant is not None else ""
         out = []

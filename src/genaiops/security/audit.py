@@ -123,8 +123,8 @@ def verify(
     Read-only: the database is not migrated or repaired first (a missing head row is
     reported, not restored), so verifying a forensic copy leaves it as it was."""
     tables = inspect(db.engine)
-    if not tables.has_table(audit_log.name) or not tables.has_table(audit_head.name):
-        missing = audit_log.name if not tables.has_table(audit_log.name) else audit_head.name
+    missing = next((t.name for t in (audit_log, audit_head) if not tables.has_table(t.name)), None)
+    if missing is not None:
         keys = 0
         if tables.has_table(api_keys.name):
             with db.engine.connect() as conn:

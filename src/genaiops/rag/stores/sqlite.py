@@ -98,11 +98,16 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         """Bring a store written by an earlier release up to date: collections get their
-        uid (index files named by row id are dropped; they are rebuilt on demand)."""
+        uid (index files named by row id are dropped; they are rebuilt on demand) and
+        keyed content hashes (``_key_hashes``)."""
         with self._write() as conn:
             columns = {r["name"] for r in conn.execute("PRAGMA table_info(collections)")}
             if "uid" not in columns:
                 conn.execute("ALTER TABLE collections ADD COLUMN uid TEXT")
+            if "hashes_keyed" not in columns:
+                conn.execute(
+                    "ALTER TABLE collections ADD COLUMN hashes_keyed INTEGER NOT NULL DEFAULT 0"
+                )
             missing = conn.execute("SELECT id FROM collections WHERE uid IS NULL").fetchall()
             for row in missing:
                 conn.execute(
@@ -111,39 +116,31 @@ class SQLiteStore:
             conn.execute(
                 "CREATE UNIQUE INDEX IF NOT EXISTS ix_collections_uid ON collections (uid)"
             )
+            if self.sealer.enabled:
+                self._key_hashes(conn)
         if missing:
             for path in (self.directory / "indexes").glob("*.*"):
                 if path.stem.isdigit() and path.suffix in (".faiss", ".json"):
                     path.unlink(missing_ok=True)
-        self._key_hashes()
 
-    def _key_hashes(self) -> None:
+    def _key_hashes(self, conn: sqlite3.Connection) -> None:
         """Encrypted collections written before content hashes were keyed hold bare
         SHA-256 digests of their texts: replace them with keyed ones (``Sealer.
         fingerprint``), once per collection, when the collection's key is configured."""
-        with self._write() as conn:
-            columns = {r["name"] for r in conn.execute("PRAGMA table_info(collections)")}
-            if "hashes_keyed" not in columns:
-                conn.execute(
-                    "ALTER TABLE collections ADD COLUMN hashes_keyed INTEGER NOT NULL DEFAULT 0"
-                )
-            if not self.sealer.enabled:
-                return
-            todo = conn.execute(
-                "SELECT id FROM collections WHERE key_check = ? AND hashes_keyed = 0",
-                (self.sealer.check_value(),),
-            ).fetchall()
-            if not todo:
-                return
+        todo = conn.execute(
+            "SELECT id FROM collections WHERE key_check = ? AND hashes_keyed = 0",
+            (self.sealer.check_value(),),
+        ).fetchall()
+        if todo:
             conn.create_function("genaiops_fingerprint", 1, self.sealer.fingerprint)
-            for row in todo:
-                for table, column in (("documents", "content_hash"), ("chunks", "text_hash")):
-                    conn.execute(
-                        f"UPDATE {table} SET {column} = genaiops_fingerprint({column})"
-                        f" WHERE collection_id = ? AND {column} NOT LIKE '{FINGERPRINT}%'",
-                        (row["id"],),
-                    )
-                conn.execute("UPDATE collections SET hashes_keyed = 1 WHERE id = ?", (row["id"],))
+        for row in todo:
+            for table, column in (("documents", "content_hash"), ("chunks", "text_hash")):
+                conn.execute(
+                    f"UPDATE {table} SET {column} = genaiops_fingerprint({column})"
+                    f" WHERE collection_id = ? AND {column} NOT LIKE '{FINGERPRINT}%'",
+                    (row["id"],),
+                )
+            conn.execute("UPDATE collections SET hashes_keyed = 1 WHERE id = ?", (row["id"],))
 
     def sealer_for(self, collection: Collection) -> Sealer:
         """The sealer of a collection: an encrypted collection (created while a key was

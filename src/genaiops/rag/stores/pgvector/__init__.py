@@ -134,12 +134,12 @@ class PgVectorStore:
             "SELECT id FROM rag_collections WHERE key_check = %s AND NOT hashes_keyed FOR UPDATE",
             (self.sealer.check_value(),),
         ).fetchall()
-        legacy = f"{FINGERPRINT}%%"
+        keyed = f"{FINGERPRINT}%%"
         for row in todo:
             for table, column in (("rag_documents", "content_hash"), ("rag_chunks", "text_hash")):
                 stale = conn.execute(
                     f"SELECT id, {column} AS h FROM {table}"
-                    f" WHERE collection_id = %s AND {column} NOT LIKE '{legacy}'",
+                    f" WHERE collection_id = %s AND {column} NOT LIKE '{keyed}'",
                     (row["id"],),
                 ).fetchall()
                 with conn.cursor() as cur:
