@@ -309,6 +309,26 @@ def test_banned_terms_and_topics() -> None:
         ("topic:weapons", "pistola"),
     ]
     assert not guards.check("Las armaduras medievales y los pistoleros del oeste").flagged
+    # Decomposed accents (as macOS types them), ligatures, invisible and look-alike
+    # characters and spelled-out letters: found, and the spans point at the original.
+    terms = {"terms": ["proyecto fénix", "pistola"]}
+    redacting = service(input={"banned_terms": {"action": "redact", "options": terms}})
+    text = (
+        "Del proyecto fe\u0301nix mañana, ﬁrma el acta: una pisto\u200bla, una pіstola, "
+        "p-i-s-t-o-l-a."
+    )
+    outcome = redacting.check(text)
+    assert [s.text for r in outcome.results for s in r.spans] == [
+        "proyecto fe\u0301nix",
+        "pisto\u200bla",
+        "pіstola",
+        "p-i-s-t-o-l-a",
+    ]
+    assert re.fullmatch(
+        r"Del <BANNED_TERM_1> mañana, ﬁrma el acta: una <BANNED_TERM_\d>, una "
+        r"<BANNED_TERM_\d>, <BANNED_TERM_\d>\.",
+        outcome.text,
+    ), outcome.text
     assert not service(input={"banned_terms": {"action": "block"}}).check("pistola").flagged
     with pytest.raises(Exception, match="unknown options"):
         service(input={"banned_terms": {"options": {"words": []}}}).check("x")

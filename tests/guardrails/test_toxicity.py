@@ -144,6 +144,7 @@ def test_every_lexicon_example_matches_its_pattern(guard: ToxicityGuard) -> None
         ("maricon", "maricon"),
         ("id\u200biota", "idiota"),  # zero-width space
         ("іdіоt", "idiot"),  # Cyrillic look-alikes
+        ("ɪᴅɪᴏᴛᴀ", "idiota"),  # small capitals
         ("a$$hole", "asshole"),
         ("f*cker", "fucker"),  # masked
         ("sh*thead", "shithead"),

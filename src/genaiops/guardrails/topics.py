@@ -1,22 +1,26 @@
 """Banned terms and topics: a deployment's own list of words, phrases or topics (each a
-list of keywords) that must not appear, matched as whole words on accent- and case-folded
-text (so "armas" also matches "ARMAS" and "ármas"). Without configured terms it never
-flags. Options: ``{"terms": [...], "topics": {"weapons": ["arma", "pistola"], ...}}``.
+list of keywords) that must not appear, matched as whole words on folded text: case, accents
+(precomposed or combining), compatibility forms, look-alike letters and invisible
+characters are folded, and letters written one by one are glued ("p-i-s-t-o-l-a"), so
+"armas" also matches "ARMAS", "ármas" and "аrmas" with a Cyrillic "а". Spans point into
+the original text. Without configured terms it never flags.
+Options: ``{"terms": [...], "topics": {"weapons": ["arma", "pistola"], ...}}``.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 from genaiops.guardrails.base import GuardResult, Span
-from genaiops.rag.lexical import fold
+from genaiops.guardrails.injection.normalize import collapse_spaced, fold
 
 
 def _pattern(words: list[str]) -> re.Pattern[str] | None:
-    cleaned = sorted({fold(w).strip() for w in words if w and w.strip()}, key=len, reverse=True)
+    cleaned = sorted({fold(w)[0].strip() for w in words if w and w.strip()}, key=len, reverse=True)
     if not cleaned:
         return None
     alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in cleaned)
@@ -44,13 +48,16 @@ class BannedTermsGuard:
 
     def check(self, text: str) -> GuardResult:
         started = time.perf_counter()
-        folded = fold(text)
-        # Folding can change lengths (e.g. ligatures); only then fall back to no offsets.
-        aligned = len(folded) == len(text)
+        folded, offsets = collapse_spaced(*fold(text))
         spans = []
         for kind, pattern in self._rules:
             for match in pattern.finditer(folded):
-                start, end = (match.start(), match.end()) if aligned else (0, len(text))
+                # Each folded character knows the original one it came from.
+                start = offsets[match.start()]
+                end = offsets[match.end() - 1] + 1
+                # Marks combining with the last letter belong to the word.
+                while end < len(text) and unicodedata.combining(text[end]):
+                    end += 1
                 spans.append(Span(kind, start, end, text[start:end]))
         kinds = sorted({s.kind for s in spans})
         return GuardResult(

@@ -43,6 +43,7 @@ from itertools import accumulate, product
 from typing import Any
 
 from genaiops.guardrails.base import GuardResult, Severity, Span
+from genaiops.guardrails.confusables import HOMOGLYPHS
 
 CATEGORIES = ("insult", "hate", "threat", "sexual")
 LANGUAGES = ("en", "es", "pt")
@@ -50,13 +51,6 @@ SEVERITY_SCORE: dict[str, float] = {"low": 0.4, "medium": 0.7, "high": 1.0}
 _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 _RANK = {level: rank for rank, level in enumerate(_LEVELS)}
 
-# Look-alikes that NFKD keeps distinct from Latin letters.
-_HOMOGLYPHS = {
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
-    "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j",
-    "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
-    "τ": "t", "υ": "u", "χ": "x", "ı": "i",
-}  # fmt: skip
 
 # A token: letters, digits and the leetspeak symbols, with masking stars inside ("p*ta").
 # Tried first: three or more single letters split by short separators ("p u t a", "k.y.s").
@@ -81,8 +75,8 @@ _NEGATORS = frozenset({"no", "not", "never", "nunca", "nao", "jamas", "nem", "ni
 
 
 def _fold_char(ch: str) -> str:
-    if ch.lower() in _HOMOGLYPHS:
-        return _HOMOGLYPHS[ch.lower()]
+    if ch.lower() in HOMOGLYPHS:
+        return HOMOGLYPHS[ch.lower()]
     category = unicodedata.category(ch)
     if category in ("Mn", "Me", "Cf"):
         return ""  # combining marks and zero-width characters: "id\u200biota" is "idiota"

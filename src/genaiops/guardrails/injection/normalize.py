@@ -41,18 +41,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-# Look-alikes that NFKC keeps distinct from Latin letters (it only folds compatibility forms).
-_HOMOGLYPHS = {
-    # Cyrillic
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
-    "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i",
-    "ј": "j", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ո": "n", "ս": "u",
-    "ɡ": "g", "ɑ": "a", "ı": "i", "ʏ": "y", "ᴠ": "v",
-    # Greek
-    "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u",
-    "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s",
-    "ζ": "z",
-}  # fmt: skip
+from genaiops.guardrails.confusables import HOMOGLYPHS
 
 # Characters folded one by one (everything outside printable ASCII); ASCII runs are bulk
 # lowercased, which keeps the common case fast.
@@ -157,10 +146,12 @@ def fold_char(ch: str) -> str:
             out = ""  # zero-width, bidi controls, soft hyphen, variation selectors, marks
         elif category in ("Cc", "Zl", "Zp", "Cs", "Co", "Cn"):
             out = " "  # control or unassigned: keep words apart, keep nothing else
+        elif ch.lower() in HOMOGLYPHS:
+            out = HOMOGLYPHS[ch.lower()]
         else:
             s = unicodedata.normalize("NFKC", ch).lower()
             s = "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
-            out = "".join(_HOMOGLYPHS.get(c, c) for c in s)
+            out = "".join(HOMOGLYPHS.get(c, c) for c in s)
     if len(_FOLD_CACHE) < _FOLD_CACHE_MAX:
         _FOLD_CACHE[ch] = out
     return out
