@@ -17,6 +17,7 @@ import pytest
 from genaiops.config import load_settings
 from genaiops.errors import InvalidRequest, NotFound
 from genaiops.rag.crypto import FINGERPRINT, Sealer
+from genaiops.rag.loaders import load_file
 from genaiops.rag.service import RagService
 
 TENANT = "acme"
@@ -88,6 +89,21 @@ def test_collections_are_validated_and_scoped(rag: RagService) -> None:
     assert [c.spec.tenant for c in rag.collections(None)] == ["acme", "globex"]
     with pytest.raises(NotFound):
         rag.collection("initech", "handbook")
+
+
+def test_an_ingest_never_writes_into_the_collection_that_took_its_place(
+    rag: RagService, docs: Path
+) -> None:
+    # An ingest holds its collection while another request deletes it and a tenant
+    # creates the next one, which SQLite gives the same row id.
+    held = rag.create_collection(TENANT, "payroll")
+    rag.delete_collection(TENANT, "payroll")
+    other = rag.create_collection("globex", "victim")
+    assert other.id == held.id
+    with pytest.raises(NotFound, match="deleted"):
+        rag.ingest(held, [("lora.md", lambda: load_file(docs / "lora.md"))])
+    assert rag.documents("globex", "victim") == []
+    assert rag.search("globex", "victim", "LoRA", mode="lexical") == []
 
 
 def test_ingest_search_update_and_delete(rag: RagService, docs: Path) -> None:

@@ -228,14 +228,7 @@ class SQLiteStore:
         self.indexes.drop(collection.uid)
 
     def current_version(self, collection: Collection) -> int:
-        row = (
-            self._conn()
-            .execute("SELECT version FROM collections WHERE id = ?", (collection.id,))
-            .fetchone()
-        )
-        if row is None:
-            raise NotFound("The collection was deleted.", code="collection_not_found")
-        return int(row["version"])
+        return self._version(self._conn(), collection)
 
     # -- documents -------------------------------------------------------------------------
 
@@ -292,7 +285,7 @@ class SQLiteStore:
         added: list[int] = []
         removed: list[int] = []
         with self._write() as conn:
-            version = self._version(conn, cid)
+            version = self._version(conn, collection)
             old = conn.execute(
                 "SELECT id FROM documents WHERE collection_id = ? AND key = ?",
                 (cid, document.key),
@@ -356,9 +349,14 @@ class SQLiteStore:
         return self._document_record(collection, row)
 
     @staticmethod
-    def _version(conn: sqlite3.Connection, cid: int) -> int:
-        row = conn.execute("SELECT version FROM collections WHERE id = ?", (cid,)).fetchone()
-        if row is None:
+    def _version(conn: sqlite3.Connection, collection: Collection) -> int:
+        """The collection's version, read in the caller's transaction. SQLite gives the row
+        id of the newest collection, once deleted, to the next one created (another
+        tenant's, maybe): the uid tells a work holding the old one that it is gone."""
+        row = conn.execute(
+            "SELECT version, uid FROM collections WHERE id = ?", (collection.id,)
+        ).fetchone()
+        if row is None or row["uid"] != collection.uid:
             raise NotFound("The collection was deleted.", code="collection_not_found")
         return int(row["version"])
 
@@ -390,7 +388,7 @@ class SQLiteStore:
     def delete_document(self, collection: Collection, document_id: int) -> DocumentRecord:
         record = self._document(collection, document_id)
         with self._write() as conn:
-            version = self._version(conn, collection.id)
+            version = self._version(conn, collection)
             removed = self._chunk_ids(conn, document_id)
             self._delete_document_rows(conn, collection.id, document_id)
             conn.execute(
@@ -499,7 +497,7 @@ class SQLiteStore:
         conn = self._conn()
         conn.execute("BEGIN")
         try:
-            version = self._version(conn, collection.id)
+            version = self._version(conn, collection)
             rows = conn.execute(
                 "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection.id,)
             )
