@@ -405,6 +405,7 @@ def test_bad_rag_options_are_400(server: Server, tenant: dict[str, Any]) -> None
         ({"top_k": 3}, "rag.collection"),
         ({"collection": "handbook", "top_k": 0}, "rag.top_k"),
         ("handbook", "rag"),  # not an object at all: the option itself, not "rag."
+        ({"collection": "handbook", "top_k": "2"}, "rag.top_k"),  # a string is no number
     ):
         r = httpx.post(
             server.url + "/v1/chat/completions",
@@ -442,6 +443,23 @@ def test_embeddings_endpoint(server: Server, tenant: dict[str, Any]) -> None:
         client.embeddings.create(model="use-multilingual", input=[[9906, 1917]])
     assert "check_embedding_ctx_length=False" in tokens.value.message
     client.close()
+    # JSON types are strict, as OpenAI's are: true is not 1, "64" is not 64.
+    for body, param in (
+        ({"input": "hola", "dimensions": True}, "dimensions"),
+        ({"input": "hola", "dimensions": "64"}, "dimensions"),
+    ):
+        r = httpx.post(
+            server.url + "/v1/embeddings", json=body, headers=bearer(tenant["user"]), timeout=30
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    for body, param in (({"query": "LoRA", "top_k": "3"}, "top_k"), ({"query": 5}, "query")):
+        r = httpx.post(
+            server.url + "/v1/collections/handbook/search",
+            json=body,
+            headers=bearer(tenant["user"]),
+            timeout=30,
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
 
 
 def test_remote_embedder_over_another_gateway(

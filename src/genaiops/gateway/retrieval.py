@@ -33,7 +33,7 @@ _SAFETY = 0.75
 
 
 class RagOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     collection: str = Field(min_length=1, max_length=64)
     top_k: int = Field(default=5, ge=1, le=50)

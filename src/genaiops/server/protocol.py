@@ -202,7 +202,7 @@ class ErrorResponse(BaseModel):
 
 
 class LimitsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
@@ -264,7 +264,7 @@ class TenantList(BaseModel):
 
 
 class CollectionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     embedder: str | None = Field(default=None, max_length=64)
@@ -275,7 +275,7 @@ class CollectionCreate(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(min_length=1, max_length=8000)
     top_k: int = Field(default=5, ge=1, le=100)
@@ -284,7 +284,7 @@ class SearchRequest(BaseModel):
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(min_length=1, max_length=8000)
     model: str | None = None
@@ -297,7 +297,7 @@ class AskRequest(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     input: str | list[str] = Field(description="Text or texts (token arrays not supported).")
     model: str | None = None
@@ -332,7 +332,7 @@ class EmbeddingRequest(BaseModel):
 
 
 class GuardrailsCheckRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     input: str = Field(description="The text to check.")
     guards: list[str] | None = Field(default=None, max_length=32)
@@ -340,7 +340,7 @@ class GuardrailsCheckRequest(BaseModel):
 
 
 class PolicyScope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     # Exactly one; none means the caller's own tenant.
     tenant: str | None = Field(default=None, max_length=64)
@@ -373,7 +373,7 @@ class Hyperparameters(BaseModel):
 
 
 class SupervisedMethod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
@@ -382,7 +382,7 @@ class FineTuningMethod(BaseModel):
     """OpenAI's ``method``. Only ``supervised`` (LoRA) is implemented; the others are
     refused with a 400 naming ``method``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: SupervisedMethod | None = None
@@ -396,7 +396,7 @@ Metadata = Annotated[
 
 
 class FineTuningJobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(description="The base model: a local GGUF model of the catalog.")
     training_file: str = Field(description="A file id from POST /v1/files (purpose fine-tune).")
@@ -422,6 +422,6 @@ class FineTuningJobCreate(BaseModel):
 
 
 class AliasSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: int = Field(ge=1)
