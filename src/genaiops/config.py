@@ -26,6 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -330,6 +331,13 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_engine_fields(self) -> ModelConfig:
+        from genaiops.engines.base import engine_names  # the registry, not the engines
+
+        if self.engine not in engine_names():
+            raise ValueError(
+                f"model {self.name!r}: unknown engine {self.engine!r}; "
+                f"available: {', '.join(engine_names())}"
+            )
         if self.engine == "llama_cpp" and self.path is None and self.bundled is None:
             raise ValueError(f"model {self.name!r}: a llama_cpp model needs 'path' or 'bundled'")
         if self.engine == "transformers" and self.path is None:
@@ -413,6 +421,17 @@ class Settings(BaseSettings):
             raise ValueError(f"model names must be unique; repeated: {dupes}")
         if self.env == "production" and not self.auth.enabled:
             raise ValueError("auth.enabled = false is refused when env = 'production'")
+        # The default model answers requests that name none, and /readyz waits for it.
+        served = [m.name for m in self.catalog()]
+        if not served:
+            raise ValueError("no model to serve: list bundled_models or add [[models]]")
+        if self.default_model not in served:
+            if "default_model" in self.model_fields_set:
+                raise ValueError(
+                    f"default_model {self.default_model!r} is not a served model; "
+                    f"served: {', '.join(served)}"
+                )
+            self.default_model = served[0]
         # A per-process key would make the same value hash differently after every restart
         # and on every replica, so logs could no longer be joined.
         hash_key = self.guardrails.pii_hash_key_env
@@ -488,6 +507,15 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return _FileSettings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
         origin = f"{path}: " if path else ""
-        raise ConfigError(f"{origin}invalid setting {where}: {first['msg']}") from exc
+        what = f"invalid setting {where}" if where else "invalid settings"
+        raise ConfigError(f"{origin}{what}: {message}") from exc
+    except SettingsError as exc:
+        # A GENAIOPS_* variable of a list or table setting that is not valid JSON.
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigError(
+            f"{exc}{cause} (list and table settings are JSON in the environment, e.g. "
+            """GENAIOPS_BUNDLED_MODELS='["smollm2-135m-instruct"]')"""
+        ) from exc

@@ -317,6 +317,22 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
                            files={"adapter": dotted_file})  # fmt: skip
         assert dotted.status_code == 200, dotted.text
         assert dotted.json()["lineage"]["imported_from"] == "adapter.gguf"
+        # A key limited to other models is refused before the version is loaded for it.
+        limited = http.post(
+            "/admin/keys", json={"tenant": "globex", "role": "user", "models": [base]}
+        ).json()["key"]
+        for method, path, body in (
+            ("POST", "/v1/chat/completions",
+             {"model": "dotted:1", "messages": [{"role": "user", "content": "hi"}]}),
+            ("POST", "/v1/completions", {"model": "dotted@prod", "prompt": "hi"}),
+            ("GET", "/v1/models/dotted:1", None),
+        ):  # fmt: skip
+            r = httpx.request(
+                method, server.url + path, json=body, headers={"Authorization": f"Bearer {limited}"}
+            )
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["code"] == "model_not_allowed"
+        assert "dotted:1" not in http.get("/readyz").json()["models"]
         ok = upload(_tiny_adapter(tmp_path / "ok.gguf"))
         assert ok.status_code == 200, ok.text
         assert ok.json()["model"] == "imported:1" and ok.json()["base_model"] == base

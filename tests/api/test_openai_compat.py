@@ -43,6 +43,9 @@ def test_models_list_shows_catalog(client: openai.OpenAI) -> None:
     embedder = next(m for m in models if m.id == "use-multilingual")
     assert embedder.model_dump()["capabilities"]["embeddings"] is True
     assert client.models.retrieve("use-multilingual").id == "use-multilingual"
+    # "/v1/models/" names no model: a 404, not the default model's card.
+    with pytest.raises(openai.NotFoundError):
+        client.get("/models/", cast_to=object)
 
 
 def test_chat_completion_has_text_usage_and_ids(client: openai.OpenAI) -> None:
@@ -88,6 +91,17 @@ def test_seed_makes_sampling_reproducible(client: openai.OpenAI) -> None:
     }
     assert a.choices[0].message.content == b.choices[0].message.content  # type: ignore[attr-defined]
     assert len(texts) > 1  # different seeds explore different samples
+    # The first request of a prompt (evaluated whole) and a repeat (its prompt already in
+    # the model's cache) give the same answer too, even at a high temperature.
+    topics = ("a lighthouse", "un río", "uma cidade", "a robot chef", "3f9c1a", "b7e2d0")
+    for topic in topics + ("el mar", "a festa", "a dragon", "la luna"):
+        first, again = (
+            ask(client, f"Tell me a story about {topic}.", temperature=1.5, seed=42, max_tokens=16)
+            .choices[0]
+            .message.content  # type: ignore[attr-defined]
+            for _ in range(2)
+        )
+        assert first == again, topic
 
 
 def test_stop_sequence_truncates_before_it(client: openai.OpenAI) -> None:
@@ -151,6 +165,16 @@ def test_completions_plain_and_streamed(client: openai.OpenAI) -> None:
         stream=True,
     )
     assert "".join(c.choices[0].text for c in streamed) == r.choices[0].text
+    # Without max_tokens a completion stops at OpenAI's default of 16 tokens, not at the
+    # end of the context window.
+    unbounded = client.completions.create(
+        model="gemma3-270m",
+        prompt="Uno, dos, tres,",
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    assert unbounded.usage is not None and unbounded.usage.completion_tokens == 16
+    assert unbounded.choices[0].finish_reason == "length"
 
 
 def test_json_object_mode_returns_json(client: openai.OpenAI) -> None:

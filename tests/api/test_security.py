@@ -189,9 +189,16 @@ def test_admin_api_validates_input(server: Server) -> None:
         {"tenant": "ok", "rpm": -1},
         {"tenant": "ok", "expires": "forever"},
         {"tenant": "ok", "unknown_field": 1},
+        {"tenant": "", "role": "admin"},
+        {"tenant": "ok", "expires": ""},
     ):
         error_of(admin(server, "POST", "/admin/keys", json=body), 400)
     error_of(admin(server, "GET", "/admin/keys/nope"), 404, "key_not_found")
+    # "?tenant=" empty is refused, not read as "every tenant" or "none".
+    for path in ("/admin/keys", "/admin/usage", "/admin/audit", "/admin/tenants"):
+        error_of(admin(server, "GET", path, params={"tenant": ""}), 400)
+    r = admin(server, "DELETE", "/admin/guardrails/policies", params={"stage": "foo"})
+    error_of(r, 400)
 
 
 # -- roles and models -------------------------------------------------------------------------

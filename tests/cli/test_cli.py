@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,18 @@ def test_bad_config_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["models", "list", "--config", str(cfg)])
     assert result.exit_code == 2
     assert "server.port" in result.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
 
 
 def test_context_overflow_exit_2(tmp_path: Path) -> None:

@@ -124,6 +124,10 @@ def test_tenant_limits(tmp_path: Path) -> None:
         (["keys", "create", "--tenant", "Bad Name"], 2, "invalid tenant name"),
         (["keys", "create", "--tenant", "acme", "--role", "root"], 2, "role must be one of"),
         (["keys", "create", "--tenant", "acme", "--expires", "forever"], 2, "invalid duration"),
+        # An unset shell variable: never the installation's own tenant, never no expiry.
+        (["keys", "create", "--tenant", "", "--role", "admin"], 2, "invalid tenant name ''"),
+        (["keys", "create", "--tenant", "acme", "--expires", ""], 2, "invalid duration ''"),
+        (["keys", "list", "--tenant", "Bad Name"], 2, "invalid tenant name"),
         (["keys", "create", "--tenant", "acme", "--rpm", "0"], 2, "rpm must be a positive"),
         (["keys", "revoke", "nope"], 1, "No API key with id 'nope'"),
         (["tenants", "set", "acme", "--budget-period", "year"], 2, "budget_period"),
@@ -160,6 +164,13 @@ def test_usage_report(tmp_path: Path) -> None:
     ]
     _, out, _ = cli(tmp_path, "usage", "--since", "2999-01-01", "--json")
     assert json.loads(out) == []
+    # A group named twice is one column.
+    _, out, _ = cli(tmp_path, "usage", "--group-by", "tenant,tenant", "--json")
+    assert [sorted(row) for row in json.loads(out)] == [
+        sorted(
+            ["tenant", "requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens"]
+        )
+    ]
 
 
 def test_export_formats_and_filters(tmp_path: Path) -> None:

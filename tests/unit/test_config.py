@@ -81,6 +81,9 @@ def test_user_models_extend_and_override_catalog(tmp_path: Path) -> None:
         ),
         ("colour = 1\n", "colour"),
         ('[guardrails.groundedness]\naction = "block"\n', "groundedness.action"),
+        ('default_model = "nope"\n', "default_model 'nope' is not a served model"),
+        ("bundled_models = []\n", "no model to serve"),
+        ('[[models]]\nname = "x"\nengine = "lama_cpp"\npath = "/x.gguf"\n', "unknown engine"),
     ],
 )
 def test_invalid_config_is_one_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
@@ -90,6 +93,21 @@ def test_invalid_config_is_one_clear_error(tmp_path: Path, text: str, fragment: 
         load_settings(cfg)
     assert fragment in err.value.message
     assert "\n" not in err.value.message.strip()
+
+
+def test_the_default_model_is_one_that_is_served(tmp_path: Path) -> None:
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'bundled_models = ["{BUNDLED_BASE_MODEL}"]\n')
+    assert load_settings(cfg).default_model == BUNDLED_BASE_MODEL
+
+
+def test_a_list_setting_from_the_environment_must_be_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENAIOPS_BUNDLED_MODELS", BUNDLED_CHAT_MODEL)
+    with pytest.raises(ConfigError, match="JSON in the environment") as err:
+        load_settings()
+    assert "\n" not in err.value.message
+    monkeypatch.setenv("GENAIOPS_BUNDLED_MODELS", f'["{BUNDLED_CHAT_MODEL}"]')
+    assert [m.name for m in load_settings().catalog()] == [BUNDLED_CHAT_MODEL]
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

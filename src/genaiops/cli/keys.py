@@ -19,7 +19,7 @@ from rich.table import Table
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
 from genaiops.errors import InvalidRequest
-from genaiops.security.keys import parse_duration
+from genaiops.security.keys import check_tenant, parse_duration
 from genaiops.security.principal import SYSTEM_TENANT, Limits, Principal
 from genaiops.security.service import SecurityService
 
@@ -105,7 +105,7 @@ def create(
             name=name,
             limits=Limits(rpm, tpm, budget_tokens, budget_period),
             models=None if models is None else _models(models),
-            expires_in_s=parse_duration(expires) if expires else None,
+            expires_in_s=None if expires is None else parse_duration(expires),
         )
         if as_json:
             write(json.dumps(new.record.public() | {"key": new.secret}, indent=2) + "\n")
@@ -124,6 +124,8 @@ def list_keys(
 ) -> None:
     """List keys (never their secrets)."""
     with cli_errors(), security_service(config) as service:
+        if tenant is not None:
+            check_tenant(tenant)
         rows = [r.public() for r in service.keys.all(tenant, include_revoked=include_revoked)]
         _emit(rows, as_json, _KEY_COLUMNS, "API keys")
 

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from
+from genaiops.errors import GenaiopsError
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything starts: a port in use is one
+    line and exit 1, not a traceback after the models began loading."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise GenaiopsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise GenaiopsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def serve(
@@ -30,12 +50,13 @@ def serve(
         from genaiops.monitoring import logs
 
         logs.configure(settings.server.log_level, settings.server.log_format)
+        sock = _listen(settings.server.host, settings.server.port)
         typer.echo(
             f"genaiops serving on http://{settings.server.host}:{settings.server.port} "
             f"(data: {settings.data_dir}; models: {', '.join(m.name for m in settings.catalog())})",
             err=True,
         )
-        uvicorn.run(
+        server_config = uvicorn.Config(
             create_app(settings),
             host=settings.server.host,
             port=settings.server.port,
@@ -44,3 +65,5 @@ def serve(
             access_log=False,
             timeout_graceful_shutdown=10,
         )
+        with sock:
+            uvicorn.Server(server_config).run(sockets=[sock])

@@ -231,10 +231,14 @@ def engine_factory(name: str) -> EngineFactory:
         factory = _load(_BUILTIN[name])
         register_engine(name, factory)
         return factory
-    known = sorted(
+    raise ConfigError(f"unknown engine {name!r}; available: {', '.join(engine_names())}")
+
+
+def engine_names() -> list[str]:
+    """Every engine a model may name: built in, registered, or from an entry point."""
+    return sorted(
         set(_REGISTRY) | set(_BUILTIN) | {e.name for e in entry_points(group="genaiops.engines")}
     )
-    raise ConfigError(f"unknown engine {name!r}; available: {', '.join(known)}")
 
 
 def create_engine(config: ModelConfig, settings: Settings) -> Engine:

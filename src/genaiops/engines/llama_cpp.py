@@ -228,6 +228,13 @@ class LlamaCppEngine(ThreadedEngine):
 
         seed = params.seed if params.seed is not None else random.getrandbits(32)
         llm.set_seed(seed % (2**32))
+        if params.seed is not None:
+            # A prompt the cache already holds is not evaluated again but for its last
+            # token, and one token's logits differ in the last bits from the same token's
+            # in a whole-prompt batch: enough to change a sampled answer. A seeded request
+            # evaluates its whole prompt every time, so the same request gives the same
+            # answer whatever ran before it.
+            llm.reset()
         tokens = prepared.state["tokens"]
         assert prepared.max_tokens is not None
         generator = llm.generate(

@@ -54,6 +54,7 @@ from genaiops.gateway.retrieval import retrieve
 if TYPE_CHECKING:
     from genaiops.gateway.service import Gateway, ModelHandle
     from genaiops.guardrails.pii.redaction import Vault
+    from genaiops.security.principal import Principal
     from genaiops.security.service import Admission, SecurityService
 
 # Prompts longer than this are tokenised off the event loop.
@@ -252,6 +253,18 @@ class _CannedTicket:
         return None
 
 
+def authorize_reference(gateway: Gateway, principal: Principal | None, name: str | None) -> None:
+    """A key limited to other models gets its 403 before a registry version it names is
+    looked up or loaded (a load takes seconds and a slot of ``max_loaded_adapters``). The
+    authorize stage checks the resolved name again; catalog names need no early check."""
+    if principal is None or principal.models is None or not name:
+        return
+    if gateway.is_registry_reference(name):
+        family = name.split("@")[0].split(":")[0]
+        if not principal.allows_model(family):
+            principal.require_model(name)
+
+
 async def run(
     gateway: Gateway,
     request: GenerationRequest,
@@ -264,6 +277,7 @@ async def run(
     principal = ctx.principal if ctx is not None else None
     if ctx is not None and request.trace_id is None:
         request.trace_id = ctx.request_id
+    authorize_reference(gateway, principal, request.model)
     try:
         handle = await gateway.acquire(
             request.model,

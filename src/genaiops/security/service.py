@@ -502,8 +502,10 @@ class SecurityService:
     # -- management (audited; blocking, call from a thread in async code) -----------------
 
     def create_key(self, actor: Principal, **kwargs: Any) -> NewKey:
-        # A tenant administrator can only create keys in its own tenant.
-        tenant = actor.scope(kwargs.get("tenant") or actor.tenant)
+        # A tenant administrator can only create keys in its own tenant. Only a tenant
+        # left out means the caller's: an empty one is refused, never read as "system".
+        named = kwargs.get("tenant")
+        tenant = actor.scope(actor.tenant if named is None else named)
         kwargs["tenant"] = tenant
         new = self.keys.create(created_by=actor.actor, **kwargs)
         self._key_created(actor, new)

@@ -64,6 +64,7 @@ def query(
     model: str | None = None,
 ) -> list[dict[str, Any]]:
     group_by = group_by if group_by is not None else ["day", "tenant", "model"]
+    group_by = list(dict.fromkeys(group_by))  # "day,day" is one column, once
     unknown = [g for g in group_by if g not in GROUPS]
     if unknown:
         raise InvalidRequest(f"group_by takes {list(GROUPS)}; got {unknown}", param="group_by")

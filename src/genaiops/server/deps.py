@@ -100,7 +100,11 @@ ModelsManagerDep = Annotated[Principal, Depends(require(Permission.MANAGE_MODELS
 # Routes that act on tenant data take an optional ``tenant`` query parameter: only the
 # system administrator may name another tenant (``Principal.scope``).
 TenantQuery = Annotated[
-    str | None, Query(max_length=64, description="System administrator only: a tenant to act on.")
+    str | None,
+    # An empty "?tenant=" is a mistake, not "every tenant" nor "none".
+    Query(
+        min_length=1, max_length=64, description="System administrator only: a tenant to act on."
+    ),
 ]
 
 

@@ -120,6 +120,9 @@ class ChatCompletionRequest(SamplingIn):
 
 class CompletionRequest(SamplingIn):
     model: str = Field(min_length=1, max_length=256)
+    # OpenAI's (and vLLM's) default for this endpoint: a prompt with no limit would hold
+    # the model's one thread until the context window is full.
+    max_tokens: int | None = Field(default=16, ge=1)
     prompt: str | list[str]
     echo: bool | None = None
     suffix: str | None = None

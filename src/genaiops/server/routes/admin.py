@@ -9,7 +9,7 @@ thread pool.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -73,7 +73,7 @@ def create_key(body: KeyCreate, principal: KeysAdminDep, security: SecurityDep) 
         name=body.name,
         limits=Limits(body.rpm, body.tpm, body.budget_tokens, body.budget_period),
         models=body.models,
-        expires_in_s=parse_duration(body.expires) if body.expires else None,
+        expires_in_s=None if body.expires is None else parse_duration(body.expires),
     )
     return _new_key_out(new)
 
@@ -252,7 +252,7 @@ def delete_policy(
     principal: KeysAdminDep,
     security: SecurityDep,
     guardrails: GuardrailsDep,
-    stage: Annotated[str, Query()],
+    stage: Annotated[Literal["input", "context", "output"], Query()],
     tenant: TenantQuery = None,
     key_id: str | None = None,
     model: str | None = None,

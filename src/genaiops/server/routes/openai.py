@@ -20,10 +20,10 @@ from genaiops.engines.base import (
     TextDelta,
     ToolCalls,
 )
-from genaiops.errors import ContextLengthExceeded, GenaiopsError, InvalidRequest
+from genaiops.errors import ContextLengthExceeded, GenaiopsError, InvalidRequest, ModelNotFound
 from genaiops.gateway import structured
 from genaiops.gateway.context import RequestContext
-from genaiops.gateway.pipeline import GenerationStream, new_request_id
+from genaiops.gateway.pipeline import GenerationStream, authorize_reference, new_request_id
 from genaiops.gateway.service import Gateway
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.errors import error_payload, status_for
@@ -116,7 +116,7 @@ def completion_request(body: CompletionRequest) -> GenerationRequest:
     return GenerationRequest(
         request_id=new_request_id("cmpl"),
         model=body.model,
-        params=_params(body, body.max_tokens, ResponseFormat()),
+        params=_params(body, 16 if body.max_tokens is None else body.max_tokens, ResponseFormat()),
         prompt=body.text(),
         stream=bool(body.stream),
         extra=_extra(body),
@@ -317,6 +317,9 @@ async def get_model(model: str, gateway: GatewayDep, principal: InferenceDep) ->
     if gateway.rag is not None and model in gateway.rag.embedders.names():
         principal.require_model(model)
         return _embedder_card(gateway.rag, model)
+    if not model:  # "/v1/models/": no name is no model, not the default one
+        raise ModelNotFound("", [n for n in gateway.names() if principal.allows_model(n)])
+    authorize_reference(gateway, principal, model)
     handle = await gateway.acquire(model, principal.tenant, visible=principal.allows_model)
     if not gateway.is_registry_reference(handle.config.name):
         principal.require_model(handle.config.name)
