@@ -107,9 +107,21 @@ def test_versions_aliases_and_tenants(registry: Registry, smol: SmolBase, tmp_pa
     assert registry.resolve("acme", "support-bot@champion").version == 2
     assert registry.resolve("acme", "support-bot:1").version == 1
     assert Path(registry.local_adapter(v1)).read_bytes() == adapter.read_bytes()
+    registry.set_alias("acme", "support-bot", "canary", 2)
     shown = registry.show("acme", "support-bot")
-    assert shown["aliases"] == {"champion": 2}
-    assert [v["version"] for v in shown["versions"]] == [2, 1]
+    assert shown["aliases"] == {"champion": 2, "canary": 2}
+    # Each version names the aliases that point at it.
+    assert [(v["version"], sorted(v["aliases"])) for v in shown["versions"]] == [
+        (2, ["canary", "champion"]),
+        (1, []),
+    ]
+    registry.delete_alias("acme", "support-bot", "canary")
+    # A model whose first version never came (killed between MLflow's two calls) is not
+    # listed: it has nothing to serve.
+    registry.client.create_registered_model(
+        registry.qualified("acme", "empty-bot"), tags={"tenant": "acme", "name": "empty-bot"}
+    )
+    assert {m["name"] for m in registry.list_models("acme")} == {"support-bot"}
     # Another tenant sees nothing of acme's; the installation's (system) models are shared.
     with pytest.raises(NotFound):
         registry.resolve("globex", "support-bot@champion")

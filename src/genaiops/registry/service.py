@@ -316,6 +316,10 @@ class Registry:
             if "tenant" not in tags:
                 continue
             latest = max((int(v.version) for v in rm.latest_versions or []), default=0)
+            if not latest and not rm.aliases:
+                # Its first version never came (the process was killed between the two
+                # MLflow calls of register): nothing to serve, nothing to list.
+                continue
             out.append(
                 {
                     "name": tags.get("name", rm.name),
@@ -344,13 +348,21 @@ class Registry:
         full = self.qualified(tenant, check_name(name))
         rm = self._registered(full, name)
         versions = self.client.search_model_versions(f"name = '{full}'")
+        aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
+        # A searched version does not carry its aliases (MLflow fills them on a get only).
+        named: dict[int, list[str]] = {}
+        for alias, number in aliases.items():
+            named.setdefault(number, []).append(alias)
         return {
             "name": name,
             "tenant": tenant,
-            "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
+            "aliases": aliases,
             "description": rm.description or "",
             "versions": sorted(
-                (self._version(tenant, name, mv).public() for mv in versions),
+                (
+                    self._version(tenant, name, mv, named.get(int(mv.version), [])).public()
+                    for mv in versions
+                ),
                 key=lambda v: -int(v["version"]),
             ),
         }
@@ -468,7 +480,9 @@ class Registry:
         except MlflowException as exc:
             raise NotFound(f"no registered model {name!r}", param="model") from exc
 
-    def _version(self, tenant: str, name: str, mv: Any) -> Version:
+    def _version(
+        self, tenant: str, name: str, mv: Any, aliases: list[str] | None = None
+    ) -> Version:
         tags = dict(mv.tags or {})
         return Version(
             tenant=tenant,
@@ -477,7 +491,7 @@ class Registry:
             base_model=tags.get("base_model", ""),
             adapter_uri=str(mv.source),
             run_id=mv.run_id,
-            aliases=tuple(sorted(mv.aliases or ())),
+            aliases=tuple(sorted(mv.aliases or aliases or ())),
             tags=tags,
             created_at=int(mv.creation_timestamp or 0) // 1000,
         )

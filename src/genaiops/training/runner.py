@@ -352,7 +352,10 @@ def _finish(
         "steps": result.steps,
     }
     clean = {k: float(v) for k, v in metrics.items() if v is not None}
-    tracker.metrics(run_id, clean, result.steps)
+    # A job resumed after this point (killed while exporting or registering) trains its
+    # last steps again; the run keeps the summary it logged the first time.
+    if not any(step == result.steps for step, _ in tracker.run_metrics(run_id, "steps")):
+        tracker.metrics(run_id, clean, result.steps)
 
     adapter = work / "adapter.gguf"
     t0 = time.monotonic()
