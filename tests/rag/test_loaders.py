@@ -253,6 +253,28 @@ def test_html_heading_paths_and_dropped_elements(tmp_path: Path) -> None:
         assert hidden not in doc.text
 
 
+def test_html_article_header_and_nested_tables(tmp_path: Path) -> None:
+    page = tmp_path / "reembolsos.html"
+    page.write_text(
+        "<html><body><header><a href='/'>Inicio</a> Menú</header><article><header>"
+        "<h1>Política de reembolsos</h1><p>Publicado 2024</p></header>"
+        "<p>Los reembolsos se procesan en 30 días.</p><table><tr><td>Plan</td><td>"
+        "<table><tr><td>Oro</td><td>90 días</td></tr></table></td></tr></table>"
+        "</article><footer>© Empresa</footer></body></html>",
+        encoding="utf-8",
+    )
+    [doc] = load_file(page)
+    # The page's header and footer are chrome; the article's header is its title.
+    assert doc.title == "Política de reembolsos"
+    lines = "\n".join(s.text for s in doc.sections).split("\n")
+    assert lines == [
+        "Publicado 2024",
+        "Los reembolsos se procesan en 30 días.",
+        "Plan | Oro 90 días",
+    ]
+    assert doc.sections[0].heading == "Política de reembolsos"
+
+
 def test_html_title_falls_back_to_h1_then_stem(tmp_path: Path) -> None:
     [doc] = load_file(write(tmp_path / "a.htm", "<h1>Primer título</h1><p>Hola</p>"))
     assert doc.title == "Primer título"
@@ -372,6 +394,32 @@ def test_docx_headings_paragraphs_and_tables(tmp_path: Path) -> None:
     ]
 
 
+def test_docx_nested_tables_and_content_controls_keep_their_text(tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    document.add_paragraph("Condiciones del contrato.")
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "Reembolsos"
+    table.cell(0, 1).add_table(rows=1, cols=1).cell(0, 0).text = "Plazo de 45 días"
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    control = parse_xml(
+        f"<w:sdt {w}><w:sdtPr/><w:sdtContent><w:p><w:r><w:t>Valor del contrato: 120000 USD"
+        "</w:t></w:r></w:p></w:sdtContent></w:sdt>"
+    )
+    document.element.body.insert(1, control)
+    path = tmp_path / "contrato.docx"
+    document.save(str(path))
+    [doc] = load_file(path)
+    text = "\n".join(s.text for s in doc.sections)
+    assert text.split("\n") == [
+        "Condiciones del contrato.",
+        "Valor del contrato: 120000 USD",
+        "Reembolsos | Plazo de 45 días",
+    ]
+
+
 def test_docx_title_from_core_properties(tmp_path: Path) -> None:
     [doc] = load_file(make_docx(tmp_path / "p.docx", title="Manual de políticas"))
     assert doc.title == "Manual de políticas"
@@ -423,6 +471,14 @@ def test_csv_semicolon_delimiter(tmp_path: Path) -> None:
     path = write(tmp_path / "planilha.csv", "codigo;texto\n1;Olá; tudo bem?\n2;Até logo\n")
     docs = load_file(path, text_field="texto", id_field="codigo")
     assert [(d.locator, d.text) for d in docs] == [("1", "Olá"), ("2", "Até logo")]
+
+
+def test_csv_with_a_long_text_cell(tmp_path: Path) -> None:
+    # Over the csv module's default limit of 128 KiB per field.
+    article = "Los reembolsos se procesan en treinta días hábiles. " * 4000
+    path = write(tmp_path / "articulos.csv", f'id,texto\n1,"{article}"\n2,Corto\n')
+    docs = load_file(path, text_field="texto", id_field="id")
+    assert [(d.locator, len(d.text)) for d in docs] == [("1", len(article.strip())), ("2", 5)]
 
 
 def test_csv_field_errors(tmp_path: Path) -> None:

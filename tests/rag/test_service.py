@@ -198,7 +198,7 @@ POLICIES = [
     {"id": "2", "q": "Política de gastos de viaje 2021", "year": 2021, "date": "2021-03-10",
      "draft": True, "team": "legal"},
     {"id": "3", "q": "Política de gastos de viaje 2024", "year": "2024", "date": "2024-01-15",
-     "team": "finanzas"},
+     "team": "finanzas", "draft": 1},
     {"id": "4", "q": "Política de gastos de viaje 2023", "year": 2023, "date": "2023-07-20",
      "draft": False},
 ]  # fmt: skip
@@ -225,6 +225,11 @@ def test_operator_filters(rag: RagService, tmp_path: Path) -> None:
     assert found({"team": {"$ne": "legal"}}) == ["1", "3", "4"]  # no team counts as not legal
     assert found({"team": {"$nin": ["legal", "finanzas"]}}) == ["4"]
     assert found({"draft": {"$in": [True]}}) == ["2"]
+    # true is not 1, false is not 0: booleans and numbers match their own kind only.
+    assert found({"draft": True}) == ["2"]
+    assert found({"draft": 1}) == ["3"]
+    assert found({"draft": {"$ne": True}}) == ["1", "3", "4"]
+    assert found({"draft": {"$nin": [1, False]}}) == ["2"]
     assert found({"draft": {"$eq": False}, "year": {"$lt": 2020}}) == ["1"]
     assert found({"year": [2019, "2024"]}) == ["1", "3"]
     assert found({"document_id": {"$gt": 0}}) == ["1", "2", "3", "4"]

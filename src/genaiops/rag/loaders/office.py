@@ -16,7 +16,8 @@ import io
 import logging
 import re
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from genaiops.rag.documents import LoadedDocument, LoadError, Section
 from genaiops.rag.loaders._common import Input, SectionBuilder, one_line, reason
@@ -24,6 +25,7 @@ from genaiops.rag.loaders._common import Input, SectionBuilder, one_line, reason
 if TYPE_CHECKING:
     from docx.document import Document as DocxDocument
     from docx.table import Table
+    from docx.text.paragraph import Paragraph
     from pypdf import PdfReader
 
 _HEADING_STYLE = re.compile(r"^heading\s+([1-9])$", re.IGNORECASE)
@@ -78,12 +80,43 @@ def load_pdf(item: Input) -> list[LoadedDocument]:
     return [item.document("pdf", title or item.stem, sections, {"pages": pages})]
 
 
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _blocks(element: Any, parent: Any) -> Iterator[Paragraph | Table]:
+    """The paragraphs and tables directly in ``element`` (a body or a table cell), in
+    order, with those inside block content controls (``w:sdt``: form fields, templates'
+    placeholders) where they stand."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for child in element.iterchildren():
+        if child.tag == _W + "p":
+            yield Paragraph(child, parent)
+        elif child.tag == _W + "tbl":
+            yield Table(child, parent)
+        elif child.tag == _W + "sdt":
+            content = child.find(_W + "sdtContent")
+            if content is not None:
+                yield from _blocks(content, parent)
+
+
+def _cell_text(cell: Any) -> str:
+    """A cell's text on one line, with the rows of tables nested in it."""
+    from docx.table import Table
+
+    parts = []
+    for block in _blocks(cell._tc, cell):
+        parts.extend(_table_rows(block) if isinstance(block, Table) else [block.text])
+    return one_line(" ".join(parts))
+
+
 def _table_rows(table: Table) -> list[str]:
     lines = []
     for row in table.rows:
         cells: list[str] = []
         for cell in row.cells:
-            text = one_line(cell.text)
+            text = _cell_text(cell)
             # A merged cell is returned once per grid column it spans: keep it once.
             if text and (not cells or cells[-1] != text):
                 cells.append(text)
@@ -96,7 +129,7 @@ def _docx_sections(document: DocxDocument) -> SectionBuilder:
     from docx.table import Table
 
     builder = SectionBuilder()
-    for block in document.iter_inner_content():
+    for block in _blocks(document.element.body, document):
         if isinstance(block, Table):
             for line in _table_rows(block):
                 builder.line(line)

@@ -119,6 +119,9 @@ def load_csv(item: Input) -> list[LoadedDocument]:
         delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
+    # A cell may hold a long text (an article, a ticket thread): the csv module's default
+    # cap of 128 KiB per field would refuse the whole file. The upload limit is the cap.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restkey=_EXTRA)
     try:
         columns = reader.fieldnames or []

@@ -94,6 +94,7 @@ def load_markdown(item: Input) -> list[LoadedDocument]:
 # Elements whose content is not the document's text.
 _DROP = ("script", "style", "nav", "footer", "header", "noscript", "template", "head")
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_CONTENT = ("article", "main", "section")
 # Elements that end a line of text before and after them.
 _BLOCKS = frozenset(
     {
@@ -145,7 +146,8 @@ class _HtmlText:
             self.builder.heading(_HEADINGS[name], one_line(tag.get_text(" ")))
         elif name == "tr":
             self.flush()
-            cells = [one_line(c.get_text(" ")) for c in tag.find_all(["td", "th"])]
+            # Its own cells only: a table nested in a cell is part of that cell's text.
+            cells = [one_line(c.get_text(" ")) for c in tag.find_all(["td", "th"], recursive=False)]
             row = " | ".join(c for c in cells if c)
             if row:
                 self.builder.line(row)
@@ -169,6 +171,10 @@ def _html_parts(text: str) -> tuple[str, list[Section]]:
     title_tag = soup.find("title")
     title = one_line(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_DROP):
+        # A page's header and footer are chrome; an article's or section's are its own
+        # (its title, its author and date).
+        if tag.name in ("header", "footer") and tag.find_parent(_CONTENT) is not None:
+            continue
         tag.decompose()
     if not title:
         h1 = soup.find("h1")

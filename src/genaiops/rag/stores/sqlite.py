@@ -36,14 +36,13 @@ from genaiops.rag.stores.base import (
     Vectors,
 )
 from genaiops.rag.stores.faiss_index import IndexCache
-from genaiops.rag.stores.filters import COLUMN_TYPES, RANGES, conditions
 from genaiops.rag.stores.schema import SCHEMA
+from genaiops.rag.stores.sqlite_filters import filter_sql
 from genaiops.storage.db import private_file
 
 if TYPE_CHECKING:
     from genaiops.config import Settings
 
-_COLUMNS = {"source": "d.source", "kind": "d.kind", "document_id": "d.id"}
 # A filtered dense search allowing at most this many chunks reads their vectors and
 # compares them all (exact, a few milliseconds) instead of searching the index.
 _EXACT_FILTERED = 4096
@@ -438,43 +437,13 @@ class SQLiteStore:
 
     # -- search ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        for c in conditions(filters):
-            column = _COLUMNS.get(c.field)
-            path = f'$."{c.field}"'
-            value = column or "json_extract(d.metadata, ?)"
-            field_args = [] if column else [path]
-            marks = ",".join("?" * len(c.values))
-            if c.op == "in":
-                clauses.append(f"{value} IN ({marks})")
-                args += [*field_args, *c.values]
-            elif c.op == "not_in":
-                clauses.append(f"({value} IS NULL OR {value} NOT IN ({marks}))")
-                args += [*field_args, *field_args, *c.values]
-            elif column is None:
-                # Like with like: a number compares only with numbers, text with text.
-                types = "('integer', 'real')" if c.numeric else "('text')"
-                clauses.append(
-                    f"(json_type(d.metadata, ?) IN {types} AND {value} {RANGES[c.op]} ?)"
-                )
-                args += [path, path, c.values[0]]
-            elif COLUMN_TYPES[c.field] == c.kind:
-                clauses.append(f"{value} {RANGES[c.op]} ?")
-                args.append(c.values[0])
-            else:
-                clauses.append("0")  # a number against text, or text against a number
-        return (" AND " + " AND ".join(clauses), args) if clauses else ("", [])
-
     def lexical(
         self, collection: Collection, query: str, k: int, filters: Filters | None
     ) -> list[tuple[int, float]]:
         match = lexical.match_query(query, self.sealer_for(collection).term)
         if match is None:
             return []
-        where, args = self._filter_sql(filters)
+        where, args = filter_sql(filters)
         table = f"fts_{collection.id}"
         joins = " JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id"
         rows = self._conn().execute(
@@ -540,7 +509,7 @@ class SQLiteStore:
             # Search among the chunks the filters allow (not a post-filter of the nearest
             # ones, which misses matching chunks that are not among them): exactly, from
             # the stored vectors, when they are few; else through the index with a selector.
-            where, args = self._filter_sql(filters)
+            where, args = filter_sql(filters)
             rows = self._conn().execute(
                 "SELECT c.id FROM documents d JOIN chunks c ON c.document_id = d.id"
                 f" WHERE d.collection_id = ?{where}",
