@@ -137,6 +137,9 @@ SPREAD = [
     ("EMAIL", "Escribe a maria.silva@empresa.com.br para confirmar.", "silva@empresa"),
     ("IP_ADDRESS", "El servidor fe80::1ff:fe23:4567:890a no responde.", "fe23:4567"),
     ("RFC", "Su RFC es GODE 561231 GR8 según el SAT.", "561231"),
+    # Lower-case groups are words too: none of them may end a released piece.
+    ("IBAN", "Cuenta iban mt84 malt 0110 0001 2345 mtlc ast0 01s ok", "malt 0110"),
+    ("RFC", "El RFC gode 561231 gr8 está vigente.", "gode"),
 ]
 
 

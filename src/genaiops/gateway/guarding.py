@@ -227,16 +227,37 @@ def _plain_word(word: str) -> bool:
     return core.isalpha() and not (len(core) <= 4 and core.isupper())
 
 
+# An IBAN written in groups: its country and check digits, then groups of up to four.
+_IBAN_GROUP_CHARS = 34
+
+
 def _last_plain_word_end(text: str, start: int = 0) -> int:
     """Where the last plain word of ``text`` after ``start``, and the whitespace after
-    it, end (``start`` when there is none)."""
-    end, previous = start, ""
-    for match in _WORD.finditer(text, start):
-        word = match.group(1)
-        # A bank code right after an IBAN's country and check digits ("gb82 west ...").
-        if _plain_word(word) and not _IBAN_START.fullmatch(previous):
-            end = match.end()
-        previous = word
+    it, end (``start`` when there is none). Two kinds of plain words are not ends either,
+    since a value written in groups may go on after them: a group of an IBAN ("gb82 west
+    1234 ..."), and a word of three or four letters before digits or before nothing yet
+    (an RFC's initials: "gode 561231 gr8")."""
+    end = start
+    words = list(_WORD.finditer(text, start))
+    iban = 0  # characters of the IBAN being written in groups; 0 outside one
+    for i, match in enumerate(words):
+        core = match.group(1).strip(_EDGE_PUNCTUATION)
+        if _IBAN_START.fullmatch(core):
+            iban = len(core)
+            continue
+        if iban and core.isalnum() and len(core) <= 4 and iban + len(core) <= _IBAN_GROUP_CHARS:
+            iban += len(core)
+            continue
+        iban = 0
+        if not _plain_word(match.group(1)):
+            continue
+        if 3 <= len(core) <= 4:
+            # The next word, finished or still arriving, decides.
+            following = words[i + 1].group(1) if i + 1 < len(words) else text[match.end() :]
+            following = following.lstrip(_EDGE_PUNCTUATION)
+            if not following or following[0].isdigit():
+                continue
+        end = match.end()
     return end
 
 
