@@ -268,6 +268,11 @@ def test_lookalikes_next_to_their_keyword_are_not_pii(kind: str) -> None:
              ("CEDULA_CO", "1.020.304.050")],
         ),
         (
+            # The 2026 alphanumeric CNPJ, formatted and bare after its keyword.
+            "CNPJ 12.ABC.345/01DE-35 da matriz; da filial, CNPJ: 12ABC34501DE35.",
+            [("CNPJ", "12.ABC.345/01DE-35"), ("CNPJ", "12ABC34501DE35")],
+        ),
+        (
             "Mi DNI es 30.123.456 (Buenos Aires) y el de mi socio, DNI 10117410-2, de Lima.",
             [("DNI_AR", "30.123.456"), ("DNI_PE", "10117410-2")],
         ),
@@ -293,6 +298,10 @@ def test_texts_with_several_entities(text: str, expected: list[tuple[str, str]])
         "Coordenadas -34.6037, -58.3816; temperatura 25.5; hora 14:02:11; MAC 00:1A:2B:3C:4D:5E.",
         "See section 3.2.1.4 of the contract; veja o item 4.1.2.3 do edital.",
         "Upgrade the firmware to 2.4.1.8; el OID 1.3.6.1 identifica la MIB (cláusula 7.1.2.3).",
+        "Según el artículo 3.2.1.4 del reglamento y el numeral 5.2.1.1 del anexo 1.1.2.3.",
+        "See figure 2.1.3.4, table 3.1.2.4 and step 1.2.3.4; o artigo 4.1.2.3 e a tabela 6.1.1.2.",
+        # A product code shaped like an alphanumeric CNPJ, without the keyword.
+        "Código do produto 12ABC34501DE35, lote 7.",
     ],
 )
 def test_adversarial_lookalikes_are_not_pii(text: str) -> None:

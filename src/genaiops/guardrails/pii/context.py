@@ -59,7 +59,9 @@ _WORDS: dict[str, str] = {
         # Numbered parts of documents and software: "section 3.2.1.4" is no address.
         " sección seccion seção secao section item ítem capítulo capitulo chapter cláusula"
         " clausula clause apartado inciso párrafo parrafo paragraph firmware release build"
-        " oid"
+        " oid artículo articulo artigo article art numeral figura figure fig tabla tabela"
+        " table anexo annex apéndice apendice apêndice appendix paso passo step requisito"
+        " requirement norma"
     ),
 }
 _KEYWORDS: dict[str, str] = {w: g for g, words in _WORDS.items() for w in words.split()}

@@ -109,6 +109,10 @@ _RULES: tuple[_Rule, ...] = tuple(
 _CNPJ_ALNUM = re.compile(
     r"(?<![0-9A-Za-z])[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-[0-9]{2}" + _R
 )
+# The same written bare ("12ABC34501DE35"): a product code can look like that and pass
+# the two check digits one time in a hundred, so only after the keyword "CNPJ".
+_CNPJ_WORD = re.compile("cnpj", re.IGNORECASE)
+_CNPJ_ALNUM_BARE = re.compile(r"(?<![0-9A-Za-z])(?=[0-9]*[A-Z])[0-9A-Z]{12}[0-9]{2}" + _R)
 _CARD = re.compile(
     _D + r"(?:(?P<body>[0-9]{3}(?P<s>[ .-])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{4})"
     r"(?P<tail>(?P=s)[0-9]{3})?|[0-9]{3}(?P<a>[ -])[0-9]{6}(?P=a)[0-9]{4,5}|[0-9]{12,18})" + _R
@@ -323,6 +327,9 @@ class _Scan:
             for m in _CNPJ_ALNUM.finditer(norm):
                 if v.cnpj(m.group()):
                     yield Candidate(m.start(), m.end(), "CNPJ", "cnpj", 61)
+        for m in _CNPJ_ALNUM_BARE.finditer(norm) if _CNPJ_WORD.search(norm) else ():
+            if v.cnpj(m.group()) and self.ctx.names_earlier(m.start(), "CNPJ"):
+                yield Candidate(m.start(), m.end(), "CNPJ", "cnpj", 61)
 
     def _cards(self) -> Iterator[Candidate]:
         norm = self.norm
