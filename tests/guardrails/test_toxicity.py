@@ -67,7 +67,7 @@ POSITIVES = [
     # hate
     ("fucking faggot", "hate", "high", "en", "fucking faggot"),
     ("you faggot", "hate", "high", "en", "faggot"),
-    ("he is a retard", "hate", "medium", "en", "retard"),
+    ("he is a retard", "hate", "medium", "en", "he is a retard"),
     ("Jews are vermin", "hate", "high", "en", "Jews are vermin"),
     ("go back to your country", "hate", "medium", "en", "go back to your country"),
     ("maricón", "hate", "medium", "es", "maricón"),
@@ -179,11 +179,50 @@ def test_obfuscated_phrases(guard: ToxicityGuard, text: str, pattern: str) -> No
     _check_offsets(text, [span])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mi perra tuvo cachorros ayer, ¿cada cuánto les doy de comer?",
+        "La zorra y las uvas es una fábula de Esopo.",
+        "Las babosas se están comiendo mis lechugas.",
+        "Compra tarugos de 8 mm para fijar el estante.",
+        "El capullo de seda lo produce el gusano.",
+        "Los ladrones hicieron un boquete en la pared del banco.",
+        "La polla mundialista de la oficina cierra el viernes.",
+        "Vendo Mitsubishi Pajero 2015 diésel, único dueño.",
+        "La policía dispersó a los manifestantes con la porra.",
+        "Dulce de mamón con queso, receta paraguaya.",
+        "El toro cornudo embistió al torero.",
+        "Autoexploración de las mamas y las tetas durante la lactancia.",
+        "As piranhas do rio Amazonas são carnívoras.",
+        "Use bosta de vaca curtida como adubo na horta.",
+        "Samsung Galaxy A55 com 256 GB está em promoção.",
+        "Moby Dick is a novel by Herman Melville.",
+        "Blue tits and great tits visit my bird feeder every morning.",
+        "The ball valve replaced the old stop cock in the basement.",
+        "The pussy willow blooms in early spring.",
+        "Retard the ignition timing by two degrees to stop the knocking.",
+        "Offa's Dyke runs along the border between England and Wales.",
+    ],
+)
+def test_words_with_innocent_senses_need_a_target(guard: ToxicityGuard, text: str) -> None:
+    assert guard.find(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["eres una perra", "maldita zorra", "pinche tarugo", "sos un pajero", "you dick",
+     "she is such a pussy", "you retard", "chúpame la polla", "sua piranha"],
+)  # fmt: skip
+def test_the_same_words_said_of_someone_are_found(guard: ToxicityGuard, text: str) -> None:
+    assert guard.find(text)
+
+
 def test_doubled_letters_must_stay_doubled(guard: ToxicityGuard) -> None:
-    # "perra" (bitch) squeezes to "pera" (pear): the double r is required.
-    assert guard.find("quiero una pera") == []
-    assert _only(guard.find("perra")).detail["term"] == "perra"
-    assert _only(guard.find("perrrraaaa")).detail["term"] == "perra"
+    # "guarra" squeezes to "guara": the double r is required.
+    assert guard.find("la guara roja") == []
+    assert _only(guard.find("guarra")).detail["term"] == "guarra"
+    assert _only(guard.find("guarrrraaaa")).detail["term"] == "guarra"
     assert guard.find("as far as I know") == []
     assert _only(guard.find("kiss my ass")).detail["pattern"] == "en.insult.directed"
 

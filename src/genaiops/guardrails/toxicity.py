@@ -23,8 +23,9 @@ words, so a policy that wants only abuse sets 0.7. Limits: no sense of context, 
 or reported speech and fiction count like the real thing; negation is cheap and partial (a
 negator just before a threat makes it low, "no te voy a matar"; one within three tokens
 lowers other findings one level, so "no eres un idiota" stays a low insult); words with
-innocent senses in one of the languages (negro, burro, concha, coger...) only count inside
-phrases; a one-letter word breaks spaced-letter joining ("te voy a m a t a r" is missed).
+innocent senses in one of the languages (negro, burro, concha, coger, perra, polla, dick,
+retard...) only count inside phrases, said of someone ("eres una perra", "you dick"); a
+one-letter word breaks spaced-letter joining ("te voy a m a t a r" is missed).
 Nothing is loaded at import: the lexicon is compiled on first use and the fold of each
 non-ASCII character is cached when first seen.
 """
@@ -60,6 +61,9 @@ _TOKEN = re.compile(
 )
 _NOT_TOKEN_CHAR = re.compile(r"[^a-z0-9@$]+")
 _LETTER = re.compile(r"[a-z]")
+# A letter or two and then digits only is a model or part code ("Galaxy A55", "S21"), not
+# leetspeak ("a55" is no "ass").
+_MODEL_CODE = re.compile(r"[a-z]{1,2}[0-9]{2,}")
 _LEET = str.maketrans("013457@$", "oieastas")
 _SQUEEZE = re.compile(r"([a-z])\1+")
 _LONG_RUN = re.compile(r"([a-z])\1{2,}")
@@ -243,7 +247,11 @@ def _tokens(folded: str, lexicon: _Lexicon) -> tuple[list[str], list[int], list[
         token = m.group()
         if m.lastgroup == "spaced":
             token = _NOT_TOKEN_CHAR.sub("", token)
-        if not token.isalpha() and (len(token) == 1 or _LETTER.search(token)):
+        if (
+            not token.isalpha()
+            and (len(token) == 1 or _LETTER.search(token))
+            and not _MODEL_CODE.fullmatch(token)
+        ):
             # Only where letters mix with digits or @/$, or a lone "4" stands for "a".
             token = token.translate(_LEET)
             if "*" in token:
