@@ -3,6 +3,7 @@ hurts the server."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -161,6 +162,25 @@ def test_wrong_json_types_are_400(
 ) -> None:
     error = assert_error(post(server, path, json=body), 400, "invalid_request")
     assert error["param"] == param
+
+
+def test_a_union_field_names_the_rule_of_the_type_sent(server: Server) -> None:
+    # "stop" is a string or a list of up to 4: five strings break the list's rule.
+    error = assert_error(
+        post(server, "/v1/chat/completions", json=chat(stop=["a", "b", "c", "d", "e"])),
+        400,
+        "invalid_request",
+    )
+    assert error["param"] == "stop" and "at most 4 items" in str(error["message"])
+    assert "more errors" not in str(error["message"])
+    # JSON sent as a form (curl -d without a content type) is told how to send it.
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=json.dumps(chat()),
+        headers={**server.headers, "content-type": "application/x-www-form-urlencoded"},
+    )
+    error = assert_error(r, 400, "invalid_request")
+    assert "content-type: application/json" in str(error["message"])
 
 
 def test_integers_are_accepted_where_numbers_are_expected(server: Server) -> None:

@@ -108,17 +108,38 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if not errors:
         return "Invalid request body.", None
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    # Union members add their type's name to the location ("str", "list[str]",
-    # "function-after[...]"); drop exactly those, keeping fields such as "stream" or "strict".
-    loc = [p for p in loc if p not in _UNION_TAGS and not _TAG_WITH_ARGS.fullmatch(p)]
-    param = ".".join(loc) or None
+    param = _param(first)
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error") or first.get("msg", "")
         return f"The request body is not valid JSON: {detail}", None
+    if param is None and first.get("type") in ("model_attributes_type", "dict_type"):
+        # Not an object: often JSON sent without its content type (curl -d sends a form).
+        return (
+            "The request body must be a JSON object, sent with 'content-type: application/json'.",
+            None,
+        )
+    # A union reports one error per member ("stop": a string or a list of up to 4): the
+    # member of the type that was sent says what is wrong ("at most 4 items").
+    sent = type(first.get("input")).__name__
+    same = [e for e in errors if _param(e) == param]
+    first = next((e for e in same if any(_member(p, sent) for p in e.get("loc", ()))), first)
     where = f" at '{param}'" if param else ""
-    extra = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    others = len({_param(e) for e in errors} - {param})
+    extra = f" (and {others} more errors)" if others else ""
     return f"Invalid request{where}: {first.get('msg')}{extra}", param
+
+
+def _param(error: Any) -> str | None:
+    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    # Union members add their type's name to the location ("str", "list[str]",
+    # "function-after[...]"); drop exactly those, keeping fields such as "stream" or "strict".
+    loc = [p for p in loc if p not in _UNION_TAGS and not _TAG_WITH_ARGS.fullmatch(p)]
+    return ".".join(loc) or None
+
+
+def _member(tag: Any, sent: str) -> bool:
+    tag = str(tag)
+    return tag == sent or tag.startswith(sent + "[") or f"[{sent}[" in tag
 
 
 _HTTP_CODES = {

@@ -171,10 +171,11 @@ en.extract.above; prompt_extraction; en; 0.85; asks
   = above|text|words|instruction|everything|given|received
     \b(?:repeat|print|output|show|dump|recite|copy) (?:me )?(?:the |all (?:of )?(?:the )?)?(?:text|
     words|instructions|everything|messages?|content) (?:(?:written |that (?:appears|is|
-    came) )?(?:above|before (?:this|my first)|preceding|at the (?:start|beginning))|you (?:were|
-    have been) given)|\b(?:repeat|print|output|show|tell me|list|reveal|what (?:are|
-    were)) (?:me )?(?:the )?(?:instructions|rules|guidelines|prompt) (?:that )?you (?:were given|
-    have been given|received|got)\b
+    came) )?(?:above|before (?:this|my first)|preceding|at the (?:start|beginning))(?! (?:in|as|
+    into) (?:bullet|a (?:bulleted |numbered |short )?list|a table|a summary|plain|simpler|
+    shorter|spanish|english|portuguese|french))|you (?:were|have been) given)|\b(?:repeat|
+    print|output|show|tell me|list|reveal|what (?:are|were)) (?:me )?(?:the )?(?:instructions|
+    rules|guidelines|prompt) (?:that )?you (?:were given|have been given|received|got)\b
 en.extract.the; prompt_extraction; en; 0.6
   = prompt
     \b(?:reveal|print|show|output|repeat|leak|dump|disclose|expose) (?:me )?the (?:full |entire |
@@ -191,7 +192,8 @@ es.extract.prompt; prompt_extraction; es; 0.9; asks
 es.extract.above; prompt_extraction; es; 0.85; asks
   = prompt|texto|instrucc|regla|indicac
     \b(?:muestra|muestrame|revela|imprime|repite|dime|escribe|copia) (?:el |la |las |
-    los )?(?:prompt (?:del|de) sistema|texto (?:de arriba|anterior)|instrucciones (?:del sistema|
+    los )?(?:prompt (?:del|de) sistema|texto (?:de arriba|anterior)(?! (?:en|como) (?:vinetas|
+    (?:una )?lista|una tabla|un resumen|ingles|portugues|espanol))|instrucciones (?:del sistema|
     ocultas))|\b(?:muestra|muestrame|imprime|repite|dime|revela|escribe|cuales son|
     cuales fueron) (?:\w+ ){0,2}?(?:las )?(?:instrucciones|reglas|
     indicaciones) que (?:te )?(?:dieron|recibiste|han dado|tienes)\b
@@ -207,7 +209,8 @@ pt.extract.prompt; prompt_extraction; pt; 0.9; asks
 pt.extract.above; prompt_extraction; pt; 0.85; asks
   = prompt|texto|instruc|regra|orienta
     \b(?:mostre|revele|imprima|repita|diga|escreva|copie) (?:o |a |as |os )?(?:prompt (?:de|
-    do) sistema|texto (?:acima|anterior)|instrucoes (?:do sistema|ocultas))|\b(?:mostre|imprima|
+    do) sistema|texto (?:acima|anterior)(?! (?:em|como) (?:topicos|(?:uma )?lista|uma tabela|
+    um resumo|ingles|espanhol|portugues))|instrucoes (?:do sistema|ocultas))|\b(?:mostre|imprima|
     repita|diga|revele|escreva|quais sao|quais foram) (?:\w+ ){0,2}?(?:as )?(?:instrucoes|regras|
     orientacoes) que (?:voce )?(?:recebeu|te deram|lhe deram|tem)\b
 # --- fake role tags and delimiters
@@ -300,8 +303,8 @@ en.bypass.no_rules; policy_bypass; en; 0.8
     there are no|without any|free of all) (?:\w+ )?(?:rules|restrictions|filters|limits|limitations|
     policies|guidelines|censorship|ethical (?:guidelines|constraints))\b.{0,60}?\b(?:answer|respond|
     reply|tell|say|write|do|comply|output)|\b(?:answer|respond|
-    reply) (?:\w+ ){0,3}?(?:without (?:any )?(?:restrictions|filters|censorship|warnings|refusals|
-    disclaimers|moralizing|limits)|with no (?:moralizing|refusals|warnings|disclaimers|filters?)|
+    reply) (?:\w+ ){0,3}?(?:without (?:any )?(?:restrictions|filters|censorship|refusals|
+    moralizing|limits)|with no (?:moralizing|refusals|filters?)|
     uncensored|unfiltered)|\b(?:your|the) (?:usual |normal |standard |regular )?(?:policies|rules|
     guidelines|restrictions|filters) (?:do not|don ?t|no longer) apply\b
 es.bypass.policy; policy_bypass; es; 0.85
@@ -317,7 +320,7 @@ es.bypass.no_rules; policy_bypass; es; 0.8
     restricciones|filtros|limites|politicas|censura)\b.{0,60}?\b(?:responde|contesta|di|dime|
     escribe|haz|cumple)|\b(?:responde|contesta|
     respondeme) (?:\w+ ){0,5}?(?:sin (?:ninguna )?(?:restriccion|restricciones|filtros|censura|
-    advertencias|limites|sermones)|sin negarte)|\b(?:tus|las) (?:politicas|reglas|normas|
+    limites|sermones)|sin negarte)|\b(?:tus|las) (?:politicas|reglas|normas|
     restricciones)(?: habituales| normales| de siempre)? (?:ya )?no (?:aplican|se aplican|cuentan)\b
 pt.bypass.policy; policy_bypass; pt; 0.85
   = contorn|burl|desativ|deslig|ignor|evite|remova|pule|pular|desabilit
@@ -331,7 +334,7 @@ pt.bypass.no_rules; policy_bypass; pt; 0.8
     \b(?:voce nao tem|voce ja nao tem|nao existem|nao ha|voce esta livre de) (?:nenhuma |
     nenhum )?(?:\w+ )?(?:regras|restricoes|filtros|limites|politicas|
     censura)\b.{0,60}?\b(?:responda|diga|escreva|faca|cumpra|me de)|\b(?:responda|responde|
-    me responda) (?:\w+ ){0,5}?(?:sem (?:nenhuma )?(?:restricao|restricoes|filtros|censura|avisos|
+    me responda) (?:\w+ ){0,5}?(?:sem (?:nenhuma )?(?:restricao|restricoes|filtros|censura|
     limites|sermao|sermoes)|sem se recusar)|\b(?:suas|as) (?:politicas|regras|normas|
     restricoes)(?: de sempre| habituais| normais)? (?:ja )?nao (?:se aplicam|valem|contam)\b
 # --- payload hints
