@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +71,27 @@ def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
     assert again[0]["latest_version"] == 1
     audit = genaiops_cli("audit", "export", "--event", "model.alias_set", data_dir=data).stdout
     assert '"alias": "champion"' in audit
+
+    # A command killed mid-run leaves its job "running" under a dead process: running the
+    # same command again continues that job instead of starting a second one.
+    again = ["--base", BASE, "--data", str(train), "--name", "again", "--epochs", "1", "--r", "4"]
+    planted = json.loads(
+        genaiops_cli("finetune", *again, "--detach", "--json", data_dir=data).stdout
+    )["id"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with sqlite3.connect(data / "genaiops.db") as conn:
+        conn.execute(
+            "UPDATE fine_tuning_jobs SET status = 'running', worker = ?, heartbeat_us = ?"
+            " WHERE id = ?",
+            (f"cli:{socket.gethostname()}:{gone.pid}", time.time_ns() // 1000, planted),
+        )
+    before = len(json.loads(genaiops_cli("jobs", "list", "--json", data_dir=data).stdout))
+    resumed = genaiops_cli("finetune", *again, "--json", data_dir=data)
+    assert f"{planted}: the same job was interrupted" in resumed.stderr
+    finished = json.loads(resumed.stdout)
+    assert finished["id"] == planted and finished["fine_tuned_model"] == "again:1"
+    assert len(json.loads(genaiops_cli("jobs", "list", "--json", data_dir=data).stdout)) == before
 
     # A merged version is served by the transformers engine instead of llama.cpp.
     args = ["--data", str(train), "--name", "bot", "--epochs", "1", "--r", "4", "--merged"]

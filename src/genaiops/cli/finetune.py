@@ -2,7 +2,8 @@
 
 ``finetune`` validates the data, queues a job and runs it in the foreground with a progress
 bar (steps, loss, tokens/s, ETA); Ctrl-C stops it and ``genaiops jobs resume ID`` continues
-from its last checkpoint (a running server's job runner also picks it up after two minutes).
+from its last checkpoint (a running server's job runner also picks it up after two minutes),
+as does running the same command again (same inputs, same data, its process gone).
 ``--detach`` only queues it for the server's runner. Everything acts on the data directory
 directly, like the other administrative commands.
 """
@@ -108,6 +109,23 @@ def _interrupted_job(db: Database, job_id: str) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _interrupted_twin(
+    db: Database, tenant: str, base: str, name: str, data: Path, eval_file: Path | None,
+    config: dict[str, Any],
+) -> Any:  # fmt: skip
+    """An unfinished job of this very command (same inputs, same data) whose process is
+    gone: running the command again continues it instead of starting over."""
+    from genaiops.training.data import file_sha256
+    from genaiops.training.jobs import JobStore
+
+    if not data.is_file():
+        return None  # create_job reports it
+    return JobStore(db).interrupted_twin(
+        tenant, base, name, str(data.resolve()), str(eval_file.resolve()) if eval_file else None,
+        config, file_sha256(data),
+    )  # fmt: skip
+
+
 def finetune(
     base: Annotated[str, typer.Option("--base", help="Base model (a local GGUF catalog model).")],
     data: Annotated[Path, typer.Option("--data", help="Training file: JSONL or text.")],
@@ -137,6 +155,7 @@ def finetune(
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune a LoRA adapter on a base model and register it as NAME version N."""
+    from genaiops.training.jobs import JobStore
     from genaiops.training.lora import ALL_PROJECTIONS, DEFAULT_TARGETS, TrainConfig
     from genaiops.training.runner import worker_name
     from genaiops.training.service import FineTuning
@@ -151,6 +170,18 @@ def finetune(
                           checkpoint_every=checkpoint_every,
                           target_modules=modules or DEFAULT_TARGETS)  # fmt: skip
         service = FineTuning(settings, db)
+        inputs = {**cfg.public(), "merged": merged}
+        twin = None if detach else _interrupted_twin(db, tenant, base, name, data, eval_file,
+                                                     inputs)  # fmt: skip
+        if twin is not None:
+            typer.echo(f"{twin.id}: the same job was interrupted; it resumes from its last "
+                       "checkpoint", err=True)  # fmt: skip
+            with _interrupted_job(db, twin.id):
+                if twin.status == "running":
+                    JobStore(db).requeue(twin.id, "resumed by running the same command again")
+                final = _run_foreground(settings, db, twin.id, quiet=as_json)
+            _report(final, as_json)
+            return
         job = service.create_job(
             tenant, base, name, data.resolve(), eval_file.resolve() if eval_file else None, cfg,
             created_by="cli", reserved_by=None if detach else f"cli:{worker_name()}",

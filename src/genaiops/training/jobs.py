@@ -19,7 +19,9 @@ checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -431,6 +433,42 @@ class JobStore:
             self.requeue(job_id, "the runner stopped; the job resumes from its last checkpoint")
         return ids
 
+    def interrupted_twin(
+        self,
+        tenant: str,
+        base_model: str,
+        name: str,
+        training_file: str,
+        validation_file: str | None,
+        config: dict[str, Any],
+        dataset_sha256: str,
+    ) -> Job | None:
+        """The newest unfinished job with these inputs whose runner is gone (a command
+        killed or interrupted): running the same command again continues it."""
+        query = (
+            select(fine_tuning_jobs)
+            .where(
+                fine_tuning_jobs.c.tenant == tenant,
+                fine_tuning_jobs.c.base_model == base_model,
+                fine_tuning_jobs.c.name == name,
+                fine_tuning_jobs.c.training_file == training_file,
+                fine_tuning_jobs.c.dataset_sha256 == dataset_sha256,
+                fine_tuning_jobs.c.status.in_(("queued", "running")),
+                fine_tuning_jobs.c.cancel_requested == 0,
+            )
+            .order_by(fine_tuning_jobs.c.created_us.desc())
+        )
+        wanted = json.loads(json.dumps(config))
+        with self.db.connect() as conn:
+            jobs = [Job.from_row(r) for r in conn.execute(query.limit(20)).all()]
+        for job in jobs:
+            same = job.validation_file == validation_file and all(
+                job.config.get(k) == v for k, v in wanted.items()
+            )
+            if same and not _runner_alive(job):
+                return job
+        return None
+
     def requeue(self, job_id: str, reason: str) -> None:
         with self.db.begin() as conn:
             conn.execute(
@@ -439,3 +477,21 @@ class JobStore:
                 .values(status="queued", worker=None)
             )
         self.event(job_id, "warn", reason)
+
+
+def _runner_alive(job: Job) -> bool:
+    """Whether the process running or holding ``job`` still is: a command's own job
+    ("cli:host:pid") is checked by its process on this host, any other by its heartbeat."""
+    if job.worker is None:
+        return False  # queued for anyone: a server claims it, or this command does
+    parts = job.worker.split(":")
+    if len(parts) == 3 and parts[0] == "cli" and parts[1] == socket.gethostname():
+        try:
+            os.kill(int(parts[2]), 0)
+        except (ValueError, ProcessLookupError):
+            return False
+        except PermissionError:
+            return True
+        return True
+    beat = job.heartbeat_us or job.started_us or job.created_us
+    return now_us() - beat < int(STALE_AFTER_S * 1_000_000)
