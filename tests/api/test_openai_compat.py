@@ -264,6 +264,12 @@ def test_remote_upstream_refuses_what_it_cannot_relay(client: openai.OpenAI) -> 
     assert err.value.param == "tools" and "does not support: tools" in err.value.message
     r = ask(client, "hi", model="upstream-chat", max_tokens=4, user="end-user-42")
     assert r.choices[0].message.content is not None  # type: ignore[attr-defined]
+    # An empty logit_bias or tool list asks for nothing: served, not refused.
+    r = ask(client, "hi", max_tokens=2, logit_bias={}, tools=[])
+    assert r.choices[0].message.content is not None  # type: ignore[attr-defined]
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "hi", max_tokens=2, logit_bias={"15": 5})
+    assert err.value.param == "logit_bias"
 
 
 def test_remote_upstream_errors_pass_through(client: openai.OpenAI) -> None:

@@ -164,7 +164,7 @@ class LlamaCppEngine(ThreadedEngine):
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
         require_text_messages(self.name, request)
-        unsupported = [k for k in _UNSUPPORTED if request.extra.get(k) not in (None, False, 0, [])]
+        unsupported = [k for k in _UNSUPPORTED if request.extra.get(k)]  # {} and [] are no-ops
         if unsupported:
             raise InvalidRequest(
                 f"model '{self.name}' does not support: {', '.join(unsupported)}",

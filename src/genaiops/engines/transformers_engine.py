@@ -91,7 +91,7 @@ class TransformersEngine(ThreadedEngine):
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
         require_text_messages(self.name, request)
-        unsupported = [k for k in _UNSUPPORTED if request.extra.get(k) not in (None, False, 0, [])]
+        unsupported = [k for k in _UNSUPPORTED if request.extra.get(k)]  # {} and [] are no-ops
         if request.params.response_format.type != "text":
             unsupported.append("response_format")
         if unsupported:
