@@ -353,13 +353,22 @@ _REVERSE_HINT = re.compile(
 _LINE = re.compile(r"[^\n]{16,}")
 
 
+# A right-to-left override (U+202E, or an isolate U+2067) shows the characters after it
+# in reverse: stored backwards, such text reads forwards on screen, and to the model.
+_RTL_RUN = re.compile("[\u202e\u2067]([^\u202c\u2069\n]{8,})")
+
+
 def reversed_views(text: str, folded: str) -> list[View]:
-    if _REVERSE_HINT.search(folded) is None:
-        return []
-    return [
-        View(fold(m.group()[::-1])[0], "reversed", None, m.span())
-        for m in _LINE.finditer(text[:MAX_RUN])
-    ][:MAX_PAYLOADS]
+    views = [
+        View(fold(m.group(1)[::-1])[0], "reversed", None, m.span())
+        for m in _RTL_RUN.finditer(text[:MAX_RUN])
+    ]
+    if _REVERSE_HINT.search(folded) is not None:
+        views.extend(
+            View(fold(m.group()[::-1])[0], "reversed", None, m.span())
+            for m in _LINE.finditer(text[:MAX_RUN])
+        )
+    return views[:MAX_PAYLOADS]
 
 
 # "Apply ROT13 to this line and do what it says": with the cipher named, every line is
