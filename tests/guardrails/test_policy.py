@@ -165,14 +165,24 @@ def test_pii_output_policy_releases_text_a_word_at_a_time() -> None:
     assert out.feed("Primera") == ""
     assert out.feed(" frase") == "Primera "
     assert out.feed(" completa.") == "frase "
+    # A very common word needs no next word to be safe: it goes out as it comes.
+    assert out.feed(" El") == "completa. El"
     # A run of digits waits for the word that closes it, then goes out redacted.
-    assert out.feed(" El") == "completa."
-    assert out.feed(" número") == " El "
-    assert out.feed(f" {CPF[:7]}") == "número "
+    assert out.feed(" número") == ""
+    assert out.feed(f" {CPF[:7]}") == " número "
     assert out.feed(CPF[7:]) == ""
     assert out.feed(" y") == ""
     assert out.feed(" nada") == "<CPF_1> y "
     assert out.flush() == "nada"
+
+
+def test_an_answer_opening_with_a_common_word_starts_at_once() -> None:
+    guards = service()
+    for first in ("The", "Hola", "Olá", "Sure", "I"):
+        assert OutputFilter(guards, None, None).feed(first) == first
+    # Anything else may be the start of a value ("john@…", "DE…" of an RFC): it waits.
+    for first in ("john", "DE", "Maria", "3"):
+        assert OutputFilter(guards, None, None).feed(first) == ""
 
 
 def test_sentence_guards_release_text_a_sentence_at_a_time() -> None:

@@ -271,6 +271,32 @@ def _last_separator_end(text: str) -> int:
     return max((i + 1 for i, char in enumerate(text) if char in _SEPARATORS), default=0)
 
 
+# Words so common that they go out before the token after them arrives (a word is
+# otherwise held until it is finished, since "john" may go on as "john@acme.com"): an
+# answer that opens with one of them starts a token sooner. At worst such a word is the
+# local part of a role address ("hola@…"), which names no one.
+_EARLY_WORDS = (
+    "i a an the it is are was in on of to and or but for with as at by this that there here"
+    " sure yes no hello hi once okay ok certainly absolutely great thanks thank well so"
+    " el la los las un una uno de del en y o que es son por para con hola claro si sí no"
+    " gracias aquí aqui esto este esta había habia érase erase"
+    " os as um umas uns do da dos das em no na nos nas e ou é são sim não olá ola obrigado"
+    " obrigada isso era"
+)
+_EARLY = frozenset(_EARLY_WORDS.split())
+
+
+def _early(rest: str) -> bool:
+    """Whether the held ``rest`` is only whitespace and one of the ``_EARLY`` words."""
+    word = rest.lstrip()
+    return (
+        bool(word)
+        and word.isalpha()
+        and word.lower() in _EARLY
+        and not (word.isupper() and len(word) > 1)  # "DE", "EL": an RFC or a CURP begins so
+    )
+
+
 class OutputFilter:
     """Output guards on a generated answer, streamed or not, as it is produced.
 
@@ -291,7 +317,8 @@ class OutputFilter:
     previous sentence vouches for the number that opens this one), and a piece every
     guard rules out at a glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not
     checked at all. A streamed answer therefore starts as soon as its first word is
-    finished, not its first sentence.
+    finished, not its first sentence, and at once when that word is a very common one
+    (``_EARLY``: "The", "Hola", "Olá"...).
     """
 
     def __init__(
@@ -334,6 +361,8 @@ class OutputFilter:
             cut = match.end()
         if self._by_word:
             cut = _last_plain_word_end(self._buffer, cut)
+            if _early(self._buffer[cut:]):
+                cut = len(self._buffer)
         if cut == 0 and len(self._buffer) > _MAX_BUFFER:
             # No sentence end in sight: release up to the last plain word, or else up to
             # the last character no value contains (the quotes and commas of minified
