@@ -212,6 +212,20 @@ def test_json_schema_output_validates(client: openai.OpenAI) -> None:
     )
     value = json.loads(r.choices[0].message.content)  # type: ignore[attr-defined]
     jsonschema.validate(value, schema)
+    # A schema whose grammar llama.cpp refuses (a maxLength in the thousands) is a 400,
+    # and the server goes on serving: it used to take the process down.
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(
+            client,
+            "Write a word.",
+            max_tokens=4,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "s", "schema": {"type": "string", "maxLength": 5000}},
+            },
+        )
+    assert err.value.param == "response_format"
+    assert ask(client, "Say hi", max_tokens=2).choices[0].message.content is not None  # type: ignore[attr-defined]
 
 
 def test_base_model_refuses_chat_but_completes(client: openai.OpenAI) -> None:

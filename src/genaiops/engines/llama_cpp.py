@@ -88,6 +88,8 @@ def _keep_stdio() -> None:
 
 
 _UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "logit_bias")
+# A grammar longer than this is refused before llama.cpp parses it on every request.
+_MAX_GRAMMAR_CHARS = 200_000
 
 
 class LlamaCppEngine(ThreadedEngine):
@@ -209,12 +211,43 @@ class LlamaCppEngine(ThreadedEngine):
         if fmt.type == "json_object":
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(fmt.schema or {}), verbose=False)
+            grammar = LlamaGrammar.from_json_schema(json.dumps(fmt.schema or {}), verbose=False)
         except Exception as exc:  # the converter raises bare ValueError/KeyError/etc.
             raise InvalidRequest(
                 f"response_format.json_schema cannot be enforced: {exc}",
                 param="response_format",
             ) from exc
+        self._check_grammar(grammar)
+        return grammar
+
+    def _check_grammar(self, grammar: Any) -> None:
+        """Have llama.cpp parse the grammar once: it refuses some that the converter
+        writes (a maxLength of thousands repeats a rule past its limits) by returning no
+        sampler, which llama-cpp-python would put in the chain as is and crash on."""
+        from llama_cpp import llama_cpp as lib
+
+        text = getattr(grammar, "_grammar", None)
+        root = getattr(grammar, "_root", None)
+        if not isinstance(text, str) or not isinstance(root, str):
+            return
+        if len(text) > _MAX_GRAMMAR_CHARS:
+            raise InvalidRequest(
+                f"response_format.json_schema is too large to enforce ({len(text)} characters "
+                f"of grammar; at most {_MAX_GRAMMAR_CHARS}): lower its maxLength, minItems or "
+                "maxItems values",
+                param="response_format",
+            )
+        sampler = lib.llama_sampler_init_grammar(
+            self._llm._model.vocab, text.encode(), root.encode()
+        )
+        if not sampler:
+            raise InvalidRequest(
+                "response_format.json_schema cannot be enforced: llama.cpp refuses the "
+                "grammar it gives (repetition counts such as maxLength, minItems or maxItems "
+                "past its limits)",
+                param="response_format",
+            )
+        lib.llama_sampler_free(sampler)
 
     # -- generation ------------------------------------------------------------------------
 
