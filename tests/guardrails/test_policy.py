@@ -345,6 +345,11 @@ def test_banned_terms_and_topics() -> None:
     assert not service(input={"banned_terms": {"action": "block"}}).check("pistola").flagged
     with pytest.raises(Exception, match="unknown options"):
         service(input={"banned_terms": {"options": {"words": []}}}).check("x")
+    # A list large enough to hold the interpreter for seconds on every check is refused.
+    with pytest.raises(Exception, match="at most 2000 terms"):
+        service(input={"banned_terms": {"options": {"terms": ["w"] * 2001}}}).check("x")
+    with pytest.raises(Exception, match="at most 200 characters"):
+        service(input={"banned_terms": {"options": {"topics": {"t": ["w" * 201]}}}}).check("x")
 
 
 def test_groundedness() -> None:

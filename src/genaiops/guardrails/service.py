@@ -47,6 +47,8 @@ log = logging.getLogger("genaiops.guardrails")
 # texts of any length are remembered; a text full of findings is simply checked again.
 _MEMO_ENTRIES = 4096
 _MEMO_MAX_SPANS = 64
+# Guards built for distinct options (policies set through the admin API) kept at once.
+_MAX_BUILT_GUARDS = 256
 
 Stage = Literal["input", "context", "output"]
 _ORDER = {"log": 1, "flag": 2, "redact": 3, "block": 4}
@@ -127,7 +129,9 @@ class GuardrailsService:
         self.settings = settings
         # Overrides per tenant, key and model (guardrails/policies.py); None: config only.
         self.store = store
-        self._guards: dict[tuple[str, str], Guard] = {}
+        # Built guards by name and options, least recently used first: policies come and
+        # go through the admin API, and each options set holds its compiled patterns.
+        self._guards: OrderedDict[tuple[str, str], Guard] = OrderedDict()
         self._lock = threading.Lock()
         # Results of deterministic guards by (guard, text digest), most recent last.
         self._memo: OrderedDict[tuple[int, bytes], GuardResult] = OrderedDict()
@@ -159,6 +163,10 @@ class GuardrailsService:
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"guard {name!r}: invalid options: {exc}") from exc
                 self._guards[cache_key] = guard
+                while len(self._guards) > _MAX_BUILT_GUARDS:
+                    self._guards.popitem(last=False)
+            else:
+                self._guards.move_to_end(cache_key)
             return guard
 
     def build(self) -> list[Guard]:

@@ -27,6 +27,29 @@ def _pattern(words: list[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
+# A policy is the deployment's list, not a dictionary: its size bounds the time one
+# check holds the interpreter (a regex never lets go of it) for every tenant.
+MAX_TERMS = 2000
+MAX_TERM_CHARS = 200
+MAX_TOPICS = 100
+
+
+def _check_size(terms: Any, topics: Any) -> None:
+    if not isinstance(terms, list) or not isinstance(topics, Mapping):
+        raise ValueError("terms is a list of strings and topics a table of lists")
+    if len(topics) > MAX_TOPICS:
+        raise ValueError(f"at most {MAX_TOPICS} topics")
+    words = list(terms)
+    for keywords in topics.values():
+        if not isinstance(keywords, list):
+            raise ValueError("each topic is a list of keywords")
+        words += keywords
+    if len(words) > MAX_TERMS:
+        raise ValueError(f"at most {MAX_TERMS} terms and topic keywords in all")
+    if any(not isinstance(w, str) or len(w) > MAX_TERM_CHARS for w in words):
+        raise ValueError(f"terms are strings of at most {MAX_TERM_CHARS} characters")
+
+
 class BannedTermsGuard:
     deterministic = True  # the same text, the same result: results may be remembered
     name = "banned_terms"
@@ -38,6 +61,7 @@ class BannedTermsGuard:
             raise ValueError(f"unknown options {sorted(unknown)}")
         self._rules: list[tuple[str, re.Pattern[str]]] = []
         terms = options.get("terms") or []
+        _check_size(terms, options.get("topics") or {})
         compiled = _pattern(list(terms))
         if compiled is not None:
             self._rules.append(("banned_term", compiled))
