@@ -432,6 +432,23 @@ def test_corrupt_docx_is_refused(tmp_path: Path) -> None:
     assert load_error(load_file, path).startswith("roto.docx: cannot read DOCX: ")
 
 
+def test_a_docx_that_unpacks_to_too_much_xml_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    ok = zipfile.ZipFile(make_docx(tmp_path / "ok.docx"))
+    bomb = tmp_path / "bomba.docx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in ok.infolist():
+            data = ok.read(info)
+            if info.filename == "word/document.xml":
+                # 80 MB of spaces inside the body: a few hundred KB once compressed.
+                data = data.replace(b"<w:body>", b"<w:body>" + b" " * (80 * 1024 * 1024), 1)
+            out.writestr(info.filename, data)
+    assert bomb.stat().st_size < 1024 * 1024
+    message = load_error(load_file, bomb)
+    assert message.startswith("bomba.docx: cannot read DOCX: it unpacks to 80 MB")
+
+
 # --- CSV and JSONL ---------------------------------------------------------------------
 
 FAQ_CSV = """\

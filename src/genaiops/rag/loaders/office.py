@@ -16,6 +16,7 @@ import io
 import logging
 import re
 import warnings
+import zipfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -144,9 +145,31 @@ def _docx_sections(document: DocxDocument) -> SectionBuilder:
     return builder
 
 
+# A DOCX is a zip: its XML unpacks to 10-20 times its size, and a crafted one to
+# thousands of times (a 445 KB file to 800 MB of memory). What a document needs is far less.
+_MAX_DOCX_XML_BYTES = 64 * 1024 * 1024
+_MAX_DOCX_BYTES = 512 * 1024 * 1024
+
+
+def _check_unpacked_size(item: Input) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(item.data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise item.fail(f"cannot read DOCX: {reason(exc)}") from exc
+    xml = sum(e.file_size for e in entries if e.filename.endswith((".xml", ".rels")))
+    total = sum(e.file_size for e in entries)
+    if xml > _MAX_DOCX_XML_BYTES or total > _MAX_DOCX_BYTES:
+        raise item.fail(
+            f"cannot read DOCX: it unpacks to {total // (1024 * 1024)} MB "
+            f"({xml // (1024 * 1024)} MB of XML; at most {_MAX_DOCX_XML_BYTES // (1024 * 1024)})"
+        )
+
+
 def load_docx(item: Input) -> list[LoadedDocument]:
     import docx
 
+    _check_unpacked_size(item)
     try:
         document = docx.Document(io.BytesIO(item.data))
         builder = _docx_sections(document)
