@@ -646,6 +646,7 @@ def test_upload_metadata_tags_documents_for_filters(server: Server, tenant: dict
         ('["team"]', "metadata must be a JSON object"),
         ("team=legal", "metadata must be a JSON object"),
         ('{"team": {"a": 1}}', "must be a string, number or boolean"),
+        ('{"a":' * 50_000 + "1" + "}" * 50_000, "metadata must be a JSON object"),  # too deep
     ]:
         r = upload("nda.txt", "texto", metadata=bad)
         assert r.status_code == 400, r.text

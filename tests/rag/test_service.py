@@ -246,6 +246,12 @@ def test_operator_filters(rag: RagService, tmp_path: Path) -> None:
     ):
         with pytest.raises(InvalidRequest, match="filter 'year'"):
             found(bad)
+    # A column is never a boolean (both stores answer alike), and a request's filters
+    # hold a bounded number of values.
+    with pytest.raises(InvalidRequest, match="filter 'document_id' takes a number"):
+        found({"document_id": True})
+    with pytest.raises(InvalidRequest, match="at most 500 values"):
+        found({"team": {"$nin": [str(i) for i in range(501)]}})
 
 
 def test_bad_files_are_reported_and_skipped(rag: RagService, docs: Path) -> None:

@@ -54,6 +54,11 @@ class Condition:
         return "number" if self.numeric else "text"
 
 
+# Values in one request's filters: each becomes a bound parameter, and SQLite refuses an
+# expression tree past a few thousand of them.
+MAX_VALUES = 500
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
@@ -78,9 +83,18 @@ def conditions(filters: Filters | None) -> list[Condition]:
                 param="filters",
             )
         out.append(Condition(name, "in", tuple(values)))
+    if sum(len(c.values) for c in out) > MAX_VALUES:
+        raise InvalidRequest(f"filters hold at most {MAX_VALUES} values in all", param="filters")
     for condition in out:
         for value in condition.values:
             _in_range(condition.field, value)
+            if condition.field in COLUMN_TYPES and isinstance(value, bool):
+                raise InvalidRequest(
+                    f"filter {condition.field!r} takes a "
+                    f"{'string' if COLUMN_TYPES[condition.field] == 'text' else 'number'}, "
+                    "not a boolean",
+                    param="filters",
+                )
     return out
 
 

@@ -122,7 +122,7 @@ def upload_documents(
     if metadata:
         try:
             tags = json.loads(metadata)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # nested past Python's stack
             tags = None
         if not isinstance(tags, dict):
             raise InvalidRequest("metadata must be a JSON object", param="metadata")
