@@ -383,6 +383,18 @@ def test_import_an_adapter_over_http(server: Server, tmp_path: Path) -> None:
                 model="private-bot:1", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
             )
         assert reply.model == "private-bot:1"
+        # /readyz shows a tenant's operator only the versions that tenant may use; the
+        # system administrator sees every one, another tenant's under its name.
+        seen = http.get("/readyz").json()["models"]
+        assert "globex/private-bot:1" in seen and "imported:1" in seen
+        for tenant, visible in (("globex", True), ("initech", False)):
+            operator = http.post("/admin/keys", json={"tenant": tenant, "role": "operator"})
+            ready = httpx.get(
+                server.url + "/readyz",
+                headers={"Authorization": f"Bearer {operator.json()['key']}"},
+            ).json()["models"]
+            assert ("private-bot:1" in ready) is visible, ready
+            assert not any("/" in name for name in ready)
 
 
 def test_deleting_registered_models_over_http(server: Server, tmp_path: Path) -> None:

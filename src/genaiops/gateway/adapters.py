@@ -71,8 +71,16 @@ class AdapterModels:
 
         return is_reference(model)
 
-    def loaded(self) -> list[tuple[str, ModelHandle]]:
-        return [(h.config.name, h) for h in self._loaded.values()]
+    def loaded(self, tenant: str | None = None) -> list[tuple[str, ModelHandle]]:
+        """Loaded versions under the names their callers use: every one (a tenant's own
+        prefixed "tenant/", so two tenants' "bot:1" stay apart), or only those ``tenant``
+        may use, its own after the installation's (its own win a shared name)."""
+        rows = [(key.split(".", 1)[0], h) for key, h in self._loaded.items()]
+        if tenant is None:
+            return [(h.config.name if owner == "system" else f"{owner}/{h.config.name}", h)
+                    for owner, h in rows]  # fmt: skip
+        shared = [(h.config.name, h) for owner, h in rows if owner == "system"]
+        return shared + [(h.config.name, h) for owner, h in rows if owner == tenant != "system"]
 
     @property
     def registry(self) -> Registry:

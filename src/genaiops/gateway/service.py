@@ -168,9 +168,11 @@ class Gateway:
                 pass
         raise ModelNotFound(key, [n for n in self.names() if visible is None or visible(n)])
 
-    def status(self) -> dict[str, Any]:
+    def status(self, tenant: str | None = None) -> dict[str, Any]:
+        """Every model's state and queue statistics; with ``tenant``, only the registry
+        versions that tenant may use (see ``AdapterModels.loaded``)."""
         out: dict[str, Any] = {}
-        for name, handle in [*self._models.items(), *self.adapters.loaded()]:
+        for name, handle in [*self._models.items(), *self.adapters.loaded(tenant)]:
             stats = handle.scheduler.stats
             out[name] = {
                 "state": handle.engine.state,

@@ -46,12 +46,14 @@ async def readyz(request: Request, gateway: GatewayDep, security: SecurityDep) -
     default_ok = models.get(default, {}).get("state") == "ready"
     ready = not loading and default_ok and not warming and not failed
     body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
-    if await _may_see_details(request, security):
+    viewer = await _viewer(request, security)
+    if viewer is not None:
         guards = "loading" if warming else "ready"
         if failed and warm_up is not None:
             guards = f"failed: {warm_up.exception()}"
         body |= {"default_model": default, "guardrails": guards}
-        body["models"] = models
+        # A tenant's operator sees the catalog and the registry versions it may use.
+        body["models"] = models if viewer == "" else gateway.status(viewer)
     else:
         counts = Counter(
             m["state"] if m["state"] in ("ready", "loading") else "failed" for m in models.values()
@@ -62,14 +64,18 @@ async def readyz(request: Request, gateway: GatewayDep, security: SecurityDep) -
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-async def _may_see_details(request: Request, security: SecurityService) -> bool:
+async def _viewer(request: Request, security: SecurityService) -> str | None:
+    """Who may see the details: None (nobody: a probe), "" (everything: the system
+    administrator, or authentication off), or the tenant of an operator or admin."""
     if not security.enabled:
-        return True
+        return ""
     authorization = request.headers.get("authorization")
     if not authorization:
-        return False
+        return None
     try:
         principal = await security.authenticate(authorization)
     except AuthenticationError:
-        return False
-    return principal.can(Permission.READ_LOGS)
+        return None
+    if not principal.can(Permission.READ_LOGS):
+        return None
+    return "" if principal.is_system_admin else principal.tenant
