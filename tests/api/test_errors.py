@@ -459,31 +459,52 @@ def test_disconnect_while_queued_frees_the_queue_place(server: Server) -> None:
                 if leave.is_set():
                     break  # closing the connection cancels the long generation
 
+    # A collection to ask, so that /ask reaches the model (nothing relevant is answered
+    # without it).
+    r = post(server, "/v1/collections", json={"name": "cola"})
+    assert r.status_code == 201, r.text
+    r = httpx.post(
+        server.url + "/v1/collections/cola/documents",
+        files={"files": ("faro.txt", "El faro de la isla se enciende cada noche a las ocho.")},
+        headers=server.headers,
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    abandoned = [
+        ("/v1/completions", {"model": "smollm2-tight", "prompt": "Once", "max_tokens": 50}),
+        (
+            "/v1/collections/cola/ask",
+            {"model": "smollm2-tight", "question": "¿A qué hora se enciende el faro?"},
+        ),
+    ]
+
     runner = threading.Thread(target=long_stream)
     runner.start()
     try:
         assert first_token.wait(120)
-        body = b'{"model": "smollm2-tight", "prompt": "Once", "max_tokens": 50, "stream": true}'
         host, port = server.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=5) as s:
-            s.sendall(
-                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Authorization: Bearer {server.key}\r\n".encode()
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            deadline = time.monotonic() + 10
-            while stats()["queued"] < 1:
-                assert time.monotonic() < deadline
+        for n, (path, fields) in enumerate(abandoned, start=1):
+            body = json.dumps(fields | {"stream": True}).encode()
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode()
+                    + b"Content-Type: application/json\r\n"
+                    + f"Authorization: Bearer {server.key}\r\n".encode()
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                deadline = time.monotonic() + 10
+                while stats()["queued"] < 1:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+            # The client is gone: its place is free while the long generation still runs.
+            deadline = time.monotonic() + 5
+            while stats()["queued"]:
+                assert time.monotonic() < deadline, f"an abandoned {path} kept its queue place"
                 time.sleep(0.02)
-        # The client is gone: its place is free while the long generation still runs.
-        deadline = time.monotonic() + 5
-        while stats()["queued"]:
-            assert time.monotonic() < deadline, "the abandoned request kept its queue place"
-            time.sleep(0.02)
-        now = stats()
-        assert now["running"] == 1
-        assert now["cancelled"] == before["cancelled"] + 1
+            now = stats()
+            assert now["running"] == 1
+            assert now["cancelled"] == before["cancelled"] + n
         # So another request is admitted (queued) instead of being refused with 429.
         result: list[int] = []
         queued = threading.Thread(
@@ -507,8 +528,8 @@ def test_disconnect_while_queued_frees_the_queue_place(server: Server) -> None:
     assert result == [200]
     after = stats()
     assert after["rejected"] == before["rejected"]
-    # The long stream and the abandoned request were cancelled; only the third completed.
-    assert after["cancelled"] == before["cancelled"] + 2
+    # The long stream and the abandoned requests were cancelled; only the last completed.
+    assert after["cancelled"] == before["cancelled"] + 3
     assert after["completed"] == before["completed"] + 1
 
 

@@ -42,7 +42,7 @@ from genaiops.server.protocol import (
     SearchRequest,
 )
 from genaiops.server.requests import JSONRoute
-from genaiops.server.routes.openai import _events_to_sse, _usage
+from genaiops.server.routes.openai import _events_to_sse, _usage, start
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -260,10 +260,12 @@ async def ask(
             }
         },
     )
-    stream = await gateway.generate(gen, ctx)
-    if body.stream:
-        return SSEResponse(_events_to_sse(stream, True, True, ctx, rag=True))
     try:
+        # Watched from the start: a client that leaves while its question waits in the
+        # queue gives its place back, as on the chat and completion routes.
+        stream = await start(request, gateway, gen, ctx, "question")
+        if body.stream:
+            return SSEResponse(_events_to_sse(stream, True, True, ctx, rag=True))
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)
