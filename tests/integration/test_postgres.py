@@ -91,6 +91,43 @@ def test_concurrent_writers_extend_one_chain(database_url: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_replicas_creating_the_schema_together_all_start(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Replicas rolled out together on an empty database all create the tables at once:
+    none fails to start (a unique violation, "already exists", "database is locked")."""
+    url = (
+        request.getfixturevalue("database_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'shared.db'}"
+    )
+    databases = [Database(url) for _ in range(4)]
+    barrier = threading.Barrier(len(databases))
+    errors: list[BaseException] = []
+
+    def start(db: Database) -> None:
+        barrier.wait()
+        try:
+            db.migrate()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with databases[0].connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM schema_info")).scalar() == 1
+            assert conn.execute(text("SELECT count(*) FROM audit_head")).scalar() == 1
+    finally:
+        for db in databases:
+            db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_replicas_starting_together_create_one_admin_key(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

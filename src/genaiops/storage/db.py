@@ -9,7 +9,9 @@ newer schema than this code knows is refused instead of being written to.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -30,6 +32,8 @@ from genaiops.storage.tables import (
 )
 
 GENESIS_HASH = "0" * 64
+# Tries of the schema check when replicas create the tables at the same moment.
+_MIGRATE_ATTEMPTS = 8
 
 
 def private_file(path: Path) -> None:
@@ -99,25 +103,37 @@ class Database:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        """Create missing tables and check the recorded schema version."""
+        """Create missing tables and check the recorded schema version.
+
+        Replicas started together on an empty database race here: one creates a table or
+        the version row the other is creating (PostgreSQL: a unique violation; SQLite:
+        "already exists", or "database is locked" when both upgrade a read lock). Every
+        step checks first, so trying again after a moment finds the other's work done."""
         if self._migrated:
             return
-        try:
-            metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
-                version = conn.execute(select(schema_info.c.version)).scalar()
-                if version is None:
-                    conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
-                elif version > SCHEMA_VERSION:
-                    raise ConfigError(
-                        f"the database schema is version {version}, newer than this genaiops "
-                        f"understands ({SCHEMA_VERSION}); upgrade genaiops"
-                    )
-                if conn.execute(select(audit_head.c.id)).first() is None:
-                    self.head_restored = _seed_audit_head(conn)
-        except SQLAlchemyError as exc:
-            raise ConfigError(f"cannot open the database {self.safe_url}: {exc}") from exc
+        for attempt in range(_MIGRATE_ATTEMPTS):
+            try:
+                self._migrate()
+                break
+            except SQLAlchemyError as exc:
+                if attempt + 1 == _MIGRATE_ATTEMPTS:
+                    raise ConfigError(f"cannot open the database {self.safe_url}: {exc}") from exc
+                time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
         self._migrated = True
+
+    def _migrate(self) -> None:
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            version = conn.execute(select(schema_info.c.version)).scalar()
+            if version is None:
+                conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the database schema is version {version}, newer than this genaiops "
+                    f"understands ({SCHEMA_VERSION}); upgrade genaiops"
+                )
+            if conn.execute(select(audit_head.c.id)).first() is None:
+                self.head_restored = _seed_audit_head(conn)
 
     @property
     def safe_url(self) -> str:
