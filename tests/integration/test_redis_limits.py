@@ -166,3 +166,37 @@ def test_budget_lost_by_redis_is_reseeded_from_the_usage_table(
         await service.admit(principal, 10)  # 90 spent + 10 fits exactly
 
     asyncio.run(scenario())
+
+
+def test_a_charge_redis_cannot_take_after_the_answer_is_logged_not_raised(
+    redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis lost between the admission and the end of the answer: the answer already went
+    to the client, so settling it must not turn it into an error (a 502 for an answer the
+    caller paid for). The lost charge is logged."""
+    settings = load_settings(
+        data_dir=tmp_path,
+        limits={"backend": "redis", "redis_url": redis_url, "redis_prefix": unique_prefix()},
+    )
+    service = SecurityService(settings)
+    service.start()
+    system = Principal(tenant="system", role="admin", actor="test", via="cli")
+    new = service.create_key(system, tenant="acme", role="user", limits=Limits(tpm=10_000))
+
+    async def scenario() -> None:
+        principal = await service.authenticate(f"Bearer {new.secret}")
+        admission = await service.admit(principal, 50)
+        working = service.limiter
+        # The same limiter, reconnecting to where Redis no longer answers.
+        gone = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", prefix="gone")
+        service._limiter = gone
+        try:
+            await service.settle(admission, 50, 40)  # does not raise
+        finally:
+            await gone.close()
+            service._limiter = working
+            await service.close()
+
+    with caplog.at_level("WARNING", logger="genaiops.security"):
+        asyncio.run(scenario())
+    assert any("tokens not settled" in r.getMessage() for r in caplog.records)

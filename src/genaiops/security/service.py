@@ -294,9 +294,8 @@ class SecurityService:
 
     async def refund(self, admission: Admission) -> None:
         """Settle a request that ended before any work was done: it counts as a request,
-        its tokens are given back. Never raises (it runs while another error propagates)."""
-        with contextlib.suppress(Exception):
-            await self.settle(admission, 0, 0)
+        its tokens are given back. Never raises (``settle`` logs what the limiter lost)."""
+        await self.settle(admission, 0, 0)
 
     async def fit_prompt(
         self, ctx: RequestContext, admission: Admission, prompt_tokens: int
@@ -399,7 +398,10 @@ class SecurityService:
         extra = completion_tokens + prompt_tokens - admission.prompt_tokens
         if extra == 0 or not (admission.token_buckets or admission.budgets):
             return
-        await self.limiter.settle(*self._recharge(admission, extra))
+        try:
+            await self.limiter.settle(*self._recharge(admission, extra))
+        except Exception as exc:  # the answer is out: a charge lost is logged, not an error
+            log.warning("limits: %d tokens not settled: %s", extra, exc)
 
     # -- recording -------------------------------------------------------------------------
 
