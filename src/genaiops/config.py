@@ -42,7 +42,15 @@ def default_data_dir() -> Path:
     return base / "genaiops"
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    """A table of genaiops.toml: a key it does not know is a mistake (a misspelt
+    ``redis_ur`` must not fall back silently to the in-process limiter), refused in one
+    line like any bad value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     # Bodies above this are refused with 413 before they are parsed.
@@ -56,7 +64,7 @@ Role = Literal["admin", "operator", "user"]
 JWTAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
 
 
-class JWTSettings(BaseModel):
+class JWTSettings(_Section):
     """Bearer JWTs from an OIDC provider, verified offline against its public keys."""
 
     # One of the two: a PEM public key, or a JWKS document saved from the provider.
@@ -86,7 +94,7 @@ class JWTSettings(BaseModel):
         return self
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     # Turning this off serves every request as an administrator; the server warns loudly.
     enabled: bool = True
     # How long a looked-up API key is trusted before the database is asked again; a key
@@ -101,14 +109,14 @@ class AuthSettings(BaseModel):
     jwt: JWTSettings | None = None
 
 
-class LimitsSettings(BaseModel):
+class LimitsSettings(_Section):
     # "memory": per process. "redis": shared by every replica pointed at the same server.
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "genaiops"
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(_Section):
     # SQLAlchemy URL; empty means SQLite at <data_dir>/genaiops.db.
     url: str | None = None
     # Audit records and usage counters of inference requests are written in batches at
@@ -116,13 +124,13 @@ class StorageSettings(BaseModel):
     flush_interval_s: float = Field(default=0.25, gt=0, le=60)
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(_Section):
     enabled: bool = True
     # If set, /metrics requires "Authorization: Bearer <token>" with this value.
     token: SecretStr | None = None
 
 
-class EmbedderConfig(BaseModel):
+class EmbedderConfig(_Section):
     """An embedder under ``[[rag.embedders]]`` (the two bundled ones are always there)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -142,7 +150,7 @@ def bundled_embedders() -> dict[str, dict[str, object]]:
     }
 
 
-class RagSettings(BaseModel):
+class RagSettings(_Section):
     # "sqlite": SQLite + FTS5 + FAISS under <data_dir>/rag; "pgvector": PostgreSQL with
     # the pgvector extension, shared by replicas; other stores register by name.
     store: str = "sqlite"
@@ -227,7 +235,7 @@ def _default_input() -> dict[str, GuardPolicy]:
     }
 
 
-class FinetuneSettings(BaseModel):
+class FinetuneSettings(_Section):
     """Fine-tuning jobs, experiment tracking and the model registry."""
 
     # MLflow tracking and registry store; empty: SQLite at <data_dir>/mlflow/mlflow.db. Any
@@ -293,7 +301,7 @@ class GuardrailsSettings(BaseModel):
     max_check_chars: int = Field(default=100_000, ge=1000)
 
 
-class SchedulerSettings(BaseModel):
+class SchedulerSettings(_Section):
     # Requests waiting for a model beyond the one running; more get 429.
     max_queue: int = Field(default=16, ge=0)
     # Wall-clock limit for one request, queueing included; past it the client gets 504.
@@ -302,7 +310,7 @@ class SchedulerSettings(BaseModel):
     retry_after_s: int = Field(default=1, ge=1)
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(_Section):
     """One entry of the model catalog (``[[models]]`` in genaiops.toml)."""
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")

@@ -82,6 +82,9 @@ def test_user_models_extend_and_override_catalog(tmp_path: Path) -> None:
         ("colour = 1\n", "colour"),
         ('[guardrails.groundedness]\naction = "block"\n', "groundedness.action"),
         ('default_model = "nope"\n', "default_model 'nope' is not a served model"),
+        # A misspelt key inside a table is refused too, not dropped.
+        ('[limits]\nbackend = "redis"\nredis_ur = "redis://x:1/0"\n', "limits.redis_ur"),
+        ('[[models]]\nname = "x"\npath = "/x.gguf"\ncontext = 1024\n', "models.0.context"),
         ("bundled_models = []\n", "no model to serve"),
         ('[[models]]\nname = "x"\nengine = "lama_cpp"\npath = "/x.gguf"\n', "unknown engine"),
     ],
