@@ -58,6 +58,10 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # "json": one JSON object per line (for log shippers); "text": for a terminal.
     log_format: Literal["json", "text"] = "json"
+    # On SIGTERM: queued requests are answered 503 at once, running ones get this long to
+    # finish before they are cut (with an in-band error). Under Kubernetes' default
+    # terminationGracePeriodSeconds of 30.
+    shutdown_grace_s: int = Field(default=25, ge=0)
 
 
 Role = Literal["admin", "operator", "user"]

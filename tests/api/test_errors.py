@@ -4,17 +4,27 @@ hurts the server."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import UPSTREAM_KEY_ENV, Server, create_key, start_server, stop_server
+from tests.conftest import (
+    UPSTREAM_KEY_ENV,
+    Server,
+    create_key,
+    genaiops_cli,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
@@ -614,3 +624,73 @@ def test_request_id_is_forwarded_to_the_upstream(server: Server, upstream: Serve
     while request_id not in upstream.log.read_text():
         assert time.monotonic() < deadline, "the upstream never saw the request id"
         time.sleep(0.1)
+
+
+def test_sigterm_answers_the_queue_503_and_ends_running_streams_cleanly(
+    tmp_path: Path,
+) -> None:
+    """On SIGTERM the queued requests are answered 503 at once (their clients retry on
+    another replica), and a stream still running when the grace period ends gets an error
+    event and [DONE] instead of a cut connection; the audit log records 503s and verifies."""
+    stopping = start_server(
+        tmp_path,
+        "stopping",
+        'bundled_models = ["smollm2-135m-instruct"]\n[auth]\nenabled = false\n'
+        "[server]\nshutdown_grace_s = 2\n",
+    )
+    results: dict[str, Any] = {}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a long story."}]}
+
+    def long_stream() -> None:
+        with httpx.stream(
+            "POST",
+            stopping.url + "/v1/chat/completions",
+            json=body | {"max_tokens": 4000, "ignore_eos": True, "stream": True},
+            timeout=60,
+        ) as r:
+            results["stream"] = [line for line in r.iter_lines() if line]
+
+    def queued() -> None:
+        r = httpx.post(
+            stopping.url + "/v1/chat/completions", json=body | {"max_tokens": 8}, timeout=60
+        )
+        results["queued"] = (r.status_code, r.json()["error"]["code"])
+
+    runner = threading.Thread(target=long_stream)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while httpx.get(stopping.url + "/readyz").json()["models"][MODEL]["running"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    waiter = threading.Thread(target=queued)
+    waiter.start()
+    while httpx.get(stopping.url + "/readyz").json()["models"][MODEL]["queued"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stopping.process.send_signal(signal.SIGTERM)
+    waiter.join(30)
+    runner.join(30)
+    # uvicorn re-raises the signal once it has shut down cleanly.
+    assert stopping.process.wait(30) in (0, -signal.SIGTERM)
+    assert results["queued"] == (503, "model_not_ready")
+    lines = results["stream"]
+    assert lines[-1] == "data: [DONE]"
+    assert "stopped with its server" in lines[-2] and '"error"' in lines[-2]
+    assert "Traceback" not in stopping.log.read_text()
+    verified = genaiops_cli("audit", "verify", "--config", str(stopping.config),
+                            data_dir=stopping.data_dir)  # fmt: skip
+    assert "intact" in verified.stdout
+    statuses = [
+        json.loads(line)["status"]
+        for line in genaiops_cli(
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--config",
+            str(stopping.config),
+            data_dir=stopping.data_dir,
+        ).stdout.splitlines()  # fmt: skip
+        if json.loads(line)["event"] == "inference"
+    ]
+    assert sorted(statuses) == [503, 503]

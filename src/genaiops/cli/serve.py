@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +30,26 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise GenaiopsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
+
+
+class _Server:
+    """uvicorn's server, which on SIGTERM or Ctrl-C first tells the gateway to drain:
+    queued requests are answered 503 at once (their clients retry elsewhere) and new ones
+    refused, while running ones finish within ``server.shutdown_grace_s``."""
+
+    @staticmethod
+    def create(config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                gateway = getattr(getattr(self.config.app, "state", None), "gateway", None)
+                if gateway is not None and not self.should_exit:
+                    with contextlib.suppress(RuntimeError):  # no running loop: nothing to drain
+                        asyncio.get_running_loop().call_soon_threadsafe(gateway.drain)
+                super().handle_exit(sig, frame)
+
+        return Server(config)
 
 
 def serve(
@@ -63,7 +86,7 @@ def serve(
             log_level=settings.server.log_level,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=settings.server.shutdown_grace_s,
         )
         with sock:
-            uvicorn.Server(server_config).run(sockets=[sock])
+            _Server.create(server_config).run(sockets=[sock])

@@ -31,7 +31,7 @@ _END = object()
 _TIMEOUT = object()
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: a scheduler keeps a set of them
 class _Job:
     prepared: PreparedRequest
     cancel: CancelToken = field(default_factory=CancelToken)
@@ -63,6 +63,11 @@ class Ticket:
 
     def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         return self._events()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the model's scheduler stopped taking work (its server is stopping)."""
+        return self._scheduler.closed
 
     async def _events(self) -> AsyncIterator[GenerationEvent]:
         job = self._job
@@ -108,6 +113,8 @@ class Scheduler:
         self._admitted = 0
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
+        self._why = "was unloaded"
+        self._running: set[_Job] = set()
 
     @property
     def capacity(self) -> int:
@@ -125,6 +132,13 @@ class Scheduler:
                 for i in range(self.engine.max_concurrency)
             ]
 
+    def drain(self) -> None:
+        """Stop taking work (new requests get 503) and answer the queued ones 503 at once,
+        so their clients retry elsewhere; what runs goes on until it ends or ``close``."""
+        self._closed = True
+        self._why = "is stopping with its server"
+        self._fail_queued()
+
     async def close(self) -> None:
         self._closed = True
         for task in self._workers:
@@ -133,6 +147,21 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
+        self._fail_queued()
+
+    def stop_running(self) -> None:
+        """End the running requests with a 503 (their clients get an error, in-band once a
+        stream has started) and stop their generation: the server's grace period is over."""
+        for job in list(self._running):
+            job.events.put_nowait(
+                ModelNotReady(
+                    f"model '{self.engine.name}' stopped with its server before the answer "
+                    "ended; retry the request"
+                )
+            )
+            job.cancel.cancel()
+
+    def _fail_queued(self) -> None:
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if job.withdrawn:
@@ -145,7 +174,7 @@ class Scheduler:
             job.events.put_nowait(self._unavailable())
 
     def _unavailable(self) -> ModelNotReady:
-        return ModelNotReady(f"model '{self.engine.name}' was unloaded; retry the request")
+        return ModelNotReady(f"model '{self.engine.name}' {self._why}; retry the request")
 
     def submit(self, prepared: PreparedRequest) -> Ticket:
         """Admit a request or raise Overloaded (ModelNotReady once closed); never waits."""
@@ -188,10 +217,12 @@ class Scheduler:
                     self.stats.cancelled += 1
                     continue
                 self.stats.running += 1
+                self._running.add(job)
                 try:
                     await self._run(job)
                 finally:
                     self.stats.running -= 1
+                    self._running.discard(job)
             finally:
                 self._admitted -= 1
                 if job.timer is not None:

@@ -200,6 +200,12 @@ class GenerationStream:
                 ctx.prompt_tokens = event.prompt_tokens
                 ctx.completion_tokens = event.completion_tokens
 
+    @property
+    def stopping(self) -> bool:
+        """Whether this generation's model is stopping with its server (see Gateway.drain):
+        a cancellation then comes from the server, not from the client."""
+        return bool(getattr(self._ticket, "stopping", False))
+
     async def aclose(self) -> None:
         await self._ticket.aclose()
         ctx = self._ctx

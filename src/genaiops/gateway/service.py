@@ -59,6 +59,7 @@ class Gateway:
         Without ``security`` (the CLI's local commands) no limits are applied.
         """
         self.settings = settings
+        self.draining = False  # the server is stopping (see ``drain``)
         self.security = security
         self.rag = rag
         self.guardrails = guardrails
@@ -113,6 +114,20 @@ class Gateway:
         if failed:
             states = "; ".join(f"{n}: {self._models[n].engine.state}" for n in failed)
             raise ModelNotReady(f"models failed to load: {states}")
+
+    def drain(self) -> None:
+        """The server is stopping: every model refuses new work and answers its queue 503
+        (see ``Scheduler.drain``) while running requests finish, for up to the grace."""
+        self.draining = True
+        handles = [h for _, h in [*self._models.items(), *self.adapters.loaded()]]
+        for handle in handles:
+            handle.scheduler.drain()
+        # A second before the server gives up on them, the running requests are ended with
+        # an error their clients can read (a stream gets it in-band, then its end).
+        grace = self.settings.server.shutdown_grace_s
+        loop = asyncio.get_running_loop()
+        for handle in handles:
+            loop.call_later(max(0.0, grace - 1.0), handle.scheduler.stop_running)
 
     async def close(self) -> None:
         await self.adapters.close()

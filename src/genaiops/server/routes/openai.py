@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,7 +21,12 @@ from genaiops.engines.base import (
     TextDelta,
     ToolCalls,
 )
-from genaiops.errors import ContextLengthExceeded, GenaiopsError, InvalidRequest, ModelNotFound
+from genaiops.errors import (
+    ContextLengthExceeded,
+    GenaiopsError,
+    InvalidRequest,
+    ModelNotFound,
+)
 from genaiops.gateway import structured
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream, authorize_reference, new_request_id
@@ -200,7 +206,11 @@ async def _events_to_sse(
                 yield data
     except Exception as exc:
         # Headers are gone; report the failure in-band as OpenAI-compatible servers do.
+        _stopping(stream, ctx)
         yield _stream_error(exc, req.request_id, ctx)
+    except asyncio.CancelledError:
+        _stopping(stream, ctx)  # cut by the server, if it is stopping: 503, not 499
+        raise
     finally:
         await stream.aclose()
     yield sse("[DONE]")
@@ -213,6 +223,12 @@ def _choice(chat: bool, content: str | None, finish: str | None, role: bool) -> 
     if content is not None:
         delta["content"] = content
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+def _stopping(stream: GenerationStream, ctx: RequestContext | None) -> None:
+    """Mark a stream ended by its server stopping (recorded 503, not as the client's)."""
+    if stream.stopping and ctx is not None:
+        ctx.stream_error = "shutdown"
 
 
 def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) -> bytes:
