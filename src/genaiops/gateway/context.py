@@ -24,8 +24,10 @@ class RequestContext:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft_s: float | None = None
-    # A failure reported inside an already-started stream (status line already sent).
+    # A failure reported inside an already-started stream (status line already sent), and
+    # the status it stands for (the audit records that, not the 200 already sent).
     stream_error: str | None = None
+    stream_status: int | None = None
     # The generation stopped because the client went away.
     cancelled: bool = False
     # Set when a rate limit or budget refused the request ("rpm", "tpm", "budget").

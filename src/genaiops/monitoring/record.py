@@ -38,8 +38,8 @@ class RequestRecorder:
         if ctx.model is None and ctx.path in INFERENCE_PATHS and principal is not None:
             ctx.model = "-"
         if ctx.model is not None:
-            if ctx.stream_error == "shutdown" and status < 400:
-                status = 503  # cut by the server stopping, not by the client
+            if ctx.stream_status is not None and status < 400:
+                status = ctx.stream_status  # what the in-band error of a stream stood for
             elif ctx.stream_error is not None and status < 400:
                 status = 500
             elif ctx.cancelled and status < 400:

@@ -228,12 +228,14 @@ def _choice(chat: bool, content: str | None, finish: str | None, role: bool) -> 
 def _stopping(stream: GenerationStream, ctx: RequestContext | None) -> None:
     """Mark a stream ended by its server stopping (recorded 503, not as the client's)."""
     if stream.stopping and ctx is not None:
-        ctx.stream_error = "shutdown"
+        ctx.stream_error, ctx.stream_status = "shutdown", 503
 
 
 def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) -> bytes:
     if isinstance(exc, GenaiopsError):
-        _, type_ = status_for(exc)
+        status, type_ = status_for(exc)
+        if ctx is not None and ctx.stream_status is None:
+            ctx.stream_status = status  # a timeout mid-stream is audited 504, not 200/499
         return sse(error_payload(exc.message, type_, exc.param, exc.code))
     # Anything else is a bug or an engine crash: logged in full, shown without internals.
     request_id = ctx.request_id if ctx is not None else stream_id
