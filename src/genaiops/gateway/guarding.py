@@ -275,7 +275,7 @@ def _last_separator_end(text: str) -> int:
 # otherwise held until it is finished, since "john" may go on as "john@acme.com"): an
 # answer that opens with one of them starts a token sooner. At worst such a word is the
 # local part of a role address ("hola@…"), which names no one.
-_EARLY_WORDS = (
+_EARLY_TEXT = (
     "i a an the it is are was in on of to and or but for with as at by this that there here"
     " sure yes no hello hi once okay ok certainly absolutely great thanks thank well so"
     " el la los las un una uno de del en y o que es son por para con hola claro si sí no"
@@ -283,16 +283,16 @@ _EARLY_WORDS = (
     " os as um umas uns do da dos das em no na nos nas e ou é são sim não olá ola obrigado"
     " obrigada isso era"
 )
-_EARLY = frozenset(_EARLY_WORDS.split())
+EARLY_WORDS = frozenset(_EARLY_TEXT.split())
 
 
 def _early(rest: str) -> bool:
-    """Whether the held ``rest`` is only whitespace and one of the ``_EARLY`` words."""
+    """Whether the held ``rest`` is only whitespace and one of the ``EARLY_WORDS`` words."""
     word = rest.lstrip()
     return (
         bool(word)
         and word.isalpha()
-        and word.lower() in _EARLY
+        and word.lower() in EARLY_WORDS
         and not (word.isupper() and len(word) > 1)  # "DE", "EL": an RFC or a CURP begins so
     )
 
@@ -318,7 +318,7 @@ class OutputFilter:
     guard rules out at a glance (``may_flag``: no digit, ``@`` or ``:`` for PII) is not
     checked at all. A streamed answer therefore starts as soon as its first word is
     finished, not its first sentence, and at once when that word is a very common one
-    (``_EARLY``: "The", "Hola", "Olá"...).
+    (``EARLY_WORDS``: "The", "Hola", "Olá"...).
     """
 
     def __init__(
