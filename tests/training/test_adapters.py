@@ -79,7 +79,7 @@ async def test_a_reserved_version_survives_an_alias_move_until_released(
     registry.champion = 2
     second = await adapters.acquire("bot@champion", "acme", catalog, reserve=True)
     assert (first.config.name, second.config.name) == ("bot:1", "bot:2")
-    assert sorted(name for name, _ in adapters.loaded()) == ["bot:1", "bot:2"]
+    assert sorted(name for name, _ in adapters.loaded("acme")) == ["bot:1", "bot:2"]
     events = await drain(first.scheduler.submit(job(3)))
     assert events[-1] == Finished("length", 1, 3)
     adapters.release(first)
@@ -87,7 +87,7 @@ async def test_a_reserved_version_survives_an_alias_move_until_released(
     # Released and idle: the next load unloads it, and its scheduler refuses new work at
     # once instead of queueing a request that nothing would serve.
     third = await adapters.acquire("bot:3", "acme", catalog)
-    assert "bot:1" not in [name for name, _ in adapters.loaded()]
+    assert "bot:1" not in [name for name, _ in adapters.loaded("acme")]
     assert third.config.name == "bot:3"
     with pytest.raises(ModelNotReady):
         first.scheduler.submit(job(1))
@@ -100,7 +100,10 @@ async def test_an_unreserved_lookup_does_not_pin_a_version(
     adapters, _registry, catalog = models
     await adapters.acquire("bot:1", "acme", catalog)
     await adapters.acquire("bot:2", "acme", catalog)
-    assert [name for name, _ in adapters.loaded()] == ["bot:2"]
+    assert [name for name, _ in adapters.loaded("acme")] == ["bot:2"]
+    # Every tenant's versions, for the installation's administrator: named with their owner.
+    assert [name for name, _ in adapters.loaded()] == ["acme/bot:2"]
+    assert adapters.loaded("globex") == []
     # Releasing a catalog model (not from the registry) is a no-op.
     adapters.release(catalog["base"])
     await adapters.close()
