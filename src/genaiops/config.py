@@ -343,9 +343,9 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _check_engine_fields(self) -> ModelConfig:
-        from genaiops.engines.base import engine_names  # the registry, not the engines
+        from genaiops.engines.base import engine_names, is_engine  # the registry only
 
-        if self.engine not in engine_names():
+        if not is_engine(self.engine):
             raise ValueError(
                 f"model {self.name!r}: unknown engine {self.engine!r}; "
                 f"available: {', '.join(engine_names())}"

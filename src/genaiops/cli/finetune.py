@@ -109,6 +109,17 @@ def _interrupted_job(db: Database, job_id: str) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _resume(settings: Settings, db: Database, job: Any, reason: str, as_json: bool) -> None:
+    """Continue an interrupted job from its last checkpoint, in the foreground."""
+    from genaiops.training.jobs import JobStore
+
+    with _interrupted_job(db, job.id):
+        if job.status == "running":
+            JobStore(db).requeue(job.id, reason)
+        final = _run_foreground(settings, db, job.id, quiet=as_json)
+    _report(final, as_json)
+
+
 def _interrupted_twin(
     db: Database, tenant: str, base: str, name: str, data: Path, eval_file: Path | None,
     config: dict[str, Any],
@@ -155,7 +166,6 @@ def finetune(
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune a LoRA adapter on a base model and register it as NAME version N."""
-    from genaiops.training.jobs import JobStore
     from genaiops.training.lora import ALL_PROJECTIONS, DEFAULT_TARGETS, TrainConfig
     from genaiops.training.runner import worker_name
     from genaiops.training.service import FineTuning
@@ -176,11 +186,7 @@ def finetune(
         if twin is not None:
             typer.echo(f"{twin.id}: the same job was interrupted; it resumes from its last "
                        "checkpoint", err=True)  # fmt: skip
-            with _interrupted_job(db, twin.id):
-                if twin.status == "running":
-                    JobStore(db).requeue(twin.id, "resumed by running the same command again")
-                final = _run_foreground(settings, db, twin.id, quiet=as_json)
-            _report(final, as_json)
+            _resume(settings, db, twin, "resumed by running the same command again", as_json)
             return
         job = service.create_job(
             tenant, base, name, data.resolve(), eval_file.resolve() if eval_file else None, cfg,
@@ -294,15 +300,8 @@ def cancel_job(job_id: str, config: ConfigOption = None) -> None:
 @jobs_app.command("resume")
 def resume_job(job_id: str, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Continue an interrupted job from its last checkpoint, in the foreground."""
-    from genaiops.training.jobs import JobStore
-
     with cli_errors(), _database(config) as (settings, db):
-        job = _job(db, job_id)
-        if job.status == "running":
-            JobStore(db).requeue(job_id, "resumed from the command line")
-        with _interrupted_job(db, job_id):
-            final = _run_foreground(settings, db, job_id, quiet=as_json)
-        _report(final, as_json)
+        _resume(settings, db, _job(db, job_id), "resumed from the command line", as_json)
 
 
 # -- registry ------------------------------------------------------------------------------

@@ -32,24 +32,21 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server:
+def _draining_server(config: Any) -> Any:
     """uvicorn's server, which on SIGTERM or Ctrl-C first tells the gateway to drain:
     queued requests are answered 503 at once (their clients retry elsewhere) and new ones
     refused, while running ones finish within ``server.shutdown_grace_s``."""
+    import uvicorn
 
-    @staticmethod
-    def create(config: Any) -> Any:
-        import uvicorn
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            gateway = getattr(getattr(self.config.app, "state", None), "gateway", None)
+            if gateway is not None and not self.should_exit:
+                with contextlib.suppress(RuntimeError):  # no running loop: nothing to drain
+                    asyncio.get_running_loop().call_soon_threadsafe(gateway.drain)
+            super().handle_exit(sig, frame)
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-                gateway = getattr(getattr(self.config.app, "state", None), "gateway", None)
-                if gateway is not None and not self.should_exit:
-                    with contextlib.suppress(RuntimeError):  # no running loop: nothing to drain
-                        asyncio.get_running_loop().call_soon_threadsafe(gateway.drain)
-                super().handle_exit(sig, frame)
-
-        return Server(config)
+    return Server(config)
 
 
 def serve(
@@ -89,4 +86,4 @@ def serve(
             timeout_graceful_shutdown=settings.server.shutdown_grace_s,
         )
         with sock:
-            _Server.create(server_config).run(sockets=[sock])
+            _draining_server(server_config).run(sockets=[sock])

@@ -234,6 +234,12 @@ def engine_factory(name: str) -> EngineFactory:
     raise ConfigError(f"unknown engine {name!r}; available: {', '.join(engine_names())}")
 
 
+def is_engine(name: str) -> bool:
+    """Whether a model may name ``name``; entry points are read only for a name that is
+    neither built in nor registered (validating the catalog must not scan packages)."""
+    return name in _REGISTRY or name in _BUILTIN or name in engine_names()
+
+
 def engine_names() -> list[str]:
     """Every engine a model may name: built in, registered, or from an entry point."""
     return sorted(

@@ -265,10 +265,13 @@ def authorize_reference(gateway: Gateway, principal: Principal | None, name: str
     authorize stage checks the resolved name again; catalog names need no early check."""
     if principal is None or principal.models is None or not name:
         return
-    if gateway.is_registry_reference(name):
-        family = name.split("@")[0].split(":")[0]
-        if not principal.allows_model(family):
-            principal.require_model(name)
+    if gateway.is_registry_reference(name) and not principal.allows_model(_family(name)):
+        principal.require_model(name)
+
+
+def _family(reference: str) -> str:
+    """The registered model a reference names: "bot" for "bot@champion" or "bot:3"."""
+    return reference.split("@", 1)[0].split(":", 1)[0]
 
 
 async def run(
@@ -316,7 +319,7 @@ async def _run(
     if ctx is not None:
         ctx.model = model
     # A key limited to "support-bot" may use any of its versions and aliases.
-    family = model.split(":")[0] if gateway.is_registry_reference(model) else None
+    family = _family(model) if gateway.is_registry_reference(model) else None
     if principal is not None and not (family and principal.allows_model(family)):
         principal.require_model(request.model or model)
     security = gateway.security
