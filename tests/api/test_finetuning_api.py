@@ -582,6 +582,8 @@ def test_fine_tuning_routes_keep_tenants_apart(queued: Server, tmp_path: Path) -
     r = call("POST", "/admin/registry/secret-bot/versions", key_a, data={"base_model": SMOL},
              files={"adapter": ("a.gguf", _tiny_adapter(tmp_path / "a.gguf"))})  # fmt: skip
     assert r.status_code == 200, r.text
+    # Where the adapter lies on the server is the administrator's to know.
+    assert r.json()["adapter_uri"] is None
     assert call("PUT", "/admin/registry/secret-bot/aliases/prod", key_a,
                 json={"version": 1}).status_code == 200  # fmt: skip
     r = call("POST", "/v1/files", key_b, files={"file": ("t.jsonl", rows)},
@@ -638,5 +640,9 @@ def test_fine_tuning_routes_keep_tenants_apart(queued: Server, tmp_path: Path) -
     assert job["status"] == "queued" and job["organization_id"] == a["tenant"]
     shown = call("GET", "/admin/registry/secret-bot", key_a).json()
     assert shown["aliases"] == {"prod": 1}, shown
+    assert [v["adapter_uri"] for v in shown["versions"]] == [None]
+    as_admin = admin(queued, "GET", "/admin/registry/secret-bot", params={"tenant": a["tenant"]})
+    stored = as_admin.json()["versions"][0]["adapter_uri"]
+    assert stored and Path(stored.removeprefix("file://")).is_file(), stored
     assert [j["id"] for j in call("GET", "/v1/fine_tuning/jobs", key_a).json()["data"]] == [job_a]
     assert call("POST", f"/v1/fine_tuning/jobs/{job_a}/cancel", key_a).status_code == 200

@@ -18,6 +18,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from genaiops.errors import InvalidRequest
 from genaiops.registry.service import Registry
+from genaiops.security.principal import Principal
 from genaiops.server.deps import (
     FineTuningDep,
     GatewayDep,
@@ -236,6 +237,14 @@ def job_checkpoints(
 # -- registry ------------------------------------------------------------------------------
 
 
+def _visible(version: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """A version as the caller may see it: where its adapter is stored (a path on the
+    server, or the artifact store's address) is for the administrator only."""
+    if principal.is_system_admin:
+        return version
+    return version | {"adapter_uri": None}
+
+
 @router.get("/admin/registry", tags=["admin"])
 def list_registered(
     principal: ModelsManagerDep, settings: SettingsDep, tenant: TenantQuery = None
@@ -247,7 +256,8 @@ def list_registered(
 def show_registered(
     name: str, principal: ModelsManagerDep, settings: SettingsDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
-    return Registry(settings).show(owner_tenant(principal, tenant), name)
+    shown = Registry(settings).show(owner_tenant(principal, tenant), name)
+    return shown | {"versions": [_visible(v, principal) for v in shown["versions"]]}
 
 
 @router.post("/admin/registry/{name}/versions", tags=["admin"])
@@ -275,7 +285,7 @@ def import_version(
         version = Registry(settings).import_adapter(owner, name, path, base_model)
     audit(security, "model.registered", principal, owner, name=name, version=version.version,
            base=base_model)  # fmt: skip
-    return version.public()
+    return _visible(version.public(), principal)
 
 
 @router.put("/admin/registry/{name}/aliases/{alias}", tags=["admin"])
@@ -294,7 +304,7 @@ def set_alias(
     gateway.adapters.forget()
     audit(security, "model.alias_set", principal, owner, name=name, alias=alias,
            version=body.version)  # fmt: skip
-    return version.public()
+    return _visible(version.public(), principal)
 
 
 @router.delete("/admin/registry/{name}/aliases/{alias}", tags=["admin"])
