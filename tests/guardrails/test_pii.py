@@ -300,12 +300,23 @@ def test_texts_with_several_entities(text: str, expected: list[tuple[str, str]])
         "Upgrade the firmware to 2.4.1.8; el OID 1.3.6.1 identifica la MIB (cláusula 7.1.2.3).",
         "Según el artículo 3.2.1.4 del reglamento y el numeral 5.2.1.1 del anexo 1.1.2.3.",
         "See figure 2.1.3.4, table 3.1.2.4 and step 1.2.3.4; o artigo 4.1.2.3 e a tabela 6.1.1.2.",
+        # Four-part software versions: pinned, abbreviated, in package and file names.
+        "pip install numpy==1.26.4.0 libfoo-1.2.3.4.tar.gz; instale o setup 4.2.0.1.exe",
+        "Veja as notas da ver. 1.0.0.2 antes de atualizar.",
         # A product code shaped like an alphanumeric CNPJ, without the keyword.
         "Código do produto 12ABC34501DE35, lote 7.",
     ],
 )
 def test_adversarial_lookalikes_are_not_pii(text: str) -> None:
     assert found(text) == []
+
+
+def test_addresses_next_to_version_lookalikes_are_still_found() -> None:
+    assert found("O servidor IP-10.0.0.7 caiu; ssh root@10.0.0.8 ou host=10.0.0.9.") == [
+        ("IP_ADDRESS", "10.0.0.7"),
+        ("IP_ADDRESS", "10.0.0.8"),
+        ("IP_ADDRESS", "10.0.0.9"),
+    ]
 
 
 def test_identifiers_without_check_digit_need_a_keyword_just_before() -> None:

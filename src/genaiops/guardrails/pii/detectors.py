@@ -106,6 +106,17 @@ _RULES: tuple[_Rule, ...] = tuple(
          50),
     )
 )  # fmt: skip
+# A four-part version, not an address: pinned ("numpy==1.26.4.0"), abbreviated ("ver.
+# 1.0.0.2"), after a package's name ("libfoo-1.2.3.4", but "IP-10.0.0.7" is an address)
+# or inside a file name ("setup 1.2.3.4.exe").
+_PINNED = re.compile(r"(?:==|~=|(?<![Ii][Pp])(?<=[^\W\d_])-|(?<![^\W\d_])[Vv]er\. ?)$")
+_FILE_SUFFIX = re.compile(r"\.[a-z]{2,4}(?![^\W\d_])")
+
+
+def _software_version(norm: str, start: int, end: int) -> bool:
+    return bool(_PINNED.search(norm, max(0, start - 8), start) or _FILE_SUFFIX.match(norm, end))
+
+
 _CNPJ_ALNUM = re.compile(
     r"(?<![0-9A-Za-z])[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-[0-9]{2}" + _R
 )
@@ -322,6 +333,8 @@ class _Scan:
             for m in rule.pattern.finditer(norm):
                 value = m.group()
                 if check(value) and not self._suppressed(m.start(), value, rule.kind):
+                    if rule.kind == "IP_ADDRESS" and _software_version(norm, m.start(), m.end()):
+                        continue
                     yield Candidate(m.start(), m.end(), rule.kind, rule.validator, rule.priority)
         if "/" in norm:
             for m in _CNPJ_ALNUM.finditer(norm):
