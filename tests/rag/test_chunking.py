@@ -157,6 +157,31 @@ def test_spanish_plural_initials_do_not_end_a_sentence() -> None:
     ]  # fmt: skip
 
 
+def test_legal_and_address_abbreviations_do_not_end_a_sentence() -> None:
+    pt = (
+        "Recurso contra acórdão do TJSP (Rel. Des. Carlos Garbi), conforme fls. 23 dos autos. "
+        "Alega ofensa ao art. 6º, inc. VIII, da Lei n. 8.078/90. O Exmo. Sr. Min. Relator, "
+        "p. ex., já decidiu assim. Pede danos morais, lucros cessantes etc. Não há custas."
+    )
+    assert split_sentences(pt) == [
+        "Recurso contra acórdão do TJSP (Rel. Des. Carlos Garbi), conforme fls. 23 dos autos.",
+        "Alega ofensa ao art. 6º, inc. VIII, da Lei n. 8.078/90.",
+        "O Exmo. Sr. Min. Relator, p. ex., já decidiu assim.",
+        "Pede danos morais, lucros cessantes etc.",
+        "Não há custas.",
+    ]
+    es = (
+        "Enviar a la Lic. Ana Pérez, Av. Gral. Paz 1234, Depto. 5, Col. Roma, Cd. de México. "
+        "Según García et al. (2021), la frac. II aplica. Espera 5 min. Luego llama a la ext. 44."
+    )
+    assert split_sentences(es) == [
+        "Enviar a la Lic. Ana Pérez, Av. Gral. Paz 1234, Depto. 5, Col. Roma, Cd. de México.",
+        "Según García et al. (2021), la frac. II aplica.",
+        "Espera 5 min.",
+        "Luego llama a la ext. 44.",
+    ]
+
+
 def test_split_sentences_portuguese() -> None:
     assert split_sentences(PT_1) == [
         "O Sr. Oliveira mora na Av. Paulista, nº 1578, desde que se mudou para São Paulo.",

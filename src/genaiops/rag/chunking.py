@@ -78,18 +78,24 @@ _ABBREVIATIONS = frozenset(
         # Titles and forms of address.
         "Sr", "Sra", "Srta", "Sres", "Sras", "Dr", "Dra", "Dres", "Lic", "Ing", "Prof",
         "Profa", "Arq", "Mr", "Mrs", "Ms", "Jr", "Sto", "Sta", "Ud", "Uds", "Vd", "Vds",
-        "Excmo", "Excma", "Exmo", "Exma", "Dña", "St",
+        "Excmo", "Excma", "Exmo", "Exma", "Dña", "St", "Mtro", "Mtra", "Eng", "Enga",
+        # Offices and ranks (courts, the military, government).
+        "Rel", "Des", "Min", "Gral", "Gen", "Cel", "Ten", "Sgt", "Dep", "Sen", "Pres",
+        "Gob", "Gov", "Pe",
         # Companies.
         "Ltda", "Cia", "Cía", "Inc", "Ltd", "Co", "Corp",
         # References and the like.
-        "etc", "ej", "Ej", "pág", "Pág", "págs", "pag", "núm", "Núm", "nº", "Nº", "N°",
+        "ej", "Ej", "pág", "Pág", "págs", "pag", "núm", "Núm", "nº", "Nº", "N°",
         "art", "Art", "arts", "cap", "Cap", "vol", "Vol", "fig", "Fig", "pp", "ed",
         "vs", "cf", "aprox", "approx", "tel", "Tel", "Av", "av", "Avda", "obs", "Obs",
+        "fl", "fls", "Fls", "inc", "incs", "frac", "fracc", "Sect", "sect", "ext", "Ext",
+        "ex", "al", "máx", "mín", "Máx", "Mín", "Ed", "apto", "Apto", "Depto", "Dpto",
+        "Col", "Cd", "Edo", "Bco",
     }
 )  # fmt: skip
 # Abbreviations that are also ordinary words ("No." vs "Dije que no. Luego..."): they
 # only count as abbreviations when a number follows ("No. 5").
-_NUMBER_ABBREVIATIONS = frozenset({"No", "Nos", "no", "Num", "num"})
+_NUMBER_ABBREVIATIONS = frozenset({"No", "Nos", "no", "Num", "num", "n", "min", "max"})
 
 
 def _token_before(text: str, start: int, end: int) -> tuple[str, int]:
