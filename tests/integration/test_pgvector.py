@@ -118,6 +118,7 @@ QUESTIONS = [
     "How often must passwords be rotated?",
     "perplejidad del modelo",
     "laptops full-disk encryption",
+    "matriz del adaptador",  # "matrices", "adaptadores": the other number
 ]
 
 

@@ -106,6 +106,25 @@ def test_an_ingest_never_writes_into_the_collection_that_took_its_place(
     assert rag.search("globex", "victim", "LoRA", mode="lexical") == []
 
 
+def test_lexical_search_finds_the_other_number_of_a_word(rag: RagService, tmp_path: Path) -> None:
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    (folder / "es.txt").write_text("Las vacaciones se piden en todas las ciudades.")
+    (folder / "pt.txt").write_text("As ações e opções da empresa; viagens e hospitais.")
+    (folder / "en.txt").write_text("Read the travel policies before booking.")
+    rag.ingest_paths(TENANT, "handbook", [folder])
+    for query, source in [
+        ("vacación", "es.txt"), ("ciudad", "es.txt"), ("ação", "pt.txt"), ("opção", "pt.txt"),
+        ("viagem", "pt.txt"), ("hospital", "pt.txt"), ("policy", "en.txt"),
+    ]:  # fmt: skip
+        assert sources(rag.search(TENANT, "handbook", query, mode="lexical")) == [source], query
+    # And the other way round: a plural query finds the singular.
+    (folder / "es.txt").write_text("Pide tu vacación en la ciudad.")
+    rag.ingest_paths(TENANT, "handbook", [folder])
+    hits = rag.search(TENANT, "handbook", "vacaciones ciudades", mode="lexical")
+    assert sources(hits) == ["es.txt"]
+
+
 def test_ingest_search_update_and_delete(rag: RagService, docs: Path) -> None:
     report = rag.ingest_paths(TENANT, "handbook", [docs])
     assert (report.documents, report.added, report.failed) == (3, 3, [])

@@ -1,7 +1,9 @@
 """Lexical normalisation shared by indexing and querying: Unicode compatibility
 decomposition, diacritics folded (``canción`` = ``cancion``, ``ação`` = ``acao``), lower
 case, word tokens, and a light plural stripping that helps Spanish, Portuguese and English
-alike without a language-specific stemmer. FTS5 then ranks with BM25 over these terms."""
+alike without a language-specific stemmer; queries also look for the other number of
+plurals that are more than an "s" (``number_forms``). FTS5 then ranks with BM25 over
+these terms."""
 
 from __future__ import annotations
 
@@ -54,6 +56,40 @@ def terms(text: str) -> list[str]:
     return [_stem(t) for t in _WORD.findall(fold(text))]
 
 
+# (ending, shortest term, what replaces the ending): the first ending that fits gives a
+# term's other number. Plurals shorter than five letters keep their "s" (see _stem).
+_NUMBER_RULES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("ao", 3, ("oe", "ae")), ("oe", 4, ("ao",)), ("ae", 4, ("ao",)),  # pt ação/ações, pão/pães
+    ("ai", 4, ("al",)), ("ei", 4, ("el",)), ("oi", 4, ("ol",)),  # pt hospitais, papéis
+    ("ie", 4, ("y",)), ("y", 3, ("ie",)),  # en policy/policies
+    ("ce", 4, ("z",)), ("z", 3, ("ce",)),  # es luz/luces
+    ("le", 4, ("l",)), ("re", 4, ("r",)), ("ne", 4, ("n",)), ("de", 4, ("d",)),
+    ("je", 4, ("j",)), ("xe", 4, ("x",)),  # es ciudades, canciones; en boxes
+    ("al", 3, ("ale", "ai")), ("el", 3, ("ele", "ei")), ("ol", 3, ("ole", "oi")),
+    ("an", 3, ("ane", "am")), ("en", 3, ("ene", "em")), ("in", 3, ("ine", "im")),
+    ("on", 3, ("one", "om")), ("un", 3, ("une", "um")),  # es canción; pt viagens
+    ("l", 3, ("le",)), ("r", 3, ("re",)), ("n", 3, ("ne",)), ("d", 3, ("de",)),
+    ("j", 3, ("je",)), ("x", 3, ("xe",)),
+    ("am", 3, ("an",)), ("em", 3, ("en",)), ("im", 3, ("in",)), ("om", 3, ("on",)),
+    ("um", 3, ("un",)),  # pt viagem
+)  # fmt: skip
+
+
+def number_forms(term: str) -> list[str]:
+    """``term`` (as ``terms`` gives it) and the terms its other grammatical number gives,
+    for the plurals that are more than an "s": es "ciudad"/"ciudades", "canción"/
+    "canciones", "luz"/"luces"; pt "ação"/"ações", "pão"/"pães", "papel"/"papéis",
+    "hospital"/"hospitais", "viagem"/"viagens"; en "policy"/"policies". Applied to
+    queries only, so the index needs no rebuild; a form that is no word matches nothing."""
+    if not term.isalpha():
+        return [term]
+    for ending, shortest, replacements in _NUMBER_RULES:
+        if len(term) >= shortest and term.endswith(ending):
+            stem = term[: -len(ending)]
+            return [term, *(stem + r for r in replacements)]
+    return [term]
+
+
 _QUERY_STOPWORDS = frozenset(terms(_FUNCTION_WORDS))
 
 
@@ -73,13 +109,16 @@ def coverage(query_terms: Sequence[str], text: str) -> float:
     if not query_terms:
         return 0.0
     present = set(terms(text))
-    return sum(1 for t in query_terms if t in present) / len(query_terms)
+    found = sum(1 for t in query_terms if any(f in present for f in number_forms(t)))
+    return found / len(query_terms)
 
 
 def match_query(text: str, term: Callable[[str], str]) -> str | None:
-    """An FTS5 MATCH expression: any of the query's meaningful terms (BM25 ranks documents
-    with more and rarer matches first). None when the query has no usable term."""
+    """An FTS5 MATCH expression: any of the query's meaningful terms, in either number
+    (BM25 ranks documents with more and rarer matches first). None when the query has no
+    usable term."""
     unique = (meaningful_terms(text) or list(dict.fromkeys(terms(text))))[:64]
     if not unique:
         return None
-    return " OR ".join(f'"{term(t)}"' for t in unique)
+    forms = dict.fromkeys(term(f) for t in unique for f in number_forms(t))
+    return " OR ".join(f'"{f}"' for f in forms)

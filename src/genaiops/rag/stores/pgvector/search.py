@@ -94,7 +94,8 @@ def bm25(
     filters: Filters | None,
 ) -> list[tuple[int, float]]:
     chosen = lexical.meaningful_terms(query) or list(dict.fromkeys(lexical.terms(query)))
-    unique = list(dict.fromkeys(sealer.term(t) for t in words(" ".join(chosen[:64]), sealer)))
+    forms = [f for t in chosen[:64] for f in lexical.number_forms(t)]
+    unique = list(dict.fromkeys(sealer.term(t) for t in words(" ".join(forms), sealer)))
     where, args = filter_sql(filters)
     if not unique:
         return []
