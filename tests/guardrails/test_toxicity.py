@@ -459,3 +459,128 @@ def test_lexicon_size_and_validation() -> None:
     broken_def["phrases"][0]["pattern"] = ["<<NOPE>> you"]
     with pytest.raises((ValueError, KeyError)):
         build_lexicon(broken_def)
+
+
+# Ordinary business text from customers in Latin America that uses the words of a threat,
+# a slur or an insult in another sense. None may reach medium: the abuse-only policy (0.7)
+# would block a real customer's message.
+BUSINESS = [
+    # es: IT runbooks, support, HR, logistics, veterinary, hardware
+    "Una vez aprobados los scripts, vamos a ejecutarlos en producción el lunes.",
+    "Vamos a ejecutarlos uno por uno: primero el de clientes y luego el de facturas.",
+    "Las órdenes de compra llegaron, vamos a ejecutarlas mañana.",
+    "Los procesos colgados: vamos a matarlos con kill -9 y reiniciar el servicio.",
+    "Si no vienen, te vamos a dar de baja el contrato.",
+    "Si no pagas la cuota, te vamos a dar de baja del servicio.",
+    "Te voy a pegar aquí el log del servidor para que lo revises.",
+    "Voy a pegarte el enlace del formulario abajo.",
+    "Quiero coger vacaciones la segunda quincena de agosto.",
+    "Mañana te voy a coger cita con el dermatólogo.",
+    "Si tu visa vence, regresa a tu país antes del 30 de junio.",
+    "Los que se vayan a su país de origen en vacaciones deben avisar a RR.HH.",
+    "Ya te mandé la factura, ¿cuándo me la vas a pagar?",
+    "La factura vence hoy, ¿me la vas a pagar con tarjeta o en efectivo?",
+    "No te vas a arrepentir de elegir este proveedor.",
+    "La paciente es una perra labrador de 6 años con otitis.",
+    "El anclaje es un tarugo de nylon de 8 mm.",
+    "Cada rosa del ramo es un capullo recién cortado.",
+    "Las mujeres recibieron salarios que son inferiores a los de los hombres.",
+    "Los indios del norte cultivan maíz; las langostas son una plaga en la región.",
+    "Los venezolanos que contratamos son ingenieros muy capaces.",
+    "Ojalá se mueran las plagas con este fungicida.",
+    "Me dan ganas de matar el tiempo leyendo mientras espero el vuelo.",
+    "A los proveedores les voy a pedir la factura corregida.",
+    "Hay que dar de baja el usuario del exempleado hoy.",
+    # pt: pets, waste, agriculture, batteries, billing, HR, statistics, nursing
+    "Leve seu animal de estimação ao veterinário uma vez por ano.",
+    "Descarte seu lixo eletrônico nos pontos de coleta autorizados.",
+    "Separe seu lixo orgânico do reciclável.",
+    "Vacine seu animal anualmente contra a raiva.",
+    "Seu lixo é coletado às terças e sextas.",
+    "Aperte sua porca com torque de 40 Nm.",
+    "A bateria morre logo depois de carregar, já troquei o carregador.",
+    "Sem irrigação, a muda morre logo nas primeiras semanas.",
+    "O celular morre logo que abro o aplicativo.",
+    "O funcionário que volta para o seu país deve devolver o crachá.",
+    "Você vai me pagar à vista ou parcelado?",
+    "Quando você vai me pagar a fatura de março?",
+    "Ninguém vai se arrepender de investir em treinamento.",
+    "Você não vai se arrepender de escolher nosso plano.",
+    "Vendemos corno inglês e oboé usados, em ótimo estado.",
+    "Registre o horário de cada mamada do bebê.",
+    "A mamada noturna deve durar cerca de 15 minutos.",
+    "Vou te encontrar na saída do metrô às 18h.",
+    "Vou matar essa reunião e mandar um e-mail no lugar.",
+    "Vou matar o gerente de susto com esse resultado!",
+    "Te dou um retorno até sexta-feira sobre o orçamento.",
+    "Os nordestinos são maioria no quadro de funcionários da filial.",
+    "Os indígenas da região plantam mandioca; as formigas são uma praga nas lavouras.",
+    # en: support, logistics, engines, facilities
+    "I'll shoot you an update by Friday.",
+    "We'll shoot you the invoice tomorrow.",
+    "I'll shoot you guys the slides after the meeting.",
+    "Defective units go back to Mexico for repair.",
+    "Once your visa expires, you must go back to your country before the deadline.",
+    "The ignition timing is retarded by 4 degrees.",
+    "Growth was retarded in the control group.",
+    "Once you're done for the day, log off.",
+    "Please pick up every piece of trash before leaving.",
+    "A piece of trash is stuck in the intake filter.",
+    "I'll beat you to the meeting room.",
+    "We will find you qualified candidates within two weeks.",
+    "Will you pay for this in one installment or three?",
+]
+
+
+@pytest.mark.parametrize("text", BUSINESS)
+def test_business_text_in_another_sense_is_not_abuse(guard: ToxicityGuard, text: str) -> None:
+    assert guard.find(text) == [], [(s.kind, s.text, s.detail) for s in guard.find(text)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A FDP da distribuição normal é simétrica em torno da média.",  # density function
+        "Our HDP cluster runs on 12 nodes.",  # Hadoop platform
+        "El reporte de HDP muestra 3 nodos caídos.",
+    ],
+)
+def test_ambiguous_acronyms_stay_low(guard: ToxicityGuard, text: str) -> None:
+    span = _only(guard.find(text))
+    assert span.detail["severity"] == "low"
+    assert not ToxicityGuard({"threshold": 0.7}).check(text).flagged
+
+
+# (text, category, severity, pattern): abuse from support chats that was missed.
+ABUSE = [
+    ("eu vou aí e te meto a porrada", "threat", "medium", "pt.threat.beat"),
+    ("vou matar esse atendente se ele me deixar esperando", "threat", "high", "pt.threat.kill"),
+    ("vou te encontrar na saída e você vai ver", "threat", "low", "pt.threat.intimidate"),
+    ("os nordestinos são todos preguiçosos e burros", "hate", "medium", "pt.hate.stereotype"),
+    ("esses haitianos deviam ir embora, são uma praga", "hate", "high", "pt.hate.group"),
+    (
+        "si no me devuelven el dinero los voy a buscar y les voy a partir la madre",
+        "threat",
+        "medium",
+        "es.threat.beat",
+    ),
+    ("me dan ganas de matarlos a todos los de soporte", "threat", "medium", "es.threat.wish"),
+    ("ojala se mueran todos en esa oficina", "threat", "medium", "es.threat.wish"),
+    ("los venezolanos son todos unos ladrones", "hate", "medium", "es.hate.stereotype"),
+    ("esos bolivianos deberian irse de aqui, son una plaga", "hate", "high", "es.hate.group"),
+    ("mujeres no deberían ser gerentes, son inferiores", "hate", "high", "es.hate.inferior"),
+    ("vete a tu país", "hate", "medium", "es.hate.go_home"),
+    ("volta pro teu país", "hate", "medium", "pt.hate.go_home"),
+    ("you're so retarded", "hate", "medium", "en.hate.ambiguous_slur"),
+    ("I'll shoot you", "threat", "high", "en.threat.kill"),
+    ("seu lixo de atendente", "insult", "medium", "pt.insult.directed"),
+    ("morre logo", "threat", "medium", "pt.threat.wish"),
+]
+
+
+@pytest.mark.parametrize(("text", "category", "severity", "pattern"), ABUSE)
+def test_abuse_from_support_chats(
+    guard: ToxicityGuard, text: str, category: str, severity: str, pattern: str
+) -> None:
+    span = next(s for s in guard.find(text) if s.detail.get("pattern") == pattern)
+    assert (span.kind, span.detail["severity"]) == (category, severity)
