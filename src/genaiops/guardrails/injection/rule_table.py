@@ -7,7 +7,8 @@ TABLE = r"""
 en.override.previous; instruction_override; en; 0.95
   = ignor|disregard|forget|overrid|skip|bypass|neglect|abandon|drop|discard
     \b(?:ignore|ignoring|disregard|forget|override|skip|bypass|neglect|abandon|drop|
-    discard) (?:(?:all|any|every|each|the|your|these|those|of) ){0,3}<EN_PREV> <EN_INSTR>
+    discard) (?:(?:all|any|every|each|the|your|these|those|of) ){0,3}<EN_PREV> <EN_INSTR>\b
+    <NOT_DOCUMENT>
 en.override.your; instruction_override; en; 0.9
   = ignor|disregard|forget|overrid|bypass
     \b(?:ignore|disregard|forget|override|bypass) (?:all |any )?(?:of )?your (?:own )?(?:<EN_INSTR>|
@@ -49,7 +50,7 @@ es.override.previous; instruction_override; es; 0.95
     \b(?:ignora|ignore|ignoren|ignorar|olvida|olvide|olviden|olvidar|olvidate de|omite|omita|
     descarta|descarte|desestima|haz caso omiso (?:a|de)|no hagas caso (?:a|de)|pasa por alto|
     saltate|no prestes atencion a) (?:(?:todas|todos|las|los|tus|sus|cualquier|
-    de) ){0,3}<ES_INSTR> <ES_PREV>
+    de) ){0,3}<ES_INSTR> <ES_PREV>\b<NOT_DOCUMENT>
 es.override.your; instruction_override; es; 0.9
   = ignor|olvid|omit|descart
     \b(?:ignora|ignore|ignorar|olvida|olvide|omite|omita|descarta) (?:todas )?(?:tus|sus|tu|
@@ -73,7 +74,7 @@ pt.override.previous; instruction_override; pt; 0.95
   = ignor|esquec|desconsider|descart|desprez|deixe de lado|pule
     \b(?:ignore|ignora|ignorar|ignorem|esqueca|esquece|esquecer|esquecam|desconsidere|desconsidera|
     descarte|descarta|despreze|deixe de lado|pule) (?:(?:todas|todos|as|os|suas|seus|tuas|quaisquer|
-    de) ){0,3}<PT_INSTR> <PT_PREV>
+    de) ){0,3}<PT_INSTR> <PT_PREV>\b<NOT_DOCUMENT>
 pt.override.your; instruction_override; pt; 0.9
   = ignor|esquec|desconsider|descart
     \b(?:ignore|ignora|ignorar|esqueca|esquece|desconsidere|descarte) (?:todas )?(?:as |os |o |
@@ -93,7 +94,7 @@ pt.override.void; instruction_override; pt; 0.85
 pt.override.dont_follow; instruction_override; pt; 0.85
   = siga|obedeca|seguir|obedecer|cumpr
     \b(?:nao|pare de|deixe de) (?:siga|obedeca|seguir|obedecer|cumpra|cumprir) (?:mais )?(?:as |os |
-    ao |o )?(?:suas |seus )?(?:<PT_INSTR>|prompt do sistema|prompt de sistema)
+    ao |o )?(?:suas |seus )?(?:<PT_INSTR>\b<NOT_THIRD_PARTY>|prompt do sistema|prompt de sistema)
 # --- personas, developer mode, DAN, jailbreak
 any.jailbreak.dan; jailbreak_persona; any; 0.9
   = dan|anything now|stan|dude|aim|mongo|cualquier cosa|qualquer coisa
@@ -364,12 +365,13 @@ pt.payload.decode_follow; encoded_payload; pt; 0.85
     ordens|comandos?)? ?(?:decodificad|ocult|codificad|cifrad)
 # --- instructions hidden in documents, aimed at the model
 en.indirect.ai_reader; indirect_injection; en; 0.8
-  = ai|assistant|model|llm|bot|gpt|copilot
+  = ai|assistant|model|llm|bot|gpt|copilot|automat
     \b(?:if you are|if you re|attention|(?:important )?note to|message to|instruction for|dear|
-    hey) (?:an? |the |all )?(?:ai|assistant|language model|llm|chatbot|bot|gpt|
-    copilot)s?\b(?: (?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|that reads) (?:this|
-    these))?.{0,80}?\b(?:ignore|disregard|you must|you should|do not|instead|forward|send|reply|
-    tell|recommend|rate|say|include|mark|approve)
+    hey) (?:an? |the |all )?(?:(?:automated|automatic|ai) (?:\w+ )?(?:system|screener|reviewer|
+    grader|tool)|ai|assistant|language model|llm|chatbot|bot|gpt|copilot)s?\b(?: (?:reading|
+    processing|summari[sz]ing|parsing|analy[sz]ing|that reads) (?:this|these))?.{0,80}?\b(?:ignore|
+    disregard|you must|you should|do not|instead|forward|send|reply|tell|recommend|rate|rank|
+    score|classify|say|include|mark|approve)
 en.indirect.any_ai; indirect_injection; en; 0.8
   = ai|assistant|model|llm|bot|agent
     \b(?:any|every|all|each) (?:ai|llm|language model|assistant|chatbot|bot|agent)s? (?:that|which|
@@ -379,11 +381,12 @@ en.indirect.any_ai; indirect_injection; en; 0.8
     analy[sz]ing) (?:this|these)\b.{0,80}?\b(?:accept|ignore|send|forward|share|say|tell|reply|
     reveal|delete|approve)\b
 es.indirect.ai_reader; indirect_injection; es; 0.8
-  = ia|asistente|modelo|bot|llm
+  = ia|asistente|modelo|bot|llm|automat
     \b(?:si eres|atencion|(?:nota|mensaje|instruccion|aviso)(?: importante)? para|querid[oa]|hola|
-    oye) (?:una? |el |la |los |las )?(?:ia|inteligencia artificial|asistente|modelo de lenguaje|llm|
-    chatbot|bot)s?\b.{0,80}?\b(?:ignora|olvida|debes|no (?:menciones|digas)|en su lugar|reenvia|
-    envia|responde|di|recomienda|califica|incluye|aprueba|informa|deja de|revela|muestra)
+    oye) (?:una? |el |la |los |las )?(?:sistema (?:de \w+ )?(?:automatic[oa]|automatizad[oa]|de ia)|
+    ia|inteligencia artificial|asistente|modelo de lenguaje|llm|chatbot|bot)s?\b.{0,80}?\b(?:ignora|
+    olvida|debes|no (?:menciones|digas)|en su lugar|reenvia|envia|responde|di|recomienda|califica|
+    clasifica|puntua|selecciona|incluye|aprueba|informa|deja de|revela|muestra)
 es.indirect.any_ai; indirect_injection; es; 0.8
   = ia|asistente|modelo|bot|agente
     \b(?:cualquier|toda|todo|cada) (?:ia|asistente|modelo|chatbot|bot|agente)\b (?:que (?:lea|
@@ -392,11 +395,13 @@ es.indirect.any_ai; indirect_injection; es; 0.8
     este|estos|estas)\b.{0,80}?\b(?:acepta|ignora|envia|reenvia|comparte|di|responde|revela|borra|
     aprueba)\b
 pt.indirect.ai_reader; indirect_injection; pt; 0.8
-  = ia|assistente|modelo|bot|llm
-    \b(?:se voce e|atencao|(?:nota|mensagem|instrucao|aviso)(?: importante)? para|querid[oa]|ola|
-    ei) (?:uma? |o |a |os |as )?(?:ia|inteligencia artificial|assistente|modelo de linguagem|llm|
-    chatbot|bot)s?\b.{0,80}?\b(?:ignore|esqueca|voce deve|nao (?:mencione|diga)|em vez disso|
-    encaminhe|envie|responda|diga|recomende|avalie|inclua|aprove|informe|pare de|revele|mostre)
+  = ia|assistente|modelo|bot|llm|automat
+    \b(?:se voce e|atencao|(?:nota|mensagem|instrucao|aviso|observacao)(?: importante)? para|
+    querid[oa]|ola|ei) (?:uma? |o |a |os |as )?(?:sistema (?:de \w+ )?(?:automatic[oa]|
+    automatizad[oa]|de ia)|ia|inteligencia artificial|assistente|modelo de linguagem|llm|chatbot|
+    bot)s?\b.{0,80}?\b(?:ignore|esqueca|voce deve|nao (?:mencione|diga)|em vez disso|encaminhe|
+    envie|responda|diga|recomende|avalie|classifique|pontue|selecione|inclua|aprove|informe|
+    pare de|revele|mostre)
 pt.indirect.any_ai; indirect_injection; pt; 0.8
   = ia|assistente|modelo|bot|agente
     \b(?:qualquer|toda|todo|cada) (?:ia|assistente|modelo|chatbot|bot|agente)\b (?:que (?:leia|

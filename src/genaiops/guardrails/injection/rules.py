@@ -87,11 +87,33 @@ _VOCAB = {
     ),
     # "developer mode on my Android phone" is a device setting, not a jailbreak.
     "NOT_DEVICE": (
-        r"(?!(?: (?:on|in|for|of|en|no|na|do|da|del|de))? (?:my |your |the |a |an |mi |tu |el |"
-        r"la |meu |seu |o |um |una? )?(?:android|ios|iphone|ipad|chrome|firefox|edge|windows|"
-        r"macos|mac|samsung|galaxy|pixel|xiaomi|motorola|huawei|linux|phone|device|tablet|browser|celular|"
-        r"telefono|movil|dispositivo|navegador|aparelho|smartphone|router|tv|xbox|playstation|"
-        r"app|vs ?code|visual studio)\b)"
+        r"(?!(?: (?:on|in|for|of|en|no|na|do|da|del|de|em|nas|nos|at|under))? (?:my |your |the |"
+        r"a |an |mi |tu |el |la |meu |seu |o |a |um |una? |las |los |as |os )?(?:android|ios|"
+        r"iphone|ipad|chrome|chromebook|firefox|edge|windows|macos|mac|samsung|galaxy|pixel|"
+        r"xiaomi|motorola|huawei|linux|phone|device|tablet|browser|celular|telefono|movil|"
+        r"dispositivo|navegador|aparelho|smartphone|router|tv|xbox|playstation|app|vs ?code|"
+        r"visual studio|settings|ajustes|configuracoes|configuracao|configuracion|"
+        r"configuraciones|opciones|opcoes|options|laptop|notebook|computador|computadora|pc)\b)"
+    ),
+    # Instructions of a form, a manual, a procedure ("disregard the previous instructions
+    # for the expense form"): a change of paperwork, not of the model's instructions.
+    "NOT_DOCUMENT": (
+        r"(?! (?:do|da|dos|das|del|de la|de los|de las|for the|of the|for|of|para o|para a|"
+        r"para el|para la|sobre o|sobre a|sobre el|sobre la) (?:\w+ )?(?:formulario|"
+        r"formularios|form|forms|manual|procedimento|procedimiento|procedure|processo|proceso|"
+        r"relatorio|planilha|spreadsheet|contrato|contract|edital|guia|guide|template|"
+        r"plantilla|checklist|instalador|installer|reembolso|reimbursement|pedido|order|"
+        r"fornecedor|proveedor|vendor|receita|receta|prescription|projeto|proyecto|project|"
+        r"cadastro|registro|registration|inscricao|inscripcion|exame|examen|exam|prova|"
+        r"equipamento|produto|producto|product)\b)"
+    ),
+    # "do not follow instructions from third parties": a warning against fraud.
+    "NOT_THIRD_PARTY": (
+        r"(?! (?:de|da|do|dos|das|from|of) (?:\w+ )?(?:terceiros|terceros|third parties|"
+        r"desconhecidos|desconocidos|strangers|estranhos|extranos|golpistas|estafadores|"
+        r"scammers|fraudadores|remetentes|unknown|pessoas|personas|people|fontes|fuentes|"
+        r"sources|sites|links|mensagens|mensajes|messages|e ?mails|correos|ligacoes|llamadas|"
+        r"calls|supostos|supuestos|falsos|fake)\b)"
     ),
 }
 
