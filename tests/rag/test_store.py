@@ -296,3 +296,39 @@ def test_selective_filters_find_far_away_chunks(
         assert not {h[0] for h in unfiltered} & set(far_ids)
     finally:
         store.close()
+
+
+def _open_files(path: Path) -> int:
+    """How many file descriptors of this process point at ``path``."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += fd.resolve() == path.resolve()
+        except OSError:
+            continue
+    return count
+
+
+def test_threads_that_finish_leave_no_open_connection(store: SQLiteStore) -> None:
+    """A server's worker threads come and go; the connections of finished ones are closed
+    when the next thread opens its own, so open files stay bounded however many come."""
+    store.create_collection(spec("threads"))
+
+    def use() -> None:
+        assert [c.spec.name for c in store.list_collections(TENANT)] == ["threads"]
+
+    opened = []
+    for _ in range(40):
+        workers = [threading.Thread(target=use) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        opened.append(_open_files(store.path))
+    # This thread's connection and those of threads that may still be running: a handful,
+    # the same after 40 rounds of three threads as after 10.
+    assert max(opened) <= 10, opened
+    assert opened[-1] <= opened[9] + 3, opened
+    use()
+    assert [c.spec.name for c in store.list_collections(TENANT)] == ["threads"]

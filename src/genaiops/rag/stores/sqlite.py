@@ -59,7 +59,9 @@ class SQLiteStore:
         self.sealer = sealer
         self.indexes = indexes
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each thread's connection, with its thread: a server's worker threads come and go
+        # (anyio retires idle ones), and a finished thread's connection is closed.
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._guard = threading.Lock()
         self._plain = Sealer(None)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -81,7 +83,11 @@ class SQLiteStore:
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._guard:
-                self._connections.append(conn)
+                kept = [(t, c) for t, c in self._connections if t.is_alive()]
+                for thread, other in self._connections:
+                    if not thread.is_alive():
+                        other.close()
+                self._connections = [*kept, (threading.current_thread(), conn)]
         return conn
 
     @contextmanager
@@ -149,7 +155,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._guard:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
