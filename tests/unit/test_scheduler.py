@@ -4,6 +4,8 @@ tick, so queueing, rejection, timeouts and cancellation can be observed exactly.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
@@ -118,6 +120,26 @@ async def test_cancelled_queued_job_never_runs() -> None:
     await asyncio.sleep(0.05)
     assert engine.tokens == 5
     assert s.stats.cancelled == 1
+    await s.close()
+
+
+async def test_a_withdrawn_job_keeps_no_prompt_while_it_waits_in_the_queue() -> None:
+    """Clients that give up behind a long answer leave their jobs in the queue until the
+    worker reaches them; the prompts they carried are freed at once."""
+    engine = TickEngine(tick=0.02)
+    s = Scheduler(engine, max_queue=8, timeout_s=10, retry_after_s=1)
+    s.start()
+    running = s.submit(job(100))
+    await asyncio.sleep(0.05)
+    prepared = job(5)
+    freed = weakref.ref(prepared)
+    queued = s.submit(prepared)
+    del prepared
+    await queued.aclose()
+    gc.collect()
+    assert freed() is None
+    assert engine.active == 1 and s.stats.queued == 0 and s.stats.cancelled == 1
+    await running.aclose()
     await s.close()
 
 

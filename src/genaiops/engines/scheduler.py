@@ -33,7 +33,7 @@ _TIMEOUT = object()
 
 @dataclass(eq=False)  # compared and hashed by identity: a scheduler keeps a set of them
 class _Job:
-    prepared: PreparedRequest
+    prepared: PreparedRequest | None  # None once withdrawn: the prompt is not kept queued
     cancel: CancelToken = field(default_factory=CancelToken)
     events: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     timer: asyncio.TimerHandle | None = None
@@ -201,6 +201,11 @@ class Scheduler:
         if job.taken or job.withdrawn:
             return
         job.withdrawn = True
+        # The job stays in the queue until a worker reaches it; its prompt and timer need
+        # not (clients that give up and retry behind a long answer would pile them up).
+        job.prepared = None
+        if job.timer is not None:
+            job.timer.cancel()
         self._admitted -= 1
         self.stats.queued -= 1
         self.stats.cancelled += 1
@@ -231,6 +236,8 @@ class Scheduler:
 
     async def _run(self, job: _Job) -> None:
         finished: Finished | None = None
+        prepared = job.prepared
+        assert prepared is not None  # taken jobs are never withdrawn
 
         def deliver(event: GenerationEvent) -> None:
             nonlocal finished
@@ -243,9 +250,9 @@ class Scheduler:
         try:
             if relay is not None:
                 # In-process engines put events straight into the job's queue.
-                await relay(job.prepared, job.cancel, deliver)
+                await relay(prepared, job.cancel, deliver)
             else:
-                generator = self.engine.generate(job.prepared, job.cancel)
+                generator = self.engine.generate(prepared, job.cancel)
                 async with contextlib.aclosing(generator):  # type: ignore[type-var]
                     async for event in generator:
                         deliver(event)
