@@ -403,10 +403,20 @@ class Settings(BaseSettings):
     )
     models: list[ModelConfig] = Field(default_factory=list)
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; leave it unset for the default (~/.local/share/genaiops)")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        path = value.expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a directory")
+        return path
 
     @field_validator("bundled_models")
     @classmethod

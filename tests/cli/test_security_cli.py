@@ -4,7 +4,10 @@ tampering with the database file behind the audit log's back."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,6 +140,9 @@ def test_tenant_limits(tmp_path: Path) -> None:
         (["keys", "create", "--tenant", "acme", "--models", ""], 2, "names no model"),
         (["keys", "create", "--tenant", "acme", "--models", " , "], 2, "names no model"),
         (["audit", "verify", "--anchor", "9" * 23 + ":" + "0" * 64], 2, "an anchor is SEQ:HASH"),
+        # Bytes that are not UTF-8 (the OS hands them over as lone surrogates).
+        (["keys", "create", "--tenant", "acme", "--name", "caf\udce9"], 2, "argument 6 is not"),
+        (["collections", "create", "big", "--chunk-tokens", "9" * 25], 1, "number is too large"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code(
@@ -362,3 +368,37 @@ def test_an_anchor_catches_a_log_rewritten_with_recomputed_hashes(tmp_path: Path
     assert code == 1 and "record 5 does not hold the anchored hash" in err
     code, _, err = cli(tmp_path, "audit", "verify", "--anchor", "5:xyz", check=False)
     assert code == 2 and "SEQ:HASH" in err
+
+
+def test_a_data_directory_that_cannot_be_one_is_one_line(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for data, message in [(str(afile), "is not a directory"), ("", "is empty")]:
+        result = subprocess.run(
+            [sys.executable, "-m", "genaiops", "keys", "list"],
+            env=os.environ | {"GENAIOPS_DATA_DIR": data},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing created
+
+
+def test_verify_refuses_a_missing_database_and_creates_nothing(tmp_path: Path) -> None:
+    returncode, _, err = cli(tmp_path / "nowhere", "audit", "verify", check=False)
+    assert returncode == 2 and err.startswith("error: no database at")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_names_are_shown_as_written_not_as_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key's name is data: rich markup in it ("[/x]", "[bold]") is printed literally."""
+    monkeypatch.setenv("COLUMNS", "200")
+    cli(tmp_path, "keys", "create", "--tenant", "acme", "--name", "[/x][b]")
+    returncode, out, err = cli(tmp_path, "keys", "list", check=False)
+    assert returncode == 0, err
+    assert "[/x][b]" in out

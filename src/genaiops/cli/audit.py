@@ -43,7 +43,7 @@ def verify(
         anchors = [audit.parse_anchor(a) for a in anchor or []]
         # Read-only: no migration, no restored head, no recorder (a forensic copy stays
         # as it was).
-        db = Database(settings_from(config).database_url())
+        db = Database(settings_from(config).database_url(), read_only=True)
         try:
             result = audit.verify(db, anchors=anchors)
         finally:

@@ -93,7 +93,7 @@ def _run_foreground(settings: Settings, db: Database, job_id: str, quiet: bool) 
                 bar.update(task, completed=p.step, total=p.total_steps, loss=f"{p.loss:.4f}",
                            speed=f"{p.tokens_per_s:.0f}")  # fmt: skip
 
-            hooks = lora.Hooks(on_step=on_step, on_event=lambda m: console.print(m))
+            hooks = lora.Hooks(on_step=on_step, on_event=lambda m: console.print(m, markup=False))
             return runner.run(settings, db, job, hooks)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
 from genaiops.cli.keys import JsonOption
@@ -45,13 +46,15 @@ def check(
             mark = "[red]flagged[/red]" if result.flagged else "[green]ok[/green]"
             console.print(
                 f"{result.guard:18} {mark}  score {result.score:.2f}  "
-                f"{result.latency_ms:.2f} ms  {result.reason or ''}"
+                f"{result.latency_ms:.2f} ms  {escape(result.reason or '')}"
             )
             for span in result.spans:
-                console.print(f"{'':18} {span.kind} [{span.start}:{span.end}] {span.text!r}")
+                console.print(
+                    f"{'':18} {span.kind} [{span.start}:{span.end}] {span.text!r}", markup=False
+                )
         console.print(f"action: {outcome.action or 'none'}")
         if outcome.action == "redact":
-            console.print(f"redacted: {outcome.text}")
+            console.print(f"redacted: {outcome.text}", markup=False)
     if outcome.flagged:
         raise typer.Exit(1)
 

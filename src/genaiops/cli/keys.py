@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
@@ -64,7 +65,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
     for column in columns:
         table.add_column(column, no_wrap=column in ("id", "tenant", "day"))
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        # Cells are data (a key's name, a document's title), never markup.
+        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     Console().print(table)
 
 

@@ -3,6 +3,9 @@ fine-tuning and the model registry."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from genaiops import __version__
@@ -49,9 +52,36 @@ def _root(
     """genaiops."""
 
 
+def _not_utf8(args: list[str]) -> int | None:
+    """The position of the first argument that is not valid UTF-8 (the OS hands Python such
+    bytes as lone surrogates, which nothing downstream can store or print)."""
+    for i, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return None
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line for a failure no command anticipated (GENAIOPS_DEBUG=1 shows the trace)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    if isinstance(exc, UnicodeError):
+        return "a value or file name is not valid UTF-8"
+    if isinstance(exc, OverflowError):
+        return "a number is too large"
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def main() -> None:
     """The console script: every failure is one line on stderr and a non-zero exit code,
     usage mistakes (an unknown option, a value out of range) included."""
+    bad = _not_utf8(sys.argv[1:])
+    if bad is not None:
+        typer.echo(f"error: argument {bad} is not valid UTF-8", err=True)
+        raise SystemExit(2)
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:  # Typer's usage and parameter errors
@@ -67,4 +97,9 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         code = 130
+    except Exception as exc:  # a last resort: still one line, never a traceback
+        if os.environ.get("GENAIOPS_DEBUG"):
+            raise
+        typer.echo(f"error: {_unexpected(exc)}", err=True)
+        code = 1
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -6,6 +6,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from
@@ -51,9 +52,9 @@ def list_models(
             table.add_column(column, no_wrap=True)
         for r in rows:
             table.add_row(
-                str(r["name"]),
-                str(r["engine"]),
-                str(r["source"]),
+                escape(str(r["name"])),
+                escape(str(r["engine"])),
+                escape(str(r["source"])),
                 str(r["context_length"] or "-"),
                 "yes" if r["chat"] else "no",
                 "*" if r["default"] else "",

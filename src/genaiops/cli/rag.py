@@ -14,6 +14,7 @@ from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
@@ -149,7 +150,8 @@ def copy(
         else:
             _emit(report.collections, False, _COPY_COLUMNS, "copied")
         for failure in report.failed:
-            console.print(f"[red]not copied[/red] {failure['name']}: {failure['error']}")
+            what = escape(f"{failure['name']}: {failure['error']}")
+            console.print(f"[red]not copied[/red] {what}")
         if report.failed:
             raise typer.Exit(1)
 
@@ -230,9 +232,10 @@ def ingest(
                 rate = f"{done / elapsed:.1f} files/s, {counts['chunks'] / elapsed:.0f} chunks/s"
                 bar.update(task, rate=rate)
                 if event == "failed":
-                    console.print(f"[red]skipped[/red] {info['source']}: {info['error']}")
+                    what = escape(f"{info['source']}: {info['error']}")
+                    console.print(f"[red]skipped[/red] {what}")
                 elif event == "removed":
-                    console.print(f"removed {info['source']} (no longer in the folder)")
+                    console.print(f"removed {escape(info['source'])} (no longer in the folder)")
 
             reports = []
             if paths:
@@ -394,10 +397,10 @@ def search(
         for rank, hit in enumerate(hits, start=1):
             where = hit.source + (f" p.{hit.page}" if hit.page else "")
             console.print(
-                f"[bold]{rank}.[/bold] {hit.title} — {where} "
+                f"[bold]{rank}.[/bold] {escape(f'{hit.title} — {where}')} "
                 f"[dim]({', '.join(hit.retrievers)}; score {hit.score:.4f})[/dim]"
             )
-            console.print("   " + " ".join(hit.text.split())[:300])
+            console.print("   " + " ".join(hit.text.split())[:300], markup=False)
 
 
 @documents_app.command("list")

@@ -55,6 +55,10 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _: Any) -> None:
     cursor.close()
 
 
+def _sqlite_read_pragmas(dbapi_connection: sqlite3.Connection, _: Any) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+
 def _seed_audit_head(conn: Connection) -> int | None:
     """Create the audit chain's head row; returns the restored seq if records exist (0
     when none do although API keys exist).
@@ -77,14 +81,20 @@ def _seed_audit_head(conn: Connection) -> int | None:
 
 
 class Database:
-    def __init__(self, url: str):
+    def __init__(self, url: str, read_only: bool = False):
+        """``read_only``: an SQLite file is opened as it is, never created nor switched to
+        WAL (a forensic copy, a read-only mount); a missing one is a ConfigError."""
         self.url = url
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+            if read_only and path and path != ":memory:":
+                if not Path(path).is_file():
+                    raise ConfigError(f"no database at {path}")
+                url = f"sqlite:///file:{path}?mode=ro&uri=true"
+            elif path and path != ":memory:":
+                private_file(Path(path))
         else:
             kwargs["pool_pre_ping"] = True
         try:
@@ -92,7 +102,9 @@ class Database:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(f"storage.url: cannot use {url!r}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(
+                self.engine, "connect", _sqlite_read_pragmas if read_only else _sqlite_pragmas
+            )
         self._migrated = False
         # Set by migrate when the audit head row was missing although records exist: the
         # sequence number of the newest record it was restored from.
