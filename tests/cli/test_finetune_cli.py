@@ -71,6 +71,12 @@ def test_finetune_cli_end_to_end(tmp_path: Path) -> None:
     assert again[0]["latest_version"] == 1
     audit = genaiops_cli("audit", "export", "--event", "model.alias_set", data_dir=data).stdout
     assert '"alias": "champion"' in audit
+    created = genaiops_cli("audit", "export", "--event", "finetune.created", data_dir=data)
+    jobs = [json.loads(line)["detail"]["job"] for line in created.stdout.splitlines()]
+    assert jobs == [job["id"], newest]
+    genaiops_cli("jobs", "cancel", newest, data_dir=data)
+    cancelled = genaiops_cli("audit", "export", "--event", "finetune.cancelled", data_dir=data)
+    assert [json.loads(line)["detail"]["job"] for line in cancelled.stdout.splitlines()] == [newest]
 
     # A command killed mid-run leaves its job "running" under a dead process: running the
     # same command again continues that job instead of starting a second one.

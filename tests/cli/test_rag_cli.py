@@ -102,6 +102,19 @@ def test_collections_ingest_search_documents(data: Path, tmp_path: Path) -> None
     cli(data, "collections", "delete", "kb", "--tenant", "acme")
     assert json.loads(cli(data, "collections", "list", "--json")[1]) == []
 
+    # Every change is in the audit log, as the HTTP routes record it, by the "cli" actor.
+    _, out, _ = cli(data, "audit", "export", "--tenant", "acme")
+    records = [json.loads(line) for line in out.splitlines()]
+    events = [(r["event"], r["actor"], r["detail"].get("collection")) for r in records]
+    assert events == [
+        ("collection.created", "cli", "kb"),
+        ("documents.ingested", "cli", "kb"),
+        ("document.deleted", "cli", "kb"),
+        ("collection.deleted", "cli", "kb"),
+    ]
+    assert records[1]["detail"]["files"] == [str(faq)] and records[1]["detail"]["added"] == 2
+    assert records[2]["detail"]["document_id"] == first["id"]
+
 
 def test_sql_source(data: Path, tmp_path: Path) -> None:
     db = tmp_path / "crm.db"
@@ -204,6 +217,8 @@ def test_filter_numbers_match_numbers_kept_as_text(data: Path, tmp_path: Path) -
         (["search", "x"], 2, "--collection is required"),
         (["search", "x", "--collection", "kb", "--mode", "fuzzy"], 2, "--mode must be"),
         (["collections", "create", "Bad Name"], 2, "invalid collection name"),
+        (["collections", "create", "x", "--tenant", "Bad Name"], 2, "invalid tenant name"),
+        (["search", "x", "--collection", "kb", "--tenant", ""], 2, "invalid tenant name"),
         (["ingest", "/does/not/exist", "--collection", "kb", "--tenant", "acme"], 2, "not"),
         (
             ["ingest", ".", "--collection", "kb", "--tenant", "acme", "--metadata", "team"],

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
+from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
 from genaiops.cli.keys import JsonOption, _emit, security_service
 from genaiops.errors import InvalidRequest
 from genaiops.security import audit, usage
@@ -22,7 +22,7 @@ SinceOption = Annotated[
     str | None, typer.Option("--since", help="Date, ISO date-time or epoch seconds.")
 ]
 UntilOption = Annotated[str | None, typer.Option("--until", help="Exclusive end, same forms.")]
-TenantOption = Annotated[str | None, typer.Option("--tenant")]
+TenantOption = Annotated[str | None, typer.Option("--tenant", callback=valid_tenant)]
 
 
 @app.command("verify")

@@ -18,6 +18,20 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Path to genaiops.toml.", show_default=False),
 ]
 
+
+def valid_tenant(value: str | None) -> str | None:
+    """A --tenant option's callback: a name no credential can carry is a usage error, not
+    data stored where nobody can reach it."""
+    from genaiops.security.keys import check_tenant
+
+    if value is None:
+        return None
+    try:
+        return check_tenant(value)
+    except InvalidRequest as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
+from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
 from genaiops.cli.keys import JsonOption, _emit
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest
@@ -38,7 +38,9 @@ alias_app = typer.Typer(
 )
 registry_app.add_typer(alias_app, name="alias")
 
-TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant the model belongs to.")]
+TenantOption = Annotated[
+    str, typer.Option("--tenant", help="Tenant the model belongs to.", callback=valid_tenant)
+]
 _JOB_COLUMNS = [
     "id",
     "status",
@@ -157,7 +159,7 @@ def finetune(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     dtype: Annotated[str, typer.Option("--dtype", help="bf16 or fp32.")] = "bf16",
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 20,
-    tenant: Annotated[str, typer.Option("--tenant")] = SYSTEM_TENANT,
+    tenant: Annotated[str, typer.Option("--tenant", callback=valid_tenant)] = SYSTEM_TENANT,
     detach: Annotated[bool, typer.Option("--detach", help="Queue for the server.")] = False,
     merged: Annotated[
         bool, typer.Option("--merged", help="Serve a merged checkpoint with transformers.")
@@ -193,6 +195,8 @@ def finetune(
             created_by="cli", reserved_by=None if detach else f"cli:{worker_name()}",
             merged=merged,
         )  # fmt: skip
+        _audit(config, "finetune.created", tenant, job=job.id, base=job.base_model,
+               name=job.name, dataset_sha256=job.dataset_sha256)  # fmt: skip
         if detach:
             _emit(job.public(), as_json, _JOB_COLUMNS, "queued")
             return
@@ -222,7 +226,7 @@ def _report(job: Any, as_json: bool) -> None:
 
 @jobs_app.command("list")
 def list_jobs(
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", callback=valid_tenant)] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
     after: Annotated[
         str | None, typer.Option("--after", help="List the jobs older than this job id.")
@@ -294,6 +298,7 @@ def cancel_job(job_id: str, config: ConfigOption = None) -> None:
 
     with cli_errors(), _database(config) as (settings, db):
         job = FineTuning(settings, db).cancel(None, job_id)
+        _audit(config, "finetune.cancelled", job.tenant, job=job.id)
         write(f"{job.id}: {job.status}{' (stopping)' if job.status == 'running' else ''}\n")
 
 
@@ -314,15 +319,14 @@ def _registry(config: Path | None) -> Any:
 
 
 def _audit(config: Path | None, event: str, tenant: str, **detail: Any) -> None:
-    from genaiops.cli.keys import security_service
+    from genaiops.cli.keys import audit_event
 
-    with security_service(config) as service:
-        service.record_event(event, tenant=tenant, detail=detail)
+    audit_event(config, event, tenant, **detail)
 
 
 @registry_app.command("list")
 def registry_list(
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", callback=valid_tenant)] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -49,6 +49,13 @@ def security_service(config: Path | None) -> Iterator[SecurityService]:
         service.db.close()
 
 
+def audit_event(config: Path | None, event: str, tenant: str, **detail: Any) -> None:
+    """An audit record for a change made from the command line (actor "cli"), as the
+    HTTP route for the same change writes one."""
+    with security_service(config) as service:
+        service.record_event(event, principal=CLI_ACTOR, tenant=tenant, detail=detail)
+
+
 def _models(text: str) -> list[str]:
     """``--models a,b`` -> the names. An empty value is refused rather than read as "every
     model" (a script passing an empty variable must not get the widest key)."""

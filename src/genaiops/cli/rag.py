@@ -17,17 +17,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
-from genaiops.cli.keys import JsonOption, _emit
+from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
+from genaiops.cli.keys import JsonOption, _emit, audit_event
 from genaiops.errors import InvalidRequest
 from genaiops.rag.documents import check_metadata
+from genaiops.rag.loaders.sql import sql_source
 from genaiops.rag.service import Mode, RagService
 from genaiops.security.principal import SYSTEM_TENANT
 
 collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
 documents_app = typer.Typer(help="List and delete documents of a collection.", no_args_is_help=True)
 
-TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant owning the collection.")]
+TenantOption = Annotated[
+    str, typer.Option("--tenant", help="Tenant owning the collection.", callback=valid_tenant)
+]
 CollectionOption = Annotated[str, typer.Option("--collection", "-k", help="Collection name.")]
 ListOption = Annotated[list[str] | None, typer.Option(help="Repeatable.")]
 
@@ -69,6 +72,7 @@ def create(
             language=language,
             description=description,
         )
+        audit_event(config, "collection.created", tenant, collection=name)
         _emit(collection.public(), as_json, _COLLECTION_COLUMNS, "collection")
 
 
@@ -89,6 +93,7 @@ def delete(name: str, tenant: TenantOption = SYSTEM_TENANT, config: ConfigOption
     """Delete a collection with all its documents, chunks and indexes."""
     with cli_errors(), rag_service(config) as rag:
         rag.delete_collection(tenant, name)
+        audit_event(config, "collection.deleted", tenant, collection=name)
         typer.echo(f"deleted collection {name}", err=True)
 
 
@@ -270,6 +275,14 @@ def ingest(
                     )
                 )
         summary = _merge([r.as_dict() for r in reports])
+        # What was read: paths, and a database by its table or query and a tag that
+        # never holds the URL's password.
+        read = [str(p) for p in paths or []][:100]
+        if sql_url:
+            read.append(sql_source(sql_url, query=sql_query, table=sql_table))
+        audit_event(config, "documents.ingested", tenant, collection=collection, files=read,
+                    added=summary["added"], updated=summary["updated"],
+                    removed=summary["removed"], failed=len(summary["failed"]))  # fmt: skip
         if as_json:
             write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
         else:
@@ -428,6 +441,8 @@ def delete_document(
     """Delete a document and its chunks from the collection and its indexes."""
     with cli_errors(), rag_service(config) as rag:
         record = rag.delete_document(tenant, collection, document_id)
+        audit_event(config, "document.deleted", tenant, collection=collection,
+                    document_id=document_id, source=record.source)  # fmt: skip
         typer.echo(f"deleted document {record.id} ({record.source})", err=True)
 
 
