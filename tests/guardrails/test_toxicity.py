@@ -584,3 +584,17 @@ def test_abuse_from_support_chats(
 ) -> None:
     span = next(s for s in guard.find(text) if s.detail.get("pattern") == pattern)
     assert (span.kind, span.detail["severity"]) == (category, severity)
+
+
+def test_long_tokens_are_not_kept_in_the_unmasking_cache() -> None:
+    """Only a short masked token can be a word ("p*ta"); a long one is never looked up,
+    so caller text (which may hold personal data) is not kept in memory between checks."""
+    from genaiops.guardrails import toxicity
+
+    guard = ToxicityGuard()
+    guard.check("warm up p*ta")
+    before = toxicity._unmask.cache_info().currsize
+    for i in range(50):
+        guard.check(f"id{i}*" + "x" * 80 + "*yz and more text")
+    assert toxicity._unmask.cache_info().currsize == before
+    assert guard.check("eres una p*ta").flagged

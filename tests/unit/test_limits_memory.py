@@ -169,3 +169,31 @@ async def run_check(factory: Callable[[], RateLimiter], check: Check) -> None:
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 def test_memory_limiter(check: Check) -> None:
     asyncio.run(run_check(MemoryLimiter, check))
+
+
+def test_memory_limiter_forgets_stale_entries_every_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Budgets of past periods and buckets full again are dropped by a sweep that runs once
+    a minute, whatever the number of keys: memory stays bounded by recent traffic."""
+    from genaiops.security.limits import memory
+
+    clock = [1000.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: clock[0])
+
+    async def scenario() -> None:
+        limiter = MemoryLimiter()
+        for i in range(300):
+            bucket = rpm(f"key:{i}:rpm", 60)
+            day = Budget(f"key:{i}:day", limit=100, cost=1, ttl_s=120)
+            assert (await limiter.acquire([bucket], [day])).allowed
+        clock[0] += 700  # past the budgets' period; every bucket untouched for 11 minutes
+        kept = rpm("key:fresh:rpm", 60)
+        assert (await limiter.acquire([kept], [])).allowed
+        assert list(limiter._buckets) == ["key:fresh:rpm"] and limiter._budgets == {}
+        # The next sweep waits a minute.
+        assert (await limiter.acquire([rpm("key:later:rpm", 60)], [])).allowed
+        assert len(limiter._buckets) == 2
+        await limiter.close()
+
+    asyncio.run(scenario())

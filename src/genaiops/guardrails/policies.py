@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +27,10 @@ from genaiops.security.keys import now_us
 from genaiops.security.principal import Principal
 from genaiops.storage.db import Database
 from genaiops.storage.tables import guardrail_policies
+
+# Scopes whose policies are kept in memory: one per key (or JWT subject) that made a
+# request recently, besides tenants and models.
+_MAX_CACHED = 20_000
 
 STAGES = ("input", "context", "output")
 Policies = dict[str, GuardPolicy]
@@ -62,10 +68,11 @@ class PolicyStore:
         self.db = db
         self.settings = settings
         self.cache_ttl_s = cache_ttl_s
+        self._lock = threading.Lock()
         # In production a hashing policy needs the installation's hash key, as the
         # configuration does (hashes of a per-process key cannot be joined later).
         self.production = production
-        self._cache: dict[tuple[str, str], tuple[float, Policies | None]] = {}
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Policies | None]] = OrderedDict()
 
     def put(self, scope: str, stage: str, policies: Policies, actor: str | None) -> None:
         if stage not in STAGES:
@@ -136,7 +143,13 @@ class PolicyStore:
                 )
             ).first()
         policies = parse(json.loads(row.policies)) if row is not None else None
-        self._cache[(scope, stage)] = (time.monotonic(), policies)
+        # One entry per key (and per JWT subject) that made a request: least recently
+        # read ones go first past the bound.
+        with self._lock:
+            self._cache[(scope, stage)] = (time.monotonic(), policies)
+            self._cache.move_to_end((scope, stage))
+            while len(self._cache) > _MAX_CACHED:
+                self._cache.popitem(last=False)
         return policies
 
     def resolve(self, stage: str, principal: Principal | None, model: str | None) -> Policies:

@@ -214,13 +214,16 @@ def load_lexicon() -> _Lexicon:
     return build_lexicon(json.loads(text.read_text(encoding="utf-8")))
 
 
+_MAX_MASKED = 32
+
+
 @lru_cache(maxsize=4096)
 def _unmask(token: str, lexicon: _Lexicon) -> str:
     """The lexicon form a masked token stands for ("p*ta" -> "puta"), or the token."""
     parts, stars = _STARS.split(token), _STARS.findall(token)
     visible = sum(len(p) for p in parts)
     hidden = sum(len(s) for s in stars)
-    if len(token) > 32 or visible < 2 or hidden > visible or not token[0].isalpha():
+    if len(token) > _MAX_MASKED or visible < 2 or hidden > visible or not token[0].isalpha():
         return token
     # One star hides one or two letters ("f*ck", "p*ta"), a run of n stars n letters.
     shortest = visible + hidden
@@ -254,7 +257,8 @@ def _tokens(folded: str, lexicon: _Lexicon) -> tuple[list[str], list[int], list[
         ):
             # Only where letters mix with digits or @/$, or a lone "4" stands for "a".
             token = token.translate(_LEET)
-            if "*" in token:
+            if "*" in token and len(token) <= _MAX_MASKED:
+                # Longer tokens are never a masked word: not looked at, nor cached.
                 token = _unmask(token, lexicon)
         forms.append(token)
         starts.append(m.start())

@@ -198,7 +198,7 @@ class KeyStore:
         self.db = db
         self.cache_ttl_s = cache_ttl_s
         self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
-        self._tenant_cache: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._tenant_cache: OrderedDict[str, tuple[float, TenantRecord | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- verification (request path) -------------------------------------------------------
@@ -407,7 +407,12 @@ class KeyStore:
             if row is not None
             else None
         )
-        self._tenant_cache[name] = (time.monotonic(), record)
+        # Bounded like the key cache: with JWTs every tenant claim seen is a name here.
+        with self._lock:
+            self._tenant_cache[name] = (time.monotonic(), record)
+            self._tenant_cache.move_to_end(name)
+            while len(self._tenant_cache) > _CACHE_MAX:
+                self._tenant_cache.popitem(last=False)
         return record
 
     def tenants(self, name: str | None = None) -> list[TenantRecord]:

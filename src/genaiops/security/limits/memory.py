@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from genaiops.security.limits.base import Bucket, Budget, Decision
 
-# Stale entries are swept when the table grows past this many.
-_SWEEP_AT = 50_000
+# Stale entries (buckets full again, budgets of a past period) are swept this often: the
+# cost of a sweep is spread over a minute of requests, however many keys there are.
+_SWEEP_EVERY_S = 60.0
 
 
 class MemoryLimiter:
@@ -18,6 +19,7 @@ class MemoryLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         # budget key -> (used, monotonic expiry)
         self._budgets: dict[str, tuple[int, float]] = {}
+        self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
 
     def _level(self, bucket: Bucket, now: float) -> float:
         state = self._buckets.get(bucket.key)
@@ -59,7 +61,7 @@ class MemoryLimiter:
         for budget, spent in zip(budgets, used, strict=True):
             self._budgets[budget.key] = (spent + budget.cost, now + budget.ttl_s)
             remaining[budget.key] = budget.limit - spent - budget.cost
-        if len(self._buckets) > _SWEEP_AT:
+        if now >= self._next_sweep:
             self._sweep(now)
         return Decision(True, 0.0, None, remaining)
 
@@ -85,6 +87,7 @@ class MemoryLimiter:
         # request per ten minutes; forgetting it changes nothing.
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 600}
         self._budgets = {k: v for k, v in self._budgets.items() if v[1] > now}
+        self._next_sweep = now + _SWEEP_EVERY_S
 
     async def close(self) -> None:
         self._buckets.clear()
