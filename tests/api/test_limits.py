@@ -141,6 +141,18 @@ def test_rate_limit_comes_before_the_input_guardrails(server: Server) -> None:
     error_of(complete(server, key), 429, "requests_exceeded")
 
 
+def test_refused_model_names_count_toward_rpm(server: Server) -> None:
+    """Names cannot be probed (nor the audit log filled) faster than the key may send
+    requests: a 404 or a 403 for a model is a request like any other."""
+    key = new_key(server, rpm=2, models=[MODEL])["key"]
+    error_of(complete(server, key, model="no-such-model"), 404, "model_not_found")
+    error_of(complete(server, key, model="gemma3-270m"), 403)
+    refused = complete(server, key, model="no-such-model")
+    error_of(refused, 429, "requests_exceeded")
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    error_of(complete(server, key), 429, "requests_exceeded")
+
+
 def test_blocked_request_costs_no_tokens_and_is_recorded(server: Server) -> None:
     created = new_key(server, tpm=60)
     error_of(complete(server, created["key"], prompt=INJECTION), 400, "content_filter")

@@ -46,7 +46,7 @@ from genaiops.engines.base import (
     ToolCalls,
 )
 from genaiops.engines.scheduler import Ticket
-from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound
+from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound, PermissionDenied
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.guarding import OutputFilter, guard_input
 from genaiops.gateway.retrieval import retrieve
@@ -269,6 +269,19 @@ def authorize_reference(gateway: Gateway, principal: Principal | None, name: str
         principal.require_model(name)
 
 
+async def _count_refused(gateway: Gateway, ctx: RequestContext | None) -> None:
+    """A request refused before admission (a model that does not exist, or one the key may
+    not use) still counts against the requests-per-minute limits, so model names cannot be
+    probed, nor the audit log filled, faster than the key may send requests: past its
+    limit the caller gets the 429 instead."""
+    security = gateway.security
+    if ctx is None or security is None:
+        return
+    admission = await security.admit_request(ctx, 0)
+    if admission is not None:
+        await security.refund(admission)
+
+
 def _family(reference: str) -> str:
     """The registered model a reference names: "bot" for "bot@champion" or "bot:3"."""
     return reference.split("@", 1)[0].split(":", 1)[0]
@@ -286,18 +299,19 @@ async def run(
     principal = ctx.principal if ctx is not None else None
     if ctx is not None and request.trace_id is None:
         request.trace_id = ctx.request_id
-    authorize_reference(gateway, principal, request.model)
     try:
+        authorize_reference(gateway, principal, request.model)
         handle = await gateway.acquire(
             request.model,
             principal.tenant if principal is not None else None,
             reserve=True,
             visible=principal.allows_model if principal is not None else None,
         )
-    except ModelNotFound:
-        if ctx is not None:
+    except (ModelNotFound, PermissionDenied) as exc:
+        if ctx is not None and isinstance(exc, ModelNotFound):
             # Not the requested name: metrics labels must not be chosen by callers.
             ctx.model = "unknown"
+        await _count_refused(gateway, ctx)
         raise
     try:
         return await _run(gateway, request, ctx, handle, prior)
@@ -321,7 +335,11 @@ async def _run(
     # A key limited to "support-bot" may use any of its versions and aliases.
     family = _family(model) if gateway.is_registry_reference(model) else None
     if principal is not None and not (family and principal.allows_model(family)):
-        principal.require_model(request.model or model)
+        try:
+            principal.require_model(request.model or model)
+        except PermissionDenied:
+            await _count_refused(gateway, ctx)
+            raise
     security = gateway.security
     admission = None
     if ctx is not None and security is not None:
