@@ -132,6 +132,18 @@ def test_huge_numbers_in_audit_queries_are_400(server: Server) -> None:
     error_of(admin(server, "GET", "/admin/audit/verify", params={"anchor": anchor}), 400)
 
 
+def test_only_the_administrator_prunes_the_audit_log(server: Server) -> None:
+    operator = new_key(server, role="operator")["key"]
+    refused = admin(server, "DELETE", "/admin/audit", params={"before": "1"},
+                    headers=bearer(operator))  # fmt: skip
+    error_of(refused, 403, "insufficient_role")
+    error_of(admin(server, "DELETE", "/admin/audit", params={"before": "someday"}), 400)
+    # Nothing is older than 1970-01-01 00:00:01: nothing pruned, the chain untouched.
+    kept = admin(server, "DELETE", "/admin/audit", params={"before": "1"})
+    assert kept.status_code == 200 and kept.json() == {"pruned": 0, "through_seq": None}
+    assert admin(server, "GET", "/admin/audit/verify").json()["ok"] is True
+
+
 def test_revoked_and_rotated_keys_stop_working(server: Server) -> None:
     created = new_key(server)
     key, key_id = created["key"], created["id"]

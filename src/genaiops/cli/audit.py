@@ -102,6 +102,35 @@ def export(
             typer.echo(f"exported {count} records to {output}", err=True)
 
 
+@app.command("prune")
+def prune(
+    before: Annotated[
+        str,
+        typer.Option(
+            "--before", help="Delete records older than this (date, ISO date-time, epoch s)."
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete records older than a retention limit; the chain still verifies from there
+    (an audit.pruned record names the last record deleted and its hash)."""
+    with cli_errors():
+        before_us = audit.parse_instant(before, "before")
+        if not yes and not typer.confirm(f"Delete every audit record before {before}?"):
+            raise typer.Exit(1)
+        with security_service(config) as service:
+            service.recorder.flush()
+            result = audit.prune(service.db, before_us, actor="cli")
+    if as_json:
+        write(json.dumps(result) + "\n")
+    elif result["pruned"]:
+        write(f"pruned {result['pruned']} records through {result['through_seq']}\n")
+    else:
+        write("nothing to prune\n")
+
+
 def usage_command(
     tenant: TenantOption = None,
     since: Annotated[

@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, inspect, select, update
+from sqlalchemy import Connection, delete, func, insert, inspect, select, update
 
 from genaiops.storage.db import GENESIS_HASH, Database
 from genaiops.storage.tables import api_keys, audit_head, audit_log
@@ -44,6 +45,9 @@ FIELDS = (
 HEAD_RESTORED = "audit.head_restored"
 # Written when the log and its head were both gone while API keys existed: a wiped log.
 LOG_RESTARTED = "audit.log_restarted"
+# Written by ``prune``: the records up to ``through_seq`` were deleted on purpose (a
+# retention period), and the chain goes on from ``through_hash``.
+PRUNED = "audit.pruned"
 # What an exported record holds: its fields, then the chain links.
 EXPORT_FIELDS = (*FIELDS, "prev_hash", "hash")
 
@@ -105,6 +109,8 @@ class Verification:
     # The newest record's hash: keep it (or any record's, from an export) somewhere the
     # database's writers cannot reach, and pass it back as an anchor later.
     head_hash: str | None = None
+    # Records up to this one were pruned (a retention period); the chain starts after it.
+    pruned_through: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +148,8 @@ def verify(
         if not result.ok:
             return result
         for seq, expected in anchors:
+            if result.pruned_through is not None and seq <= result.pruned_through:
+                continue  # deleted on purpose with the records before the retention limit
             stored = conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == seq)).scalar()
             if stored != expected.lower():
                 found = "is missing" if stored is None else "does not hold the anchored hash"
@@ -164,8 +172,32 @@ _MARKERS: dict[str, Callable[[int], str]] = {
 }
 
 
+def _pruned_start(conn: Connection) -> tuple[int, str] | None:
+    """Where the chain starts when its oldest records were pruned: the (seq, prev_hash) of
+    the first record left, if a prune record (itself in the chain, so checked by the walk)
+    names exactly that point; None otherwise (the walk then reports the gap)."""
+    first = conn.execute(
+        select(audit_log.c.seq, audit_log.c.prev_hash).order_by(audit_log.c.seq).limit(1)
+    ).first()
+    if first is None or first.seq == 1:
+        return None
+    markers = conn.execute(
+        select(audit_log.c.detail).where(audit_log.c.event == PRUNED).order_by(audit_log.c.seq)
+    ).scalars()
+    for text in markers:
+        detail = json.loads(text)
+        if detail.get("through_seq") == first.seq - 1 and detail.get("through_hash") == (
+            first.prev_hash
+        ):
+            return int(first.seq), str(first.prev_hash)
+    return None
+
+
 def _verify(conn: Connection, batch: int) -> Verification:
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
+    start = _pruned_start(conn)
+    if start is not None:
+        expected_seq, expected_prev = start
     # A restored head leaves an intact chain; it is reported once nothing worse is found.
     restored: Verification | None = None
     last_seen = 0
@@ -200,6 +232,23 @@ def _verify(conn: Connection, batch: int) -> Verification:
             expected_prev, expected_seq = row.hash, row.seq + 1
             count += 1
             last_seen = row.seq
+    problem = _head_problem(conn, count, expected_seq, expected_prev)
+    if problem is not None:
+        return problem
+    pruned = start[0] - 1 if start is not None else None
+    if restored is not None:
+        restored.pruned_through = pruned
+        return restored
+    return Verification(
+        True, count, head_hash=expected_prev if count else None, pruned_through=pruned
+    )
+
+
+def _head_problem(
+    conn: Connection, count: int, expected_seq: int, expected_prev: str
+) -> Verification | None:
+    """What is wrong with the head row (or the table of keys) once the chain walked
+    cleanly up to ``expected_seq - 1``; None when nothing is."""
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
     newest = expected_seq - 1
     if head is None and newest > 0:
@@ -239,7 +288,38 @@ def _verify(conn: Connection, batch: int) -> Verification:
         return Verification(
             False, count, newest, f"record {newest} was modified after it was written"
         )
-    return restored or Verification(True, count, head_hash=expected_prev if newest else None)
+    return None
+
+
+def prune(db: Database, before_us: int, actor: str | None = None) -> dict[str, Any]:
+    """Delete the records older than ``before_us`` (a retention period: LGPD and similar
+    laws ask that personal data not be kept longer than needed), in one transaction with
+    an ``audit.pruned`` record naming the last one deleted and its hash, so ``verify``
+    checks the chain from there. The newest record is never deleted: the prune record
+    links to it."""
+    now = int(time.time() * 1_000_000)
+    with db.begin() as conn:
+        # The head's lock first: appends from the server wait until the prune is done.
+        conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
+        last = conn.execute(
+            select(audit_log.c.seq, audit_log.c.hash)
+            .where(audit_log.c.ts_us < before_us)
+            .order_by(audit_log.c.seq.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return {"pruned": 0, "through_seq": None}
+        count = (
+            conn.execute(
+                select(func.count()).select_from(audit_log).where(audit_log.c.seq <= last.seq)
+            ).scalar()
+            or 0
+        )
+        detail = {"through_seq": int(last.seq), "through_hash": str(last.hash),
+                  "before_us": before_us, "records": int(count)}  # fmt: skip
+        append(conn, [AuditEvent(PRUNED, now, actor=actor, detail=detail)])
+        conn.execute(delete(audit_log).where(audit_log.c.seq <= last.seq))
+    return {"pruned": int(count), "through_seq": int(last.seq), "through_hash": str(last.hash)}
 
 
 def query(

@@ -186,6 +186,25 @@ def verify_audit(
     return result.as_dict()
 
 
+@router.delete("/audit")
+def prune_audit(
+    principal: LogsReaderDep,
+    security: SecurityDep,
+    before: Annotated[
+        str, Query(description="Delete records older than this: date, ISO date-time, epoch s.")
+    ],
+) -> dict[str, Any]:
+    """Apply a retention limit: records older than ``before`` are deleted, and an
+    ``audit.pruned`` record keeps the chain verifiable from the first one left."""
+    if not principal.is_system_admin:
+        raise PermissionDenied(
+            "Only the system administrator can prune the audit log.", code="insufficient_role"
+        )
+    before_us = audit.parse_instant(before, "before")
+    security.recorder.flush()
+    return audit.prune(security.db, before_us, actor=principal.actor)
+
+
 # -- guardrail policies ----------------------------------------------------------------------
 
 
