@@ -148,3 +148,37 @@ def test_usage_mistakes_are_one_line(tmp_path: Path, args: list[str], message: s
     assert result.returncode == 2
     assert result.stderr.startswith("error: " + message)
     assert len(result.stderr.strip().splitlines()) == 1 and "--help" in result.stderr
+
+
+def test_ctrl_c_at_the_chat_prompt_ends_the_session(tmp_path: Path) -> None:
+    """Interrupting the interactive chat while it waits for a line exits at once (130),
+    without waiting for Enter."""
+    import os
+    import pty
+    import signal
+    import sys
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.environ["GENAIOPS_DATA_DIR"] = str(tmp_path / "data")
+        os.execv(sys.executable, [sys.executable, "-m", "genaiops", "chat", "--max-tokens", "4"])
+    seen, started = b"", time.monotonic()
+    while b"> " not in seen and time.monotonic() - started < 120:
+        try:
+            seen += os.read(fd, 1024)
+        except OSError:
+            break
+    assert b"> " in seen, seen
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 130
+            os.close(fd)
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the chat session did not end on Ctrl-C")

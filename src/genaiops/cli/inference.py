@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Annotated
 
 import typer
@@ -95,6 +96,32 @@ def _json(request: GenerationRequest, text: str, finished: Finished | None) -> d
     }
 
 
+async def _read_line(prompt: str) -> str:
+    """``input`` on a daemon thread: Ctrl-C at the prompt ends the session at once (a
+    thread of the default executor would keep the process waiting for Enter)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def settle(value: str | None, error: BaseException | None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(value or "")
+
+    def read() -> None:
+        try:
+            value = input(prompt)
+        except BaseException as exc:  # EOFError above all; handed to the session
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=read, name="chat-input", daemon=True).start()
+    return await answer
+
+
 async def _interactive(
     gateway: Gateway, model: str, params: SamplingParams, system: str | None
 ) -> None:
@@ -102,7 +129,7 @@ async def _interactive(
     typer.echo(f"chatting with {model}; an empty line or Ctrl-D ends the session", err=True)
     while True:
         try:
-            line = await asyncio.to_thread(input, "> ")
+            line = await _read_line("> ")
         except EOFError:
             break
         if not line.strip():
