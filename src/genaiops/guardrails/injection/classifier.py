@@ -91,19 +91,52 @@ class Example:
     group: str
 
 
+_FIELDS = ("text", "label", "lang", "category", "split")
+
+
 def load_dataset(path: Path | None = None) -> list[Example]:
-    """Read the labelled prompts (one JSON object per line)."""
+    """Read the labelled prompts (one JSON object per line). A file that cannot be read,
+    or a line that is not such an object, is an InvalidRequest naming the line."""
+    from genaiops.errors import InvalidRequest
+
+    source = path or default_dataset_path()
     rows: list[Example] = []
-    with (path or default_dataset_path()).open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read the dataset {source}: {exc}", param="dataset") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
             r = json.loads(line)
-            # Variants of one prompt share a group (translations too, minus the language
-            # prefix), so cross-validation never sees a prompt's twin in another fold.
-            group = str(r.get("group") or r["text"]).split("-", 1)[-1]
-            rows.append(
-                Example(r["text"], int(r["label"]), r["lang"], r["category"], r["split"], group)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"{source}: line {number}: not JSON ({exc.msg})") from None
+        missing = [k for k in _FIELDS if not isinstance(r, dict) or r.get(k) in (None, "")]
+        if missing:
+            raise InvalidRequest(f"{source}: line {number}: missing {', '.join(missing)}")
+        if r["label"] not in (0, 1) or r["split"] not in ("train", "test"):
+            raise InvalidRequest(
+                f"{source}: line {number}: label must be 0 or 1 and split train or test"
+            )
+        # Variants of one prompt share a group (translations too, minus the language
+        # prefix), so cross-validation never sees a prompt's twin in another fold.
+        group = str(r.get("group") or r["text"]).split("-", 1)[-1]
+        rows.append(
+            Example(
+                str(r["text"]),
+                int(r["label"]),
+                str(r["lang"]),
+                str(r["category"]),
+                r["split"],
+                group,
+            )  # fmt: skip
+        )
+    for split in ("train", "test"):
+        labels = {e.label for e in rows if e.split == split}
+        if labels != {0, 1}:
+            raise InvalidRequest(
+                f"{source}: the {split} split needs examples of both labels (0 and 1)"
             )
     return rows
 
