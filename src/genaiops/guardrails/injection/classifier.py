@@ -115,9 +115,9 @@ def load_dataset(path: Path | None = None) -> list[Example]:
         missing = [k for k in _FIELDS if not isinstance(r, dict) or r.get(k) in (None, "")]
         if missing:
             raise InvalidRequest(f"{source}: line {number}: missing {', '.join(missing)}")
-        if r["label"] not in (0, 1) or r["split"] not in ("train", "test"):
+        if r["label"] not in (0, 1) or not isinstance(r["split"], str):
             raise InvalidRequest(
-                f"{source}: line {number}: label must be 0 or 1 and split train or test"
+                f"{source}: line {number}: label must be 0 or 1 and split a name (train, test, ...)"
             )
         # Variants of one prompt share a group (translations too, minus the language
         # prefix), so cross-validation never sees a prompt's twin in another fold.
