@@ -125,6 +125,21 @@ def test_lexical_search_finds_the_other_number_of_a_word(rag: RagService, tmp_pa
     assert sources(hits) == ["es.txt"]
 
 
+def test_a_file_name_that_is_not_utf8_is_one_failed_file(rag: RagService, tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Primer documento del manual.")
+    with open(os.path.join(os.fsencode(folder), b"m\xff.txt"), "w") as f:
+        f.write("Un nombre de archivo en latin-1.")
+    (folder / "z.txt").write_text("Último documento del manual.")
+    report = rag.ingest_paths(TENANT, "handbook", [folder])
+    assert report.added == 2
+    (failure,) = report.failed
+    assert "not valid UTF-8" in failure["error"] and failure["source"].endswith("m\ufffd.txt")
+
+
 def test_ingest_search_update_and_delete(rag: RagService, docs: Path) -> None:
     report = rag.ingest_paths(TENANT, "handbook", [docs])
     assert (report.documents, report.added, report.failed) == (3, 3, [])

@@ -380,7 +380,22 @@ class RagService:
         def loader(path: Path) -> Callable[[], list[LoadedDocument]]:
             return lambda: loaders.load_file(path, **options)  # type: ignore[arg-type]
 
-        loads = ((str(p), loader(p)) for p in files)
+        def misnamed(source: str) -> Callable[[], list[LoadedDocument]]:
+            def fail() -> list[LoadedDocument]:
+                raise LoadError(f"{source}: the file name is not valid UTF-8; rename the file")
+
+            return fail
+
+        def load(path: Path) -> tuple[str, Callable[[], list[LoadedDocument]]]:
+            source = str(path)
+            try:
+                source.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the OS handed over as lone surrogates
+                shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                return shown, misnamed(shown)
+            return source, loader(path)
+
+        loads = (load(p) for p in files)
         report = self.ingest(collection, loads, progress, metadata=metadata)
         if prune_under:
             roots = [Path(root).expanduser().resolve() for root in prune_under]
