@@ -218,6 +218,9 @@ def test_filter_numbers_match_numbers_kept_as_text(data: Path, tmp_path: Path) -
         (["search", "x", "--collection", "kb", "--mode", "fuzzy"], 2, "--mode must be"),
         (["collections", "create", "Bad Name"], 2, "invalid collection name"),
         (["collections", "create", "x", "--tenant", "Bad Name"], 2, "invalid tenant name"),
+        (["collections", "create", "x", "--chunk-tokens", "0"], 2, "chunk_tokens must be"),
+        (["collections", "create", "x", "--chunk-tokens", "9" * 25], 2, "chunk_tokens must be"),
+        (["documents", "list", "--collection", "kb", "--limit", "-1"], 2, "greater than or equal"),
         (["search", "x", "--collection", "kb", "--tenant", ""], 2, "invalid tenant name"),
         (["ingest", "/does/not/exist", "--collection", "kb", "--tenant", "acme"], 2, "not"),
         (

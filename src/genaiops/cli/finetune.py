@@ -265,7 +265,7 @@ def show_job(job_id: str, config: ConfigOption = None) -> None:
 @jobs_app.command("events")
 def job_events(
     job_id: str,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
     config: ConfigOption = None,
 ) -> None:
     """The job's events, oldest first."""

@@ -420,8 +420,8 @@ def search(
 def list_documents(
     collection: CollectionOption,
     tenant: TenantOption = SYSTEM_TENANT,
-    offset: int = 0,
-    limit: int = 100,
+    offset: Annotated[int, typer.Option(min=0, max=2**53)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:

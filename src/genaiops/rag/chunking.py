@@ -212,6 +212,8 @@ def split_sentences(text: str) -> list[str]:
 # Chunking
 
 _MIN_CHUNK_TOKENS = 16
+# As the API and the configuration allow: past it a chunk is a document, not a passage.
+_MAX_CHUNK_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -228,11 +230,12 @@ class _Piece:
 
 
 def check_sizes(chunk_tokens: int, overlap_tokens: int) -> None:
-    """Raise InvalidRequest unless the sizes can be used (chunk_tokens >= 16, overlap at most
-    half a chunk)."""
-    if chunk_tokens < _MIN_CHUNK_TOKENS:
+    """Raise InvalidRequest unless the sizes can be used (16 <= chunk_tokens <= 8192,
+    overlap at most half a chunk)."""
+    if not _MIN_CHUNK_TOKENS <= chunk_tokens <= _MAX_CHUNK_TOKENS:
         raise InvalidRequest(
-            f"chunk_tokens must be at least {_MIN_CHUNK_TOKENS}, got {chunk_tokens}.",
+            f"chunk_tokens must be between {_MIN_CHUNK_TOKENS} and {_MAX_CHUNK_TOKENS}, "
+            f"got {chunk_tokens}.",
             param="chunk_tokens",
         )
     if not 0 <= overlap_tokens <= chunk_tokens // 2:

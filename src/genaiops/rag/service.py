@@ -128,7 +128,7 @@ class RagService:
     ) -> Collection:
         cfg = self.settings.rag
         embedder = embedder or cfg.default_embedder
-        tokens = chunk_tokens or cfg.chunk_tokens
+        tokens = cfg.chunk_tokens if chunk_tokens is None else chunk_tokens
         overlap = cfg.chunk_overlap if chunk_overlap is None else chunk_overlap
         # Validate the chunking settings up front rather than at the first ingest.
         chunking.check_sizes(tokens, overlap)
