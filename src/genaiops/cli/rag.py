@@ -210,8 +210,7 @@ def ingest(
     with cli_errors(), rag_service(config) as rag:
         if not collection:
             raise InvalidRequest("--collection is required", param="collection")
-        if not paths and not sql_url:
-            raise InvalidRequest("give files or folders to ingest, or --sql-url")
+        _check_sources(paths, sql_url, text_field, sql_table, sql_query)
         tags = check_metadata(_metadata(metadata))
         # Fail on a bad collection or path before drawing the progress bar; the folders
         # are walked here once and the service gets the files.
@@ -257,9 +256,7 @@ def ingest(
                         prune_under=[p for p in paths if p.is_dir()] if prune else (),
                     )
                 )
-            if sql_url:
-                if not text_field:
-                    raise InvalidRequest("--text-field is required with --sql-url")
+            if sql_url and text_field:  # both checked by _check_sources
                 reports.append(
                     rag.ingest_sql(
                         tenant,
@@ -298,6 +295,24 @@ def ingest(
             # Every file that could be read is in; scripts still learn that some were not:
             # 1 when nothing could be ingested, 3 when only some files failed.
             raise typer.Exit(3 if summary["documents"] else 1)
+
+
+def _check_sources(
+    paths: list[Path] | None,
+    sql_url: str | None,
+    text_field: str | None,
+    sql_table: str | None,
+    sql_query: str | None,
+) -> None:
+    """What to read, checked before the progress bar is drawn."""
+    if not paths and not sql_url:
+        raise InvalidRequest("give files or folders to ingest, or --sql-url")
+    if sql_url:
+        if not text_field:
+            raise InvalidRequest("--text-field is required with --sql-url")
+        if (sql_table is None) == (sql_query is None):
+            raise InvalidRequest("--sql-url takes one of --sql-table or --sql-query")
+        sql_source(sql_url, query=sql_query, table=sql_table)
 
 
 def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -71,8 +71,9 @@ def serve(
 
         logs.configure(settings.server.log_level, settings.server.log_format)
         sock = _listen(settings.server.host, settings.server.port)
+        bound = sock.getsockname()[1]  # the port the OS chose for --port 0
         typer.echo(
-            f"genaiops serving on http://{settings.server.host}:{settings.server.port} "
+            f"genaiops serving on http://{settings.server.host}:{bound} "
             f"(data: {settings.data_dir}; models: {', '.join(m.name for m in settings.catalog())})",
             err=True,
         )
