@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genaiops.guardrails.pii import samples
+from genaiops.guardrails.pii import samples, validators
 from genaiops.guardrails.pii.detectors import AMBIGUOUS_DNI, ENTITY_KINDS
 from genaiops.guardrails.pii.guard import PIIGuard
 
@@ -94,8 +94,9 @@ LABELS: dict[str, list[str]] = {
     "NIT": ["NIT"],
     "DNI_PE": ["DNI", "DNI peruano", "DNI (RENIEC)"],
     "RUC": ["RUC"],
+    "RG": ["RG", "R.G."],
 }
-CONTEXT_ONLY = {"DNI_AR", "CEDULA_CO", "DNI_PE"}
+CONTEXT_ONLY = {"DNI_AR", "CEDULA_CO", "DNI_PE", "RG"}
 FILLERS: dict[str, list[str]] = {
     "es": [
         "La reunión fue el 15/03/2024 a las 10:30 y duró dos horas.",
@@ -176,6 +177,11 @@ def build(kind: str, n: int, rng: random.Random) -> list[Labelled]:
             if kind in CONTEXT_ONLY and not (kind == "DNI_PE" and "-" in value and i % 2):
                 # No check digit to get wrong: the look-alike is the number without keyword.
                 value = value if kind != "DNI_PE" else value[:8]
+                while kind == "RG" and validators.rut(value):
+                    # An RG written as 12.345.678-9 without its keyword is a Chilean RUT
+                    # when the RUT's check digit happens to fit (1 in 11): the detector
+                    # rightly reports it as one, so such look-alikes are drawn again.
+                    value = samples.lookalike(kind, rng)
                 frame = rng.choice([f for f, kw in FRAMES[lang] if not kw] + NEGATIVE_FRAMES[lang])
         if samples.needs_keyword(kind, value):
             # A person's NIT, a six-digit RUT: their shapes are other numbers' without it.

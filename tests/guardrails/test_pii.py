@@ -21,14 +21,14 @@ VALIDATORS = {
     "EMAIL": v.email, "PHONE": v.phone, "CREDIT_CARD": v.credit_card, "IBAN": v.iban,
     "IP_ADDRESS": v.ip_address, "CPF": v.cpf, "CNPJ": v.cnpj, "CURP": v.curp, "RFC": v.rfc,
     "RUT": v.rut, "DNI_AR": v.dni_ar, "CUIT": v.cuit, "CEDULA_CO": v.cedula_co, "NIT": v.nit,
-    "DNI_PE": v.dni_pe, "RUC": v.ruc,
+    "DNI_PE": v.dni_pe, "RUC": v.ruc, "RG": v.rg,
 }  # fmt: skip
-NO_CHECK_DIGIT = {"DNI_AR", "CEDULA_CO"}
+NO_CHECK_DIGIT = {"DNI_AR", "CEDULA_CO", "RG"}
 LABELS = {
     "EMAIL": "email", "PHONE": "tel", "CREDIT_CARD": "tarjeta", "IBAN": "IBAN",
     "IP_ADDRESS": "IP", "CPF": "CPF", "CNPJ": "CNPJ", "CURP": "CURP", "RFC": "RFC",
     "RUT": "RUT", "DNI_AR": "DNI argentino", "CUIT": "CUIT", "CEDULA_CO": "C.C.",
-    "NIT": "NIT", "DNI_PE": "DNI peruano", "RUC": "RUC",
+    "NIT": "NIT", "DNI_PE": "DNI peruano", "RUC": "RUC", "RG": "RG",
 }  # fmt: skip
 FRAMES = ("Mi {label} es {v}, gracias.", "Meu {label} é {v}.", "My {label} is {v}. Thanks!")
 
@@ -353,9 +353,22 @@ def test_dni_country_comes_from_the_text_the_shape_or_the_configuration() -> Non
 
 
 def test_extra_keywords_vouch_for_numbers() -> None:
-    assert PIIGuard().check("RG 12.345.678").spans == []
-    spans = PIIGuard({"keywords": ["RG"]}).check("RG 12.345.678").spans
+    assert PIIGuard().check("Matrícula 12.345.678").spans == []
+    spans = PIIGuard({"keywords": ["matrícula"]}).check("Matrícula 12.345.678").spans
     assert [s.text for s in spans] == ["12.345.678"]
+
+
+def test_brazilian_rg_counts_after_its_keyword() -> None:
+    assert found("portador do RG nº 12.345.678-9 SSP/SP e do CPF 529.982.247-25") == [
+        ("RG", "12.345.678-9"),
+        ("CPF", "529.982.247-25"),
+    ]
+    assert found("RG: 123456789; r.g. 12.345.678-X") == [
+        ("RG", "123456789"),
+        ("RG", "12.345.678-X"),
+    ]
+    # Without the keyword, or too short to be one, it is some other number.
+    assert found("O lote 12.345.678-9 chegou; a sala RG 12 fica no térreo.") == []
 
 
 def test_fullwidth_digits_and_nbsp_keep_original_offsets() -> None:

@@ -38,13 +38,16 @@ _WORDS: dict[str, str] = {
     "CUIT": "cuit cuil",
     "RUC": "ruc",
     "NIT": "nit",
+    # Brazil's identity card (Registro Geral): issued by each state, most without a check
+    # digit that holds across states, so only its keyword vouches for it.
+    "RG": "rg r.g",
     "RFC": "rfc",
     "CURP": "curp",
     "IBAN": "iban",
     "CARD": "tarjeta cartão cartao card visa mastercard amex crédito credito débito debito",
     "PHONE": (
         "teléfono telefono telefone tel telf tlf tfno fono cel celu celular móvil movil whatsapp"
-        " wpp zap phone mobile cell fone contacto contato llámame llamame llamar ligue ligar"
+        " wpp zap whats phone mobile cell fone contacto contato llámame llamame llamar ligue ligar"
         " call fax"
     ),
     "DNI": "dni d.n.i",
@@ -91,13 +94,14 @@ _VOUCHES: dict[str, frozenset[str]] = {
     "PHONE": frozenset({"PHONE"}),
     "DNI": frozenset({"DNI_AR", "DNI_PE"}),
     "CC": frozenset({"CEDULA_CO"}),
+    "RG": frozenset({"RG"}),
     "ID": frozenset({"DNI_AR", "DNI_PE", "CEDULA_CO"}),
     "NEG": frozenset(),
 }
 # Groups whose keyword vouches for a number the checksum rules alone would not report: the
 # identity documents without check digit, a person's NIT (a cédula plus its check digit)
 # and a RUT under 1,000,000 (six digits).
-_CONTEXT_GROUPS = frozenset({"DNI", "CC", "ID", "NIT", "RUT"})
+_CONTEXT_GROUPS = frozenset({"DNI", "CC", "ID", "NIT", "RUT", "RG"})
 _COUNTRY_HINTS = re.compile(
     r"(?i)(?<![^\W\d_])(?:"
     r"(?P<AR>argentin[ao]s?|argentina|buenos aires|renaper|anses|afip|cuil|cuit|rosario)"
@@ -229,6 +233,8 @@ def identity_kind(
         return "NIT" if check is not None or "." not in number else None
     if hit.group == "RUT":
         return "RUT" if check is not None else None
+    if hit.group == "RG":
+        return "RG"
     if check is not None:
         return "DNI_PE" if hit.group in ("DNI", "ID") else None
     if hit.group == "CC":

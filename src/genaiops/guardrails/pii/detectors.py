@@ -33,7 +33,7 @@ from genaiops.guardrails.pii.phones import find_phones
 
 ENTITY_KINDS: tuple[str, ...] = (
     "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "CPF", "CNPJ", "CURP", "RFC",
-    "RUT", "DNI_AR", "CUIT", "CEDULA_CO", "NIT", "DNI_PE", "RUC",
+    "RUT", "DNI_AR", "CUIT", "CEDULA_CO", "NIT", "DNI_PE", "RUC", "RG",
 )  # fmt: skip
 # Eight bare digits after "DNI" with no country to tell an Argentine number from a Peruvian
 # one are reported as "DNI" (see ``context.identity_kind``); asking for either country's
@@ -171,6 +171,7 @@ _VALIDATORS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "DNI_PE": ("dni_pe", v.dni_pe),
     "DNI": ("dni", v.dni),
     "CEDULA_CO": ("cedula_co", v.cedula_co),
+    "RG": ("rg", v.rg),
 }
 
 

@@ -142,6 +142,14 @@ def nit(rng: random.Random) -> str:
     return rng.choice([f"{int(body):,}".replace(",", ".") + f"-{dv}", f"{body}-{dv}"])
 
 
+def rg(rng: random.Random) -> str:
+    """São Paulo's shape, 12.345.678-9 (the check may be X), or the digits bare."""
+    body = rng.randint(1_000_000, 59_999_999)
+    check = rng.choice("0123456789X")
+    bare = f"{body}{check}" if check != "X" else f"{body}-X"  # an X is always hyphenated
+    return rng.choice([f"{body:,}".replace(",", ".") + f"-{check}", bare])
+
+
 def needs_keyword(kind: str, value: str) -> bool:
     """Whether ``value`` counts only after its keyword: a NIT whose body is not a company's
     nine digits (a person's cédula plus check digit), a RUT under 1,000,000."""
@@ -371,6 +379,7 @@ GENERATORS: dict[str, Callable[[random.Random], str]] = {
     "NIT": nit,
     "DNI_PE": dni_pe,
     "RUC": ruc,
+    "RG": rg,
 }
 # Kinds whose look-alike is a wrong check character at the end of the value.
 _LAST_CHAR = {
@@ -431,4 +440,4 @@ def lookalike(kind: str, rng: random.Random) -> str:
                 f"{a}.{b:02d}.0{c % 10}.{a}",
             ]
         )
-    return value  # DNI_AR, CEDULA_CO: no check digit; the missing keyword decides
+    return value  # DNI_AR, CEDULA_CO, RG: no check digit; the missing keyword decides

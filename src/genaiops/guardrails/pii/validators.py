@@ -232,6 +232,14 @@ def cuit(value: str) -> bool:
     return r != 10 and int(d[10]) == r % 11
 
 
+def rg(value: str) -> bool:
+    """Brazil's RG: 5 to 10 digits, the last of which may be an "X" (São Paulo's check
+    character); no check that holds for every issuing state."""
+    code = compact(value)
+    body, last = code[:-1], code[-1:]
+    return body.isdigit() and (last.isdigit() or last == "X") and 6 <= len(code) <= 11
+
+
 def cedula_co(value: str) -> bool:
     d = digits_of(value)
     return len(d) == len(compact(value)) and 6 <= len(d) <= 10 and d[0] != "0"
