@@ -318,7 +318,7 @@ def test_deleting_versions_and_models(registry: Registry) -> None:
 def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Registry) -> None:
     """delete_version checks for aliases, then deletes: an alias set in between must not
     be reported as set and then vanish with the version (MLflow drops a deleted version's
-    aliases)."""
+    aliases). The two requests hold two Registry objects, as a server's requests do."""
     registry.register("acme", "bot", "/jobs/1/a.gguf", None, "smol", {})
     checked, aliasing = threading.Event(), threading.Event()
     real_get = registry.get
@@ -338,7 +338,7 @@ def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Regis
         checked.wait(5)
         aliasing.set()
         try:
-            outcome["alias"] = registry.set_alias("acme", "bot", "champion", 1)
+            outcome["alias"] = Registry(registry.settings).set_alias("acme", "bot", "champion", 1)
         except NotFound as exc:
             outcome["alias"] = exc
 

@@ -136,6 +136,15 @@ def _number(value: str) -> float | str:
         return value
 
 
+_STORE_LOCKS: dict[str, threading.RLock] = {}
+_STORE_LOCKS_GUARD = threading.Lock()
+
+
+def _store_lock(uri: str) -> threading.RLock:
+    with _STORE_LOCKS_GUARD:
+        return _STORE_LOCKS.setdefault(uri, threading.RLock())
+
+
 class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -143,8 +152,10 @@ class Registry:
         self._jobs: Any = None  # the job store, for checkpoints
         # Changes that check the registry before they write (an alias's version exists, a
         # version has no alias) run one at a time, so a check never goes stale before its
-        # write within this process; MLflow's store has no transaction to span both.
-        self._writing = threading.RLock()
+        # write within this process; MLflow's store has no transaction to span both. The
+        # lock is the store's, shared by every Registry of the process (a server builds
+        # one per request).
+        self._writing = _store_lock(settings.mlflow_uri())
 
     @property
     def client(self) -> Any:
