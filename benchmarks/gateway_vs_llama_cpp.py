@@ -282,7 +282,7 @@ def main() -> None:
     llm = load_raw()
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         default = start_gateway(Path(a))
-        bare = start_gateway(Path(b), "[guardrails.output]\n")
+        bare = start_gateway(Path(b), "[guardrails.output.pii]\nenabled = false\n")
         try:
             gateways = {
                 "gateway": default[1:],

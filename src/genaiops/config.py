@@ -281,6 +281,37 @@ class GuardrailsSettings(BaseModel):
         default_factory=lambda: GuardPolicy(action="flag", threshold=0.5)
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _over_the_defaults(cls, data: Any) -> Any:
+        """A stage's table changes the guards it names, field by field, over the defaults:
+        ``[guardrails.input.toxicity] action = "block"`` keeps prompt injection blocked and
+        PII redacted. A guard leaves a stage with ``enabled = false``."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        defaults = cls.model_construct()
+        for stage in ("input", "context", "output"):
+            given = data.get(stage)
+            if not isinstance(given, dict):
+                continue
+            policies: dict[str, Any] = {
+                name: policy.model_dump(exclude_defaults=True)
+                for name, policy in getattr(defaults, stage).items()
+            }
+            for name, policy in given.items():
+                if isinstance(policy, GuardPolicy):
+                    policies[name] = policy  # given whole, as an object
+                elif isinstance(policy, dict) and isinstance(policies.get(name), dict):
+                    policies[name] = policies[name] | policy
+                else:
+                    policies[name] = policy
+            merged[stage] = policies
+        given = data.get("groundedness")
+        if isinstance(given, dict):
+            merged["groundedness"] = {"action": "flag", "threshold": 0.5} | given
+        return merged
+
     @field_validator("groundedness")
     @classmethod
     def _groundedness_is_observed(cls, policy: GuardPolicy) -> GuardPolicy:

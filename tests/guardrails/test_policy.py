@@ -30,6 +30,25 @@ def service(**settings: object) -> GuardrailsService:
     return GuardrailsService(GuardrailsSettings.model_validate(settings))
 
 
+def only(stage: str, **policies: object) -> dict[str, object]:
+    """A stage's table that runs these guards alone: the stage's defaults switched off."""
+    defaults = getattr(GuardrailsSettings(), stage)
+    return {name: {"enabled": False} for name in defaults} | policies
+
+
+def test_a_stage_table_changes_the_guards_it_names_over_the_defaults() -> None:
+    settings = GuardrailsSettings.model_validate(
+        {"input": {"toxicity": {"action": "block"}}, "groundedness": {"action": "log"}}
+    )
+    assert {n: p.action for n, p in settings.input.items()} == {
+        "prompt_injection": "block", "pii": "redact", "toxicity": "block"}  # fmt: skip
+    assert settings.groundedness.threshold == 0.5  # kept when only the action is given
+    blocked = GuardrailsService(settings).check(ATTACK)
+    assert blocked.blocked and blocked.actions["prompt_injection"] == "block"
+    off = GuardrailsSettings.model_validate({"input": {"prompt_injection": {"enabled": False}}})
+    assert not GuardrailsService(off).check(ATTACK).blocked
+
+
 def test_default_input_policy() -> None:
     guards = service()
     blocked = guards.check(ATTACK)
@@ -287,7 +306,7 @@ def test_output_block_stops_the_answer() -> None:
 
 
 def test_no_output_policy_and_no_vault_passes_text_through() -> None:
-    out = OutputFilter(service(output={}), None, None)
+    out = OutputFilter(service(output=only("output")), None, None)
     assert not out.active
     assert out.feed("sin frase") == "sin frase"
 
@@ -304,15 +323,16 @@ def test_huge_and_binary_inputs() -> None:
 
 def test_banned_terms_and_topics() -> None:
     guards = service(
-        input={
-            "banned_terms": {
+        input=only(
+            "input",
+            banned_terms={
                 "action": "block",
                 "options": {
                     "terms": ["Proyecto Cóndor", "codename falcon"],
                     "topics": {"weapons": ["arma", "pistola", "rifle"]},
                 },
-            }
-        }
+            },
+        )
     )
     outcome = guards.check("¿Qué sabes del PROYECTO CONDOR y dónde compro una pistola?")
     assert outcome.blocked
@@ -663,7 +683,7 @@ def test_results_are_remembered_for_texts_seen_before() -> None:
     """A conversation re-sends its history with every turn: deterministic guards read each
     text once, while the policy (thresholds, actions, the request's own redaction numbering)
     still applies to every request."""
-    guards = service(input={"pii": {"action": "redact"}, "toxicity": {"action": "flag"}})
+    guards = service(input=only("input", pii={"action": "redact"}, toxicity={"action": "flag"}))
     pii = guards.guard("pii")
     calls: list[str] = []
     real = pii.check
