@@ -559,6 +559,22 @@ def test_openai_client_method_metadata_and_pagination(queued: Server, tmp_path: 
         assert len(client.fine_tuning.jobs.list(limit=100).data) == 2
         for created in (job, second):
             assert client.fine_tuning.jobs.cancel(created.id).status == "cancelled"
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.fine_tuning.jobs.create(model=SMOL, training_file="file-" + "0" * 24)
+        assert missing.value.param == "training_file"
+
+        # Files: typed objects, cursor pages the client can walk to the end, the content.
+        from openai.types import FileObject
+
+        with path.open("rb") as f:
+            other = client.files.create(file=f, purpose="fine-tune")
+        FileObject.model_validate(other.to_dict())  # every required field, strictly
+        walked = [f.id for f in client.files.list(limit=1)]  # follows has_more and after
+        assert walked == [other.id, training]
+        assert [f.id for f in client.files.list(order="asc")] == [training, other.id]
+        assert client.files.content(training).content == path.read_bytes()
+        with pytest.raises(openai.NotFoundError):
+            client.files.list(after="file-" + "0" * 24)
 
 
 def test_fine_tuning_routes_keep_tenants_apart(queued: Server, tmp_path: Path) -> None:
@@ -599,6 +615,8 @@ def test_fine_tuning_routes_keep_tenants_apart(queued: Server, tmp_path: Path) -
         assert "secret-bot" not in names
         for method, path, kw in [
             ("GET", f"/v1/files/{file_a}", {}),
+            ("GET", f"/v1/files/{file_a}/content", {}),
+            ("GET", "/v1/files", {"params": {"after": file_a}}),
             ("DELETE", f"/v1/files/{file_a}", {}),
             ("GET", f"/v1/fine_tuning/jobs/{job_a}", {}),
             ("GET", f"/v1/fine_tuning/jobs/{job_a}/events", {}),
@@ -618,6 +636,7 @@ def test_fine_tuning_routes_keep_tenants_apart(queued: Server, tmp_path: Path) -
         requests: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", "/v1/files", {}),
             ("GET", f"/v1/files/{file_a}", {}),
+            ("GET", f"/v1/files/{file_a}/content", {}),
             ("DELETE", f"/v1/files/{file_a}", {}),
             ("POST", "/v1/files",
              {"files": {"file": ("t.jsonl", rows)}, "data": {"purpose": "fine-tune"}}),

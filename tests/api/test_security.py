@@ -483,6 +483,9 @@ def test_metrics_count_requests_tokens_rejections_and_failures(server: Server) -
     assert after[limit] == 1
     assert after['genaiops_auth_failures_total{reason="missing_api_key"}'] == before + 1
     assert after[f'genaiops_queue_depth{{model="{MODEL}"}}'] == 0
+    # The queue's places alone (not the running slots): depth over capacity is its fill.
+    places = admin(server, "GET", "/readyz").json()["models"][MODEL]["queue_size"]
+    assert after[f'genaiops_queue_capacity{{model="{MODEL}"}}'] == places > 0
     assert f'genaiops_request_duration_seconds_count{{model="{MODEL}"}}' in after
     assert f'genaiops_time_to_first_token_seconds_count{{model="{MODEL}"}}' in after
 

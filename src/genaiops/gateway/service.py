@@ -195,6 +195,7 @@ class Gateway:
                 "running": stats.running,
                 "queued": stats.queued,
                 "capacity": handle.scheduler.capacity,
+                "queue_size": handle.scheduler.max_queue,
                 "completed": stats.completed,
                 "cancelled": stats.cancelled,
                 "rejected": stats.rejected,

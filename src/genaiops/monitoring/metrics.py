@@ -37,7 +37,10 @@ class _SchedulerCollector(Collector):
             "genaiops_queue_depth", "Requests waiting in a model's queue.", labels=["model"]
         )
         capacity = GaugeMetricFamily(
-            "genaiops_queue_capacity", "Queue slots of a model (more get 429).", labels=["model"]
+            "genaiops_queue_capacity",
+            "Places in a model's queue (queue_depth counts the taken ones; once they are all "
+            "taken new requests get 429).",
+            labels=["model"],
         )
         inflight = GaugeMetricFamily(
             "genaiops_inflight_requests", "Requests a model is generating now.", labels=["model"]
@@ -47,7 +50,7 @@ class _SchedulerCollector(Collector):
         )
         for model, stats in self._status().items():
             queue.add_metric([model], stats["queued"])
-            capacity.add_metric([model], stats["capacity"])
+            capacity.add_metric([model], stats["queue_size"])
             inflight.add_metric([model], stats["running"])
             ready.add_metric([model], 1.0 if stats["state"] == "ready" else 0.0)
         yield from (queue, capacity, inflight, ready)

@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, tuple_
 
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest, NotFound, PayloadTooLarge
@@ -98,12 +98,35 @@ class FineTuning:
             raise NotFound(f"no file {file_id!r}", param="file_id", code="file_not_found")
         return _file_public(dict(row._mapping))
 
-    def list_files(self, tenant: str | None) -> list[dict[str, Any]]:
-        query = select(files).order_by(files.c.created_us.desc())
+    def list_files(
+        self,
+        tenant: str | None,
+        limit: int = 10_000,
+        after: str | None = None,
+        order: str = "desc",
+        purpose: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Files in upload order (``order``), from the one after ``after`` (a file id, as
+        OpenAI's cursor pages ask), at most ``limit``."""
+        newest_first = order == "desc"
+        keys = (files.c.created_us, files.c.id)
+        query = select(files).order_by(*(k.desc() if newest_first else k for k in keys))
         if tenant is not None:
             query = query.where(files.c.tenant == tenant)
+        if purpose is not None:
+            query = query.where(files.c.purpose == purpose)
         with self.db.connect() as conn:
-            return [_file_public(dict(r._mapping)) for r in conn.execute(query).all()]
+            if after is not None:
+                found = select(files.c.created_us, files.c.id).where(files.c.id == after)
+                if tenant is not None:  # another tenant's id is no cursor: not found
+                    found = found.where(files.c.tenant == tenant)
+                cursor = conn.execute(found).first()
+                if cursor is None:
+                    raise NotFound(f"no file {after!r}", param="after", code="file_not_found")
+                position, mark = tuple_(*keys), tuple_(cursor.created_us, cursor.id)
+                query = query.where(position < mark if newest_first else position > mark)
+            rows = conn.execute(query.limit(limit)).all()
+        return [_file_public(dict(r._mapping)) for r in rows]
 
     def delete_file(self, tenant: str | None, file_id: str) -> None:
         path = self.file_path(tenant, file_id)
@@ -112,9 +135,13 @@ class FineTuning:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
-    def file_path(self, tenant: str | None, reference: str) -> Path:
-        """The path of an uploaded file id, for the API's ``training_file``."""
-        meta = self.get_file(tenant, reference)
+    def file_path(self, tenant: str | None, reference: str, param: str = "file_id") -> Path:
+        """The path of an uploaded file id, for the API's ``training_file`` (``param``: the
+        request field a missing file is reported against)."""
+        try:
+            meta = self.get_file(tenant, reference)
+        except NotFound as exc:
+            raise NotFound(exc.message, param=param, code="file_not_found") from None
         path = self.files_dir() / _stored_name(reference, meta["filename"])
         if not path.exists() and (self.files_dir() / reference).exists():
             return self.files_dir() / reference  # stored before text uploads kept a suffix
@@ -254,6 +281,9 @@ def _file_public(row: dict[str, Any]) -> dict[str, Any]:
         "filename": row["filename"],
         "purpose": row["purpose"],
         "sha256": row["sha256"],
+        # OpenAI's (deprecated but required by its typed clients): stored and checked.
+        "status": "processed",
+        "status_details": None,
     }
 
 

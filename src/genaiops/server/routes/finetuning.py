@@ -12,11 +12,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
 
-from genaiops.errors import InvalidRequest
+from genaiops.errors import InvalidRequest, NotFound
 from genaiops.registry.service import Registry
 from genaiops.security.principal import Principal
 from genaiops.server.deps import (
@@ -58,9 +59,35 @@ def upload_file(
 
 @router.get("/v1/files")
 def list_files(
-    principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
+    principal: ModelsManagerDep,
+    service: FineTuningDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    after: str | None = None,
+    order: Literal["asc", "desc"] = "desc",
+    purpose: str | None = None,
+    tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    return {"object": "list", "data": service.list_files(principal.scope(tenant))}
+    found = service.list_files(principal.scope(tenant), limit + 1, after, order, purpose)
+    data = found[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(found) > limit,
+    }
+
+
+@router.get("/v1/files/{file_id}/content")
+def file_content(
+    file_id: str, principal: ModelsManagerDep, service: FineTuningDep, tenant: TenantQuery = None
+) -> FileResponse:
+    """The file's bytes, as uploaded."""
+    path = service.file_path(principal.scope(tenant), file_id)
+    if not path.is_file():
+        raise NotFound(f"the content of file {file_id!r} is gone", param="file_id",
+                       code="file_not_found")  # fmt: skip
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 @router.get("/v1/files/{file_id}")
@@ -144,8 +171,12 @@ def create_job(
 ) -> dict[str, Any]:
     owner = owner_tenant(principal, tenant)
     hyper = hyperparameters(body)
-    training = service.file_path(owner, body.training_file)
-    validation = service.file_path(owner, body.validation_file) if body.validation_file else None
+    training = service.file_path(owner, body.training_file, "training_file")
+    validation = (
+        service.file_path(owner, body.validation_file, "validation_file")
+        if body.validation_file
+        else None
+    )
     name = body.suffix or f"{body.model}-ft".lower().replace(".", "-")
     multiplier = hyper.learning_rate_multiplier
     job = service.create_job(
