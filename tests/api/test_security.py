@@ -127,7 +127,8 @@ def test_huge_authorization_header_does_not_crash(server: Server) -> None:
 
 def test_huge_numbers_in_audit_queries_are_400(server: Server) -> None:
     huge = "9" * 23
-    error_of(admin(server, "GET", "/admin/audit", params={"after_seq": huge}), 400)
+    error = error_of(admin(server, "GET", "/admin/audit", params={"after_seq": huge}), 400)
+    assert error["param"] == "after_seq"  # the parameter's name, not "query.after_seq"
     anchor = f"{huge}:{'0' * 64}"
     error_of(admin(server, "GET", "/admin/audit/verify", params={"anchor": anchor}), 400)
 

@@ -130,7 +130,11 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def _param(error: Any) -> str | None:
-    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in error.get("loc", ())]
+    # Where the value came from is not part of its name: "limit", not "query.limit" (a
+    # body field may itself be called "query": only the first place is dropped).
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
     # Union members add their type's name to the location ("str", "list[str]",
     # "function-after[...]"); drop exactly those, keeping fields such as "stream" or "strict".
     loc = [p for p in loc if p not in _UNION_TAGS and not _TAG_WITH_ARGS.fullmatch(p)]
