@@ -138,8 +138,12 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
     os.kill(pid, signal.SIGKILL)
     done_a = _wait(http, job_a["id"], lambda j: j["status"] in ("succeeded", "failed"))
     assert done_a["status"] == "succeeded", done_a["error"]
-    messages = [e["message"] for e in _events(http, job_a["id"])]
+    events = _events(http, job_a["id"])
+    messages = [e["message"] for e in events]
     assert any("resuming from the last checkpoint" in m for m in messages), messages
+    # OpenAI's event types: the training steps are "metrics", everything else a message.
+    kinds = {e["message"].startswith("step "): e["type"] for e in events}
+    assert kinds == {True: "metrics", False: "message"}
     resumed = [m for m in messages if m.startswith("resumed from step ")]
     assert resumed and not resumed[0].startswith("resumed from step 0"), messages
     assert worker["status"] == "running"

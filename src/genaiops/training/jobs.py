@@ -338,18 +338,22 @@ class JobStore:
                     )
                 query = query.where(fine_tuning_events.c.id < after)
             rows = conn.execute(query.limit(limit)).all()
-        return [
-            {
+        out = []
+        for r in rows:
+            data = json.loads(r.data) if r.data else None
+            # OpenAI's "metrics" events are the training steps; the rest are messages,
+            # whatever details they carry (a training file's statistics).
+            step = isinstance(data, dict) and "step" in data
+            out.append({
                 "id": f"ftevent-{r.id}",
                 "object": "fine_tuning.job.event",
                 "created_at": r.ts_us // 1_000_000,
                 "level": r.level,
                 "message": r.message,
-                "data": json.loads(r.data) if r.data else None,
-                "type": "metrics" if r.data else "message",
-            }
-            for r in rows
-        ]
+                "data": data,
+                "type": "metrics" if step else "message",
+            })  # fmt: skip
+        return out
 
     def request_cancel(self, job_id: str) -> Job | None:
         """Ask for a job to stop; a queued job is cancelled at once, a running one at its
