@@ -95,7 +95,9 @@ def check_tenant(name: str) -> str:
 def _check_limits(rpm: int | None, tpm: int | None, budget: int | None, period: str) -> None:
     for label, value in (("rpm", rpm), ("tpm", tpm), ("budget_tokens", budget)):
         if value is not None and not 0 < value <= 10**15:
-            raise InvalidRequest(f"{label} must be a positive integer", param=label)
+            raise InvalidRequest(
+                f"{label} must be a positive integer of at most 10**15", param=label
+            )
     if period not in PERIODS:
         raise InvalidRequest(f"budget_period must be one of {PERIODS}", param="budget_period")
 
