@@ -220,6 +220,11 @@ def test_filter_numbers_match_numbers_kept_as_text(data: Path, tmp_path: Path) -
         (["collections", "create", "x", "--tenant", "Bad Name"], 2, "invalid tenant name"),
         (["collections", "create", "x", "--chunk-tokens", "0"], 2, "chunk_tokens must be"),
         (
+            ["documents", "delete", "9" * 25, "--collection", "kb", "--tenant", "acme"],
+            1,
+            "number is too large",
+        ),
+        (
             [
                 "ingest",
                 "--collection",
