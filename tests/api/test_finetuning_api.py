@@ -64,7 +64,7 @@ def _create(
     return job
 
 
-def _wait(http: httpx.Client, job_id: str, until: Any, timeout: float = 400) -> dict[str, Any]:
+def _wait(http: httpx.Client, job_id: str, until: Any, timeout: float = 900) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job: dict[str, Any] = http.get(f"/v1/fine_tuning/jobs/{job_id}").json()
