@@ -51,6 +51,17 @@ def test_chat_streams_plain_text() -> None:
     assert result.stdout.strip()
 
 
+def test_chat_interactive_json_prints_one_object_per_answer() -> None:
+    result = runner.invoke(
+        app, ["chat", "--json", "--max-tokens", "4", "--temperature", "0"], input="Hi\nAgain\n\n"
+    )
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == 2 and all(a["usage"]["completion_tokens"] > 0 for a in answers)
+    # The second turn carries the first one: its prompt is longer.
+    assert answers[1]["usage"]["prompt_tokens"] > answers[0]["usage"]["prompt_tokens"]
+
+
 def test_chat_interactive_keeps_history() -> None:
     result = runner.invoke(
         app, ["chat", "--max-tokens", "6", "--temperature", "0"], input="Hi\nAnd again\n\n"

@@ -75,7 +75,7 @@ async def _session(
                 if as_json:
                     typer.echo(json.dumps(_json(request, text, finished), ensure_ascii=False))
             return
-        await _interactive(gateway, model, params, system)
+        await _interactive(gateway, model, params, system, as_json)
     finally:
         await gateway.close()
 
@@ -123,20 +123,23 @@ async def _read_line(prompt: str) -> str:
 
 
 async def _interactive(
-    gateway: Gateway, model: str, params: SamplingParams, system: str | None
+    gateway: Gateway, model: str, params: SamplingParams, system: str | None, as_json: bool
 ) -> None:
     history: list[ChatMessage] = [ChatMessage("system", system)] if system else []
     typer.echo(f"chatting with {model}; an empty line or Ctrl-D ends the session", err=True)
     while True:
         try:
-            line = await _read_line("> ")
+            # JSON output keeps stdout to the answers' objects: no prompt there.
+            line = await _read_line("" if as_json else "> ")
         except EOFError:
             break
         if not line.strip():
             break
         history.append(ChatMessage("user", line))
         request = GenerationRequest(new_request_id("chat"), model, params, messages=list(history))
-        text, _ = await _run(gateway, request, echo=True)
+        text, finished = await _run(gateway, request, echo=not as_json)
+        if as_json:
+            typer.echo(json.dumps(_json(request, text, finished), ensure_ascii=False))
         history.append(ChatMessage("assistant", text))
 
 
