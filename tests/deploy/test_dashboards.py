@@ -101,7 +101,7 @@ def parse_exposition(text: str) -> dict[str, Family]:
 
 @pytest.fixture(scope="module")
 def families() -> dict[str, Family]:
-    metrics = Metrics(lambda: {"m": {"queued": 0, "capacity": 1, "running": 0, "state": "ready"}})
+    metrics = Metrics(lambda: {"m": {"queued": 0, "queue_size": 1, "running": 0, "state": "ready"}})
     # Labelled counters and histograms have no series until first used: give each one a
     # child so that its label names show in the exposition.
     for wrapper in vars(metrics).values():
