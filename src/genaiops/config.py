@@ -309,7 +309,7 @@ class GuardrailsSettings(BaseModel):
             merged[stage] = policies
         given = data.get("groundedness")
         if isinstance(given, dict):
-            merged["groundedness"] = {"action": "flag", "threshold": 0.5} | given
+            merged["groundedness"] = defaults.groundedness.model_dump(exclude_defaults=True) | given
         return merged
 
     @field_validator("groundedness")

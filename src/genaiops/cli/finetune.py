@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
-from genaiops.cli.keys import JsonOption, _emit
+from genaiops.cli.keys import JsonOption, _emit, audit_event
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest
 from genaiops.security.principal import SYSTEM_TENANT
@@ -195,7 +195,7 @@ def finetune(
             created_by="cli", reserved_by=None if detach else f"cli:{worker_name()}",
             merged=merged,
         )  # fmt: skip
-        _audit(config, "finetune.created", tenant, job=job.id, base=job.base_model,
+        audit_event(config, "finetune.created", tenant, job=job.id, base=job.base_model,
                name=job.name, dataset_sha256=job.dataset_sha256)  # fmt: skip
         if detach:
             _emit(job.public(), as_json, _JOB_COLUMNS, "queued")
@@ -298,7 +298,7 @@ def cancel_job(job_id: str, config: ConfigOption = None) -> None:
 
     with cli_errors(), _database(config) as (settings, db):
         job = FineTuning(settings, db).cancel(None, job_id)
-        _audit(config, "finetune.cancelled", job.tenant, job=job.id)
+        audit_event(config, "finetune.cancelled", job.tenant, job=job.id)
         write(f"{job.id}: {job.status}{' (stopping)' if job.status == 'running' else ''}\n")
 
 
@@ -316,12 +316,6 @@ def _registry(config: Path | None) -> Any:
     from genaiops.registry.service import Registry
 
     return Registry(settings_from(config))
-
-
-def _audit(config: Path | None, event: str, tenant: str, **detail: Any) -> None:
-    from genaiops.cli.keys import audit_event
-
-    audit_event(config, event, tenant, **detail)
 
 
 @registry_app.command("list")
@@ -356,7 +350,7 @@ def registry_import(
     """Register an adapter trained elsewhere as the next version of NAME (checked first)."""
     with cli_errors():
         v = _registry(config).import_adapter(tenant, name, adapter, base)
-        _audit(config, "model.registered", tenant, name=name, version=v.version, base=base)
+        audit_event(config, "model.registered", tenant, name=name, version=v.version, base=base)
     write(f"registered {v.model_id}\n")
 
 
@@ -368,7 +362,7 @@ def alias_set(
     """Point ALIAS of NAME at VERSION (serving follows within seconds, no restart)."""
     with cli_errors():
         v = _registry(config).set_alias(tenant, name, alias, version)
-        _audit(config, "model.alias_set", tenant, name=name, alias=alias, version=version)
+        audit_event(config, "model.alias_set", tenant, name=name, alias=alias, version=version)
     write(f"{name}@{alias} -> version {v.version}\n")
 
 
@@ -379,7 +373,7 @@ def alias_delete(
     """Remove ALIAS from NAME."""
     with cli_errors():
         _registry(config).delete_alias(tenant, name, alias)
-        _audit(config, "model.alias_deleted", tenant, name=name, alias=alias)
+        audit_event(config, "model.alias_deleted", tenant, name=name, alias=alias)
     write(f"{name}@{alias} deleted\n")
 
 
@@ -401,11 +395,11 @@ def registry_delete(
         registry = _registry(config)
         if version is None:
             versions = registry.delete_model(tenant, name, force)
-            _audit(config, "model.deleted", tenant, name=name, versions=versions)
+            audit_event(config, "model.deleted", tenant, name=name, versions=versions)
             count = f"{len(versions)} version{'' if len(versions) == 1 else 's'}"
             write(f"deleted {name} ({count})\n")
             return
         gone = registry.delete_version(tenant, name, version, force)
-        _audit(config, "model.version_deleted", tenant, name=name, version=version,
+        audit_event(config, "model.version_deleted", tenant, name=name, version=version,
                aliases=list(gone.aliases))  # fmt: skip
     write(f"deleted {gone.model_id}\n")

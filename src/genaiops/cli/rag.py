@@ -210,7 +210,7 @@ def ingest(
     with cli_errors(), rag_service(config) as rag:
         if not collection:
             raise InvalidRequest("--collection is required", param="collection")
-        _check_sources(paths, sql_url, text_field, sql_table, sql_query)
+        database = _check_sources(paths, sql_url, text_field, sql_table, sql_query)
         tags = check_metadata(_metadata(metadata))
         # Fail on a bad collection or path before drawing the progress bar; the folders
         # are walked here once and the service gets the files.
@@ -272,11 +272,8 @@ def ingest(
                     )
                 )
         summary = _merge([r.as_dict() for r in reports])
-        # What was read: paths, and a database by its table or query and a tag that
-        # never holds the URL's password.
-        read = [str(p) for p in paths or []][:100]
-        if sql_url:
-            read.append(sql_source(sql_url, query=sql_query, table=sql_table))
+        # What was read: paths, and a database by its source name.
+        read = [str(p) for p in paths or []][:100] + ([database] if database else [])
         audit_event(config, "documents.ingested", tenant, collection=collection, files=read,
                     added=summary["added"], updated=summary["updated"],
                     removed=summary["removed"], failed=len(summary["failed"]))  # fmt: skip
@@ -303,8 +300,9 @@ def _check_sources(
     text_field: str | None,
     sql_table: str | None,
     sql_query: str | None,
-) -> None:
-    """What to read, checked before the progress bar is drawn."""
+) -> str | None:
+    """What to read, checked before the progress bar is drawn; the database's source name
+    (its table or query and a tag that never holds the URL's password), if one is read."""
     if not paths and not sql_url:
         raise InvalidRequest("give files or folders to ingest, or --sql-url")
     if sql_url:
@@ -312,7 +310,8 @@ def _check_sources(
             raise InvalidRequest("--text-field is required with --sql-url")
         if (sql_table is None) == (sql_query is None):
             raise InvalidRequest("--sql-url takes one of --sql-table or --sql-query")
-        sql_source(sql_url, query=sql_query, table=sql_table)
+        return sql_source(sql_url, query=sql_query, table=sql_table)
+    return None
 
 
 def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:

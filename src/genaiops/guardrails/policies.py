@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 
 from genaiops.config import GuardPolicy, GuardrailsSettings
 from genaiops.errors import InvalidRequest
-from genaiops.security.keys import now_us
+from genaiops.security.keys import now_us, remember
 from genaiops.security.principal import Principal
 from genaiops.storage.db import Database
 from genaiops.storage.tables import guardrail_policies
@@ -146,10 +146,7 @@ class PolicyStore:
         # One entry per key (and per JWT subject) that made a request: least recently
         # read ones go first past the bound.
         with self._lock:
-            self._cache[(scope, stage)] = (time.monotonic(), policies)
-            self._cache.move_to_end((scope, stage))
-            while len(self._cache) > _MAX_CACHED:
-                self._cache.popitem(last=False)
+            remember(self._cache, (scope, stage), policies, _MAX_CACHED)
         return policies
 
     def resolve(self, stage: str, principal: Principal | None, model: str | None) -> Policies:

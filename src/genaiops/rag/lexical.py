@@ -113,12 +113,17 @@ def coverage(query_terms: Sequence[str], text: str) -> float:
     return found / len(query_terms)
 
 
-def match_query(text: str, term: Callable[[str], str]) -> str | None:
-    """An FTS5 MATCH expression: any of the query's meaningful terms, in either number
-    (BM25 ranks documents with more and rarer matches first). None when the query has no
-    usable term."""
+def query_terms(text: str) -> list[str]:
+    """What a lexical search looks for, in both stores: the query's meaningful terms (all
+    its terms when it has none), at most 64, each in either number, each once."""
     unique = (meaningful_terms(text) or list(dict.fromkeys(terms(text))))[:64]
-    if not unique:
+    return list(dict.fromkeys(f for t in unique for f in number_forms(t)))
+
+
+def match_query(text: str, term: Callable[[str], str]) -> str | None:
+    """An FTS5 MATCH expression: any of the query's terms (BM25 ranks documents with more
+    and rarer matches first). None when the query has no usable term."""
+    wanted = query_terms(text)
+    if not wanted:
         return None
-    forms = dict.fromkeys(term(f) for t in unique for f in number_forms(t))
-    return " OR ".join(f'"{f}"' for f in forms)
+    return " OR ".join(f'"{term(t)}"' for t in wanted)

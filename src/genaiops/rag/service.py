@@ -380,19 +380,17 @@ class RagService:
         def loader(path: Path) -> Callable[[], list[LoadedDocument]]:
             return lambda: loaders.load_file(path, **options)  # type: ignore[arg-type]
 
-        def misnamed(source: str) -> Callable[[], list[LoadedDocument]]:
-            def fail() -> list[LoadedDocument]:
-                raise LoadError(f"{source}: the file name is not valid UTF-8; rename the file")
-
-            return fail
-
         def load(path: Path) -> tuple[str, Callable[[], list[LoadedDocument]]]:
             source = str(path)
             try:
                 source.encode("utf-8")
             except UnicodeEncodeError:  # bytes the OS handed over as lone surrogates
                 shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                return shown, misnamed(shown)
+
+                def misnamed() -> list[LoadedDocument]:
+                    raise LoadError(f"{shown}: the file name is not valid UTF-8; rename the file")
+
+                return shown, misnamed
             return source, loader(path)
 
         loads = (load(p) for p in files)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, inspect, select, update
 
+from genaiops.security.keys import now_us
 from genaiops.storage.db import GENESIS_HASH, Database
 from genaiops.storage.tables import api_keys, audit_head, audit_log
 
@@ -297,7 +297,7 @@ def prune(db: Database, before_us: int, actor: str | None = None) -> dict[str, A
     an ``audit.pruned`` record naming the last one deleted and its hash, so ``verify``
     checks the chain from there. The newest record is never deleted: the prune record
     links to it."""
-    now = int(time.time() * 1_000_000)
+    now = now_us()
     with db.begin() as conn:
         # The head's lock first: appends from the server wait until the prune is done.
         conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq))

@@ -83,6 +83,18 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
+def remember(
+    cache: OrderedDict[Any, tuple[float, Any]], key: Any, value: Any, limit: int = _CACHE_MAX
+) -> None:
+    """Put ``value`` in a bounded read-through cache, stamped now (callers compare the stamp
+    with their TTL); the least recently stored entries go first past ``limit``. The caller
+    holds the cache's lock."""
+    cache[key] = (time.monotonic(), value)
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
 def check_tenant(name: str) -> str:
     if not _TENANT_RE.fullmatch(name):
         raise InvalidRequest(
@@ -225,10 +237,7 @@ class KeyStore:
             if record is not None and record.rotated_from is not None:
                 record = replace(record, lineage=_lineage(conn, record))
         with self._lock:
-            self._cache[key_id] = (time.monotonic(), record)
-            self._cache.move_to_end(key_id)
-            while len(self._cache) > _CACHE_MAX:
-                self._cache.popitem(last=False)
+            remember(self._cache, key_id, record)
         return record
 
     @staticmethod
@@ -411,10 +420,7 @@ class KeyStore:
         )
         # Bounded like the key cache: with JWTs every tenant claim seen is a name here.
         with self._lock:
-            self._tenant_cache[name] = (time.monotonic(), record)
-            self._tenant_cache.move_to_end(name)
-            while len(self._tenant_cache) > _CACHE_MAX:
-                self._tenant_cache.popitem(last=False)
+            remember(self._tenant_cache, name, record)
         return record
 
     def tenants(self, name: str | None = None) -> list[TenantRecord]:

@@ -88,14 +88,14 @@ class FineTuning:
             conn.execute(insert(files).values(**row))
         return _file_public(row)
 
-    def get_file(self, tenant: str | None, file_id: str) -> dict[str, Any]:
+    def get_file(self, tenant: str | None, file_id: str, param: str = "file_id") -> dict[str, Any]:
         query = select(files).where(files.c.id == file_id)
         if tenant is not None:
             query = query.where(files.c.tenant == tenant)
         with self.db.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            raise NotFound(f"no file {file_id!r}", param="file_id", code="file_not_found")
+            raise NotFound(f"no file {file_id!r}", param=param, code="file_not_found")
         return _file_public(dict(row._mapping))
 
     def list_files(
@@ -138,10 +138,7 @@ class FineTuning:
     def file_path(self, tenant: str | None, reference: str, param: str = "file_id") -> Path:
         """The path of an uploaded file id, for the API's ``training_file`` (``param``: the
         request field a missing file is reported against)."""
-        try:
-            meta = self.get_file(tenant, reference)
-        except NotFound as exc:
-            raise NotFound(exc.message, param=param, code="file_not_found") from None
+        meta = self.get_file(tenant, reference, param)
         path = self.files_dir() / _stored_name(reference, meta["filename"])
         if not path.exists() and (self.files_dir() / reference).exists():
             return self.files_dir() / reference  # stored before text uploads kept a suffix

@@ -83,11 +83,13 @@ class SQLiteStore:
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._guard:
-                kept = [(t, c) for t, c in self._connections if t.is_alive()]
+                kept = [(threading.current_thread(), conn)]
                 for thread, other in self._connections:
-                    if not thread.is_alive():
+                    if thread.is_alive():
+                        kept.append((thread, other))
+                    else:
                         other.close()
-                self._connections = [*kept, (threading.current_thread(), conn)]
+                self._connections = kept
         return conn
 
     @contextmanager

@@ -93,9 +93,8 @@ def bm25(
     k: int,
     filters: Filters | None,
 ) -> list[tuple[int, float]]:
-    chosen = lexical.meaningful_terms(query) or list(dict.fromkeys(lexical.terms(query)))
-    forms = [f for t in chosen[:64] for f in lexical.number_forms(t)]
-    unique = list(dict.fromkeys(sealer.term(t) for t in words(" ".join(forms), sealer)))
+    wanted = " ".join(lexical.query_terms(query))
+    unique = list(dict.fromkeys(sealer.term(t) for t in words(wanted, sealer)))
     where, args = filter_sql(filters)
     if not unique:
         return []
