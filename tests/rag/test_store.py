@@ -326,9 +326,8 @@ def test_threads_that_finish_leave_no_open_connection(store: SQLiteStore) -> Non
         for w in workers:
             w.join()
         opened.append(_open_files(store.path))
-    # This thread's connection and those of threads that may still be running: a handful,
-    # the same after 40 rounds of three threads as after 10.
+    # This thread's connection and those of threads that may still be running: a handful
+    # however many rounds (a connection kept per thread would reach 121 here).
     assert max(opened) <= 10, opened
-    assert opened[-1] <= opened[9] + 3, opened
     use()
     assert [c.spec.name for c in store.list_collections(TENANT)] == ["threads"]
