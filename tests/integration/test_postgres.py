@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from genaiops.config import load_settings
 from genaiops.security import audit
@@ -88,6 +89,44 @@ def test_concurrent_writers_extend_one_chain(database_url: str) -> None:
     assert not broken.ok and broken.first_bad_seq == 123
     for db in databases:
         db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_verify_reads_one_state_while_another_replica_appends(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Records another replica (or this process's writer) appends while a verification
+    walks the chain are not reported as a broken log: the walk and the head it compares
+    against come from one committed state."""
+    url = (
+        request.getfixturevalue("database_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'shared.db'}"
+    )
+    reader, writer = Database(url), Database(url)
+    with writer.begin() as conn:
+        audit.append(conn, [AuditEvent("inference", ts_us=i) for i in range(20)])
+    appended: list[int] = []
+
+    def append_meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The other replica commits just as the walk is done and the head is read.
+        if "FROM audit_head" in statement:
+            with writer.begin() as conn:
+                appended.append(audit.append(conn, [AuditEvent("inference", ts_us=99)]))
+
+    event.listen(reader.engine, "before_cursor_execute", append_meanwhile)
+    try:
+        result = audit.verify(reader, batch=6)
+        assert appended == [21]
+        assert result.ok, result.reason
+        assert result.records == 20
+        # The next verification sees the appended record, and the chain is still whole.
+        event.remove(reader.engine, "before_cursor_execute", append_meanwhile)
+        again = audit.verify(reader)
+        assert again.ok and again.records == 21
+    finally:
+        reader.close()
+        writer.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -91,7 +91,7 @@ def test_audit_chain_is_shared_and_intact(replicas: list[Server]) -> None:
     # The administrator key was created by whichever replica started first; both accept it.
     for server in replicas:
         r = httpx.get(server.url + "/admin/audit/verify", headers=admin, timeout=60)
-        assert r.json()["ok"] is True
+        assert r.json()["ok"] is True, r.json()
     result = genaiops_cli("audit", "verify", "--json", data_dir=data, config=replicas[0].config)
     assert json.loads(result.stdout)["ok"] is True
     usage = httpx.get(

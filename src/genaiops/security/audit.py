@@ -143,7 +143,7 @@ def verify(
                 + ": the audit log was removed",
             )  # fmt: skip
         return Verification(True, 0)  # a database that was never used
-    with db.engine.connect() as conn:
+    with db.snapshot() as conn:
         result = _verify(conn, batch)
         if not result.ok:
             return result

@@ -163,6 +163,23 @@ class Database:
         with self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only connection whose queries all see one committed state, while writers
+        (other threads, other replicas) go on committing: a consistency check that reads
+        in several steps must not mistake a write landing between them for damage. SQLite
+        holds one read transaction (its driver begins none for SELECTs on its own);
+        PostgreSQL runs at REPEATABLE READ. Never migrates: a forensic copy stays as is."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
     def upsert(self, table: Any) -> Any:
         """A dialect-specific INSERT that supports ``on_conflict_do_update``."""
         if self.dialect == "postgresql":
