@@ -16,7 +16,11 @@ from genaiops.errors import InvalidRequest
 from genaiops.security import audit, usage
 from genaiops.storage.db import Database
 
-app = typer.Typer(help="Verify and export the hash-chained audit log.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Verify and export the hash-chained audit log.",
+    no_args_is_help=True,
+)
 
 SinceOption = Annotated[
     str | None, typer.Option("--since", help="Date, ISO date-time or epoch seconds.")

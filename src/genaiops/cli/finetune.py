@@ -28,13 +28,19 @@ from genaiops.security.principal import SYSTEM_TENANT
 from genaiops.storage.db import Database
 
 jobs_app = typer.Typer(
-    help="Fine-tuning jobs: list, show, events, cancel, resume.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Fine-tuning jobs: list, show, events, cancel, resume.",
+    no_args_is_help=True,
 )
 registry_app = typer.Typer(
-    help="The model registry: versions, lineage, aliases.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="The model registry: versions, lineage, aliases.",
+    no_args_is_help=True,
 )
 alias_app = typer.Typer(
-    help="Aliases (champion, challenger...) that serving resolves.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Aliases (champion, challenger...) that serving resolves.",
+    no_args_is_help=True,
 )
 registry_app.add_typer(alias_app, name="alias")
 

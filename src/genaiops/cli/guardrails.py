@@ -15,7 +15,10 @@ from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
 from genaiops.cli.keys import JsonOption
 from genaiops.errors import InvalidRequest
 
-app = typer.Typer(help="Check texts with the guardrails; retrain the injection classifier.")
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Check texts with the guardrails; retrain the injection classifier.",
+)
 
 
 @app.command("check")

@@ -24,8 +24,14 @@ from genaiops.security.keys import check_tenant, parse_duration
 from genaiops.security.principal import SYSTEM_TENANT, Limits, Principal
 from genaiops.security.service import SecurityService
 
-app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
-tenants_app = typer.Typer(help="List tenants and set their limits.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Create, list, revoke and rotate API keys.",
+    no_args_is_help=True,
+)
+tenants_app = typer.Typer(
+    rich_markup_mode="markdown", help="List tenants and set their limits.", no_args_is_help=True
+)
 
 CLI_ACTOR = Principal(tenant=SYSTEM_TENANT, role="admin", actor="cli", via="cli")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

@@ -12,6 +12,7 @@ from genaiops import __version__
 from genaiops.cli import audit, finetune, guardrails, inference, keys, models, rag, serve
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="genaiops",
     help="Self-hosted Gen AI Ops: an OpenAI-compatible gateway over local and remote models.",
     no_args_is_help=True,

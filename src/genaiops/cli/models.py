@@ -11,7 +11,9 @@ from rich.table import Table
 
 from genaiops.cli.common import ConfigOption, cli_errors, settings_from
 
-app = typer.Typer(help="Inspect the model catalog.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown", help="Inspect the model catalog.", no_args_is_help=True
+)
 
 
 @app.command("list")

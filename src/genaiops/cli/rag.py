@@ -25,8 +25,14 @@ from genaiops.rag.loaders.sql import sql_source
 from genaiops.rag.service import Mode, RagService
 from genaiops.security.principal import SYSTEM_TENANT
 
-collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
-documents_app = typer.Typer(help="List and delete documents of a collection.", no_args_is_help=True)
+collections_app = typer.Typer(
+    rich_markup_mode="markdown", help="Create, list and delete collections.", no_args_is_help=True
+)
+documents_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="List and delete documents of a collection.",
+    no_args_is_help=True,
+)
 
 TenantOption = Annotated[
     str, typer.Option("--tenant", help="Tenant owning the collection.", callback=valid_tenant)
@@ -203,10 +209,11 @@ def ingest(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ingest files, folders (recursive) or SQL rows into a collection. Unchanged documents
-    are skipped, so an interrupted run can simply be started again; rows no longer in a
-    CSV/JSONL file or SQL table are deleted from the collection, and with --prune so are
-    the documents of files deleted from the folders."""
+    """Ingest files, folders (recursive) or SQL rows into a collection.
+
+    Unchanged documents are skipped, so an interrupted run can simply be started again;
+    rows no longer in a CSV/JSONL file or SQL table are deleted from the collection, and
+    with --prune so are the documents of files deleted from the folders."""
     with cli_errors(), rag_service(config) as rag:
         if not collection:
             raise InvalidRequest("--collection is required", param="collection")
