@@ -64,6 +64,9 @@ class AdapterModels:
         # Requests holding each version (loaded or loading): never unloaded while held.
         self._refs: dict[str, int] = {}
         self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        # Bumped by ``forget``: a lookup that started before a change must not cache what
+        # it read once the change has cleared the cache.
+        self._epoch = 0
 
     @staticmethod
     def handles(model: str) -> bool:
@@ -97,6 +100,7 @@ class AdapterModels:
         cached = self._aliases.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        epoch = self._epoch
         try:
             version = await asyncio.to_thread(self.registry.resolve, tenant, reference)
         except NotFound as exc:
@@ -113,8 +117,9 @@ class AdapterModels:
                 "registry lookup of %s failed, serving the last known version: %s", reference, exc
             )
             return cached[1]
-        ttl = self.settings.finetune.alias_ttl_s
-        self._aliases[key] = (time.monotonic() + ttl, version)
+        if epoch == self._epoch:
+            ttl = self.settings.finetune.alias_ttl_s
+            self._aliases[key] = (time.monotonic() + ttl, version)
         return version
 
     async def listing(self, tenant: str) -> list[dict[str, Any]]:
@@ -131,6 +136,7 @@ class AdapterModels:
         from genaiops.security.principal import SYSTEM_TENANT
 
         owners = list(dict.fromkeys((tenant, SYSTEM_TENANT)))
+        epoch = self._epoch
         try:
             models = await asyncio.to_thread(
                 lambda: [m for owner in owners for m in self.registry.list_models(owner)]
@@ -148,8 +154,9 @@ class AdapterModels:
                     ref, {"id": ref, "owned_by": m["tenant"], "name": m["name"], "version": version}
                 )
         listing = list(out.values())
-        ttl = self.settings.finetune.alias_ttl_s
-        self._listings[tenant] = (time.monotonic() + ttl, listing)
+        if epoch == self._epoch:
+            ttl = self.settings.finetune.alias_ttl_s
+            self._listings[tenant] = (time.monotonic() + ttl, listing)
         return listing
 
     async def acquire(
@@ -278,5 +285,6 @@ class AdapterModels:
 
     def forget(self) -> None:
         """Drop cached alias resolutions (after an alias change in this process)."""
+        self._epoch += 1
         self._aliases.clear()
         self._listings.clear()
