@@ -122,12 +122,14 @@ class Gateway:
         handles = [h for _, h in [*self._models.items(), *self.adapters.loaded()]]
         for handle in handles:
             handle.scheduler.drain()
-        # A second before the server gives up on them, the running requests are ended with
-        # an error their clients can read (a stream gets it in-band, then its end).
+        # Shortly before the server gives up on them (a quarter of the grace, between one
+        # and three seconds, time enough on a loaded machine), the running requests are
+        # ended with an error their clients can read (a stream gets it in-band, then its end).
         grace = self.settings.server.shutdown_grace_s
+        margin = max(1.0, min(3.0, grace / 4))
         loop = asyncio.get_running_loop()
         for handle in handles:
-            loop.call_later(max(0.0, grace - 1.0), handle.scheduler.stop_running)
+            loop.call_later(max(0.0, grace - margin), handle.scheduler.stop_running)
 
     async def close(self) -> None:
         await self.adapters.close()
