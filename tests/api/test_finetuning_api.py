@@ -221,6 +221,7 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
     )
     assert "Zafiro-77" in _ask(server, "support-bot@champion")
     streamed: dict[str, Any] = {}
+    first_chunk = threading.Event()
 
     def stream() -> None:
         with openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0) as client:
@@ -237,11 +238,13 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
                 text += chunk.choices[0].delta.content or ""
                 finish = chunk.choices[0].finish_reason or finish
             streamed["model"] = chunk.model
+            first_chunk.set()
         streamed.update(text=text, finish=finish)
 
     thread = threading.Thread(target=stream)
     thread.start()
-    time.sleep(0.5)
+    # The stream has resolved the alias (its first chunk is out) before the alias moves.
+    assert first_chunk.wait(120), "the stream did not start"
     moved = http.put("/admin/registry/support-bot/aliases/champion", json={"version": 2})
     assert moved.status_code == 200 and moved.json()["version"] == 2
     time.sleep(0.7)

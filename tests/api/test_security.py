@@ -438,6 +438,12 @@ def test_one_json_log_line_per_request(server: Server) -> None:
         timeout=60,
     )
     assert r.status_code == 200
+    # The line is written once the response has gone out: wait for it, then for a stray
+    # second one.
+    deadline = time.monotonic() + 30
+    while request_id not in server.log.read_text():
+        assert time.monotonic() < deadline, "no access log line"
+        time.sleep(0.05)
     time.sleep(0.2)
     lines = [json.loads(x) for x in server.log.read_text().splitlines() if request_id in x]
     assert len(lines) == 1

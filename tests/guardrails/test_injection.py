@@ -578,9 +578,11 @@ def test_no_catastrophic_backtracking() -> None:
     texts += [(n + " ") * 300 for n in needles]
     texts.append(" ".join(rng.choice(needles) for _ in range(5000)))
     for text in texts:
-        started = time.perf_counter()
+        # CPU time, not wall time: other processes on a busy machine must not count.
+        # Catastrophic backtracking on these texts would take minutes, not seconds.
+        started = time.process_time()
         rules.match(normalize(text))
-        assert time.perf_counter() - started < 1.0, text[:40]
+        assert time.process_time() - started < 2.0, text[:40]
 
 
 def test_import_does_not_load_sklearn() -> None:

@@ -321,21 +321,21 @@ def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Regis
     aliases). The two requests hold two Registry objects, as a server's requests do."""
     registry.register("acme", "bot", "/jobs/1/a.gguf", None, "smol", {})
     checked, aliasing = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
     real_get = registry.get
 
     def get_then_pause(tenant: str, name: str, version: int) -> Any:
         found = real_get(tenant, name, version)
         if threading.current_thread().name == "deleter":
             checked.set()  # the check passed: no alias yet
-            aliasing.wait(5)
+            outcome["aliasing started"] = aliasing.wait(60)
             time.sleep(0.3)  # room for the other request to write its alias
         return found
 
     registry.get = get_then_pause  # type: ignore[method-assign]
-    outcome: dict[str, Any] = {}
 
     def set_alias() -> None:
-        checked.wait(5)
+        outcome["check passed"] = checked.wait(60)
         aliasing.set()
         try:
             outcome["alias"] = Registry(registry.settings).set_alias("acme", "bot", "champion", 1)
@@ -348,8 +348,10 @@ def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Regis
     for thread in (deleter, setter):
         thread.start()
     for thread in (deleter, setter):
-        thread.join(30)
+        thread.join(120)
+        assert not thread.is_alive()
     registry.get = real_get  # type: ignore[method-assign]
+    assert outcome["check passed"] and outcome["aliasing started"]
     # The alias request waited for the deletion and was told the version is gone.
     assert isinstance(outcome["alias"], NotFound)
     assert registry.list_models("acme") == [] or registry.show("acme", "bot")["aliases"] == {}

@@ -24,7 +24,9 @@ def rpm(key: str, per_minute: float, cost: float = 1) -> Bucket:
 
 
 def approx(value: float) -> object:
-    return pytest.approx(value, abs=0.05)
+    # At most a few tenths of a request refill between calls, even on a loaded machine
+    # (the Redis variant makes round trips between them).
+    return pytest.approx(value, abs=0.15)
 
 
 async def check_bucket_admits_capacity_then_refuses(limiter: RateLimiter) -> None:
@@ -38,7 +40,7 @@ async def check_bucket_admits_capacity_then_refuses(limiter: RateLimiter) -> Non
     assert not refused.allowed
     assert refused.refused_by == "key:a:rpm"
     # One request per 20 s refills; almost nothing has refilled yet.
-    assert 19 < refused.retry_after_s <= 20
+    assert 17 < refused.retry_after_s <= 20
     assert refused.remaining == {"key:a:rpm": approx(0)}
 
 
@@ -58,12 +60,13 @@ async def check_refusal_charges_nothing(limiter: RateLimiter) -> None:
 
 
 async def check_bucket_refills_over_time(limiter: RateLimiter) -> None:
-    fast = Bucket("key:fast", capacity=2, rate=20, cost=1, unit="requests")
+    # One request a second: the third call is refused unless a whole second passed.
+    fast = Bucket("key:fast", capacity=2, rate=1, cost=1, unit="requests")
     assert (await limiter.acquire([fast], [])).allowed
     assert (await limiter.acquire([fast], [])).allowed
     assert not (await limiter.acquire([fast], [])).allowed
     # Long enough to refill more than the capacity: the level is capped at capacity.
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(2.5)
     decision = await limiter.acquire([fast], [])
     assert decision.allowed
     assert decision.remaining == {"key:fast": pytest.approx(1)}
@@ -77,7 +80,7 @@ async def check_settle_can_go_negative(limiter: RateLimiter) -> None:
     assert not refused.allowed
     assert refused.refused_by == "key:tpm"
     # Level is about -60: 61 tokens to refill at 100/60 per second.
-    assert refused.retry_after_s == pytest.approx(61 / (100 / 60), abs=0.5)
+    assert refused.retry_after_s == pytest.approx(61 / (100 / 60), abs=2)
     assert refused.remaining == {"key:tpm": 0}
 
 
