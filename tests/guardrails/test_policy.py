@@ -767,3 +767,20 @@ def test_a_blocked_request_records_its_other_findings_as_flags() -> None:
         asyncio.run(guard_input(service(), request, ctx))
     events = {e["guard"]: e["action"] for e in ctx.guardrail_events}
     assert events == {"prompt_injection": "block", "pii": "flag"}
+
+
+def test_a_dropped_guards_results_never_answer_for_a_guard_given_its_id() -> None:
+    """Built guards are kept least recently used first; one dropped is freed, and CPython
+    may give its id to a guard built later with other options (another tenant's banned
+    terms). What the old guard found must not be served as the new one's result."""
+    guards = service()
+    text = "El proyecto Zafiro se paga con Rubí."
+    old = guards.guard("banned_terms", {"terms": ["zafiro"]})
+    assert [sp.text for sp in guards._run(old, text, "").spans] == ["Zafiro"]
+    new = guards.guard("banned_terms", {"terms": ["rubí"]})
+    # The remembered result filed under the new guard's id, as after an id reuse.
+    ((_, digest), entry), *_ = guards._memo.items()
+    guards._memo[(id(new), digest)] = entry
+    assert [sp.text for sp in guards._run(new, text, "").spans] == ["Rubí"]
+    # And the new guard's own result is remembered for it.
+    assert [sp.text for sp in guards._run(new, text, "").spans] == ["Rubí"]

@@ -267,7 +267,10 @@ class AdapterModels:
         for key in list(self._loaded):
             if len(self._loaded) <= limit:
                 return
-            handle = self._loaded[key]
+            # Another load evicting at the same time may have closed it meanwhile.
+            handle = self._loaded.get(key)
+            if handle is None:
+                continue
             stats = handle.scheduler.stats
             if self._refs.get(key) or stats.running or stats.queued:
                 continue

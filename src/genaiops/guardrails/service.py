@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -133,8 +134,12 @@ class GuardrailsService:
         # go through the admin API, and each options set holds its compiled patterns.
         self._guards: OrderedDict[tuple[str, str], Guard] = OrderedDict()
         self._lock = threading.Lock()
-        # Results of deterministic guards by (guard, text digest), most recent last.
-        self._memo: OrderedDict[tuple[int, bytes], GuardResult] = OrderedDict()
+        # Results of deterministic guards by (guard, text digest), most recent last, each
+        # with a weak reference to its guard: a guard dropped from ``_guards`` is freed,
+        # and a new one (other options) may get its id; its results are not the old one's.
+        self._memo: OrderedDict[tuple[int, bytes], tuple[weakref.ref[Guard], GuardResult]] = (
+            OrderedDict()
+        )
         # How many results to remember (0: none).
         self._remember = remember
         self._memo_lock = threading.Lock()
@@ -268,7 +273,8 @@ class GuardrailsService:
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
         key = (id(guard), digest.digest())
         with self._memo_lock:
-            known = self._memo.get(key)
+            entry = self._memo.get(key)
+            known = entry[1] if entry is not None and entry[0]() is guard else None
             if known is not None:
                 self._memo.move_to_end(key)
                 spans = [replace(sp, text=text[sp.start : sp.end]) for sp in known.spans]
@@ -279,8 +285,12 @@ class GuardrailsService:
         # Kept without the values found (a span's text is cut again from the same text on
         # the next hit), so no personal data outlives its request in memory.
         kept = replace(result, spans=[replace(sp, text="") for sp in result.spans])
+        try:
+            ref = weakref.ref(guard)
+        except TypeError:  # a plugin guard with __slots__ and no __weakref__
+            return result
         with self._memo_lock:
-            self._memo[key] = kept
+            self._memo[key] = (ref, kept)
             while len(self._memo) > self._remember:
                 self._memo.popitem(last=False)
         return result
