@@ -18,7 +18,7 @@ from genaiops.errors import InvalidRequest, NotFound
 from genaiops.registry.service import Registry, is_reference
 from genaiops.storage.db import Database
 from genaiops.training import export
-from genaiops.training.jobs import JobStore
+from genaiops.training.jobs import JobStore, now_us
 from tests.training.conftest import SmolBase
 
 
@@ -61,6 +61,14 @@ def test_cancel_requeue_and_tenant_scoping(store: JobStore) -> None:
     assert job is not None and job.status == "queued" and job.worker is None
     messages = [e["message"] for e in store.events(running)]
     assert any("resumes from its last checkpoint" in m for m in messages)
+    # Two replicas saw it stale; the first requeued it and a runner claimed it again
+    # (a fresh heartbeat): the second's requeue leaves the running job alone.
+    assert store.claim("r2", running) is not None
+    cutoff = now_us() - 1_000_000
+    assert not store.requeue(running, "stale", beat_before_us=cutoff)
+    job = store.get(running)
+    assert job is not None and job.status == "running" and job.worker == "r2"
+    assert [e["message"] for e in store.events(running)].count("stale") == 0
 
 
 def test_last_reported_step(store: JobStore) -> None:

@@ -433,9 +433,10 @@ class JobStore:
                     )
                 ).all()
             ]
-        for job_id in ids:
-            self.requeue(job_id, "the runner stopped; the job resumes from its last checkpoint")
-        return ids
+        reason = "the runner stopped; the job resumes from its last checkpoint"
+        # Another replica may have requeued and claimed one meanwhile (a fresh heartbeat):
+        # only a job still stale is put back.
+        return [job_id for job_id in ids if self.requeue(job_id, reason, beat_before_us=cutoff)]
 
     def interrupted_twin(
         self,
@@ -473,14 +474,19 @@ class JobStore:
                 return job
         return None
 
-    def requeue(self, job_id: str, reason: str) -> None:
+    def requeue(self, job_id: str, reason: str, beat_before_us: int | None = None) -> bool:
+        """Put a running job back in the queue (only if its last heartbeat is older than
+        ``beat_before_us``, when given); whether it was."""
+        query = update(fine_tuning_jobs).where(
+            fine_tuning_jobs.c.id == job_id, fine_tuning_jobs.c.status == "running"
+        )
+        if beat_before_us is not None:
+            query = query.where(fine_tuning_jobs.c.heartbeat_us < beat_before_us)
         with self.db.begin() as conn:
-            conn.execute(
-                update(fine_tuning_jobs)
-                .where(fine_tuning_jobs.c.id == job_id, fine_tuning_jobs.c.status == "running")
-                .values(status="queued", worker=None)
-            )
-        self.event(job_id, "warn", reason)
+            requeued = conn.execute(query.values(status="queued", worker=None)).rowcount == 1
+        if requeued:
+            self.event(job_id, "warn", reason)
+        return requeued
 
 
 def _runner_alive(job: Job) -> bool:
