@@ -14,6 +14,7 @@ from sqlalchemy import event, text
 from genaiops.config import load_settings
 from genaiops.security import audit
 from genaiops.security.audit import AuditEvent
+from genaiops.security.keys import KeyStore
 from genaiops.security.principal import Limits, Principal
 from genaiops.security.recorder import Recorder
 from genaiops.security.service import SecurityService
@@ -127,6 +128,37 @@ def test_verify_reads_one_state_while_another_replica_appends(
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_keys_of_a_new_tenant_created_at_once_all_succeed(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Onboarding scripts create a new tenant's keys in parallel (on several replicas):
+    each creates the tenant's row if missing, and none fails on another's new row."""
+    url = (
+        request.getfixturevalue("database_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'shared.db'}"
+    )
+    here, there = KeyStore(Database(url)), KeyStore(Database(url))
+    here.db.migrate()
+    created: list[str] = []
+
+    def other_replica_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The other replica creates the tenant's first key just before this one writes.
+        if statement.startswith("INSERT INTO tenants") and not created:
+            created.append(there.create(tenant="newco", role="user").record.id)
+
+    event.listen(here.db.engine, "before_cursor_execute", other_replica_first)
+    try:
+        mine = here.create(tenant="newco", role="user")
+        assert len(created) == 1
+        assert {k.id for k in here.all("newco")} == {created[0], mine.record.id}
+        assert here.tenant("newco") is not None
+    finally:
+        here.db.close()
+        there.db.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

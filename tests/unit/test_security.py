@@ -240,6 +240,23 @@ def test_audit_chain_links_batches_and_verifies(tmp_path: Path) -> None:
     db.close()
 
 
+def test_two_rotations_of_one_key_leave_one_successor(tmp_path: Path) -> None:
+    """Two replicas (a client retrying after a timeout) rotate one key at once: both saw
+    it active, only one gets a successor; the other is told the key is revoked."""
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    here, there = KeyStore(db), KeyStore(db)
+    old = here.create(tenant="acme", role="user")
+    seen = here.get(old.record.id)
+    there.rotate(old.record.id)
+    # This replica read the key before the other rotated it.
+    here.get = lambda *_: seen  # type: ignore[method-assign]
+    with pytest.raises(InvalidRequest, match="revoked"):
+        here.rotate(old.record.id)
+    live = [k for k in there.all("acme") if k.rotated_from == old.record.id]
+    assert len(live) == 1
+    db.close()
+
+
 def test_audit_detail_never_keeps_a_key(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'a.db'}")
     leaked = "gaiops_0123456789ab_" + "s" * 43

@@ -118,6 +118,10 @@ class KeysExist(Exception):
     """``create(only_first=True)`` found a key already."""
 
 
+class AlreadyRevoked(Exception):
+    """``create(rotated_from=...)``: the key to replace was revoked meanwhile."""
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: str
@@ -312,6 +316,16 @@ class KeyStore:
                 )
                 if conn.execute(select(api_keys.c.id).limit(1)).first() is not None:
                     raise KeysExist
+            if rotated_from is not None:
+                # The key replaced is revoked in the same transaction, if it still is
+                # active: two rotations at once leave one successor, not two live keys.
+                revoked = conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == rotated_from, api_keys.c.revoked_us.is_(None))
+                    .values(revoked_us=created)
+                )
+                if revoked.rowcount != 1:
+                    raise AlreadyRevoked
             self._ensure_tenant(conn, tenant)
             conn.execute(insert(api_keys).values(**values))
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one()
@@ -375,29 +389,34 @@ class KeyStore:
         remaining = None
         if old.expires_us is not None:
             remaining = max(1, (old.expires_us - now_us()) // 1_000_000)
-        new = self.create(
-            tenant=old.tenant,
-            role=old.role,
-            name=old.name,
-            limits=old.limits,
-            models=sorted(old.models) if old.models is not None else None,
-            expires_in_s=remaining,
-            created_by=created_by,
-            rotated_from=old.id,
-        )
-        return new, self.revoke(old.id, tenant)
+        try:
+            new = self.create(
+                tenant=old.tenant,
+                role=old.role,
+                name=old.name,
+                limits=old.limits,
+                models=sorted(old.models) if old.models is not None else None,
+                expires_in_s=remaining,
+                created_by=created_by,
+                rotated_from=old.id,
+            )
+        except AlreadyRevoked:
+            raise InvalidRequest(f"API key '{key_id}' is revoked and cannot be rotated") from None
+        finally:
+            self.invalidate(old.id)
+        return new, self.get(old.id, tenant)
 
     # -- tenants ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _ensure_tenant(conn: Any, tenant: str) -> None:
-        if conn.execute(select(tenants.c.name).where(tenants.c.name == tenant)).first() is None:
-            stamp = now_us()
-            conn.execute(
-                insert(tenants).values(
-                    name=tenant, budget_period="month", created_us=stamp, updated_us=stamp
-                )
-            )
+    def _ensure_tenant(self, conn: Any, tenant: str) -> None:
+        """The tenant's row, created if missing; two requests creating it at once (keys of
+        a new tenant made in parallel) both succeed."""
+        stamp = now_us()
+        conn.execute(
+            self.db.upsert(tenants)
+            .values(name=tenant, budget_period="month", created_us=stamp, updated_us=stamp)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
 
     def cached_tenant(self, name: str) -> tuple[bool, TenantRecord | None]:
         """(hit, record) from the cache without touching the database."""
