@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +145,24 @@ def test_validation_needs_only_the_tokenizer(smol: SmolBase, tmp_path: Path) -> 
     # Once the checkpoint exists, its own tokenizer is used.
     converted = load_settings(None, data_dir=checkpoint.parents[2])
     assert bases.prepare_tokenizer(converted, base) == checkpoint
+
+
+def test_a_conversion_finished_second_leaves_the_first_in_place(tmp_path: Path) -> None:
+    """Jobs created together on a new base each convert its tokenizer: the first copy in
+    place stays (another caller may be reading it), the later ones are dropped."""
+    target = tmp_path / "bases" / "smol-tokenizer"
+
+    def build(label: str) -> Any:
+        return lambda folder: (folder / "built-by").write_text(label)
+
+    # B began before A's copy was in place, and finishes after.
+    assert bases._build_once(target, build("a"), "stamp") == target
+    assert bases._build_once(target, build("b"), "stamp") == target
+    assert (target / "built-by").read_text() == "a"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["smol-tokenizer"]
+    # A folder never completed (a crash in an older layout) is replaced.
+    (target / ".complete").unlink()
+    assert (bases._build_once(target, build("c"), "stamp") / "built-by").read_text() == "c"
 
 
 def _chat(*turns: tuple[str, str]) -> dict[str, object]:

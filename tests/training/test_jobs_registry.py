@@ -531,3 +531,46 @@ with runner.training_slot(settings) as lock:
                 break
         assert time.monotonic() < deadline, "the lock was never released"
         time.sleep(0.1)
+
+
+def test_replicas_downloading_one_remote_artifact_at_once_share_one_copy(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a remote artifact store, every replica sharing the data directory downloads a
+    newly served version on its first request: none removes or moves another's partial
+    copy, and all end up reading one whole file."""
+    import mlflow.artifacts
+
+    version = registry.register("acme", "bot", "/jobs/1/a.gguf", None, "smol", {})
+    barrier = threading.Barrier(3)
+
+    def download(uri: str, dst_path: str) -> str:
+        # The store's download, slow enough for the three to overlap.
+        barrier.wait(30)
+        target = Path(dst_path) / uri.rsplit("/", 1)[-1]
+        with target.open("wb") as out:
+            for _ in range(20):
+                out.write(b"x" * 1000)
+                time.sleep(0.005)
+        return str(target)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
+    uri = "mlflow-artifacts:/1/abc/artifacts/adapter.gguf"
+    paths: list[Path] = []
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            paths.append(Registry(registry.settings).local_artifact(version, uri))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == b"x" * 20_000
+    # No partial download is left beside it.
+    assert [p.name for p in paths[0].parent.iterdir()] == ["adapter.gguf"]

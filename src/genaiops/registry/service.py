@@ -20,8 +20,10 @@ MLflow calls are blocking; the server runs them in its thread pool.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -465,12 +467,19 @@ class Registry:
             quiet_mlflow()
             import mlflow.artifacts
 
-            tmp = cache.with_name(cache.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            got = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp)))
-            got.rename(cache)
-            shutil.rmtree(tmp, ignore_errors=True)
+            # A folder of its own: replicas sharing the data directory may download the
+            # same version at once, and none may remove or move another's partial copy.
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+            try:
+                got = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp)))
+                try:
+                    os.rename(got, cache)
+                except OSError:
+                    if not cache.exists():  # not another download finished first
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return cache
 
     # -- helpers ---------------------------------------------------------------------------

@@ -116,15 +116,24 @@ def checkpoint_dir(settings: Settings, base: BaseModel) -> Path:
 
 def _build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
     """``target`` written by ``build(folder)`` into a temporary folder beside it, marked
-    complete and renamed into place, so a crash never leaves a half-written one."""
+    complete and renamed into place, so a crash never leaves a half-written one. Several
+    callers may build it at once (jobs created together on a new base): the first one in
+    place wins, and the others drop their copy instead of removing one being read."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         build(tmp)
         (tmp / ".complete").write_text(stamp + "\n")
+        if (target / ".complete").exists():
+            return target
         if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            shutil.rmtree(target)  # left by an older layout or a crash: never complete
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another caller's copy went into place between the look and the rename.
+            if not (target / ".complete").exists():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
