@@ -257,6 +257,32 @@ def test_two_rotations_of_one_key_leave_one_successor(tmp_path: Path) -> None:
     db.close()
 
 
+def test_a_key_revoked_while_it_is_read_is_not_cached_as_active(tmp_path: Path) -> None:
+    """A request reads a key just as an administrator revokes it in the same process: the
+    revocation applies at once, the read's stale copy is not cached for later requests."""
+    from sqlalchemy import event
+
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    store = KeyStore(db)
+    key_id = store.create(tenant="acme", role="user").record.id
+    revoking: list[bool] = []
+
+    def revoke_meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and "FROM api_keys" in statement and not revoking:
+            revoking.append(True)
+            store.revoke(key_id)
+
+    event.listen(db.engine, "after_cursor_execute", revoke_meanwhile)
+    read = store.load(key_id)
+    event.remove(db.engine, "after_cursor_execute", revoke_meanwhile)
+    assert revoking and read is not None and read.revoked_us is None  # read before it
+    hit, cached = store.cached(key_id)
+    assert not hit or (cached is not None and cached.revoked_us is not None)
+    loaded = store.load(key_id)
+    assert loaded is not None and loaded.status() == "revoked"
+    db.close()
+
+
 def test_audit_detail_never_keeps_a_key(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'a.db'}")
     leaked = "gaiops_0123456789ab_" + "s" * 43

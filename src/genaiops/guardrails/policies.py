@@ -73,6 +73,7 @@ class PolicyStore:
         # configuration does (hashes of a per-process key cannot be joined later).
         self.production = production
         self._cache: OrderedDict[tuple[str, str], tuple[float, Policies | None]] = OrderedDict()
+        self._epoch = 0  # bumped by every change (see ``_forget``)
 
     def put(self, scope: str, stage: str, policies: Policies, actor: str | None) -> None:
         if stage not in STAGES:
@@ -98,7 +99,7 @@ class PolicyStore:
                 )
             )
             conn.execute(guardrail_policies.insert().values(**values))
-        self._cache.clear()
+        self._forget()
 
     def remove(self, scope: str, stage: str) -> bool:
         with self.db.begin() as conn:
@@ -107,7 +108,7 @@ class PolicyStore:
                     guardrail_policies.c.scope == scope, guardrail_policies.c.stage == stage
                 )
             )
-        self._cache.clear()
+        self._forget()
         return bool(result.rowcount)
 
     def list(self, prefixes: list[str] | None = None) -> list[dict[str, Any]]:
@@ -132,10 +133,17 @@ class PolicyStore:
             )
         return out
 
+    def _forget(self) -> None:
+        """Drop what is cached after a change; a read that began before it stores nothing."""
+        with self._lock:
+            self._epoch += 1
+            self._cache.clear()
+
     def _load(self, scope: str, stage: str) -> Policies | None:
         cached = self._cache.get((scope, stage))
         if cached is not None and time.monotonic() - cached[0] <= self.cache_ttl_s:
             return cached[1]
+        epoch = self._epoch
         with self.db.connect() as conn:
             row = conn.execute(
                 select(guardrail_policies.c.policies).where(
@@ -146,7 +154,8 @@ class PolicyStore:
         # One entry per key (and per JWT subject) that made a request: least recently
         # read ones go first past the bound.
         with self._lock:
-            remember(self._cache, (scope, stage), policies, _MAX_CACHED)
+            if epoch == self._epoch:
+                remember(self._cache, (scope, stage), policies, _MAX_CACHED)
         return policies
 
     def resolve(self, stage: str, principal: Principal | None, model: str | None) -> Policies:

@@ -218,6 +218,9 @@ class KeyStore:
         self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
         self._tenant_cache: OrderedDict[str, tuple[float, TenantRecord | None]] = OrderedDict()
         self._lock = threading.Lock()
+        # Bumped by every invalidation: a read that began before a change (a revocation,
+        # new tenant limits) must not put what it read back into the cache after it.
+        self._epoch = 0
 
     # -- verification (request path) -------------------------------------------------------
 
@@ -235,13 +238,15 @@ class KeyStore:
         return True, entry[1]
 
     def load(self, key_id: str) -> KeyRecord | None:
+        epoch = self._epoch
         with self.db.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
             record = KeyRecord.from_row(row) if row is not None else None
             if record is not None and record.rotated_from is not None:
                 record = replace(record, lineage=_lineage(conn, record))
         with self._lock:
-            remember(self._cache, key_id, record)
+            if epoch == self._epoch:
+                remember(self._cache, key_id, record)
         return record
 
     @staticmethod
@@ -253,6 +258,7 @@ class KeyStore:
 
     def invalidate(self, key_id: str | None = None) -> None:
         with self._lock:
+            self._epoch += 1
             if key_id is None:
                 self._cache.clear()
                 self._tenant_cache.clear()
@@ -430,6 +436,7 @@ class KeyStore:
         hit, cached = self.cached_tenant(name)
         if hit:
             return cached
+        epoch = self._epoch
         with self.db.connect() as conn:
             row = conn.execute(select(tenants).where(tenants.c.name == name)).first()
         record = (
@@ -439,7 +446,8 @@ class KeyStore:
         )
         # Bounded like the key cache: with JWTs every tenant claim seen is a name here.
         with self._lock:
-            remember(self._tenant_cache, name, record)
+            if epoch == self._epoch:
+                remember(self._tenant_cache, name, record)
         return record
 
     def tenants(self, name: str | None = None) -> list[TenantRecord]:
@@ -468,7 +476,9 @@ class KeyStore:
                     updated_us=now_us(),
                 )
             )
-        self._tenant_cache.pop(name, None)
+        with self._lock:
+            self._epoch += 1
+            self._tenant_cache.pop(name, None)
         record = self.tenant(name)
         assert record is not None
         return record
