@@ -191,7 +191,8 @@ def test_hnsw_index_upkeep(
 ) -> None:
     """An ingest run adding little to an indexed collection keeps its index (chunks are
     added to the graph); one adding a large share rebuilds it at its end; an index lost
-    (a build cut short) is rebuilt from the next search, which is exact meanwhile."""
+    (a build cut short) is rebuilt from the next search, which is exact meanwhile; one
+    replica builds at a time."""
     monkeypatch.setattr(hnsw, "_REBUILD_MIN", 10)
 
     def csv(name: str, rows: range) -> Path:
@@ -237,6 +238,18 @@ def test_hnsw_index_upkeep(
                 top_k=1,
             )
             assert hit[0].locator == str(i)
+
+        # Another replica is building the index (it holds the build lock; its index is
+        # listed as invalid meanwhile): this one neither drops it nor builds its own.
+        store.indexes.drop(collection)
+        lock = ("genaiops:" + hnsw.index_name(collection),)
+        with psycopg.connect(conninfo(database_url), autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
+            store.indexes.build_if_large(collection)
+            assert index_oid(collection) is None
+        # That replica is gone (its session ended): the next build goes ahead.
+        store.indexes.build_if_large(collection)
+        assert store.indexes.valid(collection)
     finally:
         rag.close()
 

@@ -7,6 +7,8 @@ on a 2-core machine, while building a graph costs about 0.15 ms a chunk. So an i
 an indexed collection drops the index and builds it again at its end (searches meanwhile
 are exact, hence correct). Builds are ``CREATE INDEX CONCURRENTLY``: other replicas keep
 reading and writing; one cut short leaves an invalid index, which the next build redoes.
+One replica builds a collection's index at a time (a session advisory lock): an index
+being built is listed as invalid too, and must not be taken for one cut short.
 
 A run that added many chunks also vacuums the tables it wrote: BM25 reads term postings
 from the index alone only where the table's visibility map says the rows are visible.
@@ -20,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from genaiops.errors import GenaiopsError
 from genaiops.rag.stores.base import Collection
@@ -133,39 +136,53 @@ class HnswIndexes:
             self._building.add(name)
         try:
             with self.pool.connection() as conn:
-                row = conn.execute(
-                    "SELECT c.n_chunks, i.indisvalid FROM rag_collections c"
-                    " LEFT JOIN pg_class k ON k.relname = %s"
-                    " LEFT JOIN pg_index i ON i.indexrelid = k.oid WHERE c.id = %s",
-                    (name, collection.id),
+                # One builder across replicas: an index being built concurrently is listed
+                # as invalid, and another replica must not take it for one cut short.
+                locked = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtext(%s)) AS got", ("genaiops:" + name,)
                 ).fetchone()
-                if row is None or row["n_chunks"] < self.threshold or row["indisvalid"]:
+                if locked is None or not locked["got"]:
                     return
-                if row["indisvalid"] is False:
-                    conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
-                log.info(
-                    "building the HNSW index of collection %s (%d chunks)",
-                    collection.spec.name,
-                    row["n_chunks"],
-                )
-                memory = conn.execute(
-                    "SELECT setting::bigint AS kb FROM pg_settings"
-                    " WHERE name = 'maintenance_work_mem'"
-                ).fetchone()
-                if memory is not None and memory["kb"] < _BUILD_MEMORY_KB:
-                    conn.execute(f"SET maintenance_work_mem = '{_BUILD_MEMORY_KB}kB'")
-                conn.execute(
-                    f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON rag_chunks'
-                    f" USING hnsw ((embedding::vector({int(collection.spec.dim)}))"
-                    f" vector_ip_ops) WITH (m = {int(self.m)},"
-                    f" ef_construction = {int(self.ef_construction)})"
-                    f" WHERE collection_id = {int(collection.id)}"
-                )
-                conn.execute("RESET maintenance_work_mem")
-                conn.execute("ANALYZE rag_chunks")
+                try:
+                    self._build_locked(conn, collection, name)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("genaiops:" + name,))
         finally:
             with self._guard:
                 self._building.discard(name)
+
+    def _build_locked(self, conn: Any, collection: Collection, name: str) -> None:
+        """``build_if_large`` holding the build lock: an invalid index now is one whose
+        build was cut short (its builder gone), redone."""
+        row = conn.execute(
+            "SELECT c.n_chunks, i.indisvalid FROM rag_collections c"
+            " LEFT JOIN pg_class k ON k.relname = %s"
+            " LEFT JOIN pg_index i ON i.indexrelid = k.oid WHERE c.id = %s",
+            (name, collection.id),
+        ).fetchone()
+        if row is None or row["n_chunks"] < self.threshold or row["indisvalid"]:
+            return
+        if row["indisvalid"] is False:
+            conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        log.info(
+            "building the HNSW index of collection %s (%d chunks)",
+            collection.spec.name,
+            row["n_chunks"],
+        )
+        memory = conn.execute(
+            "SELECT setting::bigint AS kb FROM pg_settings WHERE name = 'maintenance_work_mem'"
+        ).fetchone()
+        if memory is not None and memory["kb"] < _BUILD_MEMORY_KB:
+            conn.execute(f"SET maintenance_work_mem = '{_BUILD_MEMORY_KB}kB'")
+        conn.execute(
+            f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON rag_chunks'
+            f" USING hnsw ((embedding::vector({int(collection.spec.dim)}))"
+            f" vector_ip_ops) WITH (m = {int(self.m)},"
+            f" ef_construction = {int(self.ef_construction)})"
+            f" WHERE collection_id = {int(collection.id)}"
+        )
+        conn.execute("RESET maintenance_work_mem")
+        conn.execute("ANALYZE rag_chunks")
 
     def drop(self, collection: Collection) -> None:
         with self.pool.connection() as conn:
