@@ -162,6 +162,41 @@ def test_keys_of_a_new_tenant_created_at_once_all_succeed(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_one_scopes_guardrail_policy_set_twice_at_once(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two administrators set a tenant's first policy at the same moment (on two
+    replicas): both succeed and the later write is the policy."""
+    from genaiops.config import GuardPolicy, GuardrailsSettings
+    from genaiops.guardrails.policies import PolicyStore
+
+    url = (
+        request.getfixturevalue("database_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'shared.db'}"
+    )
+    here = PolicyStore(Database(url), GuardrailsSettings())
+    there = PolicyStore(Database(url), GuardrailsSettings())
+    here.db.migrate()
+    written: list[bool] = []
+
+    def other_replica_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO guardrail_policies") and not written:
+            written.append(True)
+            there.put("tenant:acme", "input", {"pii": GuardPolicy(action="flag")}, "bob")
+
+    event.listen(here.db.engine, "before_cursor_execute", other_replica_first)
+    try:
+        here.put("tenant:acme", "input", {"pii": GuardPolicy(action="block")}, "ana")
+        assert written
+        (row,) = there.list()
+        assert row["policies"]["pii"]["action"] == "block" and row["updated_by"] == "ana"
+    finally:
+        here.db.close()
+        there.db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_replicas_creating_the_schema_together_all_start(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

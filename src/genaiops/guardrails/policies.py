@@ -92,13 +92,16 @@ class PolicyStore:
             "updated_us": now_us(),
             "updated_by": actor,
         }
+        # One statement: two administrators (or replicas) setting one scope's policy at
+        # once both succeed, the later write wins.
+        stmt: Any = self.db.upsert(guardrail_policies).values(**values)
         with self.db.begin() as conn:
             conn.execute(
-                delete(guardrail_policies).where(
-                    guardrail_policies.c.scope == scope, guardrail_policies.c.stage == stage
+                stmt.on_conflict_do_update(
+                    index_elements=["scope", "stage"],
+                    set_={c: stmt.excluded[c] for c in ("policies", "updated_us", "updated_by")},
                 )
             )
-            conn.execute(guardrail_policies.insert().values(**values))
         self._forget()
 
     def remove(self, scope: str, stage: str) -> bool:
