@@ -168,6 +168,9 @@ class RagSettings(_Section):
     hnsw_m: int = Field(default=32, ge=4, le=256)
     hnsw_ef_construction: int = Field(default=200, ge=8)
     hnsw_ef_search: int = Field(default=128, ge=8)
+    # Indexes of the collections searched most recently stay in memory up to about this
+    # size in all; older ones are read from disk again at their next search.
+    index_memory_mb: int = Field(default=4096, ge=1)
     # The pgvector store's HNSW indexes. Exact search in PostgreSQL costs about 1 µs a
     # chunk (FAISS: about 0.05 µs), so collections switch to a graph sooner; the graphs use
     # pgvector's own defaults, which keep adding a chunk to a graph about 4 times cheaper

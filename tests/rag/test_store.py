@@ -158,6 +158,35 @@ def test_an_index_built_from_a_newer_snapshot_is_not_changed_twice(tmp_path: Pat
     assert [p.name for p in (tmp_path / "indexes").iterdir()] == [f"{uid}-2.faiss"]
 
 
+def test_loaded_indexes_stay_within_their_memory_bound(tmp_path: Path) -> None:
+    """A server searching many collections keeps the indexes it searched most recently in
+    memory, up to its bound; an index dropped from memory is read back from disk (not
+    built again) at its next search, and answers the same."""
+    vectors = unit(100, seed=3)
+    ids = np.arange(1, 101, dtype=np.int64)
+    cache = IndexCache(tmp_path / "indexes")
+    uids = [uuid.uuid4().hex for _ in range(4)]
+    loads: list[str] = []
+
+    def loader(uid: str) -> Any:
+        return lambda: (loads.append(uid), (1, ids, vectors))[1]
+
+    first = cache.search(uids[0], 1, DIM, loader(uids[0]), vectors[7], 3)
+    entry_bytes = cache.nbytes(cache._get(uids[0]))  # type: ignore[arg-type]
+    assert entry_bytes >= 100 * DIM * 4
+    cache.max_bytes = 2 * entry_bytes  # room for two collections' indexes
+    for uid in uids[1:]:
+        cache.search(uid, 1, DIM, loader(uid), vectors[7], 3)
+    assert cache.loaded() == uids[2:]
+    # The dropped index comes back from its saved file, not from the store.
+    assert cache.search(uids[0], 1, DIM, loader(uids[0]), vectors[7], 3) == first
+    assert loads == uids and cache.loaded() == [uids[3], uids[0]]
+    # The index just searched is kept even when it alone is over the bound.
+    cache.max_bytes = 1
+    cache.search(uids[1], 1, DIM, loader(uids[1]), vectors[7], 3)
+    assert cache.loaded() == [uids[1]]
+
+
 @pytest.mark.parametrize("threshold", [2, 100_000], ids=["hnsw", "flat"])
 def test_a_stale_index_is_caught_up_not_rebuilt(tmp_path: Path, threshold: int) -> None:
     """Another process changes a collection this one has searched: the next search adds

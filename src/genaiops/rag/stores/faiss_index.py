@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -156,15 +157,47 @@ class IndexCache:
         hnsw_m: int = 32,
         ef_construction: int = 200,
         ef_search: int = 128,
+        max_bytes: int = 4096 * 2**20,
     ):
         self.directory = directory
         self.hnsw_threshold = hnsw_threshold
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
-        self._entries: dict[str, _Entry] = {}
+        # Loaded indexes, least recently searched first: past ``max_bytes`` in all, the
+        # oldest are dropped from memory (a later search reads them from disk again).
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._locks: dict[str, _ReadWriteLock] = {}
         self._guard = threading.Lock()
+
+    def _get(self, uid: str) -> _Entry | None:
+        with self._guard:
+            entry = self._entries.get(uid)
+            if entry is not None:
+                self._entries.move_to_end(uid)
+            return entry
+
+    def _pop(self, uid: str) -> None:
+        with self._guard:
+            self._entries.pop(uid, None)
+
+    def _keep(self, uid: str, entry: _Entry) -> None:
+        """Hold ``entry`` as the most recently used, dropping the least recently used
+        others while the loaded indexes take more than ``max_bytes``."""
+        with self._guard:
+            self._entries[uid] = entry
+            self._entries.move_to_end(uid)
+            total = sum(self.nbytes(e) for e in self._entries.values())
+            for other in list(self._entries):
+                if total <= self.max_bytes or other == uid:
+                    break
+                total -= self.nbytes(self._entries.pop(other))
+
+    def nbytes(self, entry: _Entry) -> int:
+        """About what a loaded index takes in memory: its vectors, ids and graph links."""
+        links = 2 * self.hnsw_m * 4 if entry.kind == "hnsw" else 0
+        return int(entry.index.ntotal) * (int(entry.index.d) * 4 + 8 + links)
 
     def _lock(self, uid: str) -> _ReadWriteLock:
         with self._guard:
@@ -306,14 +339,14 @@ class IndexCache:
         instead of rebuilt when little changed."""
         lock = self._lock(uid)
         with lock.read():
-            entry = self._entries.get(uid)
+            entry = self._get(uid)
             if entry is not None and entry.version >= version:
                 return self._search(entry, vector, k, allowed)
         with lock.write():
-            entry = self._entries.get(uid)
+            entry = self._get(uid)
             if entry is None or entry.version < version:
                 entry = self._load_or_build(uid, version, dim, load, entry, delta)
-                self._entries[uid] = entry
+                self._keep(uid, entry)
             return self._search(entry, vector, k, allowed)
 
     def _search(
@@ -360,25 +393,31 @@ class IndexCache:
         index loaded at ``new_version`` or later already holds the change; one at any other
         version is dropped and rebuilt when next used."""
         with self._lock(uid).write():
-            entry = self._entries.get(uid)
+            entry = self._get(uid)
             if entry is None or entry.version >= new_version:
                 return
             if entry.version != old_version:
-                del self._entries[uid]
+                self._pop(uid)
                 return
             _patch(entry, removed, added, vectors)
             entry.version = new_version
             # Too many dead entries make HNSW searches wider and recall worse: rebuild.
             if len(entry.tombstones) > 0.2 * max(entry.index.ntotal, 1):
-                del self._entries[uid]
+                self._pop(uid)
 
     def kind(self, uid: str) -> str | None:
-        entry = self._entries.get(uid)
+        with self._guard:
+            entry = self._entries.get(uid)
         return entry.kind if entry is not None else None
+
+    def loaded(self) -> list[str]:
+        """The collections whose indexes are in memory, least recently searched first."""
+        with self._guard:
+            return list(self._entries)
 
     def drop(self, uid: str) -> None:
         with self._lock(uid).write():
-            self._entries.pop(uid, None)
+            self._pop(uid)
             for path in self._saved_versions(uid).values():
                 path.unlink(missing_ok=True)
         with self._guard:

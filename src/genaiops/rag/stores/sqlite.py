@@ -561,5 +561,6 @@ def from_settings(settings: Settings) -> SQLiteStore:
         hnsw_m=cfg.hnsw_m,
         ef_construction=cfg.hnsw_ef_construction,
         ef_search=cfg.hnsw_ef_search,
+        max_bytes=cfg.index_memory_mb * 2**20,
     )
     return SQLiteStore(directory, Sealer.from_env(cfg.encryption_key_env), indexes)
