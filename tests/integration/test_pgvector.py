@@ -239,6 +239,9 @@ def test_hnsw_index_upkeep(
             )
             assert hit[0].locator == str(i)
 
+        while store.indexes._building:  # the search's build ends with an ANALYZE
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         # Another replica is building the index (it holds the build lock; its index is
         # listed as invalid meanwhile): this one neither drops it nor builds its own.
         store.indexes.drop(collection)
@@ -247,7 +250,9 @@ def test_hnsw_index_upkeep(
             other.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
             store.indexes.build_if_large(collection)
             assert index_oid(collection) is None
-        # That replica is gone (its session ended): the next build goes ahead.
+            # That replica stopped building (a server notices a closed session a moment
+            # later; the unlock is immediate): the next build goes ahead.
+            other.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
         store.indexes.build_if_large(collection)
         assert store.indexes.valid(collection)
     finally:
