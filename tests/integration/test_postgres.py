@@ -26,6 +26,14 @@ pytestmark = pytest.mark.integration
 SYSTEM = Principal(tenant="system", role="admin", actor="test", via="cli")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One database several replicas share: an SQLite file, or a fresh PostgreSQL one."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("database_url"))
+    return f"sqlite:///{tmp_path / 'shared.db'}"
+
+
 def test_keys_usage_and_audit_on_postgres(database_url: str, tmp_path: Path) -> None:
     settings = load_settings(data_dir=str(tmp_path), storage={"url": database_url})
     service = SecurityService(settings)
@@ -92,18 +100,10 @@ def test_concurrent_writers_extend_one_chain(database_url: str) -> None:
         db.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_verify_reads_one_state_while_another_replica_appends(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_verify_reads_one_state_while_another_replica_appends(url: str) -> None:
     """Records another replica (or this process's writer) appends while a verification
     walks the chain are not reported as a broken log: the walk and the head it compares
     against come from one committed state."""
-    url = (
-        request.getfixturevalue("database_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'shared.db'}"
-    )
     reader, writer = Database(url), Database(url)
     with writer.begin() as conn:
         audit.append(conn, [AuditEvent("inference", ts_us=i) for i in range(20)])
@@ -130,17 +130,9 @@ def test_verify_reads_one_state_while_another_replica_appends(
         writer.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_keys_of_a_new_tenant_created_at_once_all_succeed(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_keys_of_a_new_tenant_created_at_once_all_succeed(url: str) -> None:
     """Onboarding scripts create a new tenant's keys in parallel (on several replicas):
     each creates the tenant's row if missing, and none fails on another's new row."""
-    url = (
-        request.getfixturevalue("database_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'shared.db'}"
-    )
     here, there = KeyStore(Database(url)), KeyStore(Database(url))
     here.db.migrate()
     created: list[str] = []
@@ -161,20 +153,12 @@ def test_keys_of_a_new_tenant_created_at_once_all_succeed(
         there.db.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_one_scopes_guardrail_policy_set_twice_at_once(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_one_scopes_guardrail_policy_set_twice_at_once(url: str) -> None:
     """Two administrators set a tenant's first policy at the same moment (on two
     replicas): both succeed and the later write is the policy."""
     from genaiops.config import GuardPolicy, GuardrailsSettings
     from genaiops.guardrails.policies import PolicyStore
 
-    url = (
-        request.getfixturevalue("database_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'shared.db'}"
-    )
     here = PolicyStore(Database(url), GuardrailsSettings())
     there = PolicyStore(Database(url), GuardrailsSettings())
     here.db.migrate()
@@ -196,17 +180,9 @@ def test_one_scopes_guardrail_policy_set_twice_at_once(
         there.db.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_replicas_creating_the_schema_together_all_start(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_replicas_creating_the_schema_together_all_start(url: str) -> None:
     """Replicas rolled out together on an empty database all create the tables at once:
     none fails to start (a unique violation, "already exists", "database is locked")."""
-    url = (
-        request.getfixturevalue("database_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'shared.db'}"
-    )
     databases = [Database(url) for _ in range(4)]
     barrier = threading.Barrier(len(databases))
     errors: list[BaseException] = []
@@ -233,17 +209,9 @@ def test_replicas_creating_the_schema_together_all_start(
             db.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_replicas_starting_together_create_one_admin_key(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_replicas_starting_together_create_one_admin_key(url: str, tmp_path: Path) -> None:
     """Several replicas start at once on one empty database: one of them creates the
     administrator key (and says so); the others find it and create none."""
-    url = (
-        request.getfixturevalue("database_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'shared.db'}"
-    )
     schema = Database(url)
     schema.migrate()
     schema.close()
