@@ -780,3 +780,39 @@ def test_rows_are_embedded_in_batches_across_documents(
     assert hits[0].locator == "137"
     dense = rag.search(TENANT, "handbook", rows[42].split(";", 1)[1], mode="dense", top_k=1)
     assert dense[0].locator == "42"
+
+
+def test_a_document_deleted_during_a_copy_is_not_copied_empty(
+    rag: RagService, docs: Path, tmp_path: Path
+) -> None:
+    """`collections copy` of a live collection: a document deleted after the copy listed
+    it is skipped (reported "deleted"), not written to the target without its text."""
+    from genaiops.rag import migrate
+
+    rag.ingest_paths(TENANT, "handbook", [docs])
+    source = rag.store
+    collection = rag.collection(TENANT, "handbook")
+    listing = source.list_documents
+
+    def list_then_delete(coll: Any, offset: int = 0, limit: int = 100) -> Any:
+        page = listing(coll, offset, limit)
+        if offset == 0:
+            source.delete_document(coll, page[1].id)  # another process, just after
+        return page
+
+    source.list_documents = list_then_delete  # type: ignore[method-assign]
+    target = make_service(tmp_path / "target")
+    events: list[tuple[str, str]] = []
+    try:
+        report = migrate.copy_collections(
+            source, target.store, [collection],
+            lambda _kind, info: events.append((info["key"], info["outcome"])),
+        )  # fmt: skip
+        assert report.failed == []
+        assert [outcome for _, outcome in events].count("deleted") == 1
+        (copied,) = report.collections
+        assert copied["copied"] == 2 and copied["documents"] == 2
+        stored = target.documents(TENANT, "handbook")
+        assert len(stored) == 2 and all(d.chunks > 0 for d in stored)
+    finally:
+        target.close()

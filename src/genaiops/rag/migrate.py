@@ -83,6 +83,14 @@ def copy_collection(
                     )
                     continue
                 stored, hashes, vectors = source.document_chunks(collection, record.id)
+                if not stored:
+                    # Deleted from the source since it was listed (every stored document
+                    # has a chunk): nothing to copy, rather than an empty document.
+                    notify(
+                        "document",
+                        {"collection": spec.name, "key": record.key, "outcome": "deleted"},
+                    )
+                    continue
                 document = LoadedDocument(
                     source=record.source,
                     title=record.title,

@@ -441,7 +441,11 @@ class SQLiteStore:
         sealer = self.sealer_for(collection)
         chunks = [records.stored_chunk(r, sealer) for r in rows]
         vectors = np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32)
-        return chunks, [r["text_hash"] for r in rows], vectors.reshape(len(rows), -1)
+        return (
+            chunks,
+            [r["text_hash"] for r in rows],
+            vectors.reshape(len(rows), collection.spec.dim),
+        )
 
     # -- search ----------------------------------------------------------------------------
 

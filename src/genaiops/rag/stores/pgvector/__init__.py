@@ -411,7 +411,11 @@ class PgVectorStore:
         sealer = self.sealer_for(collection)
         chunks = [records.stored_chunk(r, sealer) for r in rows]
         vectors = np.asarray([r["v"] for r in rows], dtype=np.float32)
-        return chunks, [r["text_hash"] for r in rows], vectors.reshape(len(rows), -1)
+        return (
+            chunks,
+            [r["text_hash"] for r in rows],
+            vectors.reshape(len(rows), collection.spec.dim),
+        )
 
     # -- search ----------------------------------------------------------------------------
 
