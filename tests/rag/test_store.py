@@ -187,6 +187,37 @@ def test_loaded_indexes_stay_within_their_memory_bound(tmp_path: Path) -> None:
     assert cache.loaded() == [uids[1]]
 
 
+def test_opening_the_store_sweeps_orphaned_index_files(tmp_path: Path) -> None:
+    """An index saved by one process for a collection another process deleted meanwhile,
+    and a temporary file a killed save left, are removed when a store opens; the indexes
+    of live collections and a save still in progress stay."""
+    import os
+
+    data = tmp_path / "data"
+    first = open_store(data)
+    collection = first.create_collection(spec("kb"))
+    vectors = unit(3, seed=2)
+    put(first, collection, "doc", vectors)
+    assert first.dense(collection, vectors[0], 1, None)
+    folder = first.indexes.directory
+    live = sorted(p.name for p in folder.iterdir())
+    assert len(live) == 1 and live[0].startswith(collection.uid + "-")
+    orphan = folder / f"{uuid.uuid4().hex}-4.faiss"
+    orphan.write_bytes(b"index of a deleted collection")
+    killed = folder / f".{collection.uid}-abc123.tmp"
+    killed.write_bytes(b"half")
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
+    saving = folder / f".{collection.uid}-def456.tmp"
+    saving.write_bytes(b"being written")
+    first.close()
+    second = open_store(data)
+    try:
+        assert sorted(p.name for p in folder.iterdir()) == sorted([*live, saving.name])
+        assert second.dense(collection, vectors[1], 1, None)
+    finally:
+        second.close()
+
+
 @pytest.mark.parametrize("threshold", [2, 100_000], ids=["hnsw", "flat"])
 def test_a_stale_index_is_caught_up_not_rebuilt(tmp_path: Path, threshold: int) -> None:
     """Another process changes a collection this one has searched: the next search adds

@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -414,6 +415,26 @@ class IndexCache:
         """The collections whose indexes are in memory, least recently searched first."""
         with self._guard:
             return list(self._entries)
+
+    def sweep(self, live: set[str], stale_tmp_s: float = 3600.0) -> int:
+        """Delete saved indexes of collections not in ``live`` (one deleted while another
+        process was saving its index) and temporary files a killed save left behind;
+        how many files went."""
+        removed = 0
+        if not self.directory.is_dir():
+            return 0
+        cutoff = time.time() - stale_tmp_s
+        for path in self.directory.iterdir():
+            uid, _, version = path.stem.rpartition("-")
+            orphan = path.suffix == ".faiss" and version.isdigit() and uid not in live
+            leftover = path.suffix == ".tmp" and path.name.startswith(".")
+            try:
+                if orphan or (leftover and path.stat().st_mtime < cutoff):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def drop(self, uid: str) -> None:
         with self._lock(uid).write():

@@ -68,6 +68,8 @@ class SQLiteStore:
         private_file(Path(self.path))
         self._conn().executescript(SCHEMA)
         self._migrate()
+        live = {r["uid"] for r in self._conn().execute("SELECT uid FROM collections")}
+        self.indexes.sweep(live)
 
     # -- connections -----------------------------------------------------------------------
 
