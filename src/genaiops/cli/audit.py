@@ -10,17 +10,20 @@ from typing import Annotated
 
 import typer
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
+from genaiops.cli.common import (
+    ConfigOption,
+    cli_errors,
+    command_group,
+    settings_from,
+    valid_tenant,
+    write,
+)
 from genaiops.cli.keys import JsonOption, _emit, security_service
 from genaiops.errors import InvalidRequest
 from genaiops.security import audit, usage
 from genaiops.storage.db import Database
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Verify and export the hash-chained audit log.",
-    no_args_is_help=True,
-)
+app = command_group("Verify and export the hash-chained audit log.")
 
 SinceOption = Annotated[
     str | None, typer.Option("--since", help="Date, ISO date-time or epoch seconds.")

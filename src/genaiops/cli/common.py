@@ -19,6 +19,14 @@ ConfigOption = Annotated[
 ]
 
 
+def command_group(help: str, no_args_is_help: bool = True, **options: Any) -> typer.Typer:
+    """A Typer app for a group of commands (its help shown when called bare): help texts
+    read as Markdown, so a docstring wrapped over several lines reflows as one paragraph."""
+    return typer.Typer(
+        help=help, rich_markup_mode="markdown", no_args_is_help=no_args_is_help, **options
+    )
+
+
 def valid_tenant(value: str | None) -> str | None:
     """A --tenant option's callback: a name no credential can carry is a usage error, not
     data stored where nobody can reach it."""

@@ -20,28 +20,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
+from genaiops.cli.common import (
+    ConfigOption,
+    cli_errors,
+    command_group,
+    settings_from,
+    valid_tenant,
+    write,
+)
 from genaiops.cli.keys import JsonOption, _emit, audit_event
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest
 from genaiops.security.principal import SYSTEM_TENANT
 from genaiops.storage.db import Database
 
-jobs_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Fine-tuning jobs: list, show, events, cancel, resume.",
-    no_args_is_help=True,
-)
-registry_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="The model registry: versions, lineage, aliases.",
-    no_args_is_help=True,
-)
-alias_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Aliases (champion, challenger...) that serving resolves.",
-    no_args_is_help=True,
-)
+jobs_app = command_group("Fine-tuning jobs: list, show, events, cancel, resume.")
+registry_app = command_group("The model registry: versions, lineage, aliases.")
+alias_app = command_group("Aliases (champion, challenger...) that serving resolves.")
 registry_app.add_typer(alias_app, name="alias")
 
 TenantOption = Annotated[

@@ -11,13 +11,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
+from genaiops.cli.common import ConfigOption, cli_errors, command_group, settings_from, write
 from genaiops.cli.keys import JsonOption
 from genaiops.errors import InvalidRequest
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Check texts with the guardrails; retrain the injection classifier.",
+app = command_group(
+    "Check texts with the guardrails; retrain the injection classifier.", no_args_is_help=False
 )
 
 

@@ -18,20 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, write
+from genaiops.cli.common import ConfigOption, cli_errors, command_group, settings_from, write
 from genaiops.errors import InvalidRequest
 from genaiops.security.keys import check_tenant, parse_duration
 from genaiops.security.principal import SYSTEM_TENANT, Limits, Principal
 from genaiops.security.service import SecurityService
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Create, list, revoke and rotate API keys.",
-    no_args_is_help=True,
-)
-tenants_app = typer.Typer(
-    rich_markup_mode="markdown", help="List tenants and set their limits.", no_args_is_help=True
-)
+app = command_group("Create, list, revoke and rotate API keys.")
+tenants_app = command_group("List tenants and set their limits.")
 
 CLI_ACTOR = Principal(tenant=SYSTEM_TENANT, role="admin", actor="cli", via="cli")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

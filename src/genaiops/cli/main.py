@@ -10,12 +10,11 @@ import typer
 
 from genaiops import __version__
 from genaiops.cli import audit, finetune, guardrails, inference, keys, models, rag, serve
+from genaiops.cli.common import command_group
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
+app = command_group(
+    "Self-hosted Gen AI Ops: an OpenAI-compatible gateway over local and remote models.",
     name="genaiops",
-    help="Self-hosted Gen AI Ops: an OpenAI-compatible gateway over local and remote models.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )

@@ -9,11 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from
+from genaiops.cli.common import ConfigOption, cli_errors, command_group, settings_from
 
-app = typer.Typer(
-    rich_markup_mode="markdown", help="Inspect the model catalog.", no_args_is_help=True
-)
+app = command_group("Inspect the model catalog.")
 
 
 @app.command("list")

@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from genaiops.cli.common import ConfigOption, cli_errors, settings_from, valid_tenant, write
+from genaiops.cli.common import (
+    ConfigOption,
+    cli_errors,
+    command_group,
+    settings_from,
+    valid_tenant,
+    write,
+)
 from genaiops.cli.keys import JsonOption, _emit, audit_event
 from genaiops.errors import InvalidRequest
 from genaiops.rag.documents import check_metadata
@@ -25,14 +32,8 @@ from genaiops.rag.loaders.sql import sql_source
 from genaiops.rag.service import Mode, RagService
 from genaiops.security.principal import SYSTEM_TENANT
 
-collections_app = typer.Typer(
-    rich_markup_mode="markdown", help="Create, list and delete collections.", no_args_is_help=True
-)
-documents_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="List and delete documents of a collection.",
-    no_args_is_help=True,
-)
+collections_app = command_group("Create, list and delete collections.")
+documents_app = command_group("List and delete documents of a collection.")
 
 TenantOption = Annotated[
     str, typer.Option("--tenant", help="Tenant owning the collection.", callback=valid_tenant)
