@@ -146,13 +146,28 @@ class CancelToken:
 
     A threading.Event underneath because the llama.cpp engines check it from their own
     OS thread.
+
+    It also carries the one signal a streamed answer sends back to its engine: ``shown``,
+    once the response's first bytes (the first text) have been handed to the client's
+    connection. A local engine waits for it, briefly, before decoding the second token
+    (see ``LlamaCppEngine``), so the first token is not stuck behind a decode that takes
+    every core.
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._shown = threading.Event()
 
     def cancel(self) -> None:
         self._event.set()
+        self._shown.set()  # nobody will show anything now: an engine waiting goes on
+
+    def shown(self) -> None:
+        self._shown.set()
+
+    def wait_shown(self, timeout: float) -> bool:
+        """Block (an engine's thread) until ``shown`` or ``timeout`` seconds."""
+        return self._shown.wait(timeout)
 
     @property
     def cancelled(self) -> bool:

@@ -117,6 +117,13 @@ class GenerationStream:
     def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         return self._iterate()
 
+    def shown(self) -> None:
+        """The streamed response's first bytes have been sent: the engine, which waits a
+        moment for that after the first text (``CancelToken.shown``), decodes on."""
+        token = getattr(self._ticket, "cancel_token", None)
+        if token is not None:
+            token.shown()
+
     def started(self) -> list[GenerationEvent]:
         """What the first model event releases, without waiting for more (nothing when
         the output guards hold it); iterating then goes on with the rest. A streamed

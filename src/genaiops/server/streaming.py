@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -31,15 +31,18 @@ class SSEResponse(StreamingResponse):
     next token. The status line and the first chunk (the first token, already generated
     when the response is built) are sent at once; Starlette's disconnect watching then
     takes over for the rest, so setting it up never delays the first token.
+    ``on_start`` is called once, when those first bytes are on their way or the response
+    ends without them (the generation's ``shown``: its engine may decode on).
     """
 
-    def __init__(self, content: AsyncIterator[bytes]):
+    def __init__(self, content: AsyncIterator[bytes], on_start: Callable[[], None] | None = None):
         super().__init__(
             content,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self._source = content
+        self._on_start = on_start
 
     async def stream_response(self, send: Send) -> None:
         # The response has started (see __call__): only the remaining chunks.
@@ -59,12 +62,19 @@ class SSEResponse(StreamingResponse):
             first = await anext(self._source, b"")
             if first:
                 await send({"type": "http.response.body", "body": first, "more_body": True})
+            self._started()
             await super().__call__(scope, receive, send)
         finally:
+            self._started()  # never sent (the client left): the engine need not wait
             aclose = getattr(self._source, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+    def _started(self) -> None:
+        notify, self._on_start = self._on_start, None
+        if notify is not None:
+            notify()
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -265,7 +265,7 @@ async def ask(
         # queue gives its place back, as on the chat and completion routes.
         stream = await start(request, gateway, gen, ctx, "question")
         if body.stream:
-            return SSEResponse(_events_to_sse(stream, True, True, ctx, rag=True))
+            return SSEResponse(_events_to_sse(stream, True, True, ctx, rag=True), stream.shown)
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)

@@ -369,7 +369,8 @@ async def chat_completions(
         if gen.stream:
             stream = await start(request, gateway, gen, ctx, "messages")
             return SSEResponse(
-                _events_to_sse(stream, True, _include_usage(body), ctx, rag=gen_has_rag)
+                _events_to_sse(stream, True, _include_usage(body), ctx, rag=gen_has_rag),
+                stream.shown,
             )
         # The whole answer, its retry for structured output included, ends with the client.
         stream, done = await until_disconnect(
@@ -415,7 +416,9 @@ async def completions(
     try:
         stream = await start(request, gateway, gen, ctx, "prompt")
         if gen.stream:
-            return SSEResponse(_events_to_sse(stream, False, _include_usage(body), ctx))
+            return SSEResponse(
+                _events_to_sse(stream, False, _include_usage(body), ctx), stream.shown
+            )
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)
