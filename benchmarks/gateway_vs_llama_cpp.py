@@ -22,9 +22,9 @@ request starts after a short pause (``--gap-ms``), so none of them runs while th
 one's OpenMP threads still spin (llama.cpp's worker threads busy-wait for several
 milliseconds after a generation, on both sides).
 
-Two figures of the added TTFT: the difference of the two sides' p50s (as the target is
-worded), and the median of the per-round differences, which a change in the machine's
-speed between rounds does not move.
+Two figures each for the added TTFT and the decode ratio: from the two sides' p50s (as
+the targets are worded), and the median of the per-round differences (ratios), which a
+change in the machine's speed between rounds does not move.
 
 Usage: python benchmarks/gateway_vs_llama_cpp.py [--runs 20] [--max-tokens 128] [--gap-ms 20]
 Writes benchmarks/results/gateway_vs_llama_cpp.json.
@@ -274,9 +274,11 @@ def bench_interleaved(
     for side in gateways:
         # Each round's gateway TTFT minus the same round's raw TTFT: a drift of the
         # machine's speed between rounds cancels out of these.
-        pairs = zip(samples[side], samples["raw"], strict=True)
+        pairs = list(zip(samples[side], samples["raw"], strict=True))
         added = [g["ttft_ms"] - r["ttft_ms"] for g, r in pairs]
         out[side]["ttft_added_ms_paired_p50"] = round(statistics.median(added), 2)
+        ratios = [g["decode_tps"] / r["decode_tps"] for g, r in pairs if r["decode_tps"]]
+        out[side]["decode_ratio_paired_p50"] = round(statistics.median(ratios), 3)
     return out
 
 
@@ -320,6 +322,9 @@ def main() -> None:
         results[f"gateway_ttft_added_ms_paired_p50_c1{suffix}"] = one[side][
             "ttft_added_ms_paired_p50"
         ]
+        results[f"gateway_decode_ratio_paired_p50_c1{suffix}"] = one[side][
+            "decode_ratio_paired_p50"
+        ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(
@@ -334,7 +339,8 @@ def main() -> None:
             )
     for suffix, label in (("", "default policy"), ("_no_output_guards", "no output guards")):
         print(
-            f"{label}: gateway/raw decode ratio {results['gateway_decode_ratio_c1' + suffix]}, "
+            f"{label}: gateway/raw decode ratio {results['gateway_decode_ratio_c1' + suffix]} "
+            f"(per round {results['gateway_decode_ratio_paired_p50_c1' + suffix]}), "
             f"TTFT added p50 {results['gateway_ttft_added_ms_p50_c1' + suffix]} ms, "
             f"median of per-round differences "
             f"{results['gateway_ttft_added_ms_paired_p50_c1' + suffix]} ms (1 client)"
