@@ -149,7 +149,7 @@ class CancelToken:
 
     It also carries the one signal a streamed answer sends back to its engine: ``shown``,
     once the response's first bytes (the first text) have been handed to the client's
-    connection. A local engine waits for it, briefly, before decoding the second token
+    connection. The llama.cpp engine waits for it, briefly, before decoding the second token
     (see ``LlamaCppEngine``), so the first token is not stuck behind a decode that takes
     every core.
     """
