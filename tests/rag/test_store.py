@@ -307,6 +307,83 @@ def test_a_recreated_collection_never_uses_the_old_index(tmp_path: Path) -> None
         second.close()
 
 
+def _copy_database(source: Path, target: Path) -> None:
+    """SQLite's online backup, as an operator takes one."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def test_a_restored_database_never_uses_indexes_saved_after_its_backup(tmp_path: Path) -> None:
+    """rag.db is backed up, the collection moves on (its index is rebuilt and saved at a
+    later version), then the backup is restored with the index files left in place. The
+    restored store numbers versions and chunks again from the backup's, so the saved index
+    names chunks that are gone or, once new text is stored, other chunks. Searches must
+    answer from the restored store, both before and after the next change."""
+    data = tmp_path / "data"
+    db = data / "rag" / "rag.db"
+    backup = tmp_path / "rag-backup.db"
+    before, after, later = unit(20, seed=1), unit(100, seed=2), unit(100, seed=3)
+
+    first = open_store(data)
+    collection = first.create_collection(spec("kb"))
+    kept = put(first, collection, "a", before)
+    assert first.dense(collection, before[3], 1, None)[0][0] == kept[3]
+    _copy_database(db, backup)
+    lost = put(first, collection, "b", after)
+    first.close()
+    second = open_store(data)  # reads the saved index, too far behind: rebuilt and saved
+    assert second.dense(collection, after[7], 1, None)[0][0] == lost[7]
+    second.close()
+    saved = [p.name for p in (data / "rag" / "indexes").glob("*.faiss")]
+    assert saved == [f"{collection.uid}-{collection.version + 2}.faiss"]
+
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    _copy_database(backup, db)
+
+    restored = open_store(data)
+    try:
+        hits = restored.dense(collection, after[7], 120, None)
+        assert {h[0] for h in hits} == set(kept)  # nothing of the lost document
+        assert not list((data / "rag" / "indexes").glob(f"*-{collection.version + 2}.faiss"))
+        # New text gets the lost document's chunk ids and the same collection version.
+        reused = put(restored, collection, "c", later)
+        assert reused == lost
+        assert restored.current_version(collection) == collection.version + 2
+    finally:
+        restored.close()
+    # A process that starts now has only index files from the restored store's history.
+    fresh = open_store(data)
+    try:
+        for i in (0, 42, 99):
+            assert fresh.dense(collection, later[i], 1, None)[0][0] == reused[i]
+        assert fresh.dense(collection, before[5], 1, None)[0][0] == kept[5]
+    finally:
+        fresh.close()
+
+    # Restored again, and this time changed before any search: the index saved at the
+    # version the change reaches (built from "c") must not be taken for the new text.
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    _copy_database(backup, db)
+    saved = [p.name for p in (data / "rag" / "indexes").glob("*.faiss")]
+    assert saved == [f"{collection.uid}-{collection.version + 2}.faiss"]
+    again = open_store(data)
+    try:
+        newest = unit(100, seed=4)
+        assert put(again, collection, "d", newest) == lost
+    finally:
+        again.close()
+    last = open_store(data)
+    try:
+        for i in (0, 42, 99):
+            assert last.dense(collection, newest[i], 1, None)[0][0] == lost[i]
+    finally:
+        last.close()
+
+
 def test_stores_from_before_collection_uids_are_migrated(tmp_path: Path) -> None:
     data = tmp_path / "data"
     store = open_store(data)

@@ -10,6 +10,11 @@ collection changed since) is rebuilt on the next search from one consistent read
 store. Small collections use exact inner-product search; above ``hnsw_threshold`` chunks
 an HNSW graph trades a little recall (measured in benchmarks/) for sub-millisecond queries.
 
+A saved index newer than the store (the database was replaced by an older copy, a
+restored backup, which numbers versions and chunks again from the copy's) is foreign: its
+ids may name other chunks. Every change to a collection removes such files before it
+commits, and a search that meets one removes it, so the index is rebuilt from the store.
+
 A stale index (another process or replica changed the collection, or the saved file is
 from before the last changes) is caught up rather than rebuilt when the difference is
 small: one consistent read gives the collection's chunk ids and the vectors of those the
@@ -272,9 +277,18 @@ class IndexCache:
         load: Loader,
         stale: _Entry | None = None,
         delta: Delta | None = None,
+        current: Callable[[], int] | None = None,
     ) -> _Entry:
         saved = self._saved_versions(uid)
         newest = max((v for v in saved if v >= version), default=None)
+        if newest is not None and newest > version and current is not None:
+            # Another process may have moved the collection on since ``version`` was read;
+            # an index newer than the store is from a database since replaced.
+            now = current()
+            if newest > now:
+                self.forget_newer(uid, now)
+                saved = {v: path for v, path in saved.items() if v <= now}
+                newest = max((v for v in saved if v >= version), default=None)
         if newest is not None:
             entry = self._read(saved[newest], dim)
             if entry is not None:
@@ -334,10 +348,12 @@ class IndexCache:
         k: int,
         allowed: npt.NDArray[np.int64] | None = None,
         delta: Delta | None = None,
+        current: Callable[[], int] | None = None,
     ) -> list[tuple[int, float]]:
         """The ``k`` nearest chunks of collection ``uid`` as of ``version`` or later, only
         among the ``allowed`` ids when given. With ``delta``, a stale index is caught up
-        instead of rebuilt when little changed."""
+        instead of rebuilt when little changed. With ``current`` (the collection's version
+        now), a saved index newer than the store is recognised as foreign and removed."""
         lock = self._lock(uid)
         with lock.read():
             entry = self._get(uid)
@@ -346,7 +362,7 @@ class IndexCache:
         with lock.write():
             entry = self._get(uid)
             if entry is None or entry.version < version:
-                entry = self._load_or_build(uid, version, dim, load, entry, delta)
+                entry = self._load_or_build(uid, version, dim, load, entry, delta, current)
                 self._keep(uid, entry)
             return self._search(entry, vector, k, allowed)
 
@@ -405,6 +421,34 @@ class IndexCache:
             # Too many dead entries make HNSW searches wider and recall worse: rebuild.
             if len(entry.tombstones) > 0.2 * max(entry.index.ntotal, 1):
                 self._pop(uid)
+
+    def forget_newer(self, uid: str, version: int) -> int:
+        """Remove the saved and loaded indexes of collection ``uid`` built from a version
+        past ``version``, the store's own; how many files went. The store's versions only
+        grow, so such an index comes from a database since replaced by an older copy (a
+        restored backup) whose version and chunk numbering start again from the copy's:
+        the index's ids would name other chunks. Called by every change to the collection
+        before it commits, and by a search that finds such a file; it waits for no lock,
+        so it is safe inside the store's write transaction."""
+        with self._guard:
+            entry = self._entries.get(uid)
+            if entry is not None and entry.version > version:
+                del self._entries[uid]
+        removed = 0
+        for newer, path in self._saved_versions(uid).items():
+            if newer > version:
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.warning(
+                "removed %d index file(s) of collection %s newer than its version %d in the"
+                " store (a restored database?); the index is rebuilt from the store",
+                removed,
+                uid,
+                version,
+                extra={"collection_uid": uid},
+            )
+        return removed
 
     def kind(self, uid: str) -> str | None:
         with self._guard:

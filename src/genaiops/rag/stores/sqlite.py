@@ -295,6 +295,7 @@ class SQLiteStore:
         removed: list[int] = []
         with self._write() as conn:
             version = self._version(conn, collection)
+            self.indexes.forget_newer(collection.uid, version)
             old = conn.execute(
                 "SELECT id FROM documents WHERE collection_id = ? AND key = ?",
                 (cid, document.key),
@@ -398,6 +399,7 @@ class SQLiteStore:
         record = self._document(collection, document_id)
         with self._write() as conn:
             version = self._version(conn, collection)
+            self.indexes.forget_newer(collection.uid, version)
             removed = self._chunk_ids(conn, document_id)
             self._delete_document_rows(conn, collection.id, document_id)
             conn.execute(
@@ -541,6 +543,7 @@ class SQLiteStore:
             k,
             allowed,
             delta=lambda known: self._delta(collection, known),
+            current=lambda: self.current_version(collection),
         )
 
     def chunks(self, collection: Collection, ids: Sequence[int]) -> dict[int, ChunkRecord]:
