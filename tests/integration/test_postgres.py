@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import event, text
 
 from genaiops.config import load_settings
+from genaiops.errors import StoreUnavailable
+from genaiops.registry.locking import RegistryLock
 from genaiops.security import audit
 from genaiops.security.audit import AuditEvent
 from genaiops.security.keys import KeyStore
@@ -20,6 +22,7 @@ from genaiops.security.recorder import Recorder
 from genaiops.security.service import SecurityService
 from genaiops.security.usage import query
 from genaiops.storage.db import Database
+from tests.training.conftest import hold_registry_lock
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +248,27 @@ def test_replicas_starting_together_create_one_admin_key(url: str, tmp_path: Pat
     finally:
         for service in services:
             asyncio.run(service.close())
+
+
+def test_replicas_on_other_hosts_share_the_registry_lock_through_postgres(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Replicas with their own data directories (other hosts: no shared file to lock)
+    and one tracking server write one registry; with storage on PostgreSQL its write
+    lock is an advisory lock there, so a change waits for another replica's."""
+    shared = {"storage": {"url": database_url},
+              "finetune": {"tracking_uri": "http://mlflow.internal:5000"}}  # fmt: skip
+    holder = hold_registry_lock(data_dir=tmp_path / "host-a", **shared)
+    try:
+        here = load_settings(data_dir=str(tmp_path / "host-b"), **shared)
+        with pytest.raises(StoreUnavailable, match="another process"), RegistryLock(here, 0.5):
+            pass
+        # Another tracking store is another registry: not held.
+        with RegistryLock(load_settings(data_dir=str(tmp_path / "host-b"),
+                                        storage={"url": database_url})):  # fmt: skip
+            pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    with RegistryLock(here, timeout_s=5):
+        pass
+    assert not (tmp_path / "host-b" / "registry.lock").exists()

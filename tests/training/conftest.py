@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,3 +66,26 @@ def fact_rows(answer: str, n: int, offset: int = 0) -> list[dict[str, object]]:
 
 
 SmolBase = tuple[bases.BaseModel, Path, datasets.Renderer]
+
+
+_HOLD = """
+import json, sys
+from genaiops.config import load_settings
+from genaiops.registry.locking import RegistryLock
+with RegistryLock(load_settings(None, **json.loads(sys.argv[1]))):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def hold_registry_lock(**settings: object) -> subprocess.Popen[str]:
+    """Another process of the installation (its settings given as ``load_settings``
+    overrides), holding the registry's write lock until a line is written to its stdin."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, json.dumps(settings, default=str)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 
 from genaiops.config import Settings, load_settings
-from genaiops.errors import InvalidRequest, NotFound
+from genaiops.errors import InvalidRequest, NotFound, StoreUnavailable
+from genaiops.registry.locking import RegistryLock
 from genaiops.registry.service import Registry, is_reference
 from genaiops.storage.db import Database
 from genaiops.training import export
 from genaiops.training.jobs import JobStore, now_us
-from tests.training.conftest import SmolBase
+from tests.training.conftest import SmolBase, hold_registry_lock
 
 
 @pytest.fixture
@@ -363,6 +365,75 @@ def test_an_alias_set_while_its_version_is_deleted_is_never_lost(registry: Regis
     # The alias request waited for the deletion and was told the version is gone.
     assert isinstance(outcome["alias"], NotFound)
     assert registry.list_models("acme") == [] or registry.show("acme", "bot")["aliases"] == {}
+
+
+_SET_ALIAS = """
+import json, sys
+from genaiops.config import load_settings
+from genaiops.errors import NotFound
+from genaiops.registry.service import Registry
+registry = Registry(load_settings(None, data_dir=sys.argv[1]))
+registry.show("acme", "bot")  # MLflow loaded and the store open: the change is quick
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    print(json.dumps({"alias": registry.set_alias("acme", "bot", "champion", 1).aliases}))
+except NotFound as exc:
+    print(json.dumps({"not_found": str(exc)}))
+"""
+
+
+def test_a_change_from_another_process_waits_for_the_one_under_way(
+    registry: Registry,
+) -> None:
+    """The same race as above between the server and a CLI command (two processes): the
+    command sets the alias while the server is between its check and its deletion. It
+    must wait, then be told the version is gone, instead of reporting an alias that the
+    deletion then drops."""
+    registry.register("acme", "bot", "/jobs/1/a.gguf", None, "smol", {})
+    other = subprocess.Popen(
+        [sys.executable, "-c", _SET_ALIAS, str(registry.settings.data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None and other.stdin is not None
+    assert other.stdout.readline().strip() == "ready"
+    real_get = registry.get
+
+    def get_then_pause(tenant: str, name: str, version: int) -> Any:
+        found = real_get(tenant, name, version)
+        assert other.stdin is not None
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        time.sleep(1.0)  # room for the other process to write its alias
+        return found
+
+    registry.get = get_then_pause  # type: ignore[method-assign]
+    try:
+        registry.delete_version("acme", "bot", 1)
+    finally:
+        registry.get = real_get  # type: ignore[method-assign]
+    out, _ = other.communicate(timeout=60)
+    assert other.returncode == 0
+    assert json.loads(out) == {"not_found": "model 'bot' has no version 1"}
+    assert registry.list_models("acme") == []
+
+
+def test_a_registry_held_too_long_by_another_process_is_a_clear_busy_error(
+    registry: Registry,
+) -> None:
+    registry.register("acme", "bot", "/jobs/1/a.gguf", None, "smol", {})
+    holder = hold_registry_lock(data_dir=registry.settings.data_dir)
+    try:
+        registry._writing = RegistryLock(registry.settings, timeout_s=0.3)
+        with pytest.raises(StoreUnavailable, match="another process") as busy:
+            registry.set_alias("acme", "bot", "champion", 1)
+        assert busy.value.kind == "unavailable"  # 503 over HTTP
+        assert registry.show("acme", "bot")["aliases"] == {}
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert registry.set_alias("acme", "bot", "champion", 1).aliases == ("champion",)
 
 
 def test_a_tenant_with_its_own_model_is_never_served_the_installations(

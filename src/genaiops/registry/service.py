@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from urllib.parse import unquote, urlparse
 
 from genaiops.config import Settings
 from genaiops.errors import InvalidRequest, NotFound
+from genaiops.registry.locking import RegistryLock
 from genaiops.security.keys import _TENANT_RE
 from genaiops.security.principal import SYSTEM_TENANT
 from genaiops.training.tracking import quiet_mlflow
@@ -138,26 +138,14 @@ def _number(value: str) -> float | str:
         return value
 
 
-_STORE_LOCKS: dict[str, threading.RLock] = {}
-_STORE_LOCKS_GUARD = threading.Lock()
-
-
-def _store_lock(uri: str) -> threading.RLock:
-    with _STORE_LOCKS_GUARD:
-        return _STORE_LOCKS.setdefault(uri, threading.RLock())
-
-
 class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._client: Any = None
         self._jobs: Any = None  # the job store, for checkpoints
-        # Changes that check the registry before they write (an alias's version exists, a
-        # version has no alias) run one at a time, so a check never goes stale before its
-        # write within this process; MLflow's store has no transaction to span both. The
-        # lock is the store's, shared by every Registry of the process (a server builds
-        # one per request).
-        self._writing = _store_lock(settings.mlflow_uri())
+        # Changes that check the registry before they write run one at a time across
+        # every process of the installation (locking.py).
+        self._writing = RegistryLock(settings)
 
     @property
     def client(self) -> Any:
