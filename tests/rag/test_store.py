@@ -315,6 +315,14 @@ def _copy_database(source: Path, target: Path) -> None:
     dst.close()
 
 
+def _restore(backup: Path, db: Path) -> list[str]:
+    """Put the backup back (the processes stopped); the index files left in place."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    _copy_database(backup, db)
+    return sorted(p.name for p in (db.parent / "indexes").glob("*.faiss"))
+
+
 def test_a_restored_database_never_uses_indexes_saved_after_its_backup(tmp_path: Path) -> None:
     """rag.db is backed up, the collection moves on (its index is rebuilt and saved at a
     later version), then the backup is restored with the index files left in place. The
@@ -339,10 +347,7 @@ def test_a_restored_database_never_uses_indexes_saved_after_its_backup(tmp_path:
     saved = [p.name for p in (data / "rag" / "indexes").glob("*.faiss")]
     assert saved == [f"{collection.uid}-{collection.version + 2}.faiss"]
 
-    for suffix in ("-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    _copy_database(backup, db)
-
+    assert _restore(backup, db) == saved
     restored = open_store(data)
     try:
         hits = restored.dense(collection, after[7], 120, None)
@@ -365,11 +370,7 @@ def test_a_restored_database_never_uses_indexes_saved_after_its_backup(tmp_path:
 
     # Restored again, and this time changed before any search: the index saved at the
     # version the change reaches (built from "c") must not be taken for the new text.
-    for suffix in ("-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    _copy_database(backup, db)
-    saved = [p.name for p in (data / "rag" / "indexes").glob("*.faiss")]
-    assert saved == [f"{collection.uid}-{collection.version + 2}.faiss"]
+    assert _restore(backup, db) == saved  # the same name, built from "c" this time
     again = open_store(data)
     try:
         newest = unit(100, seed=4)
