@@ -12,8 +12,9 @@ an HNSW graph trades a little recall (measured in benchmarks/) for sub-milliseco
 
 A saved index newer than the store (the database was replaced by an older copy, a
 restored backup, which numbers versions and chunks again from the copy's) is foreign: its
-ids may name other chunks. Every change to a collection removes such files before it
-commits, and a search that meets one removes it, so the index is rebuilt from the store.
+ids may name other chunks. A process's first change to a collection removes such files
+before it commits (a restore happens while no process runs), and a search that meets one
+removes it, so the index is rebuilt from the store.
 
 A stale index (another process or replica changed the collection, or the saved file is
 from before the last changes) is caught up rather than rebuilt when the difference is
@@ -176,6 +177,9 @@ class IndexCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._locks: dict[str, _ReadWriteLock] = {}
         self._guard = threading.Lock()
+        # Collections whose saved indexes a change of this process has checked against
+        # the store (``before_change``).
+        self._checked: set[str] = set()
 
     def _get(self, uid: str) -> _Entry | None:
         with self._guard:
@@ -422,13 +426,25 @@ class IndexCache:
             if len(entry.tombstones) > 0.2 * max(entry.index.ntotal, 1):
                 self._pop(uid)
 
+    def before_change(self, uid: str, version: int) -> None:
+        """Called by a change to collection ``uid`` (at ``version`` in the store) before it
+        commits: the first one in this process removes indexes newer than the store
+        (``forget_newer``). A restore replaces the database only while no process uses
+        it, so later changes of this process need not look again."""
+        with self._guard:
+            if uid in self._checked:
+                return
+        self.forget_newer(uid, version)
+        with self._guard:
+            self._checked.add(uid)
+
     def forget_newer(self, uid: str, version: int) -> int:
         """Remove the saved and loaded indexes of collection ``uid`` built from a version
         past ``version``, the store's own; how many files went. The store's versions only
         grow, so such an index comes from a database since replaced by an older copy (a
         restored backup) whose version and chunk numbering start again from the copy's:
-        the index's ids would name other chunks. Called by every change to the collection
-        before it commits, and by a search that finds such a file; it waits for no lock,
+        the index's ids would name other chunks. Called before a change commits
+        (``before_change``) and by a search that finds such a file; it waits for no lock,
         so it is safe inside the store's write transaction."""
         with self._guard:
             entry = self._entries.get(uid)

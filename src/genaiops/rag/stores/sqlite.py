@@ -295,7 +295,7 @@ class SQLiteStore:
         removed: list[int] = []
         with self._write() as conn:
             version = self._version(conn, collection)
-            self.indexes.forget_newer(collection.uid, version)
+            self.indexes.before_change(collection.uid, version)
             old = conn.execute(
                 "SELECT id FROM documents WHERE collection_id = ? AND key = ?",
                 (cid, document.key),
@@ -399,7 +399,7 @@ class SQLiteStore:
         record = self._document(collection, document_id)
         with self._write() as conn:
             version = self._version(conn, collection)
-            self.indexes.forget_newer(collection.uid, version)
+            self.indexes.before_change(collection.uid, version)
             removed = self._chunk_ids(conn, document_id)
             self._delete_document_rows(conn, collection.id, document_id)
             conn.execute(
