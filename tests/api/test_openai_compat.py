@@ -182,6 +182,61 @@ def test_completions_plain_and_streamed(client: openai.OpenAI) -> None:
     assert unbounded.choices[0].finish_reason == "length"
 
 
+def test_log_probabilities_of_chat_and_completion_tokens(client: openai.OpenAI) -> None:
+    """``logprobs`` with greedy decoding: one entry per generated token whose texts make
+    up the answer, each a log probability (<= 0), the sampled token the likeliest of its
+    ``top_logprobs`` (best first); streamed chunks carry the entries of their text, and
+    a stop sequence's tokens are not reported. Completions use the legacy lists."""
+    # Seeded: the whole prompt is evaluated each time, so both answers are the same.
+    r = ask(client, "Name three colours.", max_tokens=12, temperature=0, seed=7,
+            logprobs=True, top_logprobs=3)  # fmt: skip
+    content = r.choices[0].logprobs.content  # type: ignore[attr-defined]
+    text = r.choices[0].message.content  # type: ignore[attr-defined]
+    assert len(content) == r.usage.completion_tokens == 12  # type: ignore[attr-defined]
+    assert b"".join(bytes(e.bytes) for e in content).decode() == text
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        tops = [t.logprob for t in entry.top_logprobs]
+        assert tops == sorted(tops, reverse=True)
+        assert entry.top_logprobs[0].token == entry.token
+        assert abs(entry.top_logprobs[0].logprob - entry.logprob) < 1e-9
+    assert any(e.logprob < -1e-3 for e in content)  # not all certain: real probabilities
+
+    stop = text.split()[2]
+    streamed = ask(client, "Name three colours.", max_tokens=12, temperature=0, seed=7,
+                   logprobs=True, stream=True, stop=[stop])  # fmt: skip
+    pieces, entries = [], []
+    for chunk in streamed:
+        if chunk.choices and chunk.choices[0].delta.content:  # type: ignore[attr-defined]
+            pieces.append(chunk.choices[0].delta.content)  # type: ignore[attr-defined]
+            entries += chunk.choices[0].logprobs.content  # type: ignore[attr-defined]
+            # A chunk carries the tokens its text completes: a token whose text is only
+            # partly out (the rest might start the stop sequence) goes with a later one.
+            reported = b"".join(bytes(e.bytes) for e in entries).decode()
+            assert "".join(pieces).startswith(reported)
+    assert "".join(pieces) == text[: text.index(stop)]
+    # The tokens that ran into the stop sequence are not reported.
+    assert stop not in reported and text.startswith(reported)
+    assert len(entries) >= 3 and all(e.top_logprobs == [] for e in entries)
+
+    plain = client.completions.create(
+        model="gemma3-270m", prompt="La capital de Brasil es", max_tokens=6, temperature=0,
+        logprobs=2,
+    )  # fmt: skip
+    lp = plain.choices[0].logprobs
+    assert lp is not None and "".join(lp.tokens or []) == plain.choices[0].text
+    assert len(lp.token_logprobs or []) == 6 and all(x <= 0 for x in lp.token_logprobs or [])
+    assert lp.text_offset == [sum(len(t) for t in (lp.tokens or [])[:i]) for i in range(6)]
+    for alts, token in zip(lp.top_logprobs or [], lp.tokens or [], strict=True):
+        assert len(alts) == 2 and max(alts, key=alts.__getitem__) == token
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "hi", max_tokens=2, top_logprobs=2)
+    assert err.value.param == "top_logprobs"
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "hi", max_tokens=2, logprobs=True, top_logprobs=21)
+    assert err.value.param == "top_logprobs"
+
+
 def test_json_object_mode_returns_json(client: openai.OpenAI) -> None:
     r = ask(
         client,

@@ -13,10 +13,18 @@ from typing import Any
 import pytest
 
 from genaiops.config import GuardPolicy, GuardrailsSettings
-from genaiops.engines.base import ChatMessage, GenerationRequest, SamplingParams
+from genaiops.engines.base import (
+    ChatMessage,
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
+from genaiops.engines.logprobs import TokenLogprob
 from genaiops.errors import ConfigError, ContentBlocked, InvalidRequest
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.guarding import OutputFilter, guard_input
+from genaiops.gateway.pipeline import GenerationStream
 from genaiops.gateway.retrieval import _screen
 from genaiops.guardrails.pii.redaction import Vault
 from genaiops.guardrails.service import GuardrailsService, restore
@@ -784,3 +792,50 @@ def test_a_dropped_guards_results_never_answer_for_a_guard_given_its_id() -> Non
     assert [sp.text for sp in guards._run(new, text, "").spans] == ["Rubí"]
     # And the new guard's own result is remembered for it.
     assert [sp.text for sp in guards._run(new, text, "").spans] == ["Rubí"]
+
+
+class _Answer:
+    """A model's answer as a scheduler ticket would hand it over: one TextDelta per token,
+    each with its logprobs entry, then Finished."""
+
+    def __init__(self, pieces: list[str]):
+        self.events: list[Any] = [
+            TextDelta(p, (TokenLogprob(p, -0.5, p.encode(), (), p),)) for p in pieces
+        ] + [Finished("stop", 3, len(pieces))]
+
+    def __aiter__(self) -> Any:
+        return self._iterate()
+
+    async def _iterate(self) -> Any:
+        for event in self.events:
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("pii_mode", ["mask", "reversible"])
+def test_logprobs_never_carry_what_the_output_guards_rewrote(pii_mode: str) -> None:
+    """Tokens of a value the output guards redacted (or of a placeholder they restored)
+    leave no trace in the answer's logprobs; tokens of text let through unchanged keep
+    theirs, in order."""
+    guards = service(pii_mode=pii_mode)
+    vault = asyncio.run(guard_input(guards, chat(("user", "Escribe a ana@ejemplo.com")), None))
+    answer = f"Claro, escribo a <EMAIL_1> hoy. El CPF es {CPF} y nada más. Gracias."
+    request = GenerationRequest("r", "m", SamplingParams(logprobs=0), prompt="p")
+    ticket = _Answer(tokens(answer))
+    stream = GenerationStream(request, ticket, "m")  # type: ignore[arg-type]
+    stream.output = OutputFilter(guards, vault, RequestContext("r"))
+    done = asyncio.run(stream.collect())
+    assert CPF not in done.text and "<CPF_1>" in done.text
+    assert ("ana@ejemplo.com" in done.text) == (pii_mode == "reversible")
+    entries = [e.token for e in done.logprobs or []]
+    reported = "".join(entries)
+    assert "982" not in reported
+    # A placeholder the caller's value replaced is rewritten text; a kept one is not.
+    assert ("<EMAIL_1>" in reported) == (pii_mode == "mask")
+    # The rest is reported in order, each token once: a sub-list of the answer's tokens.
+    pieces = iter(tokens(answer))
+    assert all(any(e == p for p in pieces) for e in entries)
+    assert entries[0] == "Claro," and entries[-2:] == [" más.", " Gracias."]
+    assert " CPF" in entries and " es" in entries

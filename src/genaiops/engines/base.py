@@ -17,6 +17,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from genaiops.engines.logprobs import TokenLogprob
 from genaiops.errors import ConfigError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    # Log probabilities of the generated tokens, with this many alternatives each
+    # (OpenAI's chat ``top_logprobs``, or completions' ``logprobs``); None: not wanted.
+    logprobs: int | None = None
     # Fields the caller set, by their wire name ("temperature", "top_p",
     # "max_completion_tokens"...): a remote upstream gets those, and keeps its own
     # defaults for the rest.
@@ -109,6 +113,8 @@ class PreparedRequest:
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+    # With ``SamplingParams.logprobs``: the entries of the tokens this text completes.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import random
 import threading
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from genaiops.engines import bundled, chat_template
 from genaiops.engines.base import (
     Finished,
@@ -25,6 +27,7 @@ from genaiops.engines.base import (
     TextDelta,
     require_text_messages,
 )
+from genaiops.engines.logprobs import Aligner, TokenLogprob, from_logits
 from genaiops.engines.text import StopMatcher
 from genaiops.engines.threaded import Job, ThreadedEngine
 from genaiops.errors import (
@@ -91,7 +94,7 @@ def _keep_stdio() -> None:
 # loop to have sent it (``CancelToken.shown``) before it decodes on: long enough for a
 # loaded loop, short enough that a response that never reports it costs little.
 _FIRST_TEXT_HANDOFF_S = 0.005
-_UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "logit_bias")
+_UNSUPPORTED = ("tools", "functions", "logit_bias")
 # A grammar longer than this is refused before llama.cpp parses it on every request.
 _MAX_GRAMMAR_CHARS = 200_000
 
@@ -255,6 +258,18 @@ class LlamaCppEngine(ThreadedEngine):
 
     # -- generation ------------------------------------------------------------------------
 
+    def _logprob(self, token: int, top: int, text: str) -> TokenLogprob:
+        """The entry of ``token``, from the logits it was just sampled from (the last
+        position decoded: the generator yields before it decodes the token)."""
+        from llama_cpp import llama_cpp as lib
+
+        llm = self._llm
+        pointer = lib.llama_get_logits_ith(llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+        return from_logits(
+            logits, token, top, lambda t: bytes(llm.detokenize([t], special=True)), text
+        )
+
     def _run(self, job: Job) -> None:
         prepared, cancel, emit = job.prepared, job.cancel, job.emit
         if cancel.cancelled:
@@ -288,6 +303,9 @@ class LlamaCppEngine(ThreadedEngine):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(params.stop)
         vocab = llm._model.vocab
+        # With logprobs: each token's entry waits for its text to clear the stop matcher.
+        aligner = Aligner() if params.logprobs is not None else None
+        emitted = 0
         produced = 0
         reason: str = "length"
         stop_hit = False
@@ -302,9 +320,13 @@ class LlamaCppEngine(ThreadedEngine):
                     reason = "stop"
                     break
                 produced += 1
-                text, hit = stops.feed(decoder.decode(llm.detokenize([token])))
+                piece = decoder.decode(llm.detokenize([token]))
+                if aligner is not None:
+                    aligner.add([self._logprob(token, params.logprobs or 0, piece)])
+                text, hit = stops.feed(piece)
                 if text:
-                    emit(TextDelta(text))
+                    emitted += len(text)
+                    emit(TextDelta(text, aligner.release(emitted) if aligner else ()))
                     if handoff:
                         # The first text is the time to first token: the next decode
                         # starts once the event loop has sent it (at most a few ms), so
@@ -328,5 +350,6 @@ class LlamaCppEngine(ThreadedEngine):
             # Bytes of a character cut off by max_tokens are dropped, not shown as U+FFFD.
             tail = stops.flush()
             if tail:
-                emit(TextDelta(tail))
+                emitted += len(tail)
+                emit(TextDelta(tail, aligner.release(emitted) if aligner else ()))
         emit(Finished(reason, prepared.prompt_tokens or 0, produced))  # type: ignore[arg-type]

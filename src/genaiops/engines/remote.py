@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("genaiops.engines")
 
 # Log probabilities would be forwarded and then lost on the way back: refused instead.
-_UNRELAYED = ("logprobs", "top_logprobs")
 
 # Upstream answers about the caller's own request, passed on with their status.
 PASSTHROUGH_STATUSES = frozenset({400, 413, 422, 429})
@@ -119,12 +118,10 @@ class RemoteEngine:
             raise ModelNotReady(f"model '{self.name}' is not ready ({state})")
         # Fields whose answers the gateway cannot carry back yet (log probabilities):
         # refused rather than forwarded and silently dropped on the way back.
-        unrelayed = [k for k in _UNRELAYED if request.extra.get(k) not in (None, False, 0, [])]
-        if unrelayed:
+        if request.params.logprobs is not None:
             raise InvalidRequest(
-                f"model '{self.name}': the gateway does not relay {', '.join(unrelayed)} "
-                "from remote upstreams",
-                param=unrelayed[0],
+                f"model '{self.name}': the gateway does not relay logprobs from remote upstreams",
+                param="logprobs",
             )
         return PreparedRequest(request, None, request.params.max_tokens)
 

@@ -35,7 +35,7 @@ from genaiops.errors import ContextLengthExceeded, InvalidRequest, ModelNotReady
 if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
 
-_UNSUPPORTED = ("tools", "logprobs", "logit_bias")
+_UNSUPPORTED = ("tools", "logit_bias")
 
 
 class TransformersEngine(ThreadedEngine):
@@ -94,6 +94,8 @@ class TransformersEngine(ThreadedEngine):
         unsupported = [k for k in _UNSUPPORTED if request.extra.get(k)]  # {} and [] are no-ops
         if request.params.response_format.type != "text":
             unsupported.append("response_format")
+        if request.params.logprobs is not None:
+            unsupported.append("logprobs")
         if unsupported:
             raise InvalidRequest(
                 f"model '{self.name}' does not support: {', '.join(unsupported)}",

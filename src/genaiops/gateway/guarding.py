@@ -334,6 +334,10 @@ class OutputFilter:
         self._events: dict[tuple[str, str], dict[str, Any]] = {}
         self._buffer = ""
         self._released = ""
+        # Raw text released so far, in characters, and each release's end with whether
+        # the guards changed it (the answer's logprobs follow only unchanged text).
+        self._raw_out = 0
+        self.releases: list[tuple[int, bool]] = []
         self._policies = (
             guardrails.policies("output", _principal(ctx), ctx.model if ctx else None)
             if guardrails is not None
@@ -386,6 +390,7 @@ class OutputFilter:
     def _release(self, text: str) -> str:
         if not text:
             return text
+        raw = text
         # Restore first: what the output guards then mask is never mistaken for a
         # placeholder of the caller's (their own values are exempt in ``check``).
         text = self.vault.restore(text)
@@ -405,6 +410,8 @@ class OutputFilter:
             if outcome.action == "redact":
                 text = outcome.text
         self._released = (self._released + text)[-_LOOKBEHIND:]
+        self._raw_out += len(raw)
+        self.releases.append((self._raw_out, text == raw))
         return text
 
     def tool_calls(self, event: ToolCalls) -> ToolCalls:

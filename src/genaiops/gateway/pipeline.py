@@ -45,6 +45,7 @@ from genaiops.engines.base import (
     TextDelta,
     ToolCalls,
 )
+from genaiops.engines.logprobs import Aligner, TokenLogprob
 from genaiops.engines.scheduler import Ticket
 from genaiops.errors import GenaiopsError, InvalidRequest, ModelNotFound, PermissionDenied
 from genaiops.gateway.context import RequestContext
@@ -73,6 +74,8 @@ class Completion:
     completion_tokens: int
     # The answer's tool calls (remote upstreams only), in OpenAI's shape.
     tool_calls: list[dict[str, Any]] | None = None
+    # With logprobs requested: the entries of the answer's tokens.
+    logprobs: list[TokenLogprob] | None = None
 
 
 class GenerationStream:
@@ -96,6 +99,7 @@ class GenerationStream:
         self._settle = settle
         self._deltas = 0
         self._finished = False
+        self._aligner = Aligner()
         # Sources the answer was grounded on (retrieval stage); returned to the caller.
         self.citations: list[dict[str, Any]] = []
         # Output guardrails and reversible-PII restoration (guardrails stage).
@@ -161,14 +165,15 @@ class GenerationStream:
         if output is None or not output.active:
             out = [event]
         elif isinstance(event, TextDelta):
+            self._aligner.add(event.logprobs)
             text = output.feed(event.text)
-            out = [TextDelta(text)] if text else []
+            out = [TextDelta(text, self._aligned(output))] if text else []
         else:
             # The text held so far goes out first (whole: nothing follows it).
             rest = output.flush()
             if isinstance(event, ToolCalls):
                 event = output.tool_calls(event)
-            out = [TextDelta(rest), event] if rest else [event]
+            out = [TextDelta(rest, self._aligned(output)), event] if rest else [event]
         if self.sources:
             for item in out:
                 if isinstance(item, TextDelta):
@@ -176,6 +181,15 @@ class GenerationStream:
                 elif isinstance(item, Finished):
                     self._measure_groundedness()
         return out
+
+    def _aligned(self, output: OutputFilter) -> tuple[TokenLogprob, ...]:
+        """The logprobs entries of the text the output guards just released: those of
+        text they let through unchanged (see engines/logprobs.py)."""
+        entries: tuple[TokenLogprob, ...] = ()
+        for end, unchanged in output.releases:
+            entries += self._aligner.release(end, unchanged)
+        output.releases.clear()
+        return entries
 
     def _measure_groundedness(self) -> None:
         from genaiops.guardrails.groundedness import groundedness
@@ -230,10 +244,12 @@ class GenerationStream:
     async def collect(self) -> Completion:
         parts: list[str] = []
         calls: list[dict[str, Any]] = []
+        logprobs: list[TokenLogprob] = []
         finished: Finished | None = None
         async for event in self:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
+                logprobs.extend(event.logprobs)
             elif isinstance(event, ToolCalls):
                 calls.extend(event.calls)
             elif isinstance(event, Finished):
@@ -246,6 +262,7 @@ class GenerationStream:
             finished.prompt_tokens,
             finished.completion_tokens,
             calls or None,
+            logprobs if self.request.params.logprobs is not None else None,
         )
 
 

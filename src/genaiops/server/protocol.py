@@ -2,7 +2,7 @@
 
 Requests accept unknown fields (clients send many) and keep them in ``model_extra``; the
 gateway forwards those to remote upstreams and refuses the few that local engines cannot
-honour (tools, logprobs, n > 1) with a clear 400 rather than ignoring them silently.
+honour (tools, logit_bias, n > 1) with a clear 400 rather than ignoring them silently.
 Declared fields are strict about JSON types, as OpenAI is: ``"12"`` is not a number and
 ``"yes"`` not a boolean (an integer is still a valid number).
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from genaiops.engines.logprobs import MAX_TOP_CHAT, MAX_TOP_COMPLETION
 
 INT64 = 2**63 - 1
 
@@ -116,6 +118,8 @@ class ChatCompletionRequest(SamplingIn):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormatIn | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_CHAT)
 
 
 class CompletionRequest(SamplingIn):
@@ -127,7 +131,7 @@ class CompletionRequest(SamplingIn):
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = Field(default=None, ge=1)
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_COMPLETION)
 
     @field_validator("prompt")
     @classmethod

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +21,7 @@ from genaiops.engines.base import (
     TextDelta,
     ToolCalls,
 )
+from genaiops.engines.logprobs import TokenLogprob
 from genaiops.errors import (
     ContextLengthExceeded,
     GenaiopsError,
@@ -29,7 +30,12 @@ from genaiops.errors import (
 )
 from genaiops.gateway import structured
 from genaiops.gateway.context import RequestContext
-from genaiops.gateway.pipeline import GenerationStream, authorize_reference, new_request_id
+from genaiops.gateway.pipeline import (
+    Completion,
+    GenerationStream,
+    authorize_reference,
+    new_request_id,
+)
 from genaiops.gateway.service import Gateway
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.errors import error_payload, status_for
@@ -59,7 +65,9 @@ _NOT_EXTRA = {"ignore_eos"}
 _SAMPLING_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens"})
 
 
-def _params(body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat) -> SamplingParams:
+def _params(
+    body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat, logprobs: int | None = None
+) -> SamplingParams:
     if body.n not in (None, 1):
         raise InvalidRequest("only n=1 is supported", param="n")
     if body.stream_options is not None and not body.stream:
@@ -76,6 +84,7 @@ def _params(body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat) -> Sa
         frequency_penalty=body.frequency_penalty or 0.0,
         ignore_eos=body.ignore_eos,
         response_format=fmt,
+        logprobs=logprobs,
         explicit=frozenset(body.model_fields_set & _SAMPLING_FIELDS),
     )
 
@@ -102,6 +111,9 @@ def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
         else:
             fmt = ResponseFormat(kind)
     max_tokens = body.max_completion_tokens or body.max_tokens
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
     messages = [
         ChatMessage(m.role, m.text(), m.name, dict(m.model_extra or {}), m.media_parts())
         for m in body.messages
@@ -109,7 +121,7 @@ def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
     return GenerationRequest(
         request_id=new_request_id("chatcmpl"),
         model=body.model,
-        params=_params(body, max_tokens, fmt),
+        params=_params(body, max_tokens, fmt, logprobs),
         messages=messages,
         stream=bool(body.stream),
         extra=_extra(body),
@@ -117,12 +129,13 @@ def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
 
 
 def completion_request(body: CompletionRequest) -> GenerationRequest:
-    if body.echo or body.suffix or (body.best_of not in (None, 1)) or body.logprobs:
-        raise InvalidRequest("echo, suffix, best_of and logprobs are not supported", param="echo")
+    if body.echo or body.suffix or (body.best_of not in (None, 1)):
+        raise InvalidRequest("echo, suffix and best_of are not supported", param="echo")
+    max_tokens = 16 if body.max_tokens is None else body.max_tokens
     return GenerationRequest(
         request_id=new_request_id("cmpl"),
         model=body.model,
-        params=_params(body, 16 if body.max_tokens is None else body.max_tokens, ResponseFormat()),
+        params=_params(body, max_tokens, ResponseFormat(), body.logprobs),
         prompt=body.text(),
         stream=bool(body.stream),
         extra=_extra(body),
@@ -176,9 +189,19 @@ async def _events_to_sse(
     def text_chunk(text: str) -> bytes:
         return (before + json.dumps(text, ensure_ascii=False) + after).encode()
 
+    offset = 0  # of the next token in the answer (completions' ``text_offset``)
+
+    def logprobs_chunk(event: TextDelta) -> bytes:
+        nonlocal offset
+        choice = _choice(chat, event.text, None, False)
+        choice["logprobs"], offset = _logprobs(chat, event.logprobs, offset, top)
+        return sse(head | {"choices": [choice]})
+
+    top = req.params.logprobs
+
     def encode(event: Any) -> bytes:
         if isinstance(event, TextDelta):
-            return text_chunk(event.text)
+            return text_chunk(event.text) if top is None else logprobs_chunk(event)
         if isinstance(event, ToolCalls):
             # Each call whole in one delta (an upstream's argument fragments were joined
             # so the output guards could read them).
@@ -214,6 +237,25 @@ async def _events_to_sse(
     finally:
         await stream.aclose()
     yield sse("[DONE]")
+
+
+def _logprobs(
+    chat: bool, entries: Sequence[TokenLogprob], offset: int, top: int | None
+) -> tuple[dict[str, Any], int]:
+    """A choice's ``logprobs`` in the shape of its endpoint, and the text offset after it:
+    chat's ``content`` list, or completions' parallel lists with ``text_offset``."""
+    if chat:
+        return {"content": [e.chat() for e in entries], "refusal": None}, offset
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.text)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries] if top else None,
+        "text_offset": offsets,
+    }, offset
 
 
 def _choice(chat: bool, content: str | None, finish: str | None, role: bool) -> dict[str, Any]:
@@ -284,6 +326,12 @@ def _message(
             "tool_calls": tool_calls,
         }
     return {"role": "assistant", "content": text, "refusal": None}
+
+
+def _answer_logprobs(chat: bool, done: Completion, top: int | None) -> dict[str, Any] | None:
+    if done.logprobs is None:
+        return None
+    return _logprobs(chat, done.logprobs, 0, top)[0]
 
 
 def _include_usage(body: SamplingIn) -> bool:
@@ -391,7 +439,7 @@ async def chat_completions(
                     stream.canned and gen.params.response_format.type != "text",
                     done.tool_calls,
                 ),
-                "logprobs": None,
+                "logprobs": _answer_logprobs(True, done, gen.params.logprobs),
                 "finish_reason": _reason(done.finish_reason),
             }
         ],
@@ -432,7 +480,7 @@ async def completions(
                 {
                     "index": 0,
                     "text": done.text,
-                    "logprobs": None,
+                    "logprobs": _answer_logprobs(False, done, gen.params.logprobs),
                     "finish_reason": _reason(done.finish_reason),
                 }
             ],
