@@ -324,14 +324,23 @@ def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: 
     assert chunks[-1].usage.completion_tokens == theirs.usage.completion_tokens  # type: ignore[union-attr,attr-defined]
 
 
-def test_remote_upstream_refuses_what_it_cannot_relay(client: openai.OpenAI) -> None:
-    """Log probabilities would be forwarded and then lost on the way back: a clear 400
-    instead of an answer that silently lacks them. Tools are relayed (tests/api/
-    test_tool_relay.py): this upstream's own refusal of them comes back as its 400.
-    ``user`` is forwarded."""
-    with pytest.raises(openai.BadRequestError) as err:
-        ask(client, "hi", model="upstream-chat", max_tokens=4, logprobs=True)
-    assert err.value.param == "logprobs" and "does not relay" in err.value.message
+def test_remote_upstream_relays_logprobs_and_refusals(client: openai.OpenAI) -> None:
+    """Log probabilities come back from the upstream as it reported them, streamed or
+    not. Tools are relayed (tests/api/test_tool_relay.py): this upstream's own refusal of
+    them comes back as its 400. ``user`` is forwarded."""
+    r = ask(client, "Name a colour.", model="upstream-chat", max_tokens=5, temperature=0,
+            seed=3, logprobs=True, top_logprobs=2)  # fmt: skip
+    content = r.choices[0].logprobs.content  # type: ignore[attr-defined]
+    assert len(content) == 5 and all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in content)
+    text = r.choices[0].message.content  # type: ignore[attr-defined]
+    assert b"".join(bytes(e.bytes) for e in content).decode() == text
+    direct = ask(client, "Name a colour.", max_tokens=5, temperature=0, seed=3, logprobs=True)
+    assert [e.token for e in direct.choices[0].logprobs.content] == [e.token for e in content]  # type: ignore[attr-defined]
+    streamed = ask(client, "Name a colour.", model="upstream-chat", max_tokens=5,
+                   temperature=0, seed=3, logprobs=True, stream=True)  # fmt: skip
+    entries = [e for c in streamed if c.choices and c.choices[0].logprobs  # type: ignore[attr-defined]
+               for e in c.choices[0].logprobs.content or []]  # type: ignore[attr-defined]  # fmt: skip
+    assert [e.token for e in entries] == [e.token for e in content]
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     with pytest.raises(openai.BadRequestError) as err:
         ask(client, "hi", model="upstream-chat", max_tokens=4, tools=[tool])

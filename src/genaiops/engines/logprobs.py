@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,13 +61,14 @@ def from_logits(
     text: str,
 ) -> TokenLogprob:
     """The entry of ``token`` sampled from ``logits`` (one row, the vocabulary wide)."""
-    row = logits.astype(np.float64)
-    row -= row.max()
-    norm = float(np.log(np.exp(row).sum()))
+    # float32 like the logits (a 262k vocabulary's row in float64 takes twice as long);
+    # the sum in float64.
+    row = logits - logits.max()
+    norm = float(np.log(np.exp(row).sum(dtype=np.float64)))
     alternatives: tuple[tuple[str, float, bytes], ...] = ()
     if top > 0:
         k = min(top, len(row))
-        best = np.argpartition(-row, k - 1)[:k]
+        best = np.sort(np.argpartition(row, -k)[-k:])  # ties in vocabulary order
         best = best[np.argsort(-row[best], kind="stable")]
         alternatives = tuple(
             (_text(piece(int(i))), float(row[i]) - norm, piece(int(i))) for i in best
@@ -105,3 +106,48 @@ class Aligner:
 
     def drop(self) -> None:
         self._pending.clear()
+
+
+def from_wire(logprobs: Any, text: str) -> tuple[TokenLogprob, ...]:
+    """The entries an OpenAI-compatible upstream reported for ``text`` (a whole answer or
+    one chunk's): chat's ``content`` list or completions' parallel lists. What does not
+    parse is left out (a relay never fails an answer over its log probabilities). The
+    entries' widths are fitted to ``text``, so alignment downstream stays exact."""
+    if not isinstance(logprobs, dict):
+        return ()
+    entries: list[TokenLogprob] = []
+    try:
+        if isinstance(logprobs.get("content"), list):
+            for item in logprobs["content"]:
+                top = tuple(
+                    (str(t["token"]), float(t["logprob"]), _wire_bytes(t))
+                    for t in item.get("top_logprobs") or ()
+                )
+                entries.append(
+                    TokenLogprob(str(item["token"]), float(item["logprob"]), _wire_bytes(item), top)
+                )
+        elif isinstance(logprobs.get("tokens"), list):
+            tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+            for token, logprob, alts in zip(
+                logprobs["tokens"], logprobs["token_logprobs"], tops, strict=True
+            ):
+                top = tuple((str(t), float(lp), str(t).encode()) for t, lp in (alts or {}).items())
+                entries.append(TokenLogprob(str(token), float(logprob), str(token).encode(), top))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ()
+    return _fit(entries, text)
+
+
+def _wire_bytes(item: dict[str, Any]) -> bytes:
+    raw = item.get("bytes")
+    return bytes(raw) if isinstance(raw, list) else str(item["token"]).encode()
+
+
+def _fit(entries: list[TokenLogprob], text: str) -> tuple[TokenLogprob, ...]:
+    """Each entry's width in ``text``: its token's, when the tokens spell the text out;
+    else the whole text is the last entry's."""
+    if "".join(e.token for e in entries) == text:
+        return tuple(replace(e, text=e.token) for e in entries)
+    return tuple(
+        replace(e, text=text if i == len(entries) - 1 else "") for i, e in enumerate(entries)
+    )

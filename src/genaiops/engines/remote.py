@@ -40,10 +40,10 @@ from genaiops.engines.base import (
     TextDelta,
     ToolCalls,
 )
+from genaiops.engines.logprobs import from_wire
 from genaiops.errors import (
     ConfigError,
     GenerationTimeout,
-    InvalidRequest,
     ModelNotReady,
     UpstreamError,
     UpstreamHTTPError,
@@ -53,8 +53,6 @@ if TYPE_CHECKING:
     from genaiops.config import ModelConfig, Settings
 
 log = logging.getLogger("genaiops.engines")
-
-# Log probabilities would be forwarded and then lost on the way back: refused instead.
 
 # Upstream answers about the caller's own request, passed on with their status.
 PASSTHROUGH_STATUSES = frozenset({400, 413, 422, 429})
@@ -116,13 +114,6 @@ class RemoteEngine:
         if not self.ready:
             state = "failed to start" if self._state.startswith("failed") else self._state
             raise ModelNotReady(f"model '{self.name}' is not ready ({state})")
-        # Fields whose answers the gateway cannot carry back yet (log probabilities):
-        # refused rather than forwarded and silently dropped on the way back.
-        if request.params.logprobs is not None:
-            raise InvalidRequest(
-                f"model '{self.name}': the gateway does not relay logprobs from remote upstreams",
-                param="logprobs",
-            )
         return PreparedRequest(request, None, request.params.max_tokens)
 
     def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
@@ -152,6 +143,10 @@ class RemoteEngine:
             body["presence_penalty"] = p.presence_penalty
         if p.frequency_penalty:
             body["frequency_penalty"] = p.frequency_penalty
+        if p.logprobs is not None and request.messages is not None:
+            body["logprobs"], body["top_logprobs"] = True, p.logprobs
+        elif p.logprobs is not None:
+            body["logprobs"] = p.logprobs
         fmt = p.response_format
         if fmt.type == "json_object":
             body["response_format"] = {"type": "json_object"}
@@ -233,11 +228,13 @@ class RemoteEngine:
                 calls = [_tool_call(c) for c in choice["message"].get("tool_calls") or []]
             else:
                 text = choice.get("text") or ""
+            wanted = request.params.logprobs is not None
+            logprobs = from_wire(choice.get("logprobs"), text) if wanted else ()
             prompt, completion = _counts(data.get("usage"), request, text, 1 if text else 0)
             finished = Finished(_reason(choice.get("finish_reason")), prompt, completion)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream for '{self.name}' sent a malformed answer") from exc
-        events: list[GenerationEvent] = [TextDelta(text)] if text else []
+        events: list[GenerationEvent] = [TextDelta(text, logprobs)] if text else []
         if calls:
             events.append(ToolCalls(tuple(calls)))
         return [*events, finished]
@@ -270,9 +267,10 @@ class RemoteEngine:
                 texts, reason = _read_choices(chunk, calls, reason)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise UpstreamError(f"upstream for '{self.name}' sent invalid SSE data") from exc
-            for text in texts:
+            for text, logprobs in texts:
                 answer.append(text)
-                yield TextDelta(text)
+                wanted = request.params.logprobs is not None
+                yield TextDelta(text, from_wire(logprobs, text) if wanted else ())
         if not done and reason is None:
             # The connection closed with neither a finish_reason nor [DONE]: a cut answer
             # must not pass for a finished one.
@@ -286,10 +284,10 @@ class RemoteEngine:
 
 def _read_choices(
     chunk: dict[str, Any], calls: _CallBuilder, reason: str | None
-) -> tuple[list[str], str | None]:
-    """The texts of one SSE chunk's choices, and the finish reason so far; tool-call
-    fragments go to ``calls``."""
-    texts: list[str] = []
+) -> tuple[list[tuple[str, Any]], str | None]:
+    """The texts of one SSE chunk's choices with their ``logprobs`` as sent, and the
+    finish reason so far; tool-call fragments go to ``calls``."""
+    texts: list[tuple[str, Any]] = []
     for choice in chunk.get("choices") or []:
         if "delta" in choice:
             delta = choice["delta"] or {}
@@ -299,7 +297,7 @@ def _read_choices(
         else:
             text = choice.get("text")
         if text:
-            texts.append(str(text))
+            texts.append((str(text), choice.get("logprobs")))
         reason = choice.get("finish_reason") or reason
     return texts, reason
 
