@@ -99,7 +99,8 @@ class GenerationStream:
         self._settle = settle
         self._deltas = 0
         self._finished = False
-        self._aligner = Aligner()
+        # Logprobs entries waiting for the output guards to release their text.
+        self._aligner = Aligner() if request.params.logprobs is not None else None
         # Sources the answer was grounded on (retrieval stage); returned to the caller.
         self.citations: list[dict[str, Any]] = []
         # Output guardrails and reversible-PII restoration (guardrails stage).
@@ -165,7 +166,8 @@ class GenerationStream:
         if output is None or not output.active:
             out = [event]
         elif isinstance(event, TextDelta):
-            self._aligner.add(event.logprobs)
+            if self._aligner is not None:
+                self._aligner.add(event.logprobs)
             text = output.feed(event.text)
             out = [TextDelta(text, self._aligned(output))] if text else []
         else:
@@ -186,8 +188,9 @@ class GenerationStream:
         """The logprobs entries of the text the output guards just released: those of
         text they let through unchanged (see engines/logprobs.py)."""
         entries: tuple[TokenLogprob, ...] = ()
-        for end, unchanged in output.releases:
-            entries += self._aligner.release(end, unchanged)
+        if self._aligner is not None:
+            for end, unchanged in output.releases:
+                entries += self._aligner.release(end, unchanged)
         output.releases.clear()
         return entries
 

@@ -189,6 +189,7 @@ async def _events_to_sse(
     def text_chunk(text: str) -> bytes:
         return (before + json.dumps(text, ensure_ascii=False) + after).encode()
 
+    top = req.params.logprobs
     offset = 0  # of the next token in the answer (completions' ``text_offset``)
 
     def logprobs_chunk(event: TextDelta) -> bytes:
@@ -196,8 +197,6 @@ async def _events_to_sse(
         choice = _choice(chat, event.text, None, False)
         choice["logprobs"], offset = _logprobs(chat, event.logprobs, offset, top)
         return sse(head | {"choices": [choice]})
-
-    top = req.params.logprobs
 
     def encode(event: Any) -> bytes:
         if isinstance(event, TextDelta):
