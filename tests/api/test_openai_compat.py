@@ -350,9 +350,6 @@ def test_remote_upstream_relays_logprobs_and_refusals(client: openai.OpenAI) -> 
     # An empty logit_bias or tool list asks for nothing: served, not refused.
     r = ask(client, "hi", max_tokens=2, logit_bias={}, tools=[])
     assert r.choices[0].message.content is not None  # type: ignore[attr-defined]
-    with pytest.raises(openai.BadRequestError) as err:
-        ask(client, "hi", max_tokens=2, logit_bias={"15": 5})
-    assert err.value.param == "logit_bias"
 
 
 def test_remote_upstream_errors_pass_through(client: openai.OpenAI) -> None:

@@ -34,6 +34,27 @@ def test_models_list_table() -> None:
     assert "smollm2-135m-instruct" in result.stdout
 
 
+def test_models_tokenize_and_detokenize() -> None:
+    """The ids of a text, the chat template's included with --chat; the count is what
+    ``chat --json`` reports as prompt tokens, and detokenize gives the text back."""
+    text = "¿Cuánto cuesta el envío a Belo Horizonte?"
+    result = runner.invoke(app, ["models", "tokenize", text, "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["count"] == len(body["tokens"]) == len(body["token_strs"]) > 5
+    back = runner.invoke(app, ["models", "detokenize", *map(str, body["tokens"])])
+    assert back.exit_code == 0 and back.stdout == text + "\n"
+    chat = runner.invoke(app, ["models", "tokenize", text, "--chat", "--json"])
+    answer = runner.invoke(app, ["chat", text, "--json", "--max-tokens", "1"])
+    prompt_tokens = json.loads(answer.stdout.strip().splitlines()[-1])["usage"]["prompt_tokens"]
+    assert json.loads(chat.stdout)["count"] == prompt_tokens > body["count"]
+    table = runner.invoke(app, ["models", "tokenize", "hola", "-m", "gemma3-270m"])
+    assert table.exit_code == 0 and "<bos>" in table.stdout
+    bad = runner.invoke(app, ["models", "detokenize", "1", "99999999"])
+    assert bad.exit_code == 2 and "does not have" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_chat_one_shot_json() -> None:
     result = runner.invoke(
         app, ["chat", "What is 2+2?", "--json", "--max-tokens", "8", "--temperature", "0"]

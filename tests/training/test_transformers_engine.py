@@ -103,6 +103,38 @@ def test_matches_transformers_greedy_generation(merged: Path, smol: SmolBase) ->
             with pytest.raises(ContextLengthExceeded):
                 engine.prepare(GenerationRequest("r5", "bot:1", SamplingParams(max_tokens=10),
                                                  prompt="palabra " * 600))  # fmt: skip
+            # Log probabilities: the reference model's own log-softmax at each step, the
+            # sampled token first among the alternatives, bytes that spell the text.
+            scored = SamplingParams(max_tokens=6, temperature=0, logprobs=3)
+            request = GenerationRequest("r7", "bot:1", scored, prompt=prompt)
+            entries, text = [], ""
+            async for event in engine.generate(engine.prepare(request), CancelToken()):
+                if isinstance(event, TextDelta):
+                    entries += event.logprobs
+                    text += event.text
+            assert len(entries) == 6 and b"".join(e.raw for e in entries).decode() == text
+            full = torch.tensor([ids[0].tolist() + out[0, ids.shape[1] :].tolist()[:6]])
+            with torch.no_grad():
+                logits = reference(full).logits[0, ids.shape[1] - 1 : ids.shape[1] + 5]
+            expected_lp = torch.log_softmax(logits.float(), dim=-1)
+            for i, entry in enumerate(entries):
+                token = int(full[0, ids.shape[1] + i])
+                assert abs(entry.logprob - float(expected_lp[i, token])) < 1e-4
+                assert entry.top[0][2] == entry.raw and len(entry.top) == 3
+
+            # logit_bias: the first greedy token banned, another one comes first.
+            first = int(out[0, ids.shape[1]])
+            banned = SamplingParams(max_tokens=3, temperature=0, logit_bias={first: -100})
+            other, _ = await _collect(
+                engine, GenerationRequest("r8", "bot:1", banned, prompt=prompt)
+            )
+            assert not other.startswith(engine.token_text([first]))
+            assert engine.token_ids(GenerationRequest("r9", "bot:1", params, prompt=prompt)) == (
+                ids[0].tolist()
+            )
+            with pytest.raises(InvalidRequest, match="does not have"):
+                engine.prepare(GenerationRequest("r10", "bot:1", SamplingParams(
+                    logit_bias={engine.vocab_size(): 5.0}), prompt="x"))  # fmt: skip
             structured = SamplingParams(
                 max_tokens=5, response_format=ResponseFormat(type="json_object")
             )

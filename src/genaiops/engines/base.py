@@ -11,7 +11,7 @@ line. Engines are found by name in a registry that built-ins and plugins (entry-
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -68,6 +68,9 @@ class SamplingParams:
     # Log probabilities of the generated tokens, with this many alternatives each
     # (OpenAI's chat ``top_logprobs``, or completions' ``logprobs``); None: not wanted.
     logprobs: int | None = None
+    # OpenAI's ``logit_bias``: token id -> value added to that token's logit before
+    # sampling (-100 in practice bans a token, 100 forces it). Ids are the model's own.
+    logit_bias: dict[int, float] = field(default_factory=dict)
     # Fields the caller set, by their wire name ("temperature", "top_p",
     # "max_completion_tokens"...): a remote upstream gets those, and keeps its own
     # defaults for the rest.
@@ -217,6 +220,36 @@ class Engine(Protocol):
     def generate(
         self, prepared: PreparedRequest, cancel: CancelToken
     ) -> AsyncIterator[GenerationEvent]: ...
+
+
+@runtime_checkable
+class Tokenizing(Protocol):
+    """An engine that owns its tokenizer (local models): ``/tokenize`` and ``/detokenize``
+    answer with the ids its model sees, the ids ``logit_bias`` names. A remote upstream
+    tokenizes on its side, so the remote engine does not take part."""
+
+    def token_ids(self, request: GenerationRequest) -> list[int]:
+        """The prompt's ids as ``prepare`` would build them (chat template rendered,
+        beginning-of-sequence token added), with no limit on their number."""
+        ...
+
+    def token_text(self, ids: list[int]) -> str:
+        """The text of ``ids``; an id outside the vocabulary is an InvalidRequest."""
+        ...
+
+    def vocab_size(self) -> int: ...
+
+
+def check_token_ids(model: str, ids: Iterable[int], vocab: int, param: str = "tokens") -> None:
+    """Token ids the model does not have are refused (``logit_bias``, ``/detokenize``),
+    not ignored."""
+    unknown = sorted(t for t in ids if not 0 <= t < vocab)
+    if unknown:
+        raise InvalidRequest(
+            f"{param} names token id {unknown[0]}, which model '{model}' does not have "
+            f"(its ids run from 0 to {vocab - 1}; /tokenize gives the ids of a text)",
+            param=param,
+        )
 
 
 EngineFactory = Callable[["ModelConfig", "Settings"], Engine]

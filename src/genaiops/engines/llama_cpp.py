@@ -14,6 +14,7 @@ import json
 import os
 import random
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from genaiops.engines.base import (
     ModelInfo,
     PreparedRequest,
     TextDelta,
+    check_token_ids,
     require_text_messages,
 )
 from genaiops.engines.logprobs import Aligner, TokenLogprob, from_logits
@@ -94,7 +96,7 @@ def _keep_stdio() -> None:
 # loop to have sent it (``CancelToken.shown``) before it decodes on: long enough for a
 # loaded loop, short enough that a response that never reports it costs little.
 _FIRST_TEXT_HANDOFF_S = 0.005
-_UNSUPPORTED = ("tools", "functions", "logit_bias")
+_UNSUPPORTED = ("tools", "functions")
 # A grammar longer than this is refused before llama.cpp parses it on every request.
 _MAX_GRAMMAR_CHARS = 200_000
 
@@ -179,6 +181,25 @@ class LlamaCppEngine(ThreadedEngine):
                 f"model '{self.name}' does not support: {', '.join(unsupported)}",
                 param=unsupported[0],
             )
+        bias = request.params.logit_bias
+        check_token_ids(self.name, bias, self._llm.n_vocab(), "logit_bias")
+        tokens = self.token_ids(request)
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="prompt")
+        ctx = self.config.context_length
+        max_tokens = request.params.max_tokens
+        if len(tokens) >= ctx or (max_tokens is not None and len(tokens) + max_tokens > ctx):
+            raise ContextLengthExceeded(
+                prompt_tokens=len(tokens), max_tokens=max_tokens, context_length=ctx
+            )
+        if max_tokens is None:
+            max_tokens = ctx - len(tokens)
+        state: dict[str, Any] = {"tokens": tokens, "grammar": self._grammar(request)}
+        return PreparedRequest(request, len(tokens), max_tokens, state)
+
+    def token_ids(self, request: GenerationRequest) -> list[int]:
+        if not self.ready:
+            raise ModelNotReady(f"model '{self.name}' is {self._state}")
         if request.is_chat:
             if self._template is None:
                 raise InvalidRequest(
@@ -196,18 +217,20 @@ class LlamaCppEngine(ThreadedEngine):
         else:
             text = request.prompt or ""
             tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=self._add_bos, special=False)
-        if not tokens:
-            raise InvalidRequest("the prompt is empty", param="prompt")
-        ctx = self.config.context_length
-        max_tokens = request.params.max_tokens
-        if len(tokens) >= ctx or (max_tokens is not None and len(tokens) + max_tokens > ctx):
-            raise ContextLengthExceeded(
-                prompt_tokens=len(tokens), max_tokens=max_tokens, context_length=ctx
-            )
-        if max_tokens is None:
-            max_tokens = ctx - len(tokens)
-        state: dict[str, Any] = {"tokens": tokens, "grammar": self._grammar(request)}
-        return PreparedRequest(request, len(tokens), max_tokens, state)
+        return list(tokens)
+
+    def token_text(self, ids: list[int]) -> str:
+        if not self.ready:
+            raise ModelNotReady(f"model '{self.name}' is {self._state}")
+        vocab = self._llm.n_vocab()
+        check_token_ids(self.name, ids, vocab)
+        text: str = self._llm.detokenize(ids, special=True).decode("utf-8", "replace")
+        return text
+
+    def vocab_size(self) -> int:
+        if not self.ready:
+            raise ModelNotReady(f"model '{self.name}' is {self._state}")
+        return int(self._llm.n_vocab())
 
     def _grammar(self, request: GenerationRequest) -> Any:
         fmt = request.params.response_format
@@ -270,6 +293,41 @@ class LlamaCppEngine(ThreadedEngine):
             logits, token, top, lambda t: bytes(llm.detokenize([t], special=True)), text
         )
 
+    def _biased_sampler(self, bias: dict[int, float]) -> Callable[..., Any]:
+        """A builder of llama-cpp-python's sampler chain with ``logit_bias`` applied first:
+        the same stages in the same order as its own (penalties, grammar, then greedy or
+        top-k, typical, top-p, min-p, temperature and the seeded draw), led by llama.cpp's
+        native logit-bias sampler. (Its ``logit_bias`` argument goes through a Python
+        callback on every candidate array instead, at a cost per token.)"""
+        from llama_cpp._internals import LlamaSampler
+
+        llm = self._llm
+
+        def build(**kw: Any) -> Any:
+            sampler = LlamaSampler()  # type: ignore[no-untyped-call]
+            sampler.add_logit_bias(llm.n_vocab(), bias)
+            sampler.add_penalties(
+                n_vocab=llm.n_vocab(),
+                penalty_last_n=llm.last_n_tokens_size,
+                penalty_repeat=kw["repeat_penalty"],
+                penalty_freq=kw["frequency_penalty"],
+                penalty_present=kw["presence_penalty"],
+            )
+            if kw.get("grammar") is not None:
+                sampler.add_grammar(llm._model, kw["grammar"])
+            if kw["temp"] == 0:
+                sampler.add_greedy()  # type: ignore[no-untyped-call]
+                return sampler
+            sampler.add_top_k(kw["top_k"])
+            sampler.add_typical(kw["typical_p"], 1)
+            sampler.add_top_p(kw["top_p"], 1)
+            sampler.add_min_p(kw["min_p"], 1)
+            sampler.add_temp(kw["temp"])
+            sampler.add_dist(llm._seed)
+            return sampler
+
+        return build
+
     def _run(self, job: Job) -> None:
         prepared, cancel, emit = job.prepared, job.cancel, job.emit
         if cancel.cancelled:
@@ -289,6 +347,10 @@ class LlamaCppEngine(ThreadedEngine):
             llm.reset()
         tokens = prepared.state["tokens"]
         assert prepared.max_tokens is not None
+        if params.logit_bias:
+            # Read by ``generate`` when it builds its sampler; removed below, so the class's
+            # own chain serves every request without a bias.
+            llm._init_sampler = self._biased_sampler(params.logit_bias)
         generator = llm.generate(
             tokens,
             temp=params.temperature,
@@ -346,6 +408,7 @@ class LlamaCppEngine(ThreadedEngine):
                     break
         finally:
             generator.close()
+            llm.__dict__.pop("_init_sampler", None)
         if not stop_hit and reason != "cancelled":
             # Bytes of a character cut off by max_tokens are dropped, not shown as U+FFFD.
             tail = stops.flush()

@@ -147,6 +147,8 @@ class RemoteEngine:
             body["logprobs"], body["top_logprobs"] = True, p.logprobs
         elif p.logprobs is not None:
             body["logprobs"] = p.logprobs
+        if p.logit_bias:
+            body["logit_bias"] = {str(k): v for k, v in p.logit_bias.items()}
         fmt = p.response_format
         if fmt.type == "json_object":
             body["response_format"] = {"type": "json_object"}

@@ -36,6 +36,7 @@ from genaiops.server.routes import (
     health,
     metrics,
     openai,
+    tokenize,
 )
 from genaiops.training.service import FineTuning, JobRunner
 
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(generate.router)
+    app.include_router(tokenize.router)
     app.include_router(collections.router)
     app.include_router(guardrails.router)
     app.include_router(admin.router)

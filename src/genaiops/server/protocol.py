@@ -2,7 +2,7 @@
 
 Requests accept unknown fields (clients send many) and keep them in ``model_extra``; the
 gateway forwards those to remote upstreams and refuses the few that local engines cannot
-honour (tools, logit_bias, n > 1) with a clear 400 rather than ignoring them silently.
+honour (tools, n > 1) with a clear 400 rather than ignoring them silently.
 Declared fields are strict about JSON types, as OpenAI is: ``"12"`` is not a number and
 ``"yes"`` not a boolean (an integer is still a valid number).
 """
@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from genaiops.engines.base import ChatMessage
 from genaiops.engines.logprobs import MAX_TOP_CHAT, MAX_TOP_COMPLETION
 
 INT64 = 2**63 - 1
+# OpenAI's limit on how many tokens one request's logit_bias may name.
+MAX_LOGIT_BIAS = 300
 
 
 # Request bodies: no coercion between JSON types.
@@ -58,6 +61,12 @@ class ChatMessageIn(_Open):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def message(self) -> ChatMessage:
+        """The engine-side message: text joined, other wire fields and parts kept."""
+        return ChatMessage(
+            self.role, self.text(), self.name, dict(self.model_extra or {}), self.media_parts()
+        )
 
     def media_parts(self) -> tuple[dict[str, Any], ...] | None:
         """Every part, as sent, when any of them is not text (None otherwise)."""
@@ -104,8 +113,27 @@ class SamplingIn(_Open):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # Token id (as a decimal string, since JSON keys are strings) -> bias, -100 to 100.
+    logit_bias: dict[str, float] | None = None
     # vLLM-compatible extension: keep generating past end-of-sequence (benchmarks).
     ignore_eos: bool = False
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_LOGIT_BIAS:
+            raise ValueError(f"at most {MAX_LOGIT_BIAS} tokens may be biased")
+        for key, bias in value.items():
+            if not key.isascii() or not key.isdigit() or len(key) > 10:
+                raise ValueError(f"keys are token ids (non-negative integers), not {key!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"the bias of token {key} is {bias}; it must be from -100 to 100")
+        return value
+
+    def token_biases(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in (self.logit_bias or {}).items()}
 
     def stops(self) -> list[str]:
         if self.stop is None:
@@ -142,6 +170,33 @@ class CompletionRequest(SamplingIn):
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's /tokenize: a completion prompt or a chat conversation, in the model's ids."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    prompt: str | None = None
+    messages: list[ChatMessageIn] | None = Field(default=None, min_length=1)
+    return_token_strs: bool = False
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int | None
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    tokens: list[Annotated[int, Field(ge=0, le=INT64)]] = Field(max_length=1_000_000)
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str
 
 
 class GenerateRequest(BaseModel):

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from genaiops.engines.base import (
-    ChatMessage,
     Finished,
     GenerationRequest,
     ResponseFormat,
@@ -85,6 +84,7 @@ def _params(
         ignore_eos=body.ignore_eos,
         response_format=fmt,
         logprobs=logprobs,
+        logit_bias=body.token_biases(),
         explicit=frozenset(body.model_fields_set & _SAMPLING_FIELDS),
     )
 
@@ -114,10 +114,7 @@ def chat_request(body: ChatCompletionRequest) -> GenerationRequest:
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    messages = [
-        ChatMessage(m.role, m.text(), m.name, dict(m.model_extra or {}), m.media_parts())
-        for m in body.messages
-    ]
+    messages = [m.message() for m in body.messages]
     return GenerationRequest(
         request_id=new_request_id("chatcmpl"),
         model=body.model,

@@ -1,0 +1,101 @@
+"""POST /tokenize and /detokenize (vLLM's shapes): a local model's token ids for a prompt
+or a conversation (its chat template rendered, as a chat request would be), and the text
+of ids. They are the ids ``logit_bias`` names, and the counts requests are charged.
+
+Remote upstreams tokenize on their side; a model served by one gets a 400 here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from genaiops.engines.base import (
+    GenerationRequest,
+    SamplingParams,
+    Tokenizing,
+    require_text_messages,
+)
+from genaiops.errors import InvalidRequest
+from genaiops.gateway.pipeline import authorize_reference, new_request_id
+from genaiops.gateway.service import Gateway
+from genaiops.security.principal import Principal
+from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep, SecurityDep
+from genaiops.server.protocol import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    ErrorResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+from genaiops.server.requests import JSONRoute
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 503)
+}
+router = APIRouter(route_class=JSONRoute, tags=["tokenizer"], responses=ERRORS)
+
+
+async def _tokenizer(
+    gateway: Gateway, principal: Principal, name: str | None
+) -> tuple[Tokenizing, int | None]:
+    """The engine of the model ``name`` names (a registry reference included), checked
+    against the caller's key as a generation would be, and its context length."""
+    authorize_reference(gateway, principal, name)
+    handle = await gateway.acquire(name, principal.tenant, visible=principal.allows_model)
+    if not gateway.is_registry_reference(handle.config.name):
+        principal.require_model(handle.config.name)
+    engine = handle.engine
+    if not isinstance(engine, Tokenizing):
+        raise InvalidRequest(
+            f"model '{handle.config.name}' is served by a remote upstream, which tokenizes "
+            "on its side",
+            param="model",
+        )
+    return engine, engine.info().context_length
+
+
+@router.post("/tokenize", response_model=TokenizeResponse, response_model_exclude_none=False)
+async def tokenize(
+    body: TokenizeRequest,
+    gateway: GatewayDep,
+    principal: InferenceDep,
+    security: SecurityDep,
+    ctx: ContextDep,
+) -> TokenizeResponse:
+    """Exactly one of ``prompt`` (a completion's text) or ``messages`` (a chat)."""
+    if (body.prompt is None) == (body.messages is None):
+        raise InvalidRequest("give exactly one of 'prompt' or 'messages'", param="prompt")
+    ctx.model = body.model or gateway.settings.default_model
+    # Recorded and rate-limited as a request; it generates nothing and uses no tokens.
+    async with security.admitted(ctx, 0):
+        engine, context = await _tokenizer(gateway, principal, body.model)
+        messages = None
+        if body.messages is not None:
+            messages = [m.message() for m in body.messages]
+        request = GenerationRequest(
+            new_request_id("tok"), ctx.model, SamplingParams(), messages, body.prompt
+        )
+        require_text_messages(ctx.model, request)
+        ids = await asyncio.to_thread(engine.token_ids, request)
+        strs = None
+        if body.return_token_strs:
+            strs = await asyncio.to_thread(lambda: [engine.token_text([i]) for i in ids])
+    return TokenizeResponse(count=len(ids), max_model_len=context, tokens=ids, token_strs=strs)
+
+
+@router.post("/detokenize", response_model=DetokenizeResponse)
+async def detokenize(
+    body: DetokenizeRequest,
+    gateway: GatewayDep,
+    principal: InferenceDep,
+    security: SecurityDep,
+    ctx: ContextDep,
+) -> DetokenizeResponse:
+    ctx.model = body.model or gateway.settings.default_model
+    async with security.admitted(ctx, 0):
+        engine, _ = await _tokenizer(gateway, principal, body.model)
+        text = await asyncio.to_thread(engine.token_text, list(body.tokens))
+    return DetokenizeResponse(prompt=text)
