@@ -59,9 +59,15 @@ def problem(text: str, fmt: ResponseFormat) -> str | None:
 
 
 async def complete(
-    gateway: Gateway, request: GenerationRequest, ctx: RequestContext | None, wait: Wait
+    gateway: Gateway,
+    request: GenerationRequest,
+    ctx: RequestContext | None,
+    wait: Wait,
+    prior: GenerationStream | None = None,
 ) -> tuple[GenerationStream, Completion]:
-    stream = await gateway.generate(request, ctx)
+    """``prior``: an earlier answer to the same request (another of its ``n`` choices),
+    whose guarded and grounded request this one goes on from."""
+    stream = await pipeline.run(gateway, request, ctx, prior)
     done = await wait(stream.collect())
     fmt = request.params.response_format
     if fmt.type == "text" or stream.canned:

@@ -2,7 +2,7 @@
 
 Requests accept unknown fields (clients send many) and keep them in ``model_extra``; the
 gateway forwards those to remote upstreams and refuses the few that local engines cannot
-honour (tools, n > 1) with a clear 400 rather than ignoring them silently.
+honour (tools, media parts) with a clear 400 rather than ignoring them silently.
 Declared fields are strict about JSON types, as OpenAI is: ``"12"`` is not a number and
 ``"yes"`` not a boolean (an integer is still a valid number).
 """

@@ -27,7 +27,7 @@ from genaiops.errors import (
     InvalidRequest,
     ModelNotFound,
 )
-from genaiops.gateway import structured
+from genaiops.gateway import choices
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import (
     Completion,
@@ -67,8 +67,11 @@ _SAMPLING_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "max_complet
 def _params(
     body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat, logprobs: int | None = None
 ) -> SamplingParams:
-    if body.n not in (None, 1):
-        raise InvalidRequest("only n=1 is supported", param="n")
+    if (body.n or 1) > 1 and body.stream:
+        raise InvalidRequest(
+            "n > 1 is answered without streaming; leave out stream or ask for one choice",
+            param="n",
+        )
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest(
             "stream_options is only allowed when stream is true", param="stream_options"
@@ -145,6 +148,10 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+
+
+def _total_usage(answers: Sequence[Completion]) -> dict[str, int]:
+    return _usage(sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers))
 
 
 def _reason(reason: str) -> str:
@@ -416,12 +423,14 @@ async def chat_completions(
                 _events_to_sse(stream, True, _include_usage(body), ctx, rag=gen_has_rag),
                 stream.shown,
             )
-        # The whole answer, its retry for structured output included, ends with the client.
-        stream, done = await until_disconnect(
-            request, structured.complete(gateway, gen, ctx, lambda work: work)
+        # The whole answer (every choice, retries for structured output included) ends
+        # with the client.
+        stream, answers = await until_disconnect(
+            request, choices.complete(gateway, gen, ctx, lambda work: work, body.n or 1)
         )
     except ClientDisconnected:
         return Response(status_code=499)
+    refused = stream.canned and gen.params.response_format.type != "text"
     answer: dict[str, Any] = {
         "id": gen.request_id,
         "object": "chat.completion",
@@ -429,17 +438,14 @@ async def chat_completions(
         "model": stream.model,
         "choices": [
             {
-                "index": 0,
-                "message": _message(
-                    done.text,
-                    stream.canned and gen.params.response_format.type != "text",
-                    done.tool_calls,
-                ),
+                "index": i,
+                "message": _message(done.text, refused, done.tool_calls),
                 "logprobs": _answer_logprobs(True, done, gen.params.logprobs),
                 "finish_reason": _reason(done.finish_reason),
             }
+            for i, done in enumerate(answers)
         ],
-        "usage": _usage(done.prompt_tokens, done.completion_tokens),
+        "usage": _total_usage(answers),
     }
     if gen_has_rag:
         answer["citations"] = stream.citations
@@ -458,14 +464,19 @@ async def completions(
 ) -> Response:
     gen = completion_request(body)
     try:
-        stream = await start(request, gateway, gen, ctx, "prompt")
         if gen.stream:
+            stream = await start(request, gateway, gen, ctx, "prompt")
             return SSEResponse(
                 _events_to_sse(stream, False, _include_usage(body), ctx), stream.shown
             )
-        done = await until_disconnect(request, stream.collect())
+        stream, answers = await until_disconnect(
+            request, choices.complete(gateway, gen, ctx, lambda work: work, body.n or 1)
+        )
     except ClientDisconnected:
         return Response(status_code=499)
+    except ContextLengthExceeded as exc:
+        exc.param = "prompt"
+        raise
     return JSONResponse(
         {
             "id": gen.request_id,
@@ -474,12 +485,13 @@ async def completions(
             "model": stream.model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": i,
                     "text": done.text,
                     "logprobs": _answer_logprobs(False, done, gen.params.logprobs),
                     "finish_reason": _reason(done.finish_reason),
                 }
+                for i, done in enumerate(answers)
             ],
-            "usage": _usage(done.prompt_tokens, done.completion_tokens),
+            "usage": _total_usage(answers),
         }
     )
