@@ -36,6 +36,7 @@ from genaiops.server.routes import (
     health,
     metrics,
     openai,
+    responses,
     tokenize,
 )
 from genaiops.training.service import FineTuning, JobRunner
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Telemetry, record=record)
     app.include_router(health.router)
     app.include_router(openai.router)
+    app.include_router(responses.router)
     app.include_router(generate.router)
     app.include_router(tokenize.router)
     app.include_router(collections.router)

@@ -232,10 +232,10 @@ async def _events_to_sse(
                 yield data
     except Exception as exc:
         # Headers are gone; report the failure in-band as OpenAI-compatible servers do.
-        _stopping(stream, ctx)
+        stopping(stream, ctx)
         yield _stream_error(exc, req.request_id, ctx)
     except asyncio.CancelledError:
-        _stopping(stream, ctx)  # cut by the server, if it is stopping: 503, not 499
+        stopping(stream, ctx)  # cut by the server, if it is stopping: 503, not 499
         raise
     finally:
         await stream.aclose()
@@ -270,25 +270,31 @@ def _choice(chat: bool, content: str | None, finish: str | None, role: bool) -> 
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
-def _stopping(stream: GenerationStream, ctx: RequestContext | None) -> None:
+def stopping(stream: GenerationStream, ctx: RequestContext | None) -> None:
     """Mark a stream ended by its server stopping (recorded 503, not as the client's)."""
     if stream.stopping and ctx is not None:
         ctx.stream_error, ctx.stream_status = "shutdown", 503
 
 
 def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) -> bytes:
+    return sse(stream_failure(exc, stream_id, ctx))
+
+
+def stream_failure(exc: Exception, stream_id: str, ctx: RequestContext | None) -> dict[str, Any]:
+    """The error payload of a stream that failed after its status line went out, with
+    the failure noted in the request context for the record stage."""
     if isinstance(exc, GenaiopsError):
         status, type_ = status_for(exc)
         if ctx is not None and ctx.stream_status is None:
             ctx.stream_status = status  # a timeout mid-stream is audited 504, not 200/499
-        return sse(error_payload(exc.message, type_, exc.param, exc.code))
+        return error_payload(exc.message, type_, exc.param, exc.code)
     # Anything else is a bug or an engine crash: logged in full, shown without internals.
     request_id = ctx.request_id if ctx is not None else stream_id
     log.error("stream %s (request %s) failed", stream_id, request_id, exc_info=exc)
     if ctx is not None:
         ctx.stream_error = "server_error"
     message = "The server had an error while processing the request."
-    return sse(error_payload(message, "server_error"))
+    return error_payload(message, "server_error")
 
 
 def _retrieval_fields(stream: GenerationStream, rag: bool) -> dict[str, Any]:
