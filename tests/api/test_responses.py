@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.test_security import admin, new_key
 from tests.conftest import Server
 
 pytestmark = pytest.mark.integration
@@ -171,3 +172,24 @@ def test_what_cannot_be_answered_is_refused(server: Server) -> None:
     ok = _post(server, sent)
     assert ok.status_code == 200, ok.text
     assert ok.json()["metadata"] == {"ticket": "42"} and ok.json()["store"] is False
+
+
+def test_usage_and_audit_are_recorded_per_response(server: Server) -> None:
+    created = new_key(server)
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    r = httpx.post(server.base_url + "/responses", headers=headers, timeout=60,
+                   json={"model": MODEL, "input": "Hola", "max_output_tokens": 4})  # fmt: skip
+    assert r.status_code == 200, r.text
+    bad = httpx.post(server.base_url + "/responses", headers=headers, timeout=60,
+                     json={"model": MODEL, "input": 5})  # fmt: skip
+    assert bad.status_code == 400
+    tenant = {"tenant": created["tenant"]}
+    usage = admin(server, "GET", "/admin/usage", params=tenant).json()["data"]
+    assert sum(row["total_tokens"] for row in usage) == r.json()["usage"]["total_tokens"]
+    audit = admin(server, "GET", "/admin/audit", params=tenant | {"event": "inference"})
+    records = sorted((e["status"], e["model"], e["prompt_tokens"], e["completion_tokens"])
+                     for e in audit.json()["data"])  # fmt: skip
+    answered = r.json()["usage"]
+    # The refused body is audited too, before any model was chosen.
+    assert records == [(200, MODEL, answered["input_tokens"], answered["output_tokens"]),
+                       (400, "-", 0, 0)]  # fmt: skip

@@ -20,7 +20,9 @@ access = logging.getLogger("genaiops.access")
 CLIENT_CLOSED = 499
 # Inference endpoints: a request to one is audited even when it failed before a model was
 # chosen (an invalid or oversized body), with model "-".
-INFERENCE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/generate"})
+INFERENCE_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/generate"}
+)
 
 
 class RequestRecorder:
