@@ -59,6 +59,39 @@ def test_chat_choices_are_seeded_generations_of_their_own(client: openai.OpenAI)
     assert [c.message.content for c in again.choices] == texts
 
 
+def test_streamed_choices_follow_one_another(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        n=2,
+        max_tokens=10,
+        temperature=1,
+        seed=8,  # type: ignore[arg-type]
+    )
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=QUESTION, n=2, max_tokens=10, temperature=1, seed=8,  # type: ignore[arg-type]
+        stream=True, stream_options={"include_usage": True}, logprobs=True,
+    ))  # fmt: skip
+    texts, finishes, order, entries = ["", ""], [None, None], [], [0, 0]
+    for chunk in chunks:
+        for c in chunk.choices:
+            order.append(c.index)
+            texts[c.index] += c.delta.content or ""
+            finishes[c.index] = c.finish_reason or finishes[c.index]
+            entries[c.index] += len(c.logprobs.content or []) if c.logprobs else 0
+    assert texts == [c.message.content for c in whole.choices]
+    assert finishes == [c.finish_reason for c in whole.choices]
+    assert order == sorted(order) and set(order) == {0, 1}  # choice 1 after choice 0
+    assert {c.id for c in chunks} == {chunks[0].id}
+    assert chunks[-1].usage is not None and whole.usage is not None
+    assert chunks[-1].usage.total_tokens == whole.usage.total_tokens
+    assert sum(entries) == whole.usage.completion_tokens  # one entry per token
+    completion = client.completions.create(model="gemma3-270m", prompt="Hola", n=3,
+                                           max_tokens=3, stream=True, seed=2)  # fmt: skip
+    indexes = [c.choices[0].index for c in completion if c.choices]
+    assert indexes == sorted(indexes) and set(indexes) == {0, 1, 2}
+
+
 def test_completion_choices_with_logprobs_and_structured_chat_choices(
     client: openai.OpenAI,
 ) -> None:
@@ -97,3 +130,13 @@ def test_every_choice_is_admitted_and_charged(server: Server) -> None:
         == (body["usage"]["total_tokens"])
     )
     assert body["usage"]["completion_tokens"] <= 12
+
+    # Streamed: the record counts every choice too.
+    streamed = new_key(server)
+    r = complete(server, streamed["key"], n=2, max_tokens=4, stream=True,
+                 stream_options={"include_usage": True})  # fmt: skip
+    events = [line.removeprefix("data: ") for line in r.text.splitlines() if line]
+    assert events[-1] == "[DONE]"
+    reported = json.loads(events[-2])["usage"]
+    recorded = admin(server, "GET", "/admin/usage", params={"tenant": streamed["tenant"]})
+    assert sum(row["total_tokens"] for row in recorded.json()["data"]) == reported["total_tokens"]

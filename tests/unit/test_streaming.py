@@ -26,7 +26,7 @@ from genaiops.engines.scheduler import Scheduler
 from genaiops.errors import ConfigError, ModelNotReady, Overloaded, UpstreamError
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
-from genaiops.server.routes.openai import _events_to_sse
+from genaiops.server.chunks import ChunkStream
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +72,7 @@ async def _sse(chat: bool) -> tuple[list[object], RequestContext]:
     stream = GenerationStream(request, scheduler.submit(PreparedRequest(request, 1, 5)), "m", ctx)
     await stream.start()
     events: list[object] = []
-    async for raw in _events_to_sse(stream, chat, True, ctx):
+    async for raw in ChunkStream(stream, chat, True, ctx).events():
         # One write may carry several events (the role chunk and the first text do).
         for event in raw.decode().split("\n\n")[:-1]:
             payload = event.removeprefix("data: ")
@@ -239,7 +239,7 @@ async def test_first_write_of_a_chat_stream_carries_the_first_token() -> None:
     request = GenerationRequest("c", "broken", SamplingParams(), prompt="x", stream=True)
     stream = GenerationStream(request, scheduler.submit(PreparedRequest(request, 1, 5)), "m")
     await stream.start()
-    body = _events_to_sse(stream, True, False)
+    body = ChunkStream(stream, True, False).events()
     first = (await anext(body)).decode().split("\n\n")[:-1]
     deltas = [json.loads(e.removeprefix("data: "))["choices"][0]["delta"] for e in first]
     assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hello"}]

@@ -8,7 +8,9 @@ gets and the whole set is reproducible; unseeded, each choice draws its own seed
 
 Usage counts every choice's tokens, the prompt once per choice, since each choice is a
 pass of the model over it and is charged as one. A retrieval request that found nothing
-relevant gets its canned answer once per choice, without the model.
+relevant gets its canned answer once per choice, without the model (pipeline.run with a
+canned ``prior``). Streamed, the choices follow one another in the chunk stream
+(server/routes/openai.py), each started by ``start`` once the one before has finished.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from genaiops.gateway import structured
+from genaiops.gateway import pipeline, structured
 from genaiops.gateway.pipeline import Completion, GenerationStream, new_request_id
 
 if TYPE_CHECKING:
@@ -35,6 +37,26 @@ def choice_seed(seed: int | None, index: int) -> int | None:
     return seed + index if seed <= _INT64 - index else seed - index
 
 
+async def start(
+    gateway: Gateway,
+    request: GenerationRequest,
+    ctx: RequestContext | None,
+    first: GenerationStream,
+    index: int,
+) -> GenerationStream:
+    """Start choice ``index`` of ``request``, going on from the first choice's stream."""
+    return await pipeline.run(gateway, _choice(request, index), ctx, prior=first)
+
+
+def _choice(request: GenerationRequest, index: int) -> GenerationRequest:
+    return replace(
+        request,
+        request_id=new_request_id("choice"),
+        params=replace(request.params, seed=choice_seed(request.params.seed, index)),
+        extra=dict(request.extra),
+    )
+
+
 async def complete(
     gateway: Gateway,
     request: GenerationRequest,
@@ -48,19 +70,20 @@ async def complete(
     done = [first]
     if n == 1:
         return stream, done
-    if stream.canned:
-        return stream, done * n
-    for index in range(1, n):
-        again = replace(
-            request,
-            request_id=new_request_id("choice"),
-            params=replace(request.params, seed=choice_seed(request.params.seed, index)),
-            extra=dict(request.extra),
-        )
-        _, answer = await structured.complete(gateway, again, ctx, wait, prior=stream)
-        done.append(answer)
-    if ctx is not None:
-        # The record stage reads the request's tokens here: every choice counts.
-        ctx.prompt_tokens = sum(d.prompt_tokens for d in done)
-        ctx.completion_tokens = sum(d.completion_tokens for d in done)
+    used = [0, 0]  # tokens of the choices before the one running
+    try:
+        for index in range(1, n):
+            if ctx is not None:
+                used[0] += ctx.prompt_tokens
+                used[1] += ctx.completion_tokens
+                ctx.completion_tokens = 0
+            again = _choice(request, index)
+            _, answer = await structured.complete(gateway, again, ctx, wait, prior=stream)
+            done.append(answer)
+    finally:
+        if ctx is not None:
+            # The record stage reads the request's tokens here: every choice counts, the
+            # one cut short (client gone, limit reached) with what it used.
+            ctx.prompt_tokens += used[0]
+            ctx.completion_tokens += used[1]
     return stream, done

@@ -109,6 +109,9 @@ class GenerationStream:
         self.sources: list[str] = []
         # A fixed answer given without the model (retrieval found nothing relevant).
         self.canned = False
+        # The answer given without the model (retrieval found nothing relevant), which
+        # every other choice of the request gives too.
+        self.canned_text: str | None = None
         self.groundedness: dict[str, Any] | None = None
         self._answer: list[str] = []
 
@@ -286,6 +289,20 @@ class _CannedTicket:
         return None
 
 
+async def _canned(
+    request: GenerationRequest,
+    text: str,
+    model: str,
+    ctx: RequestContext | None,
+    settle: tuple[SecurityService, Admission] | None,
+) -> GenerationStream:
+    ticket: Any = _CannedTicket(text)
+    stream = GenerationStream(request, ticket, model, ctx, settle)
+    stream.canned, stream.canned_text = True, text
+    await stream.start()
+    return stream
+
+
 def authorize_reference(gateway: Gateway, principal: Principal | None, name: str | None) -> None:
     """A key limited to other models gets its 403 before a registry version it names is
     looked up or loaded (a load takes seconds and a slot of ``max_loaded_adapters``). The
@@ -400,6 +417,8 @@ async def _admitted(
     guardrails = gateway.guardrails
     citations: list[dict[str, Any]] = []
     sources: list[str] = []
+    if prior is not None and prior.canned_text is not None:
+        return await _canned(request, prior.canned_text, model, ctx, settle)
     if prior is not None:
         vault = prior.output.vault if prior.output is not None else None
         citations, sources = prior.citations, prior.sources
@@ -414,11 +433,7 @@ async def _admitted(
             gateway.rag, request, handle, principal, rag_options, guardrails, ctx, vault
         )
         if found.canned is not None:
-            ticket: Any = _CannedTicket(found.canned)
-            canned = GenerationStream(request, ticket, model, ctx, settle)
-            canned.canned = True
-            await canned.start()
-            return canned
+            return await _canned(request, found.canned, model, ctx, settle)
         citations = found.citations
         sources = found.sources
     engine = handle.engine

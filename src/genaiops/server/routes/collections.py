@@ -23,6 +23,7 @@ from genaiops.errors import InvalidRequest, ModelNotFound
 from genaiops.gateway.pipeline import new_request_id
 from genaiops.rag.chunking import count_tokens
 from genaiops.rag.service import RagService
+from genaiops.server.chunks import ChunkStream, usage
 from genaiops.server.deps import (
     CollectionsManagerDep,
     ContextDep,
@@ -42,7 +43,7 @@ from genaiops.server.protocol import (
     SearchRequest,
 )
 from genaiops.server.requests import JSONRoute
-from genaiops.server.routes.openai import _events_to_sse, _usage, start
+from genaiops.server.routes.openai import start
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -265,7 +266,9 @@ async def ask(
         # queue gives its place back, as on the chat and completion routes.
         stream = await start(request, gateway, gen, ctx, "question")
         if body.stream:
-            return SSEResponse(_events_to_sse(stream, True, True, ctx, rag=True), stream.shown)
+            return SSEResponse(
+                ChunkStream(stream, True, True, ctx, rag=True).events(), stream.shown
+            )
         done = await until_disconnect(request, stream.collect())
     except ClientDisconnected:
         return Response(status_code=499)
@@ -280,7 +283,7 @@ async def ask(
             "finish_reason": "length" if done.finish_reason == "length" else "stop",
             "citations": stream.citations,
             "groundedness": stream.groundedness,
-            "usage": _usage(done.prompt_tokens, done.completion_tokens),
+            "usage": usage(done.prompt_tokens, done.completion_tokens),
         }
     )
 

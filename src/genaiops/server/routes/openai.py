@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from genaiops.engines.base import (
-    Finished,
     GenerationRequest,
     ResponseFormat,
     SamplingParams,
-    TextDelta,
-    ToolCalls,
 )
-from genaiops.engines.logprobs import TokenLogprob
 from genaiops.errors import (
     ContextLengthExceeded,
-    GenaiopsError,
     InvalidRequest,
     ModelNotFound,
 )
@@ -36,8 +29,8 @@ from genaiops.gateway.pipeline import (
     new_request_id,
 )
 from genaiops.gateway.service import Gateway
+from genaiops.server.chunks import ChunkStream, logprobs_field, reason, usage
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
-from genaiops.server.errors import error_payload, status_for
 from genaiops.server.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -47,7 +40,7 @@ from genaiops.server.protocol import (
     SamplingIn,
 )
 from genaiops.server.requests import JSONRoute
-from genaiops.server.streaming import ClientDisconnected, SSEResponse, sse, until_disconnect
+from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["openai"])
 log = logging.getLogger("genaiops.server")
@@ -67,11 +60,6 @@ _SAMPLING_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "max_complet
 def _params(
     body: SamplingIn, max_tokens: int | None, fmt: ResponseFormat, logprobs: int | None = None
 ) -> SamplingParams:
-    if (body.n or 1) > 1 and body.stream:
-        raise InvalidRequest(
-            "n > 1 is answered without streaming; leave out stream or ask for one choice",
-            param="n",
-        )
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest(
             "stream_options is only allowed when stream is true", param="stream_options"
@@ -142,169 +130,8 @@ def completion_request(body: CompletionRequest) -> GenerationRequest:
     )
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
 def _total_usage(answers: Sequence[Completion]) -> dict[str, int]:
-    return _usage(sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers))
-
-
-def _reason(reason: str) -> str:
-    # "cancelled" never reaches a client that is still there; what a remote upstream
-    # answered with (tool_calls, content_filter) is passed on.
-    return reason if reason in ("length", "tool_calls", "content_filter") else "stop"
-
-
-async def _events_to_sse(
-    stream: GenerationStream,
-    chat: bool,
-    include_usage: bool,
-    ctx: RequestContext | None = None,
-    rag: bool = False,
-) -> AsyncIterator[bytes]:
-    """The OpenAI chunk stream. Once the first byte is sent the status line cannot change,
-    so a failure, expected or not, becomes an in-band error event before ``[DONE]``."""
-    req = stream.request
-    head: dict[str, Any] = {
-        "id": req.request_id,
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": stream.created,
-        "model": stream.model,
-    }
-    if include_usage:
-        head["usage"] = None
-
-    def chunk(content: str | None, finish: str | None, role: bool = False) -> bytes:
-        return sse(payload(content, finish, role))
-
-    def payload(content: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
-        return head | {"choices": [_choice(chat, content, finish, role)]}
-
-    # Text deltas are the hot path (one per token): serialise the invariant part of their
-    # chunk once and splice in the JSON-encoded text.
-    marker = "\x00TEXT\x00"
-    before, after = chunk(marker, None).decode().split(json.dumps(marker, ensure_ascii=False))
-
-    def text_chunk(text: str) -> bytes:
-        return (before + json.dumps(text, ensure_ascii=False) + after).encode()
-
-    top = req.params.logprobs
-    offset = 0  # of the next token in the answer (completions' ``text_offset``)
-
-    def logprobs_chunk(event: TextDelta) -> bytes:
-        nonlocal offset
-        choice = _choice(chat, event.text, None, False)
-        choice["logprobs"], offset = _logprobs(chat, event.logprobs, offset, top)
-        return sse(head | {"choices": [choice]})
-
-    def encode(event: Any) -> bytes:
-        if isinstance(event, TextDelta):
-            return text_chunk(event.text) if top is None else logprobs_chunk(event)
-        if isinstance(event, ToolCalls):
-            # Each call whole in one delta (an upstream's argument fragments were joined
-            # so the output guards could read them).
-            calls = [{"index": i} | call for i, call in enumerate(event.calls)]
-            choice = {"index": 0, "delta": {"tool_calls": calls}, "logprobs": None}
-            return sse(head | {"choices": [choice | {"finish_reason": None}]})
-        if not isinstance(event, Finished):
-            return b""
-        # Retrieval answers carry their sources in the finishing chunk.
-        finish = payload(None if chat else "", _reason(event.reason))
-        data = sse(finish | _retrieval_fields(stream, rag))
-        if include_usage:
-            usage = _usage(event.prompt_tokens, event.completion_tokens)
-            data += sse(head | {"choices": [], "usage": usage})
-        return data
-
-    try:
-        # The first bytes: the role chunk and what the first model event released, in one
-        # write (SSEResponse sends them before anything else).
-        opening = chunk("", None, role=True) if chat else b""
-        yield opening + b"".join(encode(event) for event in stream.started())
-        async for event in stream:
-            data = encode(event)
-            if data:
-                yield data
-    except Exception as exc:
-        # Headers are gone; report the failure in-band as OpenAI-compatible servers do.
-        stopping(stream, ctx)
-        yield _stream_error(exc, req.request_id, ctx)
-    except asyncio.CancelledError:
-        stopping(stream, ctx)  # cut by the server, if it is stopping: 503, not 499
-        raise
-    finally:
-        await stream.aclose()
-    yield sse("[DONE]")
-
-
-def _logprobs(
-    chat: bool, entries: Sequence[TokenLogprob], offset: int, top: int | None
-) -> tuple[dict[str, Any], int]:
-    """A choice's ``logprobs`` in the shape of its endpoint, and the text offset after it:
-    chat's ``content`` list, or completions' parallel lists with ``text_offset``."""
-    if chat:
-        return {"content": [e.chat() for e in entries], "refusal": None}, offset
-    offsets = []
-    for entry in entries:
-        offsets.append(offset)
-        offset += len(entry.text)
-    return {
-        "tokens": [e.token for e in entries],
-        "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries] if top else None,
-        "text_offset": offsets,
-    }, offset
-
-
-def _choice(chat: bool, content: str | None, finish: str | None, role: bool) -> dict[str, Any]:
-    if not chat:
-        return {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
-    delta: dict[str, Any] = {"role": "assistant"} if role else {}
-    if content is not None:
-        delta["content"] = content
-    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-
-def stopping(stream: GenerationStream, ctx: RequestContext | None) -> None:
-    """Mark a stream ended by its server stopping (recorded 503, not as the client's)."""
-    if stream.stopping and ctx is not None:
-        ctx.stream_error, ctx.stream_status = "shutdown", 503
-
-
-def _stream_error(exc: Exception, stream_id: str, ctx: RequestContext | None) -> bytes:
-    return sse(stream_failure(exc, stream_id, ctx))
-
-
-def stream_failure(exc: Exception, stream_id: str, ctx: RequestContext | None) -> dict[str, Any]:
-    """The error payload of a stream that failed after its status line went out, with
-    the failure noted in the request context for the record stage."""
-    if isinstance(exc, GenaiopsError):
-        status, type_ = status_for(exc)
-        if ctx is not None and ctx.stream_status is None:
-            ctx.stream_status = status  # a timeout mid-stream is audited 504, not 200/499
-        return error_payload(exc.message, type_, exc.param, exc.code)
-    # Anything else is a bug or an engine crash: logged in full, shown without internals.
-    request_id = ctx.request_id if ctx is not None else stream_id
-    log.error("stream %s (request %s) failed", stream_id, request_id, exc_info=exc)
-    if ctx is not None:
-        ctx.stream_error = "server_error"
-    message = "The server had an error while processing the request."
-    return error_payload(message, "server_error")
-
-
-def _retrieval_fields(stream: GenerationStream, rag: bool) -> dict[str, Any]:
-    """A retrieval answer's sources; ``citations: []`` when nothing relevant was found."""
-    if not rag:
-        return {}
-    fields: dict[str, Any] = {"citations": stream.citations}
-    if stream.groundedness is not None:
-        fields["groundedness"] = stream.groundedness
-    return fields
+    return usage(sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers))
 
 
 async def start(
@@ -340,7 +167,15 @@ def _message(
 def _answer_logprobs(chat: bool, done: Completion, top: int | None) -> dict[str, Any] | None:
     if done.logprobs is None:
         return None
-    return _logprobs(chat, done.logprobs, 0, top)[0]
+    return logprobs_field(chat, done.logprobs, 0, top)[0]
+
+
+def _more(
+    gateway: Gateway, gen: GenerationRequest, ctx: RequestContext, first: GenerationStream,
+    n: int | None,
+) -> tuple[Callable[[int], Awaitable[GenerationStream]], int]:  # fmt: skip
+    """What a stream of ``n`` choices needs to start the choices after the first."""
+    return (lambda index: choices.start(gateway, gen, ctx, first, index)), n or 1
 
 
 def _include_usage(body: SamplingIn) -> bool:
@@ -425,10 +260,9 @@ async def chat_completions(
     try:
         if gen.stream:
             stream = await start(request, gateway, gen, ctx, "messages")
-            return SSEResponse(
-                _events_to_sse(stream, True, _include_usage(body), ctx, rag=gen_has_rag),
-                stream.shown,
-            )
+            more = _more(gateway, gen, ctx, stream, body.n)
+            chunks = ChunkStream(stream, True, _include_usage(body), ctx, gen_has_rag, *more)
+            return SSEResponse(chunks.events(), stream.shown)
         # The whole answer (every choice, retries for structured output included) ends
         # with the client.
         stream, answers = await until_disconnect(
@@ -447,7 +281,7 @@ async def chat_completions(
                 "index": i,
                 "message": _message(done.text, refused, done.tool_calls),
                 "logprobs": _answer_logprobs(True, done, gen.params.logprobs),
-                "finish_reason": _reason(done.finish_reason),
+                "finish_reason": reason(done.finish_reason),
             }
             for i, done in enumerate(answers)
         ],
@@ -472,9 +306,9 @@ async def completions(
     try:
         if gen.stream:
             stream = await start(request, gateway, gen, ctx, "prompt")
-            return SSEResponse(
-                _events_to_sse(stream, False, _include_usage(body), ctx), stream.shown
-            )
+            more = _more(gateway, gen, ctx, stream, body.n)
+            chunks = ChunkStream(stream, False, _include_usage(body), ctx, False, *more)
+            return SSEResponse(chunks.events(), stream.shown)
         stream, answers = await until_disconnect(
             request, choices.complete(gateway, gen, ctx, lambda work: work, body.n or 1)
         )
@@ -494,7 +328,7 @@ async def completions(
                     "index": i,
                     "text": done.text,
                     "logprobs": _answer_logprobs(False, done, gen.params.logprobs),
-                    "finish_reason": _reason(done.finish_reason),
+                    "finish_reason": reason(done.finish_reason),
                 }
                 for i, done in enumerate(answers)
             ],

@@ -32,11 +32,12 @@ from genaiops.errors import ContextLengthExceeded, InvalidRequest
 from genaiops.gateway import structured
 from genaiops.gateway.context import RequestContext
 from genaiops.gateway.pipeline import GenerationStream
+from genaiops.server.chunks import stopping, stream_failure
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.protocol import ErrorResponse
 from genaiops.server.requests import JSONRoute
 from genaiops.server.responses_wire import LOGPROBS_INCLUDE, ResponsesRequest
-from genaiops.server.routes.openai import start, stopping, stream_failure
+from genaiops.server.routes.openai import start
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["openai"])
