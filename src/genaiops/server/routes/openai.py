@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -170,12 +170,38 @@ def _answer_logprobs(chat: bool, done: Completion, top: int | None) -> dict[str,
     return logprobs_field(chat, done.logprobs, 0, top)[0]
 
 
-def _more(
-    gateway: Gateway, gen: GenerationRequest, ctx: RequestContext, first: GenerationStream,
-    n: int | None,
-) -> tuple[Callable[[int], Awaitable[GenerationStream]], int]:  # fmt: skip
-    """What a stream of ``n`` choices needs to start the choices after the first."""
-    return (lambda index: choices.start(gateway, gen, ctx, first, index)), n or 1
+async def _generate(
+    request: Request,
+    gateway: Gateway,
+    gen: GenerationRequest,
+    ctx: RequestContext,
+    body: SamplingIn,
+    field: str,
+    rag: bool = False,
+) -> Response | tuple[GenerationStream, list[Completion]]:
+    """A streamed request's chunk stream, or a whole answer: its first stream and every
+    choice's completion. A context overflow names ``field``, the body field of the prompt."""
+    n = body.n or 1
+    try:
+        if gen.stream:
+            stream = await start(request, gateway, gen, ctx, field)
+
+            def more(index: int) -> Awaitable[GenerationStream]:
+                return choices.start(gateway, gen, ctx, stream, index)
+
+            chat = gen.is_chat
+            chunks = ChunkStream(stream, chat, _include_usage(body), ctx, rag, more, n)
+            return SSEResponse(chunks.events(), stream.shown)
+        # The whole answer (every choice, retries for structured output included) ends
+        # with the client.
+        return await until_disconnect(
+            request, choices.complete(gateway, gen, ctx, lambda work: work, n)
+        )
+    except ClientDisconnected:
+        return Response(status_code=499)
+    except ContextLengthExceeded as exc:
+        exc.param = field
+        raise
 
 
 def _include_usage(body: SamplingIn) -> bool:
@@ -257,19 +283,10 @@ async def chat_completions(
 ) -> Response:
     gen = chat_request(body)
     gen_has_rag = "rag" in gen.extra
-    try:
-        if gen.stream:
-            stream = await start(request, gateway, gen, ctx, "messages")
-            more = _more(gateway, gen, ctx, stream, body.n)
-            chunks = ChunkStream(stream, True, _include_usage(body), ctx, gen_has_rag, *more)
-            return SSEResponse(chunks.events(), stream.shown)
-        # The whole answer (every choice, retries for structured output included) ends
-        # with the client.
-        stream, answers = await until_disconnect(
-            request, choices.complete(gateway, gen, ctx, lambda work: work, body.n or 1)
-        )
-    except ClientDisconnected:
-        return Response(status_code=499)
+    outcome = await _generate(request, gateway, gen, ctx, body, "messages", gen_has_rag)
+    if isinstance(outcome, Response):
+        return outcome
+    stream, answers = outcome
     refused = stream.canned and gen.params.response_format.type != "text"
     answer: dict[str, Any] = {
         "id": gen.request_id,
@@ -303,20 +320,10 @@ async def completions(
     _: InferenceDep,
 ) -> Response:
     gen = completion_request(body)
-    try:
-        if gen.stream:
-            stream = await start(request, gateway, gen, ctx, "prompt")
-            more = _more(gateway, gen, ctx, stream, body.n)
-            chunks = ChunkStream(stream, False, _include_usage(body), ctx, False, *more)
-            return SSEResponse(chunks.events(), stream.shown)
-        stream, answers = await until_disconnect(
-            request, choices.complete(gateway, gen, ctx, lambda work: work, body.n or 1)
-        )
-    except ClientDisconnected:
-        return Response(status_code=499)
-    except ContextLengthExceeded as exc:
-        exc.param = "prompt"
-        raise
+    outcome = await _generate(request, gateway, gen, ctx, body, "prompt")
+    if isinstance(outcome, Response):
+        return outcome
+    stream, answers = outcome
     return JSONResponse(
         {
             "id": gen.request_id,
