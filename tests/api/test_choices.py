@@ -5,6 +5,7 @@ like one."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -22,56 +23,32 @@ def client(server: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=180)
 
 
+def ask(client: openai.OpenAI, **kw: Any) -> Any:
+    """The coffee-shop question at temperature 1."""
+    return client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=1, **kw)  # type: ignore[arg-type]
+
+
 def test_chat_choices_are_seeded_generations_of_their_own(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(
-        model=MODEL,
-        messages=QUESTION,
-        n=3,
-        max_tokens=12,
-        temperature=1,
-        seed=5,  # type: ignore[arg-type]
-    )
+    r = ask(client, n=3, max_tokens=12, seed=5)
     texts = [c.message.content for c in r.choices]
     assert [c.index for c in r.choices] == [0, 1, 2] and all(texts)
     assert len(set(texts)) > 1  # different seeds, different answers
     # Choice i is the answer to the same request with seed 5 + i, alone.
     for i, text in enumerate(texts):
-        alone = client.chat.completions.create(
-            model=MODEL,
-            messages=QUESTION,
-            max_tokens=12,
-            temperature=1,
-            seed=5 + i,  # type: ignore[arg-type]
-        )
+        alone = ask(client, max_tokens=12, seed=5 + i)
         assert alone.choices[0].message.content == text
         assert alone.usage is not None and r.usage is not None
         single = alone.usage.prompt_tokens
     # Every choice read the prompt and is charged for it.
     assert r.usage is not None and r.usage.prompt_tokens == 3 * single
-    again = client.chat.completions.create(
-        model=MODEL,
-        messages=QUESTION,
-        n=3,
-        max_tokens=12,
-        temperature=1,
-        seed=5,  # type: ignore[arg-type]
-    )
+    again = ask(client, n=3, max_tokens=12, seed=5)
     assert [c.message.content for c in again.choices] == texts
 
 
 def test_streamed_choices_follow_one_another(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(
-        model=MODEL,
-        messages=QUESTION,
-        n=2,
-        max_tokens=10,
-        temperature=1,
-        seed=8,  # type: ignore[arg-type]
-    )
-    chunks = list(client.chat.completions.create(
-        model=MODEL, messages=QUESTION, n=2, max_tokens=10, temperature=1, seed=8,  # type: ignore[arg-type]
-        stream=True, stream_options={"include_usage": True}, logprobs=True,
-    ))  # fmt: skip
+    whole = ask(client, n=2, max_tokens=10, seed=8)
+    chunks = list(ask(client, n=2, max_tokens=10, seed=8, stream=True,
+                      stream_options={"include_usage": True}, logprobs=True))  # fmt: skip
     texts, finishes, order, entries = ["", ""], [None, None], [], [0, 0]
     for chunk in chunks:
         for c in chunk.choices:
