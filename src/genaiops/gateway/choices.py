@@ -10,7 +10,7 @@ Usage counts every choice's tokens, the prompt once per choice, since each choic
 pass of the model over it and is charged as one. A retrieval request that found nothing
 relevant gets its canned answer once per choice, without the model (pipeline.run with a
 canned ``prior``). Streamed, the choices follow one another in the chunk stream
-(server/routes/openai.py), each started by ``start`` once the one before has finished.
+(server/chunks.py), each started by ``start`` once the one before has finished.
 """
 
 from __future__ import annotations
