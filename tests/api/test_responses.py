@@ -125,19 +125,27 @@ def _post(server: Server, body: dict[str, Any]) -> httpx.Response:
                       timeout=60)  # fmt: skip
 
 
+TOOL_RESULT = {"type": "function_call_output", "call_id": "c", "output": "1"}
+
+
 def test_what_cannot_be_answered_is_refused(server: Server) -> None:
     image = {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}
     cases: list[tuple[dict[str, Any], int, str | None, str | None]] = [
         ({"input": "hi", "previous_response_id": "resp_1"}, 400, "previous_response_id", None),
         ({"input": "hi", "conversation": "conv_1"}, 400, "conversation", None),
         ({"input": "hi", "tools": [{"type": "function", "name": "f"}]}, 400, "tools", None),
+        # A tool result is a remote model's to read (tests/api/test_tool_relay.py).
+        ({"input": [TOOL_RESULT]}, 400, "input", None),
+        ({"input": [{"role": "user", "content": [image]}]}, 400, "input", None),
         (
-            {"input": [{"type": "function_call_output", "call_id": "c", "output": "1"}]},
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
             400,
-            "input.0",
+            "input.0.content.0",
             None,
         ),  # fmt: skip
-        ({"input": [{"role": "user", "content": [image]}]}, 400, "input.0.content.0", None),
+        ({"input": "hi", "tools": [{"type": "web_search"}]}, 400, "tools.0", None),
+        ({"input": [{"type": "reasoning", "summary": []}]}, 400, "input.0", None),
+        ({"input": [{"type": "function_call", "name": "f"}]}, 400, "input.0", None),
         ({"input": []}, 400, "input", None),
         ({"input": "hi", "include": ["file_search_call.results"]}, 400, "include", None),
         ({"input": "hi", "temperature": "warm"}, 400, "temperature", None),

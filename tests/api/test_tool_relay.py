@@ -261,3 +261,60 @@ def test_an_upstream_without_token_counts_is_charged_estimates(
     assert usage is not None and usage.prompt_tokens == 10
     assert usage.completion_tokens == 3  # "Hola mundo": 10 characters, two chunks
     client.close()
+
+
+# The same conversation as Responses input items: an image part, the model's earlier
+# call and its result.
+RESPONSES_INPUT: list[dict[str, Any]] = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "What is the weather where this photo was taken?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+        ],
+    },
+    {"type": "function_call", "call_id": "call_0", "name": "locate", "arguments": '{"photo": 1}'},
+    {"type": "function_call_output", "call_id": "call_0", "output": "Lima, Peru"},
+]
+RESPONSES_TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
+                    "parameters": TOOLS[0]["function"]["parameters"]}]  # fmt: skip
+
+
+def test_responses_relay_tools_and_calls(relay: tuple[Server, list[Any]]) -> None:
+    """The Responses API in front of an upstream that calls tools: function tools, the
+    earlier call and its result reach it in chat's shapes; its call comes back as a
+    ``function_call`` output item, with the output guards applied to the arguments."""
+    server, received = relay
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
+    r = client.responses.create(
+        model="tool-model", input=RESPONSES_INPUT, tools=RESPONSES_TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "name": "get_weather"}, instructions="Be brief.",
+    )  # fmt: skip
+    sent = received[-1]
+    assert sent["tools"] == TOOLS
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    system, user, assistant, tool = sent["messages"]
+    assert system == {"role": "system", "content": "Be brief."}
+    assert user["content"][1] == CONVERSATION[0]["content"][1]  # the image, as chat sends it
+    assert assistant["tool_calls"] == CONVERSATION[1]["tool_calls"]
+    assert assistant["content"] is None
+    assert tool == {"role": "tool", "tool_call_id": "call_0", "content": "Lima, Peru"}
+    [call] = r.output
+    assert call.type == "function_call" and call.call_id == "call_1"
+    assert call.name == "get_weather" and call.status == "completed"
+    assert json.loads(call.arguments) == {"city": "Lima", "notify": "<EMAIL_1>"}
+    assert r.status == "completed" and r.usage is not None and r.usage.input_tokens == 42
+
+    with client.responses.stream(model="tool-model", input=RESPONSES_INPUT,
+                                 tools=RESPONSES_TOOLS) as stream:  # type: ignore[arg-type]  # fmt: skip
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert received[-1]["stream"] is True
+    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.function_call_arguments.delta",
+                     "response.function_call_arguments.done", "response.output_item.done",
+                     "response.completed"]  # fmt: skip
+    [streamed] = final.output
+    assert streamed.type == "function_call" and streamed.call_id == "call_1"
+    assert json.loads(streamed.arguments) == {"city": "Lima", "notify": "<EMAIL_1>"}
+    client.close()

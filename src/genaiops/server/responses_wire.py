@@ -1,12 +1,16 @@
-"""Wire schema of OpenAI's Responses API (``POST /v1/responses``), text in and text out.
+"""Wire schema of OpenAI's Responses API (``POST /v1/responses``) and its translation to
+the GenerationRequest a chat completion would make.
 
-Input is a string or a list of messages (``input_text`` / ``output_text`` parts); the
-fields that change the answer are declared and strict about JSON types. Fields that
-describe bookkeeping a stateless gateway does not keep (``store``, ``metadata``,
-``include`` of nothing, ``truncation``, ``service_tier``...) are accepted, so clients
-that always send them work. Those that would need state or tools this endpoint does not
-offer (``previous_response_id``, ``conversation``, ``background``, ``tools``) are
-refused with a 400 naming them rather than ignored.
+Input is a string or a list of items: messages (``input_text`` / ``output_text`` parts,
+and ``input_image`` for models that read images), the model's earlier function calls
+and their outputs. ``instructions`` become the system message; function tools, tool
+choice and the conversation's calls become chat's ``tools``, ``tool_choice``, assistant
+``tool_calls`` and ``tool`` messages, which remote upstreams receive (local models
+refuse them with a 400, as on chat). Fields that describe bookkeeping a stateless
+gateway does not keep (``store``, ``metadata``, ``truncation``, ``service_tier``...) are
+accepted, so clients that always send them work; those that need state this gateway
+does not keep (``previous_response_id``, ``conversation``, ``background``) or tools it
+does not run (web or file search...) are refused with a 400 naming them.
 """
 
 from __future__ import annotations
@@ -29,14 +33,29 @@ class _Open(BaseModel):
 class InputPart(_Open):
     type: str = Field(min_length=1, max_length=64)
     text: str | None = None
+    image_url: str | None = None
+    detail: str | None = None
 
 
 class InputItem(_Open):
-    """A message of the conversation (``type`` "message", or left out)."""
+    """A message (``type`` "message", or left out), a function call the model made
+    (``function_call``) or its result (``function_call_output``)."""
 
     type: str = "message"
     role: Literal["system", "developer", "user", "assistant"] | None = None
     content: str | list[InputPart] | None = None
+    call_id: str | None = Field(default=None, min_length=1, max_length=256)
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    arguments: str | None = None
+    output: str | list[InputPart] | None = None
+
+
+class Tool(_Open):
+    type: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
 
 
 class TextFormat(_Open):
@@ -68,7 +87,7 @@ class ResponsesRequest(_Open):
     user: str | None = None
     store: bool | None = None
     parallel_tool_calls: bool | None = None
-    tool_choice: Any = None
-    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
     previous_response_id: str | None = None
     truncation: Literal["auto", "disabled"] | None = None

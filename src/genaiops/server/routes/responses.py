@@ -1,11 +1,12 @@
-"""OpenAI's Responses API, ``POST /v1/responses``: text in, text out, streamed or not.
+"""OpenAI's Responses API, ``POST /v1/responses``, streamed or not.
 
-A request becomes the same GenerationRequest a chat completion would (``instructions``
-as the system message, then the ``input`` messages), so it goes through the whole
-pipeline: keys and limits, guardrails, retrieval (``rag``), the model's scheduler, the
-output guards, usage and audit. The answer is a ``response`` object with one output
-message; a stream is the Responses event sequence (``response.created`` ...
-``response.output_text.delta`` ... ``response.completed``), each event numbered. The
+A request becomes the same GenerationRequest a chat completion would
+(server/responses_input.py), so it goes through the whole pipeline: keys and limits,
+guardrails, retrieval (``rag``), the model's scheduler, the output guards, usage and
+audit. The answer is a ``response`` object whose output is the model's message and the
+function calls a remote upstream's model made; a stream is the Responses event sequence
+(``response.created`` ... ``response.output_text.delta`` ... ``response.completed``),
+each event numbered, each output item opened when its first content arrives. The
 gateway keeps no responses: a follow-up sends its whole conversation in ``input``.
 """
 
@@ -20,14 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from genaiops.engines.base import (
-    ChatMessage,
-    Finished,
-    GenerationRequest,
-    ResponseFormat,
-    SamplingParams,
-    TextDelta,
-)
+from genaiops.engines.base import Finished, GenerationRequest, TextDelta, ToolCalls
 from genaiops.errors import ContextLengthExceeded, InvalidRequest
 from genaiops.gateway import structured
 from genaiops.gateway.context import RequestContext
@@ -36,7 +30,8 @@ from genaiops.server.chunks import stopping, stream_failure
 from genaiops.server.deps import ContextDep, GatewayDep, InferenceDep
 from genaiops.server.protocol import ErrorResponse
 from genaiops.server.requests import JSONRoute
-from genaiops.server.responses_wire import LOGPROBS_INCLUDE, ResponsesRequest
+from genaiops.server.responses_input import responses_request
+from genaiops.server.responses_wire import ResponsesRequest
 from genaiops.server.routes.openai import start
 from genaiops.server.streaming import ClientDisconnected, SSEResponse, until_disconnect
 
@@ -44,99 +39,6 @@ router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["openai"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503, 504)
 }
-# Set (and not null, false or empty), these need what this endpoint does not offer.
-_STATEFUL = ("previous_response_id", "conversation", "background", "prompt")
-_TEXT_PARTS = ("input_text", "output_text", "text")
-
-
-def _refuse_unsupported(body: ResponsesRequest) -> None:
-    extra = body.model_extra or {}
-    for name in _STATEFUL:
-        if getattr(body, name, None) or extra.get(name):
-            raise InvalidRequest(
-                f"{name} is not supported: this gateway keeps no responses or "
-                "conversations; send the whole conversation in 'input'",
-                param=name,
-            )
-    if body.tools:
-        raise InvalidRequest(
-            "tools are not supported on /v1/responses; /v1/chat/completions relays them "
-            "to remote upstreams",
-            param="tools",
-        )
-    unknown = [v for v in body.include or () if v != LOGPROBS_INCLUDE]
-    if unknown:
-        raise InvalidRequest(
-            f"include value {unknown[0]!r} is not supported (only {LOGPROBS_INCLUDE!r})",
-            param="include",
-        )
-
-
-def _messages(body: ResponsesRequest) -> list[ChatMessage]:
-    messages = [ChatMessage("system", body.instructions)] if body.instructions else []
-    if isinstance(body.input, str):
-        return [*messages, ChatMessage("user", body.input)]
-    if not body.input:
-        raise InvalidRequest("input is empty", param="input")
-    for i, item in enumerate(body.input):
-        if item.type != "message" or item.role is None:
-            raise InvalidRequest(
-                f"input item {i} is of type {item.type!r}; only messages (a role and their "
-                "content) are supported here",
-                param=f"input.{i}",
-            )
-        if item.content is None or isinstance(item.content, str):
-            messages.append(ChatMessage(item.role, item.content or ""))
-            continue
-        texts = []
-        for j, part in enumerate(item.content):
-            if part.type not in _TEXT_PARTS or part.text is None:
-                raise InvalidRequest(
-                    f"input item {i} has a part of type {part.type!r}; the models behind "
-                    "this endpoint read text parts (input_text, output_text)",
-                    param=f"input.{i}.content.{j}",
-                )
-            texts.append(part.text)
-        messages.append(ChatMessage(item.role, "".join(texts)))
-    return messages
-
-
-def responses_request(body: ResponsesRequest) -> GenerationRequest:
-    _refuse_unsupported(body)
-    fmt = ResponseFormat()
-    if body.text is not None and body.text.format.type != "text":
-        spec = body.text.format
-        if spec.type == "json_schema" and spec.schema_ is None:
-            raise InvalidRequest(
-                "text.format of type json_schema needs a 'schema'", param="text.format.schema"
-            )
-        fmt = ResponseFormat(spec.type, spec.schema_, spec.name)
-    wanted = LOGPROBS_INCLUDE in (body.include or ()) or body.top_logprobs is not None
-    explicit = {"temperature", "top_p"} & body.model_fields_set
-    if body.max_output_tokens is not None:
-        explicit.add("max_tokens")
-    params = SamplingParams(
-        max_tokens=body.max_output_tokens,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        seed=body.seed,
-        response_format=fmt,
-        logprobs=(body.top_logprobs or 0) if wanted else None,
-        explicit=frozenset(explicit),
-    )
-    extra: dict[str, Any] = {}
-    if "rag" in (body.model_extra or {}):
-        extra["rag"] = (body.model_extra or {})["rag"]
-    if body.user is not None:
-        extra["user"] = body.user
-    return GenerationRequest(
-        request_id="resp_" + uuid.uuid4().hex,
-        model=body.model,
-        params=params,
-        messages=_messages(body),
-        stream=body.stream,
-        extra=extra,
-    )
 
 
 class _Shape:
@@ -158,6 +60,7 @@ class _Shape:
         if params.response_format.type == "json_schema":
             fmt |= {"name": params.response_format.name or "response",
                     "schema": params.response_format.schema or {}}  # fmt: skip
+        extra = self.gen.extra
         out: dict[str, Any] = {
             "id": self.gen.request_id,
             "object": "response",
@@ -169,13 +72,13 @@ class _Shape:
             "max_output_tokens": body.max_output_tokens,
             "model": self.stream.model,
             "output": output,
-            "parallel_tool_calls": bool(body.parallel_tool_calls),
+            "parallel_tool_calls": extra.get("parallel_tool_calls", True),
             "previous_response_id": None,
             "store": False,
             "temperature": params.temperature,
             "text": {"format": fmt},
-            "tool_choice": "none",
-            "tools": [],
+            "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
+            "tools": [t.model_dump(exclude_none=True) for t in body.tools or ()],
             "top_p": params.top_p,
             "top_logprobs": body.top_logprobs,
             "truncation": "disabled",
@@ -185,7 +88,7 @@ class _Shape:
         }
         if finished is not None:
             out["usage"] = _usage(finished.prompt_tokens, finished.completion_tokens)
-        if "rag" in self.gen.extra or self.stream.citations:
+        if self.stream.citations or self.stream.canned:
             out["citations"] = self.stream.citations
         return out
 
@@ -197,6 +100,20 @@ class _Shape:
         part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
         part["logprobs"] = logprobs or []
         return part
+
+
+def _function_call(call: dict[str, Any], status: str = "completed") -> dict[str, Any]:
+    """A chat tool call (``{"id", "type", "function": {"name", "arguments"}}``) as the
+    Responses output item it is."""
+    function = call.get("function") or {}
+    return {
+        "type": "function_call",
+        "id": "fc_" + uuid.uuid4().hex,
+        "call_id": str(call.get("id") or "call_" + uuid.uuid4().hex),
+        "name": str(function.get("name") or ""),
+        "arguments": str(function.get("arguments") or ""),
+        "status": status,
+    }
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
@@ -225,7 +142,7 @@ async def create_response(
     try:
         if gen.stream:
             stream = await start(request, gateway, gen, ctx, "input")
-            return SSEResponse(_events(_Shape(body, gen, stream), ctx), stream.shown)
+            return SSEResponse(_Events(_Shape(body, gen, stream), ctx).events(), stream.shown)
         stream, done = await until_disconnect(
             request, structured.complete(gateway, gen, ctx, lambda work: work)
         )
@@ -234,81 +151,130 @@ async def create_response(
     except ContextLengthExceeded as exc:
         exc.param = "input"
         raise
+    except InvalidRequest as exc:
+        if exc.param is not None and exc.param.startswith("messages."):
+            exc.param = "input"  # a conversation the model cannot take, named as sent here
+        raise
     shape = _Shape(body, gen, stream)
     status = _status(done.finish_reason)
+    output: list[dict[str, Any]] = []
     if stream.canned and gen.params.response_format.type != "text":
-        part: dict[str, Any] = {"type": "refusal", "refusal": done.text}
-    else:
+        output.append(shape.message(status, [{"type": "refusal", "refusal": done.text}]))
+    elif done.text or not done.tool_calls:
         entries = [e.chat() for e in done.logprobs] if done.logprobs is not None else None
-        part = shape.text_part(done.text, entries)
+        output.append(shape.message(status, [shape.text_part(done.text, entries)]))
+    output += [_function_call(call) for call in done.tool_calls or ()]
     finished = Finished(done.finish_reason, done.prompt_tokens, done.completion_tokens)  # type: ignore[arg-type]
-    return JSONResponse(shape.response(status, [shape.message(status, [part])], finished))
+    return JSONResponse(shape.response(status, output, finished))
 
 
-def _event(kind: str, number: int, fields: dict[str, Any]) -> bytes:
-    data = json.dumps({"type": kind, "sequence_number": number} | fields, ensure_ascii=False)
-    return f"event: {kind}\ndata: {data}\n\n".encode()
+class _Events:
+    """The Responses event stream of one request. Once it has begun, a failure is an
+    ``error`` event."""
 
+    def __init__(self, shape: _Shape, ctx: RequestContext | None):
+        self.shape, self.ctx = shape, ctx
+        self.number = 0
+        self.items: list[dict[str, Any]] = []  # output items done, by output index
+        self.message_index: int | None = None  # the message's, once it is opened
+        self.texts: list[str] = []
+        self.wanted = shape.gen.params.logprobs is not None
+        self.entries: list[dict[str, Any]] = []
 
-async def _events(shape: _Shape, ctx: RequestContext | None) -> AsyncIterator[bytes]:
-    """The Responses event stream. Once it has begun, a failure is an ``error`` event."""
-    stream, number = shape.stream, 0
-    ids = {"item_id": shape.message_id, "output_index": 0, "content_index": 0}
-    texts: list[str] = []
-    wanted = shape.gen.params.logprobs is not None
-    entries: list[dict[str, Any]] = []
+    def event(self, kind: str, **fields: Any) -> bytes:
+        self.number += 1
+        data = {"type": kind, "sequence_number": self.number - 1} | fields
+        return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
-    def event(kind: str, **fields: Any) -> bytes:
-        nonlocal number
-        number += 1
-        return _event(kind, number - 1, fields)
+    def _ids(self) -> dict[str, Any]:
+        return {"item_id": self.shape.message_id, "output_index": self.message_index,
+                "content_index": 0}  # fmt: skip
 
-    def opening() -> bytes:
-        started = shape.response("in_progress", [])
-        return (
-            event("response.created", response=started)
-            + event("response.in_progress", response=started)
-            + event(
-                "response.output_item.added", output_index=0, item=shape.message("in_progress", [])
-            )  # fmt: skip
-            + event("response.content_part.added", **ids, part=shape.text_part("", None))
+    def _open_message(self) -> bytes:
+        self.message_index = len(self.items)
+        self.items.append({})  # its place; filled when it is done
+        item = self.shape.message("in_progress", [])
+        return self.event(
+            "response.output_item.added", output_index=self.message_index, item=item
+        ) + self.event("response.content_part.added", **self._ids(),
+                       part=self.shape.text_part("", None))  # fmt: skip
+
+    def _text(self, delta: TextDelta) -> bytes:
+        opening = self._open_message() if self.message_index is None else b""
+        self.texts.append(delta.text)
+        logprobs = [e.chat() for e in delta.logprobs] if self.wanted else []
+        self.entries.extend(logprobs)
+        return opening + self.event(
+            "response.output_text.delta", **self._ids(), delta=delta.text, logprobs=logprobs
         )
 
-    def encode(item: Any) -> bytes:
+    def _calls(self, calls: ToolCalls) -> bytes:
+        data = b""
+        for call in calls.calls:
+            item = _function_call(call)
+            index = len(self.items)
+            self.items.append(item)
+            ids = {"item_id": item["id"], "output_index": index}
+            data += (
+                self.event("response.output_item.added", output_index=index,
+                           item=item | {"status": "in_progress", "arguments": ""})
+                + self.event("response.function_call_arguments.delta", **ids,
+                             delta=item["arguments"])
+                + self.event("response.function_call_arguments.done", **ids,
+                             name=item["name"], arguments=item["arguments"])
+                + self.event("response.output_item.done", output_index=index, item=item)
+            )  # fmt: skip
+        return data
+
+    def _finish(self, finished: Finished) -> bytes:
+        shape, status = self.shape, _status(finished.reason)
+        data = b""
+        if self.message_index is None and not self.items:
+            data += self._open_message()  # an empty answer is still a message
+        if self.message_index is not None:
+            text = "".join(self.texts)
+            part = shape.text_part(text, self.entries if self.wanted else None)
+            message = shape.message(status, [part])
+            self.items[self.message_index] = message
+            data += (
+                self.event("response.output_text.done", **self._ids(), text=text,
+                           logprobs=part["logprobs"])
+                + self.event("response.content_part.done", **self._ids(), part=part)
+                + self.event("response.output_item.done", output_index=self.message_index,
+                             item=message)
+            )  # fmt: skip
+        final = shape.response(status, self.items, finished)
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        return data + self.event(kind, response=final)
+
+    def encode(self, item: Any) -> bytes:
         if isinstance(item, TextDelta):
-            texts.append(item.text)
-            logprobs = [e.chat() for e in item.logprobs] if wanted else []
-            entries.extend(logprobs)
-            return event("response.output_text.delta", **ids, delta=item.text, logprobs=logprobs)
-        if not isinstance(item, Finished):
-            return b""
-        text, status = "".join(texts), _status(item.reason)
-        part = shape.text_part(text, entries if wanted else None)
-        message = shape.message(status, [part])
-        final = shape.response(status, [message], item)
-        return (
-            event("response.output_text.done", **ids, text=text, logprobs=part["logprobs"])
-            + event("response.content_part.done", **ids, part=part)
-            + event("response.output_item.done", output_index=0, item=message)
-            + event(
-                "response.completed" if status == "completed" else "response.incomplete",
-                response=final,
-            )  # fmt: skip
-        )
+            return self._text(item)
+        if isinstance(item, ToolCalls):
+            return self._calls(item)
+        if isinstance(item, Finished):
+            return self._finish(item)
+        return b""
 
-    try:
-        yield opening() + b"".join(encode(item) for item in stream.started())
-        async for item in stream:
-            data = encode(item)
-            if data:
-                yield data
-    except Exception as exc:
-        stopping(stream, ctx)
-        error = stream_failure(exc, shape.gen.request_id, ctx)["error"]
-        code = error.get("code") or error.get("type")
-        yield event("error", code=code, message=error["message"], param=error.get("param"))
-    except asyncio.CancelledError:
-        stopping(stream, ctx)
-        raise
-    finally:
-        await stream.aclose()
+    async def events(self) -> AsyncIterator[bytes]:
+        stream, ctx = self.shape.stream, self.ctx
+        try:
+            started = self.shape.response("in_progress", [])
+            opening = self.event("response.created", response=started) + self.event(
+                "response.in_progress", response=started
+            )
+            yield opening + b"".join(self.encode(item) for item in stream.started())
+            async for item in stream:
+                data = self.encode(item)
+                if data:
+                    yield data
+        except Exception as exc:
+            stopping(stream, ctx)
+            error = stream_failure(exc, self.shape.gen.request_id, ctx)["error"]
+            code = error.get("code") or error.get("type")
+            yield self.event("error", code=code, message=error["message"], param=error.get("param"))
+        except asyncio.CancelledError:
+            stopping(stream, ctx)
+            raise
+        finally:
+            await stream.aclose()
