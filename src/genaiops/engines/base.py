@@ -240,6 +240,14 @@ class Tokenizing(Protocol):
     def vocab_size(self) -> int: ...
 
 
+@runtime_checkable
+class RelaysTokenizer(Protocol):
+    """An engine whose model tokenizes at its upstream: ``/tokenize`` and ``/detokenize``
+    are relayed there (vLLM and genaiops serve them; an upstream without them is a 400)."""
+
+    async def relay_tokenizer(self, kind: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
 def check_token_ids(model: str, ids: Iterable[int], vocab: int, param: str = "tokens") -> None:
     """Token ids the model does not have are refused (``logit_bias``, ``/detokenize``),
     not ignored."""

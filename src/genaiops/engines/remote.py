@@ -3,10 +3,11 @@ genaiops) reached over HTTP.
 
 Requests are forwarded in the mode the client asked for (a streamed request streams from
 the upstream) with the sampling fields the gateway understood plus every field it did not
-(``extra``), so upstream-specific options pass through; tool definitions and calls, and
-non-text content parts, are relayed both ways; log probabilities, whose answers cannot be
-carried back yet, are refused with a 400 instead. Upstream answers are parsed back
-into engine events; the gateway re-frames them, so ids and model names are the gateway's.
+(``extra``), so upstream-specific options pass through; tool definitions and calls,
+non-text content parts and log probabilities are relayed both ways, and so are
+``/tokenize`` and ``/detokenize`` to upstreams that serve them next to ``/v1`` (vLLM,
+genaiops). Upstream answers are parsed back into engine events; the gateway re-frames
+them, so ids and model names are the gateway's.
 Failures map to domain errors: unreachable or 5xx upstream -> UpstreamError (502; what the
 upstream said about itself, and its address, go to the log, not to the caller), a stream
 that ends with neither a finish reason nor ``[DONE]`` -> UpstreamError too, a model that
@@ -44,6 +45,7 @@ from genaiops.engines.logprobs import from_wire
 from genaiops.errors import (
     ConfigError,
     GenerationTimeout,
+    InvalidRequest,
     ModelNotReady,
     UpstreamError,
     UpstreamHTTPError,
@@ -190,6 +192,45 @@ class RemoteEngine:
             raise UpstreamError(
                 f"upstream for '{self.name}' failed ({type(exc).__name__})"
             ) from exc
+
+    async def relay_tokenizer(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``kind`` ("tokenize" or "detokenize") at the upstream, for its model."""
+        if self._client is None:
+            raise ModelNotReady(f"model '{self.name}' is not ready ({self._state})")
+        assert self.config.base_url is not None
+        root = self.config.base_url.rstrip("/").removesuffix("/v1")
+        sent = body | {"model": self.config.upstream_model or self.name}
+        try:
+            response = await self._client.post(f"{root}/{kind}", json=sent)
+        except httpx.TimeoutException as exc:
+            raise GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            log.warning("upstream for %r at %s failed: %r", self.name, self.config.base_url, exc)
+            raise UpstreamError(
+                f"upstream for '{self.name}' failed ({type(exc).__name__})"
+            ) from exc
+        if response.status_code in (404, 405):
+            raise InvalidRequest(
+                f"model '{self.name}' is served by a remote upstream that does not {kind} "
+                f"for its callers (it has no /{kind})",
+                param="model",
+            )
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        try:
+            data = response.json()
+            valid = (
+                isinstance(data.get("tokens"), list)
+                and all(isinstance(t, int) for t in data["tokens"])
+                if kind == "tokenize"
+                else isinstance(data.get("prompt"), str)
+            )
+        except (ValueError, AttributeError):
+            valid = False
+        if not valid:
+            raise UpstreamError(f"upstream for '{self.name}' sent a malformed {kind} answer")
+        result: dict[str, Any] = data
+        return result
 
     def _status_error(self, response: httpx.Response) -> Exception:
         message = response.text[:500]

@@ -1,8 +1,9 @@
-"""POST /tokenize and /detokenize (vLLM's shapes): a local model's token ids for a prompt
-or a conversation (its chat template rendered, as a chat request would be), and the text
-of ids. They are the ids ``logit_bias`` names, and the counts requests are charged.
+"""POST /tokenize and /detokenize (vLLM's shapes): a model's token ids for a prompt or a
+conversation (its chat template rendered, as a chat request would be), and the text of
+ids. They are the ids ``logit_bias`` names, and the counts requests are charged.
 
-Remote upstreams tokenize on their side; a model served by one gets a 400 here.
+A remote model's come from its upstream's own /tokenize and /detokenize (vLLM, another
+genaiops); an upstream without them (OpenAI, Ollama) makes a 400.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from genaiops.engines.base import (
+    Engine,
     GenerationRequest,
+    RelaysTokenizer,
     SamplingParams,
     Tokenizing,
     require_text_messages,
@@ -38,23 +41,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(route_class=JSONRoute, tags=["tokenizer"], responses=ERRORS)
 
 
-async def _tokenizer(
-    gateway: Gateway, principal: Principal, name: str | None
-) -> tuple[Tokenizing, int | None]:
+async def _engine(gateway: Gateway, principal: Principal, name: str | None) -> Engine:
     """The engine of the model ``name`` names (a registry reference included), checked
-    against the caller's key as a generation would be, and its context length."""
+    against the caller's key as a generation would be."""
     authorize_reference(gateway, principal, name)
     handle = await gateway.acquire(name, principal.tenant, visible=principal.allows_model)
     if not gateway.is_registry_reference(handle.config.name):
         principal.require_model(handle.config.name)
     engine = handle.engine
-    if not isinstance(engine, Tokenizing):
+    if not isinstance(engine, Tokenizing | RelaysTokenizer):
         raise InvalidRequest(
-            f"model '{handle.config.name}' is served by a remote upstream, which tokenizes "
-            "on its side",
-            param="model",
+            f"model '{handle.config.name}' offers no tokenizer to its callers", param="model"
         )
-    return engine, engine.info().context_length
+    return engine
 
 
 @router.post("/tokenize", response_model=TokenizeResponse, response_model_exclude_none=False)
@@ -71,7 +70,18 @@ async def tokenize(
     ctx.model = body.model or gateway.settings.default_model
     # Recorded and rate-limited as a request; it generates nothing and uses no tokens.
     async with security.admitted(ctx, 0):
-        engine, context = await _tokenizer(gateway, principal, body.model)
+        engine = await _engine(gateway, principal, body.model)
+        if isinstance(engine, RelaysTokenizer):
+            sent = body.model_dump(exclude_none=True, exclude={"model"})
+            data = await engine.relay_tokenizer("tokenize", sent)
+            tokens = data["tokens"]
+            return TokenizeResponse(
+                count=len(tokens),
+                max_model_len=_int_or_none(data.get("max_model_len")),
+                tokens=tokens,
+                token_strs=_strs_or_none(data.get("token_strs"), len(tokens)),
+            )
+        assert isinstance(engine, Tokenizing)
         messages = None
         if body.messages is not None:
             messages = [m.message() for m in body.messages]
@@ -83,7 +93,19 @@ async def tokenize(
         strs = None
         if body.return_token_strs:
             strs = await asyncio.to_thread(lambda: [engine.token_text([i]) for i in ids])
+    context = engine.info().context_length
     return TokenizeResponse(count=len(ids), max_model_len=context, tokens=ids, token_strs=strs)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _strs_or_none(value: Any, count: int) -> list[str] | None:
+    """An upstream's token texts, when it sent one string per token."""
+    if isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value):
+        return value
+    return None
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse)
@@ -96,6 +118,10 @@ async def detokenize(
 ) -> DetokenizeResponse:
     ctx.model = body.model or gateway.settings.default_model
     async with security.admitted(ctx, 0):
-        engine, _ = await _tokenizer(gateway, principal, body.model)
+        engine = await _engine(gateway, principal, body.model)
+        if isinstance(engine, RelaysTokenizer):
+            data = await engine.relay_tokenizer("detokenize", {"tokens": list(body.tokens)})
+            return DetokenizeResponse(prompt=data["prompt"])
+        assert isinstance(engine, Tokenizing)
         text = await asyncio.to_thread(engine.token_text, list(body.tokens))
     return DetokenizeResponse(prompt=text)
