@@ -346,6 +346,9 @@ class SchedulerSettings(_Section):
     timeout_s: float = Field(default=300.0, gt=0)
     # Seconds suggested to clients in Retry-After when the queue is full.
     retry_after_s: int = Field(default=1, ge=1)
+    # Most choices (OpenAI's ``n``) one request may ask for: each is a generation of its
+    # own, one after another, holding the request open meanwhile.
+    max_choices: int = Field(default=16, ge=1, le=128)
 
 
 class ModelConfig(_Section):

@@ -71,6 +71,7 @@ def test_unknown_model_is_404(server: Server) -> None:
         (chat(top_p=10**400), "top_p"),
         (chat(seed=10**30), "seed"),
         (chat(n=129), "n"),
+        (chat(n=17, max_tokens=1), "n"),
         (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
         ({"model": MODEL, "messages": []}, "messages"),
         ({"model": MODEL}, "messages"),

@@ -182,6 +182,9 @@ async def _generate(
     """A streamed request's chunk stream, or a whole answer: its first stream and every
     choice's completion. A context overflow names ``field``, the body field of the prompt."""
     n = body.n or 1
+    limit = gateway.settings.scheduler.max_choices
+    if n > limit:
+        raise InvalidRequest(f"n is {n}; this server gives at most {limit} choices", param="n")
     try:
         if gen.stream:
             stream = await start(request, gateway, gen, ctx, field)
