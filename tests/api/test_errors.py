@@ -79,7 +79,11 @@ def test_unknown_model_is_404(server: Server) -> None:
         ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
         ({"model": MODEL, "messages": "hello"}, "messages"),
         (chat(response_format={"type": "json_schema"}), "response_format.json_schema"),
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
+        (chat(tools=[{"type": "function", "function": {}}]), "tools.0"),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="some"),
+            "tool_choice",
+        ),  # fmt: skip
         # Field names that merely start like a type name keep their place in the path.
         (chat(stream="hot", max_tokens=1), "stream"),
         (chat(stream_options={"include_usage": "x"}, max_tokens=1), "stream_options.include_usage"),

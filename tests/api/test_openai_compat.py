@@ -326,8 +326,8 @@ def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: 
 
 def test_remote_upstream_relays_logprobs_and_refusals(client: openai.OpenAI) -> None:
     """Log probabilities come back from the upstream as it reported them, streamed or
-    not. Tools are relayed (tests/api/test_tool_relay.py): this upstream's own refusal of
-    them comes back as its 400. ``user`` is forwarded."""
+    not. Tools are relayed (tests/api/test_tool_relay.py) and this upstream's model calls
+    them. ``user`` is forwarded."""
     r = ask(client, "Name a colour.", model="upstream-chat", max_tokens=5, temperature=0,
             seed=3, logprobs=True, top_logprobs=2)  # fmt: skip
     content = r.choices[0].logprobs.content  # type: ignore[attr-defined]
@@ -341,10 +341,14 @@ def test_remote_upstream_relays_logprobs_and_refusals(client: openai.OpenAI) -> 
     entries = [e for c in streamed if c.choices and c.choices[0].logprobs  # type: ignore[attr-defined]
                for e in c.choices[0].logprobs.content or []]  # type: ignore[attr-defined]  # fmt: skip
     assert [e.token for e in entries] == [e.token for e in content]
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    with pytest.raises(openai.BadRequestError) as err:
-        ask(client, "hi", model="upstream-chat", max_tokens=4, tools=[tool])
-    assert err.value.param == "tools" and "does not support: tools" in err.value.message
+    # Tools go to the upstream, whose model (local there) calls one.
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": city}}
+    called = ask(client, "Weather in Lima?", model="upstream-chat", max_tokens=40,
+                 tools=[tool], tool_choice="required", temperature=0)  # fmt: skip
+    [call] = called.choices[0].message.tool_calls  # type: ignore[attr-defined]
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    assert called.choices[0].finish_reason == "tool_calls"  # type: ignore[attr-defined]
     r = ask(client, "hi", model="upstream-chat", max_tokens=4, user="end-user-42")
     assert r.choices[0].message.content is not None  # type: ignore[attr-defined]
     # An empty logit_bias or tool list asks for nothing: served, not refused.

@@ -125,7 +125,7 @@ def _post(server: Server, body: dict[str, Any]) -> httpx.Response:
                       timeout=60)  # fmt: skip
 
 
-TOOL_RESULT = {"type": "function_call_output", "call_id": "c", "output": "1"}
+F_TOOL = {"type": "function", "name": "f"}
 
 
 def test_what_cannot_be_answered_is_refused(server: Server) -> None:
@@ -133,9 +133,12 @@ def test_what_cannot_be_answered_is_refused(server: Server) -> None:
     cases: list[tuple[dict[str, Any], int, str | None, str | None]] = [
         ({"input": "hi", "previous_response_id": "resp_1"}, 400, "previous_response_id", None),
         ({"input": "hi", "conversation": "conv_1"}, 400, "conversation", None),
-        ({"input": "hi", "tools": [{"type": "function", "name": "f"}]}, 400, "tools", None),
-        # A tool result is a remote model's to read (tests/api/test_tool_relay.py).
-        ({"input": [TOOL_RESULT]}, 400, "input", None),
+        (
+            {"input": "hi", "tools": [F_TOOL], "tool_choice": {"type": "function", "name": "g"}},
+            400,
+            "tool_choice",
+            None,
+        ),  # fmt: skip
         ({"input": [{"role": "user", "content": [image]}]}, 400, "input", None),
         (
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},

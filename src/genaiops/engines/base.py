@@ -39,12 +39,9 @@ class ChatMessage:
     # ``content`` holds the text parts joined, which is what the guards read.
     parts: tuple[dict[str, Any], ...] | None = field(default=None, compare=False)
 
-    def uses_tools_or_media(self) -> bool:
-        """Whether this message needs more than a text model (a tool call or its result,
-        or a non-text part)."""
-        return bool(self.parts) or any(
-            self.extra.get(k) for k in ("tool_calls", "tool_call_id", "function_call")
-        )
+    def uses_tools(self) -> bool:
+        """Whether this message is a tool call or a tool's result."""
+        return any(self.extra.get(k) for k in ("tool_calls", "tool_call_id", "function_call"))
 
 
 @dataclass(frozen=True)
@@ -127,14 +124,21 @@ class Finished:
     completion_tokens: int
 
 
-def require_text_messages(model: str, request: GenerationRequest) -> None:
-    """For engines of text-only models: a conversation with tool calls, tool results or
-    non-text parts is refused (400) instead of being shown to the model as bare text."""
+def require_text_messages(model: str, request: GenerationRequest, tool_turns: bool = False) -> None:
+    """For engines of text-only models: a conversation with non-text parts (or, unless
+    the engine renders them, tool calls and tool results) is refused (400) instead of
+    being shown to the model as bare text."""
     for i, message in enumerate(request.messages or ()):
-        if message.uses_tools_or_media():
+        if message.parts:
             raise InvalidRequest(
-                f"model '{model}' takes text only: tool calls, tool results and image, "
-                "audio or file parts need a remote model that supports them",
+                f"model '{model}' reads text only: image, audio or file parts need a "
+                "remote model that supports them",
+                param=f"messages.{i}",
+            )
+        if message.uses_tools() and not tool_turns:
+            raise InvalidRequest(
+                f"model '{model}' takes text only: tool calls and tool results need a model "
+                "that calls tools (a llama.cpp or remote one)",
                 param=f"messages.{i}",
             )
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genaiops.engines import bundled, chat_template
+from genaiops.engines import bundled, chat_template, tools
 from genaiops.engines.base import (
     Finished,
     GenerationRequest,
@@ -96,7 +96,7 @@ def _keep_stdio() -> None:
 # loop to have sent it (``CancelToken.shown``) before it decodes on: long enough for a
 # loaded loop, short enough that a response that never reports it costs little.
 _FIRST_TEXT_HANDOFF_S = 0.005
-_UNSUPPORTED = ("tools", "functions")
+_UNSUPPORTED = ("functions",)
 # A grammar longer than this is refused before llama.cpp parses it on every request.
 _MAX_GRAMMAR_CHARS = 200_000
 
@@ -174,7 +174,7 @@ class LlamaCppEngine(ThreadedEngine):
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
-        require_text_messages(self.name, request)
+        require_text_messages(self.name, request, tool_turns=True)
         unsupported = [k for k in _UNSUPPORTED if request.extra.get(k)]  # {} and [] are no-ops
         if unsupported:
             raise InvalidRequest(
@@ -194,7 +194,9 @@ class LlamaCppEngine(ThreadedEngine):
             )
         if max_tokens is None:
             max_tokens = ctx - len(tokens)
-        state: dict[str, Any] = {"tokens": tokens, "grammar": self._grammar(request)}
+        plan = tools.plan(request)
+        grammar = self._tool_grammar(plan, request) if plan else self._grammar(request)
+        state: dict[str, Any] = {"tokens": tokens, "grammar": grammar, "tools": plan}
         return PreparedRequest(request, len(tokens), max_tokens, state)
 
     def token_ids(self, request: GenerationRequest) -> list[int]:
@@ -209,8 +211,10 @@ class LlamaCppEngine(ThreadedEngine):
                     code="chat_not_supported",
                 )
             assert request.messages is not None
+            require_text_messages(self.name, request, tool_turns=True)
+            messages = tools.conversation(request.messages, tools.plan(request))
             text = chat_template.render(
-                self._template, request.messages, bos_token=self._bos, eos_token=self._eos
+                self._template, messages, bos_token=self._bos, eos_token=self._eos
             )
             add_bos = self._add_bos and not (self._bos and text.startswith(self._bos))
             tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
@@ -247,6 +251,26 @@ class LlamaCppEngine(ThreadedEngine):
                 f"response_format.json_schema cannot be enforced: {exc}",
                 param="response_format",
             ) from exc
+        self._check_grammar(grammar)
+        return grammar
+
+    def _tool_grammar(self, plan: tools.ToolPlan, request: GenerationRequest) -> Any:
+        """The grammar an answer with tools keeps to (see engines/tools.py)."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        if request.params.response_format.type != "text":
+            raise InvalidRequest(
+                "response_format cannot be combined with tools on a local model: a call's "
+                "arguments already follow the tool's parameters",
+                param="response_format",
+            )
+        try:
+            call = LlamaGrammar.from_json_schema(json.dumps(plan.schema()), verbose=False)
+        except Exception as exc:  # the converter raises bare ValueError/KeyError/etc.
+            raise InvalidRequest(
+                f"the tools' parameters cannot be enforced: {exc}", param="tools"
+            ) from exc
+        grammar = LlamaGrammar.from_string(plan.grammar(call._grammar, call._root), verbose=False)
         self._check_grammar(grammar)
         return grammar
 
@@ -332,6 +356,9 @@ class LlamaCppEngine(ThreadedEngine):
         prepared, cancel, emit = job.prepared, job.cancel, job.emit
         if cancel.cancelled:
             return
+        plan = prepared.state.get("tools")
+        if plan is not None:
+            emit = tools.CallCatcher(plan, emit).emit  # an answer that is a call is held
         params = prepared.request.params
         llm = self._llm
         from llama_cpp import llama_cpp as lib

@@ -132,6 +132,7 @@ class TransformersEngine(ThreadedEngine):
     def token_ids(self, request: GenerationRequest) -> list[int]:
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
+        require_text_messages(self.name, request)
         tok = self._tokenizer
         if request.is_chat:
             if self._template is None:

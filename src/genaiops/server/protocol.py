@@ -179,6 +179,9 @@ class TokenizeRequest(BaseModel):
     model: str | None = Field(default=None, min_length=1, max_length=256)
     prompt: str | None = None
     messages: list[ChatMessageIn] | None = Field(default=None, min_length=1)
+    # As a chat request would offer them: a local model is told how to call them.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
     return_token_strs: bool = False
 
 

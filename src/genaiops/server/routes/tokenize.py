@@ -19,7 +19,6 @@ from genaiops.engines.base import (
     RelaysTokenizer,
     SamplingParams,
     Tokenizing,
-    require_text_messages,
 )
 from genaiops.errors import InvalidRequest
 from genaiops.gateway.pipeline import authorize_reference, new_request_id
@@ -85,10 +84,11 @@ async def tokenize(
         messages = None
         if body.messages is not None:
             messages = [m.message() for m in body.messages]
+        offered = {"tools": body.tools, "tool_choice": body.tool_choice}
         request = GenerationRequest(
-            new_request_id("tok"), ctx.model, SamplingParams(), messages, body.prompt
-        )
-        require_text_messages(ctx.model, request)
+            new_request_id("tok"), ctx.model, SamplingParams(), messages, body.prompt,
+            extra={k: v for k, v in offered.items() if v is not None},
+        )  # fmt: skip
         ids = await asyncio.to_thread(engine.token_ids, request)
         strs = None
         if body.return_token_strs:
