@@ -103,6 +103,31 @@ def test_auto_lets_the_model_answer_in_prose(client: openai.OpenAI) -> None:
     assert text and not text.lstrip().startswith("{")
 
 
+def test_auto_holds_an_answer_that_starts_a_call_to_the_schema(
+    server: Server, client: openai.OpenAI
+) -> None:
+    """When the model starts its answer with a brace, the grammar holds it to a call:
+    here the brace is forced with logit_bias, and what follows is a valid call, where the
+    same bias without tools only repeats the brace."""
+    brace = httpx.post(server.url + "/tokenize", headers=server.headers, timeout=60,
+                       json={"model": MODEL, "prompt": "{"}).json()["tokens"]  # fmt: skip
+    unit = {"type": "function", "function": {"name": "set_unit", "parameters": {
+        "type": "object", "properties": {"unit": {"enum": ["celsius", "fahrenheit"]}},
+        "required": ["unit"], "additionalProperties": False}}}  # fmt: skip
+    ask = [{"role": "user", "content": "Use Fahrenheit, please."}]
+    bias = {str(brace[0]): 100}
+    r = client.chat.completions.create(model=MODEL, messages=ask, tools=[unit, *TOOLS],  # type: ignore[arg-type, list-item]
+                                       temperature=0, max_tokens=60, logit_bias=bias)  # fmt: skip
+    assert r.choices[0].finish_reason == "tool_calls"
+    [call] = r.choices[0].message.tool_calls or []
+    schema = next(t["function"]["parameters"] for t in [unit, *TOOLS]
+                  if t["function"]["name"] == call.function.name)  # type: ignore[union-attr]  # fmt: skip
+    jsonschema.validate(json.loads(call.function.arguments), schema)  # type: ignore[union-attr]
+    plain = client.chat.completions.create(model=MODEL, messages=ask, temperature=0,  # type: ignore[arg-type]
+                                           max_tokens=8, logit_bias=bias)  # fmt: skip
+    assert plain.choices[0].message.content == "{" * 8
+
+
 def test_responses_api_calls_local_tools(client: openai.OpenAI) -> None:
     tools = [{"type": "function", "name": t["function"]["name"],
               "parameters": t["function"]["parameters"]} for t in TOOLS]  # fmt: skip

@@ -270,9 +270,8 @@ class LlamaCppEngine(ThreadedEngine):
             raise InvalidRequest(
                 f"the tools' parameters cannot be enforced: {exc}", param="tools"
             ) from exc
-        grammar = LlamaGrammar.from_string(plan.grammar(call._grammar, call._root), verbose=False)
-        self._check_grammar(grammar)
-        return grammar
+        self._check_grammar(call)
+        return call
 
     def _check_grammar(self, grammar: Any) -> None:
         """Have llama.cpp parse the grammar once: it refuses some that the converter
@@ -317,19 +316,22 @@ class LlamaCppEngine(ThreadedEngine):
             logits, token, top, lambda t: bytes(llm.detokenize([t], special=True)), text
         )
 
-    def _biased_sampler(self, bias: dict[int, float]) -> Callable[..., Any]:
-        """A builder of llama-cpp-python's sampler chain with ``logit_bias`` applied first:
-        the same stages in the same order as its own (penalties, grammar, then greedy or
-        top-k, typical, top-p, min-p, temperature and the seeded draw), led by llama.cpp's
-        native logit-bias sampler. (Its ``logit_bias`` argument goes through a Python
-        callback on every candidate array instead, at a cost per token.)"""
+    def _sampler_chain(self, bias: dict[int, float], lazy: Any = None) -> Callable[..., Any]:
+        """A builder of llama-cpp-python's sampler chain, for what its own cannot do: the
+        same stages in the same order (penalties, grammar, then greedy or top-k, typical,
+        top-p, min-p, temperature and the seeded draw), led by llama.cpp's native
+        logit-bias sampler when there is a ``logit_bias`` (llama-cpp-python's own goes
+        through a Python callback on every candidate array, at a cost per token), and
+        with ``lazy``, a grammar that holds the answer only once it starts like a tool
+        call (llama.cpp's lazy grammar: prose costs nothing)."""
         from llama_cpp._internals import LlamaSampler
 
         llm = self._llm
 
         def build(**kw: Any) -> Any:
             sampler = LlamaSampler()  # type: ignore[no-untyped-call]
-            sampler.add_logit_bias(llm.n_vocab(), bias)
+            if bias:
+                sampler.add_logit_bias(llm.n_vocab(), bias)
             sampler.add_penalties(
                 n_vocab=llm.n_vocab(),
                 penalty_last_n=llm.last_n_tokens_size,
@@ -337,7 +339,9 @@ class LlamaCppEngine(ThreadedEngine):
                 penalty_freq=kw["frequency_penalty"],
                 penalty_present=kw["presence_penalty"],
             )
-            if kw.get("grammar") is not None:
+            if lazy is not None:
+                sampler.add_grammar_lazy_patterns(llm._model, lazy, [tools.CALL_TRIGGER], [])
+            elif kw.get("grammar") is not None:
                 sampler.add_grammar(llm._model, kw["grammar"])
             if kw["temp"] == 0:
                 sampler.add_greedy()  # type: ignore[no-untyped-call]
@@ -352,6 +356,39 @@ class LlamaCppEngine(ThreadedEngine):
 
         return build
 
+    def _generator(self, prepared: PreparedRequest) -> Any:
+        """``Llama.generate`` over the prompt, seeded, with the request's sampler chain."""
+        params = prepared.request.params
+        llm = self._llm
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        llm.set_seed(seed % (2**32))
+        if params.seed is not None:
+            # A prompt the cache already holds is not evaluated again but for its last
+            # token, and one token's logits differ in the last bits from the same token's
+            # in a whole-prompt batch: enough to change a sampled answer. A seeded request
+            # evaluates its whole prompt every time, so the same request gives the same
+            # answer whatever ran before it.
+            llm.reset()
+        plan = prepared.state.get("tools")
+        grammar, lazy = prepared.state["grammar"], None
+        if plan is not None and plan.mode == "auto":
+            grammar, lazy = None, grammar
+        if params.logit_bias or lazy is not None:
+            # Read by ``generate`` when it builds its sampler; removed once the answer is
+            # done (``_run``), so the class's own chain serves every other request.
+            llm._init_sampler = self._sampler_chain(params.logit_bias, lazy)
+        return llm.generate(
+            prepared.state["tokens"],
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=TOP_K,
+            min_p=MIN_P,
+            repeat_penalty=1.0,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            grammar=grammar,
+        )
+
     def _run(self, job: Job) -> None:
         prepared, cancel, emit = job.prepared, job.cancel, job.emit
         if cancel.cancelled:
@@ -363,32 +400,8 @@ class LlamaCppEngine(ThreadedEngine):
         llm = self._llm
         from llama_cpp import llama_cpp as lib
 
-        seed = params.seed if params.seed is not None else random.getrandbits(32)
-        llm.set_seed(seed % (2**32))
-        if params.seed is not None:
-            # A prompt the cache already holds is not evaluated again but for its last
-            # token, and one token's logits differ in the last bits from the same token's
-            # in a whole-prompt batch: enough to change a sampled answer. A seeded request
-            # evaluates its whole prompt every time, so the same request gives the same
-            # answer whatever ran before it.
-            llm.reset()
-        tokens = prepared.state["tokens"]
         assert prepared.max_tokens is not None
-        if params.logit_bias:
-            # Read by ``generate`` when it builds its sampler; removed below, so the class's
-            # own chain serves every request without a bias.
-            llm._init_sampler = self._biased_sampler(params.logit_bias)
-        generator = llm.generate(
-            tokens,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=TOP_K,
-            min_p=MIN_P,
-            repeat_penalty=1.0,
-            presence_penalty=params.presence_penalty,
-            frequency_penalty=params.frequency_penalty,
-            grammar=prepared.state["grammar"],
-        )
+        generator = self._generator(prepared)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(params.stop)
         vocab = llm._model.vocab

@@ -9,8 +9,10 @@ grammar built from the tools' parameter schemas:
 
 * ``tool_choice`` "required" or a named function: the answer is a call (of that
   function), its arguments valid against the function's ``parameters``;
-* "auto" (the default): a call, or prose that does not begin with ``{``; the model's
-  first character decides, and its text streams as usual once it is prose;
+* "auto" (the default): a call or prose; the model's first visible character decides.
+  The grammar is llama.cpp's lazy kind: it holds the answer only once it begins with
+  ``{`` (``CALL_TRIGGER``), so prose is sampled as freely and as fast as without tools,
+  and streams as usual;
 * "none": the tools are not shown and the answer is prose.
 
 One call per answer (``parallel_tool_calls`` permits more; it does not require them).
@@ -39,8 +41,8 @@ from genaiops.errors import InvalidRequest
 
 Mode = Literal["auto", "required"]
 
-# Prose, in "auto": anything that does not start like a call (GBNF).
-_PROSE = "prose ::= [^{ \\t\\r\\n] [^\\x00]*\n"
+# In "auto", the answer text that starts a call (the grammar holds it from its group on).
+CALL_TRIGGER = r"^\s*(\{[\s\S]*)"
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,6 @@ class ToolPlan:
             for t in self.tools
         ]
         return calls[0] if len(calls) == 1 else {"anyOf": calls}
-
-    def grammar(self, call_grammar: str, root: str) -> str:
-        """The answer's grammar, from the GBNF of ``schema()`` (its start rule ``root``):
-        that alone when a call is required, else a call or prose."""
-        if self.mode == "required":
-            return call_grammar
-        renamed = call_grammar.replace(f"{root} ::=", "call ::=", 1)
-        return f"{root} ::= call | prose\n" + _PROSE + renamed
 
     def instructions(self) -> str:
         listed = json.dumps(list(self.tools), ensure_ascii=False)
