@@ -184,14 +184,15 @@ class RemoteEngine:
                     await response.aread()
                     for event in self._parse_json(response, request):
                         yield event
-        except httpx.TimeoutException as exc:
-            raise GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}") from exc
         except httpx.HTTPError as exc:
-            # The upstream's address stays in the log: callers learn which model failed.
-            log.warning("upstream for %r at %s failed: %r", self.name, self.config.base_url, exc)
-            raise UpstreamError(
-                f"upstream for '{self.name}' failed ({type(exc).__name__})"
-            ) from exc
+            raise self._transport_error(exc) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError) -> Exception:
+        if isinstance(exc, httpx.TimeoutException):
+            return GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}")
+        # The upstream's address stays in the log: callers learn which model failed.
+        log.warning("upstream for %r at %s failed: %r", self.name, self.config.base_url, exc)
+        return UpstreamError(f"upstream for '{self.name}' failed ({type(exc).__name__})")
 
     async def relay_tokenizer(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """``kind`` ("tokenize" or "detokenize") at the upstream, for its model."""
@@ -202,13 +203,8 @@ class RemoteEngine:
         sent = body | {"model": self.config.upstream_model or self.name}
         try:
             response = await self._client.post(f"{root}/{kind}", json=sent)
-        except httpx.TimeoutException as exc:
-            raise GenerationTimeout(f"upstream for '{self.name}' timed out: {exc!r}") from exc
         except httpx.HTTPError as exc:
-            log.warning("upstream for %r at %s failed: %r", self.name, self.config.base_url, exc)
-            raise UpstreamError(
-                f"upstream for '{self.name}' failed ({type(exc).__name__})"
-            ) from exc
+            raise self._transport_error(exc) from exc
         if response.status_code in (404, 405):
             raise InvalidRequest(
                 f"model '{self.name}' is served by a remote upstream that does not {kind} "
