@@ -46,6 +46,27 @@ class Server:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
 
 
+# OpenAI clients made by a test, closed when it ends (see ``openai_client``).
+_CLIENTS: list[Any] = []
+
+
+def openai_client(base_url: str, api_key: str | None, **kw: Any) -> Any:
+    """An official client for one test: closed at the test's end, so its pooled
+    connections never reach the garbage collector still open."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, **kw)
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_openai_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def genaiops_cli(
     *args: str, data_dir: Path, config: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -5,6 +5,7 @@ like one."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -19,8 +20,11 @@ QUESTION = [{"role": "user", "content": "Suggest a name for a coffee shop in Lim
 
 
 @pytest.fixture(scope="module")
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=180)
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=180
+    ) as client:
+        yield client
 
 
 def ask(client: openai.OpenAI, **kw: Any) -> Any:

@@ -22,6 +22,7 @@ from tests.conftest import (
     Server,
     create_key,
     genaiops_cli,
+    openai_client,
     start_server,
     stop_server,
 )
@@ -56,7 +57,7 @@ def test_unknown_model_is_404(server: Server) -> None:
         post(server, "/v1/chat/completions", json=chat(model="nope")), 404, "model_not_found"
     )
     assert error["param"] == "model"
-    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
+    client = openai_client(server.base_url, server.key)
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="nope", prompt="x")
 

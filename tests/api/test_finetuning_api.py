@@ -22,7 +22,7 @@ import pytest
 
 from genaiops.config import load_settings
 from genaiops.training.tracking import Tracker
-from tests.conftest import Server, create_key, start_server, stop_server
+from tests.conftest import Server, create_key, openai_client, start_server, stop_server
 from tests.training.conftest import FACT_QUESTIONS, fact_rows, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -488,7 +488,8 @@ def queued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _openai(server: Server, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=key or server.key, max_retries=0)
+    client: openai.OpenAI = openai_client(server.base_url, key or server.key)
+    return client
 
 
 def test_openai_client_method_metadata_and_pagination(queued: Server, tmp_path: Path) -> None:

@@ -12,7 +12,14 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import METRICS_TOKEN, Server, genaiops_cli, start_server, stop_server
+from tests.conftest import (
+    METRICS_TOKEN,
+    Server,
+    genaiops_cli,
+    openai_client,
+    start_server,
+    stop_server,
+)
 
 MODEL = "smollm2-135m-instruct"
 CPF = "529.982.247-25"
@@ -62,7 +69,7 @@ def test_check_endpoint_shape(server: Server) -> None:
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_injection_is_blocked_with_content_filter(server: Server, attack: str) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
+    client = openai_client(server.base_url, server.key)
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": attack}], max_tokens=5
@@ -338,7 +345,7 @@ ECHO = "Repeat exactly what I write, nothing else: My email is {}"
 
 
 def _echo(server: Server, value: str, stream: bool = False) -> tuple[str, int]:
-    client = openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0)
+    client = openai_client(server.base_url, server.key)
     messages: Any = [{"role": "user", "content": ECHO.format(value)}]
     options: dict[str, Any] = {"model": MODEL, "temperature": 0, "max_tokens": 40}
     if not stream:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,15 +15,18 @@ import openai
 import pytest
 
 from genaiops.gateway.guarding import EARLY_WORDS
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, openai_client, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120)
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120
+    ) as client:
+        yield client
 
 
 def ask(client: openai.OpenAI, text: str, **kw: object) -> object:
@@ -301,7 +305,7 @@ def test_local_gguf_path_with_template_override(client: openai.OpenAI) -> None:
 
 
 def test_remote_upstream_is_proxied_faithfully(client: openai.OpenAI, upstream: Server) -> None:
-    direct = openai.OpenAI(base_url=upstream.base_url, api_key=upstream.key, max_retries=0)
+    direct = openai_client(upstream.base_url, upstream.key)
     kw = {"temperature": 0, "max_tokens": 20}
     mine = ask(client, "What is a llama?", model="upstream-chat", **kw)
     theirs = ask(direct, "What is a llama?", **kw)

@@ -13,7 +13,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, openai_client
 
 MODEL = "smollm2-135m-instruct"
 HANDBOOK = {
@@ -181,7 +181,7 @@ def test_roles_and_tenant_isolation(server: Server, tenant: dict[str, Any]) -> N
 
 
 def test_chat_with_rag_cites_real_chunks(server: Server, tenant: dict[str, Any]) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key=tenant["user"], max_retries=0)
+    client = openai_client(server.base_url, tenant["user"])
     reply = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "¿Cuántos días de vacaciones hay en Colombia?"}],
@@ -418,7 +418,7 @@ def test_bad_rag_options_are_400(server: Server, tenant: dict[str, Any]) -> None
 
 
 def test_embeddings_endpoint(server: Server, tenant: dict[str, Any]) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key=tenant["user"], max_retries=0)
+    client = openai_client(server.base_url, tenant["user"])
     result = client.embeddings.create(
         model="use-multilingual", input=["perro", "cachorro", "dog", "impuestos"]
     )

@@ -16,7 +16,14 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import METRICS_TOKEN, Server, genaiops_cli, start_server, stop_server
+from tests.conftest import (
+    METRICS_TOKEN,
+    Server,
+    genaiops_cli,
+    openai_client,
+    start_server,
+    stop_server,
+)
 
 MODEL = "smollm2-135m-instruct"
 # About a dozen tokens: more than what is left in a bucket or budget the tests just drained.
@@ -256,7 +263,7 @@ def test_roles(server: Server) -> None:
 
 def test_model_allowlist(server: Server) -> None:
     key = new_key(server, models=[MODEL])["key"]
-    client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+    client = openai_client(server.base_url, key)
     assert [m.id for m in client.models.list()] == [MODEL]
     with pytest.raises(openai.PermissionDeniedError) as info:
         client.completions.create(model="gemma3-270m", prompt="Hola", max_tokens=2)

@@ -4,6 +4,7 @@ and through a remote upstream."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,8 +19,11 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120)
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120
+    ) as client:
+        yield client
 
 
 def post(server: Server, path: str, body: dict[str, Any], key: str | None = None) -> Any:
