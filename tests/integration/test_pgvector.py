@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
@@ -28,7 +27,7 @@ from genaiops.rag.service import Mode, RagService
 from genaiops.rag.stores.base import CollectionSpec
 from genaiops.rag.stores.pgvector import PgVectorStore, conninfo, hnsw
 from genaiops.server.errors import error_response
-from tests.conftest import Server, genaiops_cli, start_server, stop_server
+from tests.conftest import Server, genaiops_cli, openai_client, start_server, stop_server
 from tests.pgcluster import running_postgres
 from tests.rag import test_service as embedded
 from tests.rag.test_resume import kill_mid_ingest_then_resume, write_corpus
@@ -463,7 +462,7 @@ store = "pgvector"
             timeout=60,
         ).json()["data"]
         assert hits[0]["source"] == "ferias.txt"
-        reply = openai.OpenAI(base_url=b.base_url, api_key=a.key, max_retries=0)
+        reply = openai_client(b.base_url, a.key)
         answer = reply.chat.completions.create(
             model="smollm2-135m-instruct",
             messages=[{"role": "user", "content": "Quantos dias de férias por ano?"}],
