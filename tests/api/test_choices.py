@@ -5,7 +5,6 @@ like one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -17,14 +16,6 @@ from tests.conftest import Server
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "Suggest a name for a coffee shop in Lima."}]
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=180
-    ) as client:
-        yield client
 
 
 def ask(client: openai.OpenAI, **kw: Any) -> Any:

@@ -5,7 +5,6 @@ results rendered into the conversation, and the Responses API on the same path."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -35,14 +34,6 @@ TOOLS: list[dict[str, Any]] = [
                                                      "required": ["city"]}}},
 ]  # fmt: skip
 ASK = [{"role": "user", "content": "What's the weather like in Lima right now?"}]
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def _call(client: openai.OpenAI, **kw: Any) -> Any:

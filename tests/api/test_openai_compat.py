@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,14 +18,6 @@ from tests.conftest import Server, openai_client, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def ask(client: openai.OpenAI, text: str, **kw: object) -> object:

@@ -4,7 +4,6 @@ request and pipeline as a chat completion, the response object and its event str
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,14 +15,6 @@ from tests.conftest import Server
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def test_a_response_is_the_chat_answer_to_the_same_conversation(client: openai.OpenAI) -> None:

@@ -4,7 +4,6 @@ and through a remote upstream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,14 +15,6 @@ from tests.conftest import Server, create_key
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
 PROMPT = "The capital of France is"
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url, api_key=server.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def post(server: Server, path: str, body: dict[str, Any], key: str | None = None) -> Any:
