@@ -107,13 +107,16 @@ class GenerationStream:
         self.output: OutputFilter | None = None
         # Cited chunk texts; with them the answer's groundedness is measured at the end.
         self.sources: list[str] = []
-        # A fixed answer given without the model (retrieval found nothing relevant).
-        self.canned = False
         # The answer given without the model (retrieval found nothing relevant), which
         # every other choice of the request gives too.
         self.canned_text: str | None = None
         self.groundedness: dict[str, Any] | None = None
         self._answer: list[str] = []
+
+    @property
+    def canned(self) -> bool:
+        """Whether the answer is a fixed one, given without the model."""
+        return self.canned_text is not None
 
     async def start(self) -> None:
         try:
@@ -298,7 +301,7 @@ async def _canned(
 ) -> GenerationStream:
     ticket: Any = _CannedTicket(text)
     stream = GenerationStream(request, ticket, model, ctx, settle)
-    stream.canned, stream.canned_text = True, text
+    stream.canned_text = text
     await stream.start()
     return stream
 
