@@ -178,6 +178,12 @@ def test_phone_structure_is_checked(number: str) -> None:
         ("11 15 2345-6789", "AR"),  # Buenos Aires mobile with the old 15
         ("0341 15 456-7890", "AR"),
         ("(11) 3456-7890", "BR"),  # a two-digit area in parentheses is a Brazilian DDD
+        ("98765 4321", "CL"),  # a Chilean mobile in two groups
+        ("044 55 1234 5678", "MX"),  # Mexico's retired mobile prefix
+        ("01 998 970 7510", "MX"),  # and its long-distance one: not the US number after it
+        ("56 9 8765 4321", "CL"),  # a country code without its "+" is part of the number
+        ("55 11 98765-4321", "BR"),
+        ("52 55 1234 5678", "MX"),
     ],
 )
 def test_national_phone_formats_are_found_and_fully_masked(number: str, country: str) -> None:
@@ -200,6 +206,8 @@ def test_national_phone_formats_are_found_and_fully_masked(number: str, country:
         "11 20 1534-5678",  # AR: the second group of a mobile is 15
         "11 15 0345-6789",  # AR: no subscriber number starts with 0
         "(20) 3456-7890",  # AR/MX/BR: no two-digit area 20 in any of them
+        "(020) 92522-1621",  # BR shape with a wrong DDD: not a Chilean "92522 1621"
+        "18765 4321",  # CL: mobiles start with 9
     ],
 )
 def test_national_phone_lookalikes_are_not_found(number: str) -> None:
@@ -218,6 +226,29 @@ def test_bare_digits_are_a_phone_only_after_a_phone_word() -> None:
     assert found("Referencia 3001234567") == []
     assert found("Pedido 612 345 678 enviado") == []
     assert found("WhatsApp 612 345 678") == [("PHONE", "612 345 678")]
+    # A quantity, and a reference number that starts with a calling code.
+    assert found("Cantidad 300 123 4567 unidades") == []
+    assert found("ref 56 9 8765 4321") == []
+
+
+def test_a_phone_word_does_not_hide_an_identifier_that_cannot_be_dialled() -> None:
+    # The keyword names a phone, but the digits read only as a CPF: masking it as a CPF is
+    # better than leaving it in clear.
+    assert found("Fono: 529.982.247-25") == [("CPF", "529.982.247-25")]
+    assert found("Mi celular es 529.982.247-25") == [("CPF", "529.982.247-25")]
+    # Where the digits do read as a phone, the phone word decides.
+    assert found("celular 3001234567") == [("PHONE", "3001234567")]
+
+
+def test_keywords_written_informally() -> None:
+    # A RUT without its hyphen after the keyword, the check digit last (K included).
+    assert found("RUT 123456785") == [("RUT", "123456785")]
+    assert found("rut 10000013k") == [("RUT", "10000013k")]
+    assert found("RUT 123456784") == []  # wrong check digit
+    assert found("DNI 12345678K") == []  # only a RUT ends in a bare K
+    # A Colombian cédula after a lower-case "cc".
+    assert found("mi cc 1020304050") == [("CEDULA_CO", "1020304050")]
+    assert found("cc: ana@example.com") == [("EMAIL", "ana@example.com")]
 
 
 # Detection in text

@@ -65,11 +65,15 @@ _WORDS: dict[str, str] = {
         " oid artículo articulo artigo article art numeral figura figure fig tabla tabela"
         " table anexo annex apéndice apendice apêndice appendix paso passo step requisito"
         " requirement norma"
+        # Quantities: "cantidad 300 123 4567" is a count, not a Colombian mobile.
+        " cantidad cantidades quantidade quantidades quantity qty unidades units"
     ),
 }
 _KEYWORDS: dict[str, str] = {w: g for g, words in _WORDS.items() for w in words.split()}
 # Upper-case abbreviations that are ordinary words, or nothing, in lower case.
-_CASED: dict[str, str] = {"CC": "CC", "C.C": "CC", "ID": "ID", "Id": "ID"}
+# Colombians write "cc" in lower case too ("mi cc 1020304050"); an e-mail's "cc" is
+# followed by an address, never by a number, so it vouches for nothing there.
+_CASED: dict[str, str] = {"CC": "CC", "C.C": "CC", "cc": "CC", "Cc": "CC", "ID": "ID", "Id": "ID"}
 # Keywords whose final dot is an abbreviation's ("tel. Juan"), besides dotted ones ("C.C.");
 # after an acronym ("DNI. Tengo...") a dot ends the sentence.
 _ABBREVIATIONS = frozenset({"tel", "telf", "tlf", "tfno", "cel", "ref"})
@@ -232,7 +236,9 @@ def identity_kind(
         # Without its check digit a dotted number is the bare body, not a NIT to validate.
         return "NIT" if check is not None or "." not in number else None
     if hit.group == "RUT":
-        return "RUT" if check is not None else None
+        # "RUT 123456785": after its keyword a RUT may be written without the hyphen, the
+        # last digit being the check digit (the validator sees the same digits either way).
+        return "RUT" if check is not None or "." not in number else None
     if hit.group == "RG":
         return "RG"
     if check is not None:

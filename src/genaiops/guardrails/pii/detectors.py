@@ -160,7 +160,7 @@ _IPV6 = re.compile(
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
 _HEX_COLON_RUN = re.compile(r"[0-9A-Fa-f:]*")
 _CONTEXT_NUMBER = re.compile(
-    _D + r"(?:[0-9]{0,2}(?:\.[0-9]{3}){1,4}|[0-9]{5,15})(?P<chk> ?- ?[0-9A-Za-z])?" + _R
+    _D + r"(?:[0-9]{0,2}(?:\.[0-9]{3}){1,4}|[0-9]{5,15})(?P<chk> ?- ?[0-9A-Za-z]|[Kk])?" + _R
 )
 _PHONE_PRIORITY = 30
 _CONTEXT_PRIORITY = 45  # keyword-vouched identifiers beat a phone reading of the digits
@@ -264,13 +264,18 @@ def _apply_keywords(cands: list[Candidate], ctx: Context) -> list[Candidate]:
     kinds: dict[tuple[int, int], set[str]] = {}
     for c in cands:
         kinds.setdefault((c.start, c.end), set()).add(c.kind)
+    phones = [(c.start, c.end) for c in cands if c.kind == "PHONE"]
     kept = []
     for c in cands:
         shared = len(kinds[(c.start, c.end)]) > 1
         if c.kind in _EXCLUSIVE or shared:
             hit = ctx.keyword(c.start)
             if hit is not None and hit.names_identifier and c.kind not in hit.vouches:
-                if c.kind in _EXCLUSIVE:
+                # A phone word rules an identifier out only where the digits read as a
+                # phone too: "celular 529.982.247-25" cannot be dialled, so it stays a CPF.
+                if c.kind in _EXCLUSIVE and not (
+                    hit.phone and not any(a < c.end and c.start < b for a, b in phones)
+                ):
                     continue
             elif hit is not None and shared and c.kind in hit.vouches and c.priority < 100:
                 c.priority += 100
@@ -430,6 +435,8 @@ class _Scan:
             if hit is None or not hit.context:
                 continue
             chk = m.group("chk")
+            if chk in ("k", "K") and hit.group != "RUT":
+                continue  # only a RUT ends in a bare K ("rut 10000013k")
             number = m.group()[: len(m.group()) - len(chk)] if chk else m.group()
             check = chk[-1] if chk else None
             hint = partial(self.ctx.country_hint, m.start())

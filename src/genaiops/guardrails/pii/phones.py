@@ -57,6 +57,7 @@ _SHAPES: dict[tuple[int, ...], tuple[str, ...]] = {
     (2, 3, 2, 2): ("ES",),
     (1, 4, 4): ("CL",),
     (1, 8): ("CL",),
+    (5, 4): ("CL",),  # a Chilean mobile written "98765 4321"
     # Trunk and NANP prefixes, regional landlines and the Argentine "15" mobile.
     (2, 3, 4): ("PE0", "CL2"),
     (2, 7): ("PE0", "CL2"),
@@ -165,7 +166,9 @@ def _national(norm: str, ctx: Context, chain: _Chain, i: int) -> Iterator[PhoneM
         if found is None:
             i += 1
         else:
-            yield found
+            widened = _with_prefix(norm, ctx, chain, i, found)
+            if widened is not None:
+                yield widened
             i = _next_group(chain, found.end)
 
 
@@ -196,6 +199,8 @@ def _window(
         seps = "".join(norm[groups[k][1] : groups[k + 1][0]] for k in range(i, j - 1))
         if plans and "." in seps and (len(lengths) > 3 or all(n == 3 for n in lengths[1:])):
             return None  # 612.345.678 is an amount, 71.177.03.71 an (invalid) IP address
+        if lengths == (5, 4) and (seps != " " or norm[:start].rstrip().endswith(")")):
+            return None  # "(020) 92522-1621" is a Brazilian shape, not a Chilean mobile
         plans = _grouped_plans(norm, groups[i:j], lengths, plans, norm[start] == "(")
     country = v.phone_national(norm[start:end], plans) if plans else None
     if country is None and len(lengths) == 1 and 11 <= lengths[0] <= 15:
@@ -211,6 +216,40 @@ def _window(
     if hit is not None and hit.negative:
         return None
     return PhoneMatch(start, end, country, "phone_national", _phone_word(hit))
+
+
+# Mexico's retired mobile (044, 045) and long-distance (01) prefixes, still written in
+# front of ten-digit numbers.
+_MX_PREFIXES = frozenset({"044", "045", "01"})
+
+
+def _with_prefix(
+    norm: str, ctx: Context, chain: _Chain, i: int, found: PhoneMatch
+) -> PhoneMatch | None:
+    """``found`` (a national number opening at group ``i``) widened to a separate group
+    before it that is a calling code written without the "+" under whose plan the number
+    is valid ("56 9 8765 4321", "whatsapp 55 11 98765-4321"), or a Mexican dialling prefix
+    before a Mexican number ("044 55 1234 5678"); the country is the prefix's,
+    so the masked span leaves no part of the number behind. None when a negative word
+    stands before the prefix ("ref 56 9 8765 4321")."""
+    if i == 0 or not chain.spaced[i] or (i > 1 and not chain.spaced[i - 1]):
+        return found
+    a, b = chain.groups[i - 1]
+    if a and norm[a - 1] not in " (:":
+        return found  # "2024-56 ..." or a "+" chain: not a prefix written on its own
+    prefix, digits = norm[a:b], v.digits_of(norm[found.start : found.end])
+    if prefix in _MX_PREFIXES and v.NATIONAL_PLANS["MX"](digits):
+        country = "MX"
+    elif prefix in v.PHONE_COUNTRIES:
+        country = v.PHONE_COUNTRIES[prefix][0]
+        if v.phone_international("+" + prefix + digits) != country:
+            return found
+    else:
+        return found
+    hit = ctx.keyword(a)
+    if hit is not None and hit.negative:
+        return None
+    return found._replace(start=a, country=country)
 
 
 def _grouped_plans(

@@ -402,6 +402,10 @@ NATIONAL_PLANS: dict[str, Callable[[str], bool]] = {
     "PE0": _trunk("0", lambda n: len(n) == 8 and phone_pe(n)),
     "CL2": phone_cl_regional,
     "US1": _trunk("1", phone_us),
+    # Mexico's retired mobile (044, 045) and long-distance (01) prefixes.
+    "MX044": _trunk("044", lambda n: len(n) == 10 and phone_mx(n)),
+    "MX045": _trunk("045", lambda n: len(n) == 10 and phone_mx(n)),
+    "MX01": _trunk("01", lambda n: len(n) == 10 and phone_mx(n)),
 }
 
 
@@ -432,4 +436,8 @@ def phone_national(value: str, plans: tuple[str, ...] = tuple(NATIONAL_PLANS)) -
 def phone(value: str) -> bool:
     if value.lstrip().startswith(("+", "00")):
         return phone_international(value) is not None
-    return phone_national(value) is not None
+    # A country code written without its "+" ("56 9 8765 4321") names a known plan.
+    return phone_national(value) is not None or phone_international("+" + value) not in (
+        None,
+        "INTL",
+    )
