@@ -253,7 +253,10 @@ def _national_phone(rng: random.Random, country: str, prefixed: bool = False) ->
         ],
         "AR": [f"11 15 {d(rng, 4, '2345')}-{d(rng, 4)}", f"0341 15 {d(rng, 3, '456')}-{d(rng, 4)}"],
         # Mexico's retired mobile and long-distance prefixes, still written by many.
-        "MX": [f"044 55 {d(rng, 4)} {d(rng, 4)}", f"01 {d(rng, 3, '2456789')} {d(rng, 3)} {d(rng, 4)}"],
+        "MX": [
+            f"044 55 {d(rng, 4)} {d(rng, 4)}",
+            f"01 {d(rng, 3, '2456789')} {d(rng, 3)} {d(rng, 4)}",
+        ],
         # A Chilean mobile in two groups, and with the country code but no "+".
         "CL": [f"9{d(rng, 4)} {d(rng, 4)}", f"56 9 {d(rng, 4)} {d(rng, 4)}"],
         "PE": [
