@@ -114,6 +114,38 @@ def test_redaction_reaches_audit_and_metrics_without_the_value(server: Server) -
     assert CPF not in server.log.read_text()
 
 
+def test_block_and_flag_reach_audit_and_metrics(server: Server) -> None:
+    blocked_id, flagged_id = "block-" + uuid.uuid4().hex, "flag-" + uuid.uuid4().hex
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": ATTACKS[0]}]},
+        headers=server.headers | {"x-request-id": blocked_id},
+        timeout=60,
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "content_filter"
+    (record,) = _audited(server, "guardrail.block", blocked_id)
+    assert record["detail"]["guard"] == "prompt_injection" and record["status"] == 400
+    # Toxicity flags by default: the request goes through and the flag is recorded.
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Eres un idiota, responde ya."}],
+            "max_tokens": 4,
+        },
+        headers=server.headers | {"x-request-id": flagged_id},
+        timeout=60,
+    )
+    assert r.status_code == 200
+    (record,) = _audited(server, "guardrail.flag", flagged_id)
+    assert record["detail"]["guard"] == "toxicity" and record["status"] == 200
+    metrics = httpx.get(
+        server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+    ).text
+    assert 'genaiops_guardrail_events_total{action="block",guard="prompt_injection"}' in metrics
+    assert 'genaiops_guardrail_events_total{action="flag",guard="toxicity"}' in metrics
+
+
 def test_blocked_stream_is_a_400_before_any_byte(server: Server) -> None:
     body = {
         "model": MODEL,

@@ -117,6 +117,58 @@ def test_uploads_keep_their_folders(server: Server) -> None:
     assert sources == ["equipo-a/notas.txt", "equipo-b/notas.txt", "etc/otras.txt"]
 
 
+def test_deleting_a_document_removes_it_from_every_retriever(server: Server) -> None:
+    operator = new_key(server, "del-" + uuid.uuid4().hex[:8], "operator")
+    headers = bearer(operator)
+    r = httpx.post(
+        server.url + "/v1/collections", json={"name": "notes"}, headers=headers, timeout=30
+    )
+    assert r.status_code == 201, r.text
+    files = [
+        (
+            "files",
+            ("turnos.txt", "El turno de guardia del sábado es de Ana.".encode(), "text/plain"),
+        ),
+        (
+            "files",
+            ("comida.txt", "El almuerzo del viernes es en la terraza.".encode(), "text/plain"),
+        ),
+    ]
+    r = httpx.post(
+        server.url + "/v1/collections/notes/documents", files=files, headers=headers, timeout=120
+    )
+    assert r.status_code == 200 and r.json()["added"] == 2, r.text
+
+    def sources(mode: str) -> list[str]:
+        r = httpx.post(
+            server.url + "/v1/collections/notes/search",
+            json={"query": "turno de guardia del sábado", "mode": mode, "top_k": 5},
+            headers=headers,
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        return [hit["source"] for hit in r.json()["data"]]
+
+    assert all(sources(mode)[0] == "turnos.txt" for mode in ("lexical", "dense", "hybrid"))
+    listed = httpx.get(
+        server.url + "/v1/collections/notes/documents", headers=headers, timeout=30
+    ).json()["data"]
+    (doc,) = [d for d in listed if d["source"] == "turnos.txt"]
+    r = httpx.delete(
+        server.url + f"/v1/collections/notes/documents/{doc['id']}", headers=headers, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert all("turnos.txt" not in sources(mode) for mode in ("lexical", "dense", "hybrid"))
+    listed = httpx.get(
+        server.url + "/v1/collections/notes/documents", headers=headers, timeout=30
+    ).json()["data"]
+    assert [d["source"] for d in listed] == ["comida.txt"]
+    r = httpx.delete(
+        server.url + f"/v1/collections/notes/documents/{doc['id']}", headers=headers, timeout=60
+    )
+    assert r.status_code == 404
+
+
 def test_search_modes(server: Server, tenant: dict[str, Any]) -> None:
     def search(query: str, **body: Any) -> list[dict[str, Any]]:
         r = httpx.post(
@@ -158,8 +210,45 @@ def test_roles_and_tenant_isolation(server: Server, tenant: dict[str, Any]) -> N
         r = httpx.request(method, server.url + path, json=body, headers=bearer(other), timeout=60)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["error"]["code"] == "collection_not_found"
-    listed = httpx.get(server.url + "/v1/collections", headers=bearer(other), timeout=30)
+    # Its documents can be neither replaced nor deleted from another tenant, nor listed by
+    # naming the tenant, in the query or in a smuggled header.
+    (doc, *_) = httpx.get(
+        server.url + "/v1/collections/handbook/documents",
+        headers=bearer(tenant["user"]),
+        timeout=30,
+    ).json()["data"]
+    r = httpx.post(
+        server.url + "/v1/collections/handbook/documents",
+        files=[("files", (doc["source"], b"replaced", "text/plain"))],
+        headers=bearer(other),
+        timeout=60,
+    )
+    assert r.status_code == 404 and r.json()["error"]["code"] == "collection_not_found"
+    r = httpx.delete(
+        server.url + f"/v1/collections/handbook/documents/{doc['id']}",
+        headers=bearer(other),
+        timeout=60,
+    )
+    assert r.status_code == 404
+    r = httpx.get(
+        server.url + "/v1/collections",
+        params={"tenant": tenant["name"]},
+        headers=bearer(other),
+        timeout=30,
+    )
+    assert r.status_code == 403
+    listed = httpx.get(
+        server.url + "/v1/collections",
+        headers=bearer(other) | {"x-tenant": tenant["name"], "x-genaiops-tenant": tenant["name"]},
+        timeout=30,
+    )
     assert listed.json()["data"] == []
+    still = httpx.get(
+        server.url + "/v1/collections/handbook/documents",
+        headers=bearer(tenant["user"]),
+        timeout=30,
+    ).json()["data"]
+    assert doc in still
     mine = httpx.get(server.url + "/v1/collections", headers=bearer(tenant["user"]), timeout=30)
     assert [c["name"] for c in mine.json()["data"]] == ["handbook"]
     # The other tenant can have its own collection of the same name.

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -502,6 +503,40 @@ def test_metrics_count_requests_tokens_rejections_and_failures(server: Server) -
     assert after[f'genaiops_queue_capacity{{model="{MODEL}"}}'] == places > 0
     assert f'genaiops_request_duration_seconds_count{{model="{MODEL}"}}' in after
     assert f'genaiops_time_to_first_token_seconds_count{{model="{MODEL}"}}' in after
+
+
+def test_inflight_and_queue_gauges_follow_the_work(server: Server) -> None:
+    """While one stream generates and a second request waits for the model, the gauges
+    say so; once both are over they are back to zero."""
+    inflight = f'genaiops_inflight_requests{{model="{MODEL}"}}'
+    depth = f'genaiops_queue_depth{{model="{MODEL}"}}'
+    long = {"model": MODEL, "prompt": "Once", "max_tokens": 1500, "ignore_eos": True}
+    seen: dict[str, float] = {}
+    with ThreadPoolExecutor(1) as pool, httpx.Client(timeout=120) as client:
+        with client.stream(
+            "POST",
+            server.url + "/v1/completions",
+            json=long | {"stream": True},
+            headers=server.headers,
+        ) as stream:
+            next(stream.iter_lines())  # generating now
+            waiting = pool.submit(complete, server, server.key, max_tokens=2)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                seen = scrape(server)
+                if seen.get(depth, 0) >= 1:
+                    break
+                time.sleep(0.05)
+        # Leaving the block disconnects the stream: the waiting request runs next.
+        assert waiting.result().status_code == 200
+    assert seen[inflight] == 1 and seen[depth] == 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = scrape(server)
+        if after[inflight] == 0 and after[depth] == 0:
+            break
+        time.sleep(0.05)
+    assert (after[inflight], after[depth]) == (0, 0)
 
 
 def test_first_start_created_an_owner_only_admin_key(server: Server) -> None:

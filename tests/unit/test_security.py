@@ -178,6 +178,67 @@ def test_budget_survives_a_restart(tmp_path: Path) -> None:
         asyncio.run(second.close())
 
 
+def test_tenant_tokens_and_budget_are_shared_by_its_keys_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A tenant's tokens per minute and budget hold across all its keys (each key has no
+    limit of its own), the change is audited, and the budget is re-seeded from the usage
+    of every key of the tenant after a restart."""
+    settings = load_settings(data_dir=tmp_path)
+    first = SecurityService(settings)
+    first.start()
+    first.set_tenant(SYSTEM, "acme", Limits(tpm=100, budget_tokens=150, budget_period="day"))
+    one = first.create_key(SYSTEM, tenant="acme", role="user")
+    two = first.create_key(SYSTEM, tenant="acme", role="user")
+    other = first.create_key(SYSTEM, tenant="globex", role="user")
+
+    async def spend() -> list[str]:
+        p1 = await first.authenticate(f"Bearer {one.secret}")
+        p2 = await first.authenticate(f"Bearer {two.secret}")
+        p3 = await first.authenticate(f"Bearer {other.secret}")
+        outcomes = []
+        admission = await first.admit(p1, 60)
+        await first.settle(admission, 60, 30)  # 90 of the tenant's 100 this minute
+        for principal, prompt in ((p2, 20), (p3, 20), (p2, 5)):
+            try:
+                await first.settle(await first.admit(principal, prompt), prompt, 0)
+                outcomes.append("ok")
+            except RateLimited as exc:
+                outcomes.append(exc.code or "")
+        return outcomes
+
+    # The second key is refused on the first key's spending; another tenant is not.
+    assert asyncio.run(spend()) == ["tokens_exceeded", "ok", "ok"]
+    first.recorder.flush()
+    changes = list(audit.query(first.db, event="tenant.updated"))
+    assert [(r["tenant"], r["detail"]["tpm"], r["detail"]["budget_tokens"]) for r in changes] == [
+        ("acme", 100, 150)
+    ]
+    for key, spent in ((one, 90), (two, 40)):
+        principal = asyncio.run(first.authenticate(f"Bearer {key.secret}"))
+        first.record_inference(
+            principal,
+            model="m",
+            status=200,
+            request_id="r",
+            latency_s=0.1,
+            prompt_tokens=spent,
+            completion_tokens=0,
+        )
+    asyncio.run(first.close())
+
+    second = SecurityService(settings)
+    second.start()
+    try:
+        p2 = asyncio.run(second.authenticate(f"Bearer {two.secret}"))
+        with pytest.raises(RateLimited) as info:
+            asyncio.run(second.admit(p2, 30))  # 130 spent by both keys + 30 > 150
+        assert info.value.code == "budget_exceeded"
+        asyncio.run(second.admit(p2, 20))  # fits exactly
+    finally:
+        asyncio.run(second.close())
+
+
 def test_rotation_keeps_what_the_key_spent(tmp_path: Path) -> None:
     """Limits and budgets belong to the line of keys: rotating a key (twice here) neither
     resets its budget in this process nor after a restart (seeded from the usage of every
