@@ -131,7 +131,7 @@ def test_deleting_a_document_removes_it_from_every_retriever(server: Server) -> 
         ),
         (
             "files",
-            ("comida.txt", "El almuerzo del viernes es en la terraza.".encode(), "text/plain"),
+            ("comida.txt", b"El almuerzo del viernes es en la terraza.", "text/plain"),
         ),
     ]
     r = httpx.post(
