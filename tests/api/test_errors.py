@@ -364,6 +364,55 @@ def test_dead_upstream_is_502(server: Server) -> None:
     assert_error(r, 502)
 
 
+def test_the_openai_client_raises_the_matching_error(server: Server) -> None:
+    """Every status reaches the official client as its own exception, with the OpenAI
+    error body (code, param) parsed and the rate-limit headers kept."""
+
+    def key(**body: object) -> str:
+        body = {"tenant": "errs" + uuid.uuid4().hex[:8], "role": "user"} | body
+        r = post(server, "/admin/keys", json=body)
+        assert r.status_code == 201, r.text
+        secret: str = r.json()["key"]
+        return secret
+
+    client = openai_client(server.base_url, server.key)
+    with pytest.raises(openai.AuthenticationError) as auth:
+        openai_client(server.base_url, "gaiops_nope").models.list()
+    assert auth.value.status_code == 401
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        openai_client(server.base_url, key(models=["gemma3-270m"])).completions.create(
+            model=MODEL, prompt="x", max_tokens=1
+        )
+    assert denied.value.status_code == 403
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.completions.create(model="local-gguf", prompt="word " * 3000, max_tokens=4)
+    assert bad.value.code == "context_length_exceeded" and bad.value.param == "prompt"
+    with pytest.raises(openai.APIStatusError) as large:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x" * (2 * 1024 * 1024)}]
+        )
+    assert large.value.status_code == 413 and large.value.code == "payload_too_large"
+    limited = openai_client(server.base_url, key(rpm=1))
+    limited.completions.create(model=MODEL, prompt="x", max_tokens=1)
+    with pytest.raises(openai.RateLimitError) as rate:
+        limited.completions.create(model=MODEL, prompt="x", max_tokens=1)
+    assert rate.value.code == "requests_exceeded"
+    assert int(rate.value.response.headers["retry-after"]) >= 1
+    with pytest.raises(openai.InternalServerError) as upstream:
+        client.chat.completions.create(
+            model="dead-upstream", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert upstream.value.status_code == 502 and upstream.value.code == "upstream_error"
+    with pytest.raises(openai.InternalServerError) as timeout:
+        client.completions.create(
+            model="smollm2-slow",
+            prompt="Once",
+            max_tokens=1500,
+            extra_body={"ignore_eos": True},
+        )
+    assert timeout.value.status_code == 504 and timeout.value.code == "timeout"
+
+
 def test_unknown_route_and_method(server: Server) -> None:
     assert_error(httpx.get(server.url + "/v1/nothing", headers=server.headers), 404)
     assert_error(httpx.get(server.url + "/v1/chat/completions", headers=server.headers), 405)

@@ -241,7 +241,22 @@ def test_json_object_mode_returns_json(client: openai.OpenAI) -> None:
         max_tokens=120,
     )
     value = json.loads(r.choices[0].message.content)  # type: ignore[attr-defined]
-    assert isinstance(value, dict | list)
+    # OpenAI's json_object mode answers with an object, never a bare list or scalar.
+    assert isinstance(value, dict)
+
+
+def test_top_p_restricts_sampling_to_the_nucleus(client: openai.OpenAI) -> None:
+    """With a tiny top_p only the most likely token survives, so sampling at a high
+    temperature gives the greedy answer whatever the seed; with top_p 1 it does not."""
+    prompt = "Write one sentence about the sea."
+    greedy = ask(client, prompt, temperature=0, max_tokens=24).choices[0].message.content
+
+    def sampled(top_p: float, seed: int) -> str | None:
+        r = ask(client, prompt, temperature=1.8, top_p=top_p, seed=seed, max_tokens=24)
+        return r.choices[0].message.content
+
+    assert all(sampled(1e-6, seed) == greedy for seed in (1, 2, 3))
+    assert any(sampled(1.0, seed) != greedy for seed in (1, 2, 3))
 
 
 def test_json_schema_output_validates(client: openai.OpenAI) -> None:

@@ -154,10 +154,12 @@ async def test_closing_a_running_job_stops_it_within_a_token() -> None:
             seen += 1
         if seen == 3:
             break
+    at_close = engine.tokens
     await ticket.aclose()
     await asyncio.sleep(0.1)
     assert engine.active == 0
-    assert engine.tokens <= 5
+    # At most the token being generated when the client left, out of the 1,000 asked.
+    assert engine.tokens <= at_close + 1
     await s.close()
 
 
