@@ -117,6 +117,31 @@ def test_uploads_keep_their_folders(server: Server) -> None:
     assert sources == ["equipo-a/notas.txt", "equipo-b/notas.txt", "etc/otras.txt"]
 
 
+def test_an_oversize_file_fails_alone(server: Server) -> None:
+    """A file past the per-file limit (50 MB by default) is reported in the upload's
+    report; the other files of the same upload are ingested."""
+    operator = new_key(server, "big-" + uuid.uuid4().hex[:8], "operator")
+    r = httpx.post(
+        server.url + "/v1/collections", json={"name": "big"}, headers=bearer(operator), timeout=30
+    )
+    assert r.status_code == 201, r.text
+    files = [
+        ("files", ("small.txt", b"Las reuniones de planificacion son los martes.", "text/plain")),
+        ("files", ("huge.txt", b"a" * (50 * 1024 * 1024 + 1), "text/plain")),
+    ]
+    r = httpx.post(
+        server.url + "/v1/collections/big/documents",
+        files=files,
+        headers=bearer(operator),
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["added"] == 1
+    ((failed,),) = [[f for f in report["failed"] if f["source"] == "huge.txt"]]
+    assert "larger than the 50" in failed["error"]
+
+
 def test_deleting_a_document_removes_it_from_every_retriever(server: Server) -> None:
     operator = new_key(server, "del-" + uuid.uuid4().hex[:8], "operator")
     headers = bearer(operator)

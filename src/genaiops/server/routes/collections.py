@@ -127,9 +127,12 @@ def upload_documents(
             tags = None
         if not isinstance(tags, dict):
             raise InvalidRequest("metadata must be a JSON object", param="metadata")
+    # One byte past the per-file limit is enough to refuse a file (in the report, with the
+    # other files ingested), so an oversize upload is never held whole in memory.
+    most = rag.settings.rag.max_upload_bytes + 1
     uploads = []
     for upload in files:
-        uploads.append((_upload_source(upload.filename), upload.file.read()))
+        uploads.append((_upload_source(upload.filename), upload.file.read(most)))
     fields = (
         [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
     )
