@@ -40,6 +40,21 @@ def test_ingest_with_some_bad_files_goes_on_and_exits_3(data: Path, tmp_path: Pa
     assert code == 1 and json.loads(out)["documents"] == 0  # nothing readable at all
 
 
+def test_ingest_include_and_exclude_globs(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "wiki"
+    (folder / "rh").mkdir(parents=True)
+    (folder / "rh" / "ferias.md").write_text("# Férias\n\nTrinta dias por ano.", "utf-8")
+    (folder / "rh" / "rascunho.md").write_text("# Rascunho\n\nNão publicar.", "utf-8")
+    (folder / "ti.txt").write_text("Senhas mudam a cada noventa dias.", "utf-8")
+    code, out, _ = cli(
+        data, "ingest", str(folder), "--collection", "kb", "--tenant", "acme", "--json",
+        "--include", "*.md", "--exclude", "*/rascunho.md",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["added"] == 1
+    _, out, _ = cli(data, "documents", "list", "--collection", "kb", "--tenant", "acme", "--json")
+    assert [Path(d["source"]).name for d in json.loads(out)] == ["ferias.md"]
+
+
 def test_collections_ingest_search_documents(data: Path, tmp_path: Path) -> None:
     faq = tmp_path / "faq.csv"
     faq.write_text(

@@ -387,8 +387,10 @@ def test_encrypted_at_rest(tmp_path: Path, docs: Path, monkeypatch: pytest.Monke
     finally:
         rag.close()
     raw = b"".join(p.read_bytes() for p in (data / "rag").glob("rag.db*"))
-    # File paths stay in clear (they identify documents); content words must not.
-    for word in ("colaborador", "Passwords", "perplejidad", "adaptadores", "matrices", "ninety"):
+    # File paths stay in clear (they identify documents); content words, titles and
+    # headings must not.
+    words = ("colaborador", "Passwords", "perplejidad", "adaptadores", "matrices", "ninety")
+    for word in (*words, "Security handbook", "ajuste fino", "Laptops", "Evaluación"):
         assert word.encode() not in raw, word
         assert word.lower().encode() not in raw, word
 

@@ -40,6 +40,15 @@ TenantOption = Annotated[
 ]
 CollectionOption = Annotated[str, typer.Option("--collection", "-k", help="Collection name.")]
 ListOption = Annotated[list[str] | None, typer.Option(help="Repeatable.")]
+IncludeOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Only files whose path under the folder matches this glob ('*.md', "
+                 "'policies/**'); repeatable."),
+]  # fmt: skip
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Skip files whose path under the folder matches this glob; repeatable."),
+]
 
 
 @contextmanager
@@ -183,8 +192,8 @@ def _progress_bar(console: Console) -> Progress:
 def ingest(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
     collection: CollectionOption = "",
-    include: ListOption = None,
-    exclude: ListOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     text_field: Annotated[str | None, typer.Option(help="CSV/JSONL/SQL text column.")] = None,
     id_field: Annotated[str | None, typer.Option(help="CSV/JSONL/SQL row id column.")] = None,
     metadata_field: ListOption = None,
