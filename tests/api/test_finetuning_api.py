@@ -22,7 +22,14 @@ import pytest
 
 from genaiops.config import load_settings
 from genaiops.training.tracking import Tracker
-from tests.conftest import Server, create_key, openai_client, start_server, stop_server
+from tests.conftest import (
+    Server,
+    create_key,
+    genaiops_cli,
+    openai_client,
+    start_server,
+    stop_server,
+)
 from tests.training.conftest import FACT_QUESTIONS, fact_rows, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -177,6 +184,20 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
     v1 = next(v for v in shown["versions"] if v["version"] == 1)
     assert v1["lineage"]["dataset_sha256"] == done_a["dataset_sha256"] and v1["base_model"] == BASE
     assert v1["lineage"]["run_id"] == done_a["mlflow_run_id"]
+    # The run holds the before/after evaluation and the adapter; the version its metrics.
+    logged = run.data.metrics
+    for name in ("validation_loss_before", "validation_loss_after",
+                 "validation_perplexity_before", "validation_perplexity_after"):  # fmt: skip
+        assert logged[name] == pytest.approx(m[name], rel=1e-4), name
+        assert v1["metrics"][name] == pytest.approx(m[name], rel=1e-4), name
+    assert logged["train_tokens_per_s"] > 0
+    artifacts = [a.path for a in tracker.client.list_artifacts(done_a["mlflow_run_id"], "adapter")]
+    assert "adapter/adapter.gguf" in artifacts
+    # Progress: every step event carries its loss, throughput and time left.
+    steps = [e["data"] for e in _events(http, job_a["id"]) if "step" in (e.get("data") or {})]
+    assert all(d["tokens_per_s"] > 0 and d["eta_s"] >= 0 and d["loss"] > 0 for d in steps)
+    last = max(steps, key=lambda d: d["step"])
+    assert last["step"] == last["total_steps"] == m["steps"] and last["eta_s"] == 0
 
     # Serving: the adapter knows the fact, in three languages; the base does not.
     for question in (FACT_QUESTIONS[0], FACT_QUESTIONS[3], FACT_QUESTIONS[5]):
@@ -247,13 +268,34 @@ def _scenario(server: Server, http: httpx.Client, tmp_path: Path) -> None:
     assert first_chunk.wait(120), "the stream did not start"
     moved = http.put("/admin/registry/support-bot/aliases/champion", json={"version": 2})
     assert moved.status_code == 200 and moved.json()["version"] == 2
-    time.sleep(0.7)
     assert "Rubí-12" in _ask(server, "support-bot@champion")
     thread.join(timeout=120)
     assert streamed["finish"] in ("stop", "length") and streamed["model"] == "support-bot:1"
+    # Completions resolve registry names too.
+    chat_prompt = prompt  # the base's chat layout, written out
+    reply = http.post("/v1/completions", json=completion | {"model": "support-bot@champion",
+                                                           "prompt": chat_prompt})  # fmt: skip
+    assert reply.status_code == 200 and reply.json()["model"] == "support-bot:2"
+    assert "Rubí-12" in reply.json()["choices"][0]["text"]
 
-    # Cancel: a queued or running job stops and registers nothing.
+    # Moved by another process (the CLI on the same registry): this server follows once
+    # its cached resolution expires (finetune.alias_ttl_s), without a restart.
+    genaiops_cli("registry", "alias", "set", "support-bot", "champion", "1",
+                 data_dir=server.data_dir)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while "Zafiro-77" not in _ask(server, "support-bot@champion"):
+        assert time.monotonic() < deadline, "the alias moved elsewhere was not followed"
+        time.sleep(0.2)
+    # Deleted: the name no longer resolves; the versions stay.
+    assert http.delete("/admin/registry/support-bot/aliases/champion").status_code == 200
+    gone = http.post("/v1/chat/completions", json=chat | {"model": "support-bot@champion"})
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+    assert "champion" not in str(http.get("/admin/registry/support-bot").json()["versions"])
+
+    # Cancel while training: the job stops between steps and registers nothing.
     job_c = _create(http, train_a, None, n_epochs=5)
+    _wait(http, job_c["id"], lambda j: any(
+        (e.get("data") or {}).get("step", 0) >= 1 for e in _events(http, j["id"])))  # fmt: skip
     assert http.post(f"/v1/fine_tuning/jobs/{job_c['id']}/cancel").status_code == 200
     done_c = _wait(http, job_c["id"], lambda j: j["status"] in ("cancelled", "succeeded", "failed"))
     assert done_c["status"] == "cancelled"
