@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.rag.test_service import assert_consistent
 
 TOPICS = ["vacaciones", "gastos", "seguridad", "contratos", "viajes", "formación"]
@@ -44,28 +46,41 @@ def documents(db: Path) -> int:
 
 
 def kill_mid_ingest_then_resume(
-    tmp_path: Path, env: dict[str, str], stored: Callable[[], int], check: Callable[[], None]
+    tmp_path: Path,
+    env: dict[str, str],
+    stored: Callable[[], int],
+    check: Callable[[], None],
+    sig: signal.Signals = signal.SIGKILL,
 ) -> None:
-    """Ingest 240 files in a CLI process killed with SIGKILL after 20 documents are stored:
-    ``check`` passes after the kill, and the same command then finishes the job. ``env``
-    selects the data directory and store; ``stored`` counts the stored documents."""
+    """Ingest 240 files in a CLI process stopped with ``sig`` (SIGKILL: a crash; SIGINT:
+    Ctrl-C) after 20 documents are stored: ``check`` passes after it, and the same command
+    then finishes the job. ``env`` selects the data directory and store; ``stored`` counts
+    the stored documents."""
     corpus = tmp_path / "corpus"
     write_corpus(corpus, files=240)
     cli = [sys.executable, "-m", "genaiops"]
     subprocess.run([*cli, "collections", "create", "policies"], env=env, check=True)
-    process = subprocess.Popen(
-        [*cli, "ingest", str(corpus), "--collection", "policies"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "ingest.log"
+    with log.open("w") as err:  # a file: a full pipe would stall the progress bar
+        process = subprocess.Popen(
+            [*cli, "ingest", str(corpus), "--collection", "policies"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     deadline = time.monotonic() + 120
     while stored() < 20:
         assert process.poll() is None, "ingest finished before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    stderr = log.read_text()
+    if sig == signal.SIGINT:
+        # Ctrl-C: a one-line message and the conventional exit status, no traceback.
+        assert process.returncode == 130, stderr
+        assert stderr.strip().splitlines()[-1] == "interrupted", stderr
+        assert "Traceback" not in stderr
     before = stored()
     assert 20 <= before < 240
     check()
@@ -92,11 +107,13 @@ def kill_mid_ingest_then_resume(
     assert hits and hits[0]["source"].endswith(".md")
 
 
-def test_kill_mid_ingest_then_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_stop_mid_ingest_then_resume(tmp_path: Path, sig: signal.Signals) -> None:
     db = tmp_path / "data" / "rag" / "rag.db"
     kill_mid_ingest_then_resume(
         tmp_path,
         os.environ | {"GENAIOPS_DATA_DIR": str(tmp_path / "data")},
         lambda: documents(db),
         lambda: assert_consistent(db),
+        sig,
     )
