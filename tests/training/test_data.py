@@ -202,6 +202,11 @@ def test_redaction_follows_the_pii_guard_settings(smol: SmolBase, tmp_path: Path
     # The pii guard off for inputs: training data is not redacted either.
     off = learned(input={"pii": {"enabled": False}})
     assert "ana.souza@empresa.com.br" in off and "529.982.247-25" in off
+    # finetune.redact_pii = false: trained as written, whatever the guard policy says.
+    settings = load_settings(None, data_dir=tmp_path / "data", finetune={"redact_pii": False})
+    assert redactor(settings) is None
+    ds = datasets.load(path, renderer, 128, redactor(settings))
+    assert ds.redacted == 0 and "529.982.247-25" in _learned(renderer, ds.examples[0])
 
 
 def test_a_jobs_redaction_follows_its_owners_policy(smol: SmolBase, tmp_path: Path) -> None:
