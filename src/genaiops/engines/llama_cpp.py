@@ -108,6 +108,7 @@ class LlamaCppEngine(ThreadedEngine):
         self._models_dir = settings.models_dir()
         self._llm: Any = None
         self._template: str | None = None
+        self._n_vocab = 0
         self._bos = ""
         self._eos = ""
         self._add_bos = True
@@ -147,6 +148,9 @@ class LlamaCppEngine(ThreadedEngine):
             verbose=False,
             lora_path=str(self.config.lora_path) if self.config.lora_path else None,
         )
+        # Asked once: llama-cpp-python's n_vocab() walks the C API (tens of microseconds),
+        # too slow to ask per request or, with logprobs, per token.
+        self._n_vocab = int(self._llm.n_vocab())
         metadata: dict[str, str] = self._llm.metadata or {}
         configured = self.config.chat_template
         if configured == "none":
@@ -182,7 +186,7 @@ class LlamaCppEngine(ThreadedEngine):
                 param=unsupported[0],
             )
         bias = request.params.logit_bias
-        check_token_ids(self.name, bias, self._llm.n_vocab(), "logit_bias")
+        check_token_ids(self.name, bias, self._n_vocab, "logit_bias")
         tokens = self.token_ids(request)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
@@ -226,7 +230,7 @@ class LlamaCppEngine(ThreadedEngine):
     def token_text(self, ids: list[int]) -> str:
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
-        vocab = self._llm.n_vocab()
+        vocab = self._n_vocab
         check_token_ids(self.name, ids, vocab)
         text: str = self._llm.detokenize(ids, special=True).decode("utf-8", "replace")
         return text
@@ -234,7 +238,7 @@ class LlamaCppEngine(ThreadedEngine):
     def vocab_size(self) -> int:
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
-        return int(self._llm.n_vocab())
+        return self._n_vocab
 
     def _grammar(self, request: GenerationRequest) -> Any:
         fmt = request.params.response_format
@@ -311,7 +315,7 @@ class LlamaCppEngine(ThreadedEngine):
 
         llm = self._llm
         pointer = lib.llama_get_logits_ith(llm._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
         return from_logits(
             logits, token, top, lambda t: bytes(llm.detokenize([t], special=True)), text
         )
@@ -331,9 +335,9 @@ class LlamaCppEngine(ThreadedEngine):
         def build(**kw: Any) -> Any:
             sampler = LlamaSampler()  # type: ignore[no-untyped-call]
             if bias:
-                sampler.add_logit_bias(llm.n_vocab(), bias)
+                sampler.add_logit_bias(self._n_vocab, bias)
             sampler.add_penalties(
-                n_vocab=llm.n_vocab(),
+                n_vocab=self._n_vocab,
                 penalty_last_n=llm.last_n_tokens_size,
                 penalty_repeat=kw["repeat_penalty"],
                 penalty_freq=kw["frequency_penalty"],
