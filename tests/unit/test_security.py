@@ -37,6 +37,19 @@ def service(tmp_path: Path) -> Any:
     asyncio.run(svc.close())
 
 
+def spent(service: SecurityService, principal: Principal, prompt: int, completion: int) -> None:
+    """Record one finished request's tokens, as the server does after an answer."""
+    service.record_inference(
+        principal,
+        model="m",
+        status=200,
+        request_id="r",
+        latency_s=0.1,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+    )
+
+
 def test_every_verification_costs_exactly_one_constant_time_comparison(
     service: SecurityService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,15 +169,7 @@ def test_budget_survives_a_restart(tmp_path: Path) -> None:
         SYSTEM, tenant="acme", role="user", limits=Limits(budget_tokens=100, budget_period="day")
     )
     principal = asyncio.run(first.authenticate(f"Bearer {new.secret}"))
-    first.record_inference(
-        principal,
-        model="m",
-        status=200,
-        request_id="r",
-        latency_s=0.1,
-        prompt_tokens=60,
-        completion_tokens=30,
-    )
+    spent(first, principal, 60, 30)
     asyncio.run(first.close())
 
     second = SecurityService(settings)
@@ -214,17 +219,9 @@ def test_tenant_tokens_and_budget_are_shared_by_its_keys_and_survive_a_restart(
     assert [(r["tenant"], r["detail"]["tpm"], r["detail"]["budget_tokens"]) for r in changes] == [
         ("acme", 100, 150)
     ]
-    for key, spent in ((one, 90), (two, 40)):
+    for key, tokens in ((one, 90), (two, 40)):
         principal = asyncio.run(first.authenticate(f"Bearer {key.secret}"))
-        first.record_inference(
-            principal,
-            model="m",
-            status=200,
-            request_id="r",
-            latency_s=0.1,
-            prompt_tokens=spent,
-            completion_tokens=0,
-        )
+        spent(first, principal, tokens, 0)
     asyncio.run(first.close())
 
     second = SecurityService(settings)
@@ -250,15 +247,7 @@ def test_rotation_keeps_what_the_key_spent(tmp_path: Path) -> None:
     new = first.create_key(SYSTEM, tenant="acme", role="user", limits=limits)
     principal = asyncio.run(first.authenticate(f"Bearer {new.secret}"))
     asyncio.run(first.admit(principal, 0))
-    first.record_inference(
-        principal,
-        model="m",
-        status=200,
-        request_id="r",
-        latency_s=0.1,
-        prompt_tokens=60,
-        completion_tokens=30,
-    )
+    spent(first, principal, 60, 30)
     first.recorder.flush()
     rotated, _ = first.rotate_key(SYSTEM, new.record.id)
     again, _ = first.rotate_key(SYSTEM, rotated.record.id)
