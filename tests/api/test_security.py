@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -511,23 +512,34 @@ def test_inflight_and_queue_gauges_follow_the_work(server: Server) -> None:
     inflight = f'genaiops_inflight_requests{{model="{MODEL}"}}'
     depth = f'genaiops_queue_depth{{model="{MODEL}"}}'
     long = {"model": MODEL, "prompt": "Once", "max_tokens": 1500, "ignore_eos": True}
-    seen: dict[str, float] = {}
-    with ThreadPoolExecutor(1) as pool, httpx.Client(timeout=120) as client:
-        with client.stream(
-            "POST",
-            server.url + "/v1/completions",
-            json=long | {"stream": True},
-            headers=server.headers,
-        ) as stream:
-            next(stream.iter_lines())  # generating now
-            waiting = pool.submit(complete, server, server.key, max_tokens=2)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                seen = scrape(server)
-                if seen.get(depth, 0) >= 1:
+    generating, stop = threading.Event(), threading.Event()
+
+    def stream() -> None:
+        # Read as it comes (a client that stops reading would stall the stream), until
+        # the gauges have been seen; leaving disconnects and cancels the generation.
+        with httpx.stream(
+            "POST", server.url + "/v1/completions", json=long | {"stream": True},
+            headers=server.headers, timeout=120,
+        ) as r:  # fmt: skip
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    generating.set()
+                if stop.is_set():
                     break
-                time.sleep(0.05)
-        # Leaving the block disconnects the stream: the waiting request runs next.
+
+    seen: dict[str, float] = {}
+    with ThreadPoolExecutor(2) as pool:
+        streaming = pool.submit(stream)
+        assert generating.wait(60), "the stream did not start"
+        waiting = pool.submit(complete, server, server.key, max_tokens=2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen = scrape(server)
+            if seen.get(depth, 0) >= 1 and seen.get(inflight, 0) >= 1:
+                break
+            time.sleep(0.05)
+        stop.set()
+        streaming.result()
         assert waiting.result().status_code == 200
     assert seen[inflight] == 1 and seen[depth] == 1
     deadline = time.monotonic() + 30
