@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from genaiops.config import load_settings
+from genaiops.config import Settings, load_settings
 from genaiops.errors import AuthenticationError, InvalidRequest, PermissionDenied, RateLimited
 from genaiops.monitoring.logs import JSONFormatter
 from genaiops.security import audit, keys
@@ -48,6 +48,21 @@ def spent(service: SecurityService, principal: Principal, prompt: int, completio
         prompt_tokens=prompt,
         completion_tokens=completion,
     )
+
+
+def assert_budget_after_restart(settings: Settings, secret: str, over: int, fits: int) -> None:
+    """A new service on the same data (a restart) refuses ``over`` prompt tokens for the
+    key ``secret`` with ``budget_exceeded`` and then admits ``fits``."""
+    service = SecurityService(settings)
+    service.start()
+    try:
+        principal = asyncio.run(service.authenticate(f"Bearer {secret}"))
+        with pytest.raises(RateLimited) as info:
+            asyncio.run(service.admit(principal, over))
+        assert info.value.code == "budget_exceeded"
+        asyncio.run(service.admit(principal, fits))
+    finally:
+        asyncio.run(service.close())
 
 
 def test_every_verification_costs_exactly_one_constant_time_comparison(
@@ -171,16 +186,7 @@ def test_budget_survives_a_restart(tmp_path: Path) -> None:
     principal = asyncio.run(first.authenticate(f"Bearer {new.secret}"))
     spent(first, principal, 60, 30)
     asyncio.run(first.close())
-
-    second = SecurityService(settings)
-    second.start()
-    try:
-        with pytest.raises(RateLimited) as info:
-            asyncio.run(second.admit(principal, 20))
-        assert info.value.code == "budget_exceeded"
-        asyncio.run(second.admit(principal, 10))  # 90 + 10 fits exactly
-    finally:
-        asyncio.run(second.close())
+    assert_budget_after_restart(settings, new.secret, over=20, fits=10)  # 90 + 10 fits exactly
 
 
 def test_tenant_tokens_and_budget_are_shared_by_its_keys_and_survive_a_restart(
@@ -223,17 +229,8 @@ def test_tenant_tokens_and_budget_are_shared_by_its_keys_and_survive_a_restart(
         principal = asyncio.run(first.authenticate(f"Bearer {key.secret}"))
         spent(first, principal, tokens, 0)
     asyncio.run(first.close())
-
-    second = SecurityService(settings)
-    second.start()
-    try:
-        p2 = asyncio.run(second.authenticate(f"Bearer {two.secret}"))
-        with pytest.raises(RateLimited) as info:
-            asyncio.run(second.admit(p2, 30))  # 130 spent by both keys + 30 > 150
-        assert info.value.code == "budget_exceeded"
-        asyncio.run(second.admit(p2, 20))  # fits exactly
-    finally:
-        asyncio.run(second.close())
+    # 130 spent by both keys: 30 more is over the tenant's 150, 20 fits exactly.
+    assert_budget_after_restart(settings, two.secret, over=30, fits=20)
 
 
 def test_rotation_keeps_what_the_key_spent(tmp_path: Path) -> None:
@@ -260,17 +257,8 @@ def test_rotation_keeps_what_the_key_spent(tmp_path: Path) -> None:
         asyncio.run(first.admit(newest, 0))  # the fourth request of the line this minute
     assert info.value.code == "requests_exceeded"
     asyncio.run(first.close())
-
-    second = SecurityService(settings)
-    second.start()
-    try:
-        newest = asyncio.run(second.authenticate(f"Bearer {again.secret}"))
-        with pytest.raises(RateLimited) as info:
-            asyncio.run(second.admit(newest, 20))
-        assert info.value.code == "budget_exceeded"
-        asyncio.run(second.admit(newest, 10))  # 90 spent by the first key + 10
-    finally:
-        asyncio.run(second.close())
+    # 90 spent by the first key of the line: 20 more is over, 10 fits.
+    assert_budget_after_restart(settings, again.secret, over=20, fits=10)
 
 
 def _events(n: int) -> list[AuditEvent]:

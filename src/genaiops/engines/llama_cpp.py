@@ -187,7 +187,8 @@ class LlamaCppEngine(ThreadedEngine):
             )
         bias = request.params.logit_bias
         check_token_ids(self.name, bias, self._n_vocab, "logit_bias")
-        tokens = self.token_ids(request)
+        plan = tools.plan(request)
+        tokens = self._tokens(request, plan)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
         ctx = self.config.context_length
@@ -198,7 +199,6 @@ class LlamaCppEngine(ThreadedEngine):
             )
         if max_tokens is None:
             max_tokens = ctx - len(tokens)
-        plan = tools.plan(request)
         grammar = self._tool_grammar(plan, request) if plan else self._grammar(request)
         state: dict[str, Any] = {"tokens": tokens, "grammar": grammar, "tools": plan}
         return PreparedRequest(request, len(tokens), max_tokens, state)
@@ -206,6 +206,12 @@ class LlamaCppEngine(ThreadedEngine):
     def token_ids(self, request: GenerationRequest) -> list[int]:
         if not self.ready:
             raise ModelNotReady(f"model '{self.name}' is {self._state}")
+        require_text_messages(self.name, request, tool_turns=True)
+        return self._tokens(request, tools.plan(request))
+
+    def _tokens(self, request: GenerationRequest, plan: tools.ToolPlan | None) -> list[int]:
+        """The prompt's tokens: a chat rendered with its template (tools described for
+        ``plan``), a completion prompt as it is."""
         if request.is_chat:
             if self._template is None:
                 raise InvalidRequest(
@@ -215,8 +221,7 @@ class LlamaCppEngine(ThreadedEngine):
                     code="chat_not_supported",
                 )
             assert request.messages is not None
-            require_text_messages(self.name, request, tool_turns=True)
-            messages = tools.conversation(request.messages, tools.plan(request))
+            messages = tools.conversation(request.messages, plan)
             text = chat_template.render(
                 self._template, messages, bos_token=self._bos, eos_token=self._eos
             )

@@ -265,6 +265,10 @@ def _apply_keywords(cands: list[Candidate], ctx: Context) -> list[Candidate]:
     for c in cands:
         kinds.setdefault((c.start, c.end), set()).add(c.kind)
     phones = [(c.start, c.end) for c in cands if c.kind == "PHONE"]
+
+    def dialled(c: Candidate) -> bool:
+        return any(a < c.end and c.start < b for a, b in phones)
+
     kept = []
     for c in cands:
         shared = len(kinds[(c.start, c.end)]) > 1
@@ -273,9 +277,7 @@ def _apply_keywords(cands: list[Candidate], ctx: Context) -> list[Candidate]:
             if hit is not None and hit.names_identifier and c.kind not in hit.vouches:
                 # A phone word rules an identifier out only where the digits read as a
                 # phone too: "celular 529.982.247-25" cannot be dialled, so it stays a CPF.
-                if c.kind in _EXCLUSIVE and not (
-                    hit.phone and not any(a < c.end and c.start < b for a, b in phones)
-                ):
+                if c.kind in _EXCLUSIVE and (not hit.phone or dialled(c)):
                     continue
             elif hit is not None and shared and c.kind in hit.vouches and c.priority < 100:
                 c.priority += 100

@@ -218,11 +218,6 @@ def _window(
     return PhoneMatch(start, end, country, "phone_national", _phone_word(hit))
 
 
-# Mexico's retired mobile (044, 045) and long-distance (01) prefixes, still written in
-# front of ten-digit numbers.
-_MX_PREFIXES = frozenset({"044", "045", "01"})
-
-
 def _with_prefix(
     norm: str, ctx: Context, chain: _Chain, i: int, found: PhoneMatch
 ) -> PhoneMatch | None:
@@ -238,13 +233,12 @@ def _with_prefix(
     if a and norm[a - 1] not in " (:":
         return found  # "2024-56 ..." or a "+" chain: not a prefix written on its own
     prefix, digits = norm[a:b], v.digits_of(norm[found.start : found.end])
-    if prefix in _MX_PREFIXES and v.NATIONAL_PLANS["MX"](digits):
-        country = "MX"
-    elif prefix in v.PHONE_COUNTRIES:
-        country = v.PHONE_COUNTRIES[prefix][0]
-        if v.phone_international("+" + prefix + digits) != country:
-            return found
-    else:
+    # Mexico's retired 044/045 mobile or 01 long-distance prefix; else a calling code,
+    # which reads the number under its own plan (the codes are no prefixes of each other).
+    country = v.phone_national(prefix + digits, v.MX_PREFIXED)
+    if country is None and prefix in v.PHONE_COUNTRIES:
+        country = v.phone_international("+" + prefix + digits)
+    if country is None:
         return found
     hit = ctx.keyword(a)
     if hit is not None and hit.negative:

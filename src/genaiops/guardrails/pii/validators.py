@@ -344,6 +344,11 @@ def phone_co(n: str) -> bool:
     return len(n) == 10 and (n[:1] == "3" and n[1] in "012345" or n[:2] == "60")
 
 
+def phone_mx_national(n: str) -> bool:
+    """A Mexican number as dialled at home: ten digits, no old mobile "1"."""
+    return len(n) == 10 and phone_mx(n)
+
+
 def phone_cl(n: str) -> bool:
     return len(n) == 9 and n[0] in "2345679"
 
@@ -387,7 +392,7 @@ PHONE_COUNTRIES = {
 # Stricter than international: an 8-digit group is more often a document than a landline.
 NATIONAL_PLANS: dict[str, Callable[[str], bool]] = {
     "BR": phone_br,
-    "MX": lambda n: len(n) == 10 and phone_mx(n),
+    "MX": phone_mx_national,
     "AR": lambda n: len(n) == 10 and phone_ar(n),
     "AR0": phone_ar_national,
     "CO": phone_co,
@@ -403,10 +408,12 @@ NATIONAL_PLANS: dict[str, Callable[[str], bool]] = {
     "CL2": phone_cl_regional,
     "US1": _trunk("1", phone_us),
     # Mexico's retired mobile (044, 045) and long-distance (01) prefixes.
-    "MX044": _trunk("044", lambda n: len(n) == 10 and phone_mx(n)),
-    "MX045": _trunk("045", lambda n: len(n) == 10 and phone_mx(n)),
-    "MX01": _trunk("01", lambda n: len(n) == 10 and phone_mx(n)),
+    "MX044": _trunk("044", phone_mx_national),
+    "MX045": _trunk("045", phone_mx_national),
+    "MX01": _trunk("01", phone_mx_national),
 }
+# The Mexican plans dialled behind a retired prefix.
+MX_PREFIXED = ("MX044", "MX045", "MX01")
 
 
 def phone_international(value: str) -> str | None:
